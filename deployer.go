@@ -1,0 +1,420 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Labels the Deployer sets on every machine it creates.
+const (
+	LabelApp     = "cutover.app"
+	LabelVersion = "cutover.version"
+	LabelRole    = "cutover.role" // "app" or "release_command"
+)
+
+// Deployer runs deploys. Its zero value is not usable: set Backend and Router,
+// and a Strategy here or on each Request. Fields are read at each call; do not
+// change them while a deploy runs.
+type Deployer struct {
+	Backend  Backend
+	Router   Router
+	Health   HealthChecker // nil: DialCheck
+	Strategy Strategy      // default strategy for requests that name none
+
+	// WaitTimeout bounds each machine's health wait; 0 means DefaultWaitTimeout.
+	WaitTimeout time.Duration
+	// Timeout bounds a whole deploy, rollback included; 0 means no bound beyond ctx.
+	Timeout time.Duration
+	// NoAutoRollback keeps a partly moved fleet on failure instead of restoring
+	// the previous version (new machines that never took traffic are destroyed anyway).
+	NoAutoRollback bool
+
+	Logger  hclog.Logger // nil: no logging
+	OnEvent func(Event)  // called synchronously for every event; must not block long
+
+	mu      sync.Mutex
+	running map[string]bool
+}
+
+// Request is one deploy.
+type Request struct {
+	Spec        MachineSpec   // the new version; Spec.App names the app
+	Count       int           // machines to end with; 0 keeps the current count (at least 1)
+	Strategy    Strategy      // nil: Deployer.Strategy
+	Health      HealthChecker // nil: Deployer.Health
+	WaitTimeout time.Duration // 0: Deployer.WaitTimeout
+}
+
+// Status of a finished deploy.
+type Status string
+
+// Deploy outcomes.
+const (
+	StatusSucceeded  Status = "succeeded"
+	StatusFailed     Status = "failed"      // nothing moved, or moved machines were kept (NoAutoRollback)
+	StatusRolledBack Status = "rolled_back" // traffic had moved; the previous version was restored
+)
+
+// Result counts what a deploy did.
+type Result struct {
+	App         string
+	Strategy    string
+	FromVersion string // version of the machines serving before; "" for a first deploy
+	Version     string // the version deployed
+	Status      Status
+	Machines    []string          // IDs of the machines serving afterwards
+	Counts      map[EventType]int // events by type
+	Downtime    time.Duration     // window with no machine routed (immediate strategy)
+	Started     time.Time
+	Finished    time.Time
+	Err         error // why it failed; nil on success
+}
+
+// Duration is how long the deploy took.
+func (r *Result) Duration() time.Duration { return r.Finished.Sub(r.Started) }
+
+func (d *Deployer) logger() hclog.Logger {
+	if d.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return d.Logger
+}
+
+func (d *Deployer) lock(app string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running[app] {
+		return fmt.Errorf("app %q: %w", app, ErrDeployInProgress)
+	}
+	if d.running == nil {
+		d.running = map[string]bool{}
+	}
+	d.running[app] = true
+	return nil
+}
+
+func (d *Deployer) unlock(app string) {
+	d.mu.Lock()
+	delete(d.running, app)
+	d.mu.Unlock()
+}
+
+// Deploy moves req.Spec.App to req.Spec with the request's strategy. It always
+// returns a Result; err is non-nil when the deploy did not succeed, and then the
+// previous version serves (Result.Status says whether traffic had to be rolled back).
+func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
+	res := &Result{App: req.Spec.App, Version: req.Spec.Version, Started: time.Now(), Counts: map[EventType]int{}}
+	fail := func(err error) (*Result, error) {
+		res.Status, res.Err, res.Finished = StatusFailed, err, time.Now()
+		return res, err
+	}
+	if d.Backend == nil || d.Router == nil {
+		return fail(fmt.Errorf("deployer: %w: Backend and Router must be set", ErrInvalid))
+	}
+	if err := validateSpec(req.Spec); err != nil {
+		return fail(err)
+	}
+	strat := req.Strategy
+	if strat == nil {
+		strat = d.Strategy
+	}
+	if strat == nil {
+		return fail(ErrNoStrategy)
+	}
+	res.Strategy = strat.Name()
+	if err := d.lock(req.Spec.App); err != nil {
+		return fail(err)
+	}
+	defer d.unlock(req.Spec.App)
+
+	if d.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		defer cancel()
+	}
+	log := d.logger().With("app", req.Spec.App)
+
+	old, err := d.Backend.List(ctx, req.Spec.App)
+	if err != nil {
+		return fail(phaseErr(nil, "list", err))
+	}
+	old = appMachines(old)
+	spec := req.Spec
+	if spec.Version == "" {
+		spec.Version = nextVersion(old)
+	}
+	spec.Labels = withLabels(spec.Labels, map[string]string{LabelApp: spec.App, LabelVersion: spec.Version, LabelRole: "app"})
+	res.Version = spec.Version
+	if len(old) > 0 {
+		res.FromVersion = old[0].Spec().Version
+	}
+	count := req.Count
+	if count <= 0 {
+		count = max(len(old), 1)
+	}
+	var routes map[string]int
+	if wr, ok := d.Router.(WeightReporter); ok && len(old) > 0 {
+		routes = wr.Targets()
+	}
+	hc := req.Health
+	if hc == nil {
+		hc = d.Health
+	}
+	r := NewRollout(spec, count, old, d.Backend, d.Router, hc, routes, func(e Event) {
+		res.Counts[e.Type]++ // guarded: emit is serialised below
+		d.event(log, e)
+	})
+	r.emit = serialize(r.emit)
+	r.Logger = log
+	r.WaitTimeout = req.WaitTimeout
+	if r.WaitTimeout <= 0 {
+		r.WaitTimeout = d.WaitTimeout
+	}
+
+	r.Emit(Event{Type: DeployStarted, Version: spec.Version, Message: fmt.Sprintf("strategy=%s machines=%d from=%q", res.Strategy, count, res.FromVersion)})
+	err = strat.Deploy(ctx, r)
+	res.Downtime = r.downtime
+	if err == nil {
+		res.Status = StatusSucceeded
+		res.Machines = ids(r.Created())
+		r.Emit(Event{Type: DeploySucceeded, Version: spec.Version})
+		res.Finished = time.Now()
+		return res, nil
+	}
+
+	res.Status = StatusFailed
+	r.Emit(Event{Type: DeployFailed, Version: spec.Version, Err: err})
+	rolledBack, uerr := d.undo(context.WithoutCancel(ctx), r)
+	if rolledBack {
+		res.Status = StatusRolledBack
+		r.Emit(Event{Type: DeployRolledBack, Version: res.FromVersion, Message: "previous version restored", Err: err})
+	}
+	if uerr != nil {
+		err = errors.Join(err, fmt.Errorf("cleanup: %w", uerr))
+	}
+	serving, _ := d.Backend.List(context.WithoutCancel(ctx), spec.App)
+	res.Machines = ids(appMachines(serving))
+	res.Err, res.Finished = err, time.Now()
+	return res, err
+}
+
+// undo returns the app to its previous version after a failed strategy:
+// previous machines serve, every machine the deploy created is gone. It reports
+// whether traffic had moved and had to be restored.
+func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, r.undoTimeout())
+	defer cancel()
+	moved := r.TrafficMoved()
+	created := r.Created()
+	alive := r.OldAlive()
+
+	if moved && d.NoAutoRollback {
+		// Keep what serves; remove only new machines that never took traffic.
+		routes := r.Routes()
+		var errs []error
+		for _, m := range created {
+			if routes[m.Addr()] == 0 {
+				errs = append(errs, r.Retire(ctx, m))
+			}
+		}
+		return false, errors.Join(errs...)
+	}
+
+	var errs []error
+	keep := alive
+	if missing := len(r.Old) - len(alive); missing > 0 {
+		// The old version lost machines: launch replacements before removing the new ones.
+		spec := r.Old[0].Spec()
+		for range missing {
+			m, err := r.Launch(ctx, spec)
+			if err == nil {
+				err = r.WaitHealthy(ctx, m)
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			keep = append(keep, m)
+		}
+	}
+	next := map[string]int{}
+	for _, m := range keep {
+		next[m.Addr()] = 1
+	}
+	// Keep a new, routed machine serving only when nothing of the old version can.
+	if len(next) == 0 && len(r.Old) > 0 {
+		errs = append(errs, errors.New("no machine of the previous version could be restored"))
+	}
+	if len(next) > 0 || len(r.Old) == 0 {
+		if err := r.RouteAddrs(ctx, next); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, m := range created {
+		if contains(keep, m) {
+			continue
+		}
+		errs = append(errs, r.Retire(ctx, m))
+	}
+	return moved, errors.Join(errs...)
+}
+
+func (r *Rollout) undoTimeout() time.Duration {
+	wt := r.WaitTimeout
+	if wt <= 0 {
+		wt = DefaultWaitTimeout
+	}
+	return wt + time.Minute
+}
+
+func (d *Deployer) event(log hclog.Logger, e Event) {
+	args := []any{"machine", e.Machine, "version", e.Version}
+	if e.Err != nil {
+		args = append(args, "error", e.Err)
+	}
+	if e.Message != "" {
+		args = append(args, "msg", e.Message)
+	}
+	switch e.Type {
+	case DeployFailed, MachineUnhealthy, DeployRolledBack:
+		log.Warn(string(e.Type), args...)
+	case DeployStarted, DeploySucceeded:
+		log.Info(string(e.Type), args...)
+	default:
+		log.Debug(string(e.Type), args...)
+	}
+	if d.OnEvent != nil {
+		d.OnEvent(e)
+	}
+}
+
+// MachineStatus is one line of Deployer.Status, like `fly status`.
+type MachineStatus struct {
+	ID      string
+	Version string
+	Image   string
+	Addr    string
+	State   MachineState
+	Health  string // "passing", "critical: <reason>", or "" when not started
+	Weight  int    // traffic weight; -1 when the router cannot say
+}
+
+// Status lists an app's machines with their version, state, health (checked now)
+// and traffic weight, sorted by ID.
+func (d *Deployer) Status(ctx context.Context, app string) ([]MachineStatus, error) {
+	ms, err := d.Backend.List(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	var weights map[string]int
+	if wr, ok := d.Router.(WeightReporter); ok {
+		weights = wr.Targets()
+	}
+	hc := d.Health
+	if hc == nil {
+		hc = DialCheck{}
+	}
+	out := make([]MachineStatus, 0, len(ms))
+	for _, m := range ms {
+		st := MachineStatus{ID: m.ID(), Version: m.Spec().Version, Image: m.Spec().Image, Addr: m.Addr(), State: m.State(), Weight: -1}
+		if weights != nil {
+			st.Weight = weights[m.Addr()]
+		}
+		if st.State == StateStarted {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := hc.Check(cctx, m); err != nil {
+				st.Health = "critical: " + err.Error()
+			} else {
+				st.Health = "passing"
+			}
+			cancel()
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func validateSpec(s MachineSpec) error {
+	switch {
+	case s.App == "":
+		return fmt.Errorf("spec: %w: app is empty", ErrInvalid)
+	case s.Image == "":
+		return fmt.Errorf("spec: %w: image is empty", ErrInvalid)
+	case s.Port < 0 || s.Port > 65535:
+		return fmt.Errorf("spec: %w: port %d out of range", ErrInvalid, s.Port)
+	}
+	return nil
+}
+
+// appMachines drops machines that are not app machines (release commands) or are gone.
+func appMachines(ms []Machine) []Machine {
+	out := ms[:0:0]
+	for _, m := range ms {
+		if role := m.Spec().Labels[LabelRole]; role != "" && role != "app" {
+			continue
+		}
+		if s := m.State(); s == StateDestroyed {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// nextVersion returns "v<N+1>" where vN is the highest version among ms.
+func nextVersion(ms []Machine) string {
+	n := 0
+	for _, m := range ms {
+		if v, err := strconv.Atoi(strings.TrimPrefix(m.Spec().Version, "v")); err == nil && v > n {
+			n = v
+		}
+	}
+	return "v" + strconv.Itoa(n+1)
+}
+
+func withLabels(base, extra map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(extra))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+func ids(ms []Machine) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.ID())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func contains(ms []Machine, m Machine) bool {
+	for _, x := range ms {
+		if x.ID() == m.ID() {
+			return true
+		}
+	}
+	return false
+}
+
+func serialize(f func(Event)) func(Event) {
+	var mu sync.Mutex
+	return func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		f(e)
+	}
+}

@@ -1,0 +1,334 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Rollout is what a Strategy works with: the app, the new spec, the current
+// machines and the parts to act through. The Deployer builds one per deploy.
+// Its methods emit events and track what was created and routed, so that the
+// Deployer can undo a failed deploy whatever the strategy did.
+type Rollout struct {
+	App         string
+	Spec        MachineSpec   // the new version
+	Count       int           // how many machines of Spec to end with
+	Old         []Machine     // the machines serving before the deploy
+	Backend     Backend       // creates machines
+	Router      Router        // moves traffic
+	Health      HealthChecker // nil: DialCheck
+	WaitTimeout time.Duration // per machine health wait; 0 means DefaultWaitTimeout
+	Logger      hclog.Logger  // never nil when built by the Deployer
+
+	emit func(Event)
+
+	mu       sync.Mutex
+	routes   map[string]int     // addr -> weight, as last set on the Router
+	byAddr   map[string]Machine // addr -> machine, for events
+	created  []Machine
+	gone     map[string]bool // machine IDs destroyed during the rollout
+	moved    bool            // traffic reached a new machine or left an old one
+	downtime time.Duration
+}
+
+// NewRollout returns a Rollout ready for a Strategy. Deployer.Deploy calls it;
+// strategy tests may too. onEvent may be nil. routes is the router's current
+// target set; nil means every old machine at weight 1.
+func NewRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router, hc HealthChecker, routes map[string]int, onEvent func(Event)) *Rollout {
+	r := &Rollout{
+		App: spec.App, Spec: spec, Count: count, Old: old,
+		Backend: b, Router: rt, Health: hc, Logger: hclog.NewNullLogger(),
+		emit:   onEvent,
+		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{},
+	}
+	for _, m := range old {
+		r.byAddr[m.Addr()] = m
+		if routes == nil {
+			r.routes[m.Addr()] = 1
+		}
+	}
+	for a, w := range routes {
+		r.routes[a] = w
+	}
+	return r
+}
+
+// Emit sends an event to the deploy's watchers, stamped with time and app.
+func (r *Rollout) Emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if e.App == "" {
+		e.App = r.App
+	}
+	if r.emit != nil {
+		r.emit(e)
+	}
+}
+
+func (r *Rollout) emitFor(t EventType, m Machine, msg string, err error) {
+	s := m.Spec()
+	r.Emit(Event{Type: t, Machine: m.ID(), Version: s.Version, Addr: m.Addr(), Message: msg, Err: err})
+}
+
+// Launch creates and starts one machine of spec. A machine that fails to start
+// is destroyed. The returned machine is tracked for cleanup.
+func (r *Rollout) Launch(ctx context.Context, spec MachineSpec) (Machine, error) {
+	m, err := r.Backend.Create(ctx, spec)
+	if err != nil {
+		return nil, phaseErr(nil, "create", err)
+	}
+	r.mu.Lock()
+	r.created = append(r.created, m)
+	r.mu.Unlock()
+	r.emitFor(MachineCreated, m, "", nil)
+	if err := m.Start(ctx); err != nil {
+		r.destroy(context.WithoutCancel(ctx), m)
+		return nil, phaseErr(m, "start", err)
+	}
+	r.mu.Lock()
+	r.byAddr[m.Addr()] = m
+	r.mu.Unlock()
+	r.emitFor(MachineStarted, m, "", nil)
+	return m, nil
+}
+
+// LaunchNew launches n machines of the new spec in parallel, at most parallel at
+// a time (0 means all), and waits for each to be healthy unless noWait. On any
+// failure it returns the first error; machines it started stay tracked for cleanup.
+func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) ([]Machine, error) {
+	if parallel <= 0 || parallel > n {
+		parallel = n
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make([]Machine, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			m, err := r.Launch(ctx, r.Spec)
+			if err == nil && !noWait {
+				err = r.WaitHealthy(ctx, m)
+			}
+			if err != nil {
+				errs[i] = err
+				cancel()
+				return
+			}
+			out[i] = m
+		}()
+	}
+	wg.Wait()
+	// Report the root cause, not the cancellations it caused in siblings.
+	var first error
+	for _, err := range errs {
+		if err != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	return out, nil
+}
+
+// WaitHealthy waits, within the rollout's wait timeout, until m passes its
+// health checks, and emits MachineHealthy or MachineUnhealthy.
+func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
+	wt := r.WaitTimeout
+	if wt <= 0 {
+		wt = DefaultWaitTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, wt)
+	defer cancel()
+	if err := WaitHealthy(ctx, m, r.Health); err != nil {
+		r.emitFor(MachineUnhealthy, m, "", err)
+		return phaseErr(m, "health", err)
+	}
+	r.emitFor(MachineHealthy, m, "", nil)
+	return nil
+}
+
+// Routes returns a copy of the target set last given to the Router.
+func (r *Rollout) Routes() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.routes))
+	for a, w := range r.routes {
+		out[a] = w
+	}
+	return out
+}
+
+// Route replaces the router's target set with weights, keyed by machine.
+// It emits MachineRouted for machines whose weight changed and MachineDraining
+// for machines that left, and returns once those have drained.
+func (r *Rollout) Route(ctx context.Context, weights map[Machine]int) error {
+	next := make(map[string]int, len(weights))
+	for m, w := range weights {
+		next[m.Addr()] = w
+	}
+	return r.RouteAddrs(ctx, next)
+}
+
+// RouteAddrs is Route keyed by address.
+func (r *Rollout) RouteAddrs(ctx context.Context, next map[string]int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.routes
+	for a, w := range next {
+		if pw, ok := prev[a]; ok && pw == w {
+			continue
+		}
+		if m := r.byAddr[a]; m != nil {
+			r.emitRoute(m, w)
+		}
+	}
+	for a := range prev {
+		if _, ok := next[a]; !ok {
+			if m := r.byAddr[a]; m != nil {
+				r.emitFor(MachineDraining, m, "", nil)
+			}
+		}
+	}
+	err := r.Router.SetTargets(ctx, next)
+	r.routes = next
+	if err != nil {
+		return phaseErr(nil, "route", err)
+	}
+	return nil
+}
+
+// emitRoute records traffic moving and emits MachineRouted. r.mu is held.
+func (r *Rollout) emitRoute(m Machine, w int) {
+	if !r.isOld(m) && w > 0 {
+		r.moved = true
+	}
+	r.Emit(Event{Type: MachineRouted, Machine: m.ID(), Version: m.Spec().Version, Addr: m.Addr(), Weight: w})
+}
+
+func (r *Rollout) isOld(m Machine) bool {
+	for _, o := range r.Old {
+		if o.ID() == m.ID() {
+			return true
+		}
+	}
+	return false
+}
+
+// Unroute removes machines from traffic, keeping every other target as it is,
+// and returns once they have drained.
+func (r *Rollout) Unroute(ctx context.Context, ms ...Machine) error {
+	next := r.Routes()
+	for _, m := range ms {
+		delete(next, m.Addr())
+	}
+	return r.RouteAddrs(ctx, next)
+}
+
+// AddRoutes adds machines to traffic at weight w, keeping every other target.
+func (r *Rollout) AddRoutes(ctx context.Context, w int, ms ...Machine) error {
+	next := r.Routes()
+	for _, m := range ms {
+		next[m.Addr()] = w
+	}
+	return r.RouteAddrs(ctx, next)
+}
+
+// Retire takes machines out of traffic (waiting for them to drain), stops them
+// and destroys them.
+func (r *Rollout) Retire(ctx context.Context, ms ...Machine) error {
+	if err := r.Unroute(ctx, ms...); err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range ms {
+		if r.isOld(m) {
+			r.mu.Lock()
+			r.moved = true
+			r.mu.Unlock()
+		}
+		if err := r.stop(ctx, m); err != nil {
+			errs = append(errs, err)
+		}
+		if err := r.destroy(ctx, m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stop stops a machine without destroying it, emitting MachineStopped.
+func (r *Rollout) stop(ctx context.Context, m Machine) error {
+	if err := m.Stop(ctx); err != nil && !errors.Is(err, ErrNotFound) {
+		return phaseErr(m, "stop", err)
+	}
+	r.emitFor(MachineStopped, m, "", nil)
+	return nil
+}
+
+func (r *Rollout) destroy(ctx context.Context, m Machine) error {
+	if err := m.Destroy(ctx); err != nil && !errors.Is(err, ErrNotFound) {
+		return phaseErr(m, "destroy", err)
+	}
+	r.mu.Lock()
+	r.gone[m.ID()] = true
+	r.mu.Unlock()
+	r.emitFor(MachineDestroyed, m, "", nil)
+	return nil
+}
+
+// SetDowntime records a window in which no machine served, for the result.
+func (r *Rollout) SetDowntime(d time.Duration) {
+	r.mu.Lock()
+	r.downtime = d
+	r.mu.Unlock()
+}
+
+// Created returns the machines this rollout created that are not destroyed.
+func (r *Rollout) Created() []Machine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Machine
+	for _, m := range r.created {
+		if !r.gone[m.ID()] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// OldAlive returns the old machines not destroyed by this rollout.
+func (r *Rollout) OldAlive() []Machine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Machine
+	for _, m := range r.Old {
+		if !r.gone[m.ID()] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TrafficMoved reports whether traffic reached a new machine or an old machine was retired.
+func (r *Rollout) TrafficMoved() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.moved
+}
