@@ -49,7 +49,10 @@ func WaitHealthy(ctx context.Context, m Machine, hc HealthChecker) error {
 		case <-timer.C:
 		}
 		if err := hc.Check(ctx, m); err != nil {
-			lastErr, passes = err, 0
+			passes = 0
+			if lastErr == nil || ctx.Err() == nil { // keep the last real failure, not the cut-off check
+				lastErr = err
+			}
 		} else if passes++; passes >= pol.Threshold {
 			return nil
 		}

@@ -1,0 +1,419 @@
+package mem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cutover/deploy"
+)
+
+// Exit codes the mem backend reports.
+const (
+	ExitKilled  = 137 // killed after the stop timeout, or destroyed while running
+	ExitCrashed = 1   // an injected crash or start failure
+)
+
+// Machine is one in-memory machine. It implements deploy.Machine and deploy.LogReader.
+type Machine struct {
+	b    *Backend
+	id   string
+	spec deploy.MachineSpec
+	nth  int
+
+	mu       sync.Mutex
+	state    deploy.MachineState
+	fault    Fault
+	addr     string
+	srv      *http.Server
+	cancel   context.CancelFunc // ends the command or the boot wait
+	killed   bool               // kill began: its exit status wins over a graceful one
+	timers   []*time.Timer
+	exitOnce sync.Once
+	exit     deploy.ExitStatus
+	exited   chan struct{}
+	bg       sync.WaitGroup
+
+	unhealthy atomic.Bool
+	out       *Output
+}
+
+func newMachine(b *Backend, id string, spec deploy.MachineSpec, f Fault, nth int) *Machine {
+	return &Machine{b: b, id: id, spec: spec, fault: f, nth: nth, state: deploy.StateCreated, exited: make(chan struct{}), out: newOutput()}
+}
+
+// ID returns the machine's ID, such as "m0001".
+func (m *Machine) ID() string { return m.id }
+
+// Spec returns the spec the machine was created from.
+func (m *Machine) Spec() deploy.MachineSpec { return m.spec }
+
+// Addr returns the 127.0.0.1:port the machine serves on, once started.
+func (m *Machine) Addr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.addr
+}
+
+// State returns the machine's lifecycle state.
+func (m *Machine) State() deploy.MachineState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state
+}
+
+// SetHealthy makes the health endpoint pass (true) or answer 503 (false) from now on.
+func (m *Machine) SetHealthy(ok bool) { m.unhealthy.Store(!ok) }
+
+// Start starts the machine: its app listens on a fresh loopback port (after any
+// boot delay), or its command override runs.
+func (m *Machine) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := m.b.opErr(OpStart, m.spec.Image, m.id, m.nth); err != nil {
+		return err
+	}
+	h, cmd, err := m.b.lookup(m.spec)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state != deploy.StateCreated {
+		return fmt.Errorf("mem: machine %s is %s, not created", m.id, m.state)
+	}
+	// Faults that name this machine may have been injected after Create.
+	m.b.mu.Lock()
+	m.fault = m.b.faultsForLocked(m.spec.Image, m.id, m.nth)
+	m.b.mu.Unlock()
+	f := m.fault
+	m.state = deploy.StateStarting
+	if f.FailStart {
+		m.state = deploy.StateStopped
+		m.exitLocked(deploy.ExitStatus{Code: ExitCrashed, Reason: "failed to start (injected)"})
+		return fmt.Errorf("mem: machine %s failed to start: %w", m.id, ErrInjected)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	if cmd != nil {
+		m.state = deploy.StateStarted
+		m.bg.Add(1)
+		go m.runCommand(runCtx, cmd)
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		m.state = deploy.StateStopped
+		m.exitLocked(deploy.ExitStatus{Code: ExitCrashed, Reason: err.Error()})
+		return err
+	}
+	m.addr = ln.Addr().String()
+	m.srv = &http.Server{Handler: m.wrap(h), ReadHeaderTimeout: 10 * time.Second}
+	if f.BootDelay > 0 {
+		// The port is reserved now; the app listens on it after the delay.
+		ln.Close()
+		ln = nil
+	}
+	m.state = deploy.StateStarted
+	m.bg.Add(1)
+	go m.serve(runCtx, ln, f.BootDelay)
+	if f.CrashAfter > 0 {
+		m.timers = append(m.timers, time.AfterFunc(f.CrashAfter, func() { m.kill(ExitCrashed, "crashed (injected)") }))
+	}
+	if f.ExitAfter > 0 {
+		code := f.ExitCode
+		m.timers = append(m.timers, time.AfterFunc(f.ExitAfter, func() { m.shutdown(code, "exited on its own (injected)") }))
+	}
+	return nil
+}
+
+func (m *Machine) serve(ctx context.Context, ln net.Listener, delay time.Duration) {
+	defer m.bg.Done()
+	if ln == nil {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		var err error
+		if ln, err = net.Listen("tcp", m.Addr()); err != nil {
+			go m.kill(ExitCrashed, "listen after boot: "+err.Error())
+			return
+		}
+	}
+	m.mu.Lock()
+	srv := m.srv
+	m.mu.Unlock()
+	_ = srv.Serve(ln) // returns on Shutdown or Close
+}
+
+func (m *Machine) runCommand(ctx context.Context, fn CommandFunc) {
+	defer m.bg.Done()
+	code := fn(ctx, m.spec.Cmd[1:], m.spec.Env, m.out)
+	reason := "exited"
+	if ctx.Err() != nil {
+		reason = "stopped"
+	}
+	m.mu.Lock()
+	m.state = deploy.StateStopped
+	m.exitLocked(deploy.ExitStatus{Code: code, Reason: reason})
+	m.mu.Unlock()
+}
+
+// wrap serves h, except that the health path answers 503 when the machine is unhealthy.
+func (m *Machine) wrap(h http.Handler) http.Handler {
+	path := m.fault.HealthPath
+	if path == "" {
+		path = "/health"
+	}
+	unhealthy := m.fault.Unhealthy
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path && (unhealthy || m.unhealthy.Load()) {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("X-Machine-Id", m.id)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Wait blocks until the machine exits or ctx ends.
+func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
+	select {
+	case <-m.exited:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.exit, nil
+	case <-ctx.Done():
+		return deploy.ExitStatus{}, ctx.Err()
+	}
+}
+
+// Stop shuts the app down gracefully: in-flight requests finish within the
+// spec's stop timeout, after which the machine is killed (exit 137). If ctx
+// ends first the machine is killed and ctx's error returned.
+func (m *Machine) Stop(ctx context.Context) error {
+	if err := m.b.opErr(OpStop, m.spec.Image, m.id, m.nth); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	switch m.state {
+	case deploy.StateDestroyed:
+		m.mu.Unlock()
+		return fmt.Errorf("mem: machine %s: %w", m.id, deploy.ErrNotFound)
+	case deploy.StateCreated:
+		m.state = deploy.StateStopped
+		m.exitLocked(deploy.ExitStatus{Reason: "never started"})
+		m.mu.Unlock()
+		return nil
+	case deploy.StateStopped:
+		m.mu.Unlock()
+		return nil
+	case deploy.StateStopping:
+		m.mu.Unlock()
+		_, err := m.Wait(ctx)
+		return err
+	}
+	m.state = deploy.StateStopping
+	slow := m.fault.SlowShutdown
+	m.mu.Unlock()
+
+	timeout := m.spec.StopTimeoutOrDefault()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if slow > 0 {
+			t := time.NewTimer(slow) // the app ignores the signal for a while
+			select {
+			case <-t.C:
+			case <-m.exited:
+				t.Stop()
+				return
+			}
+		}
+		m.shutdown(0, "stopped")
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-deadline.C:
+		m.kill(ExitKilled, "killed after stop timeout")
+		<-done
+		return nil
+	case <-ctx.Done():
+		m.kill(ExitKilled, "killed: stop cancelled")
+		<-done
+		return ctx.Err()
+	}
+}
+
+// shutdown stops the app gracefully, waiting for in-flight requests, and exits with code.
+func (m *Machine) shutdown(code int, reason string) {
+	m.mu.Lock()
+	srv, cancel := m.srv, m.cancel
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel() // ends a command override or a boot wait
+	}
+	if srv != nil {
+		_ = srv.Shutdown(context.Background())
+	}
+	m.bg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.killed {
+		return
+	}
+	if m.state != deploy.StateDestroyed {
+		m.state = deploy.StateStopped
+	}
+	m.exitLocked(deploy.ExitStatus{Code: code, Reason: reason})
+}
+
+// Kill ends the machine abruptly, as a crash or SIGKILL would: open
+// connections are reset and the machine exits with code 137.
+func (m *Machine) Kill() { m.kill(ExitKilled, "killed") }
+
+func (m *Machine) kill(code int, reason string) {
+	m.mu.Lock()
+	if m.state == deploy.StateDestroyed || m.state == deploy.StateStopped || m.state == deploy.StateCreated {
+		m.mu.Unlock()
+		return
+	}
+	m.killed = true
+	srv, cancel := m.srv, m.cancel
+	for _, t := range m.timers {
+		t.Stop()
+	}
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if srv != nil {
+		srv.Close() // closes listeners and connections; a concurrent Shutdown returns
+	}
+	m.bg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state != deploy.StateDestroyed {
+		m.state = deploy.StateStopped
+	}
+	m.exitLocked(deploy.ExitStatus{Code: code, Reason: reason})
+}
+
+// exitLocked records the first exit. m.mu is held.
+func (m *Machine) exitLocked(st deploy.ExitStatus) {
+	m.exitOnce.Do(func() {
+		m.exit = st
+		for _, t := range m.timers {
+			t.Stop()
+		}
+		m.out.close()
+		close(m.exited)
+	})
+}
+
+// Destroy kills the machine if it runs and removes it. Destroying twice is fine.
+func (m *Machine) Destroy(ctx context.Context) error {
+	if err := m.b.opErr(OpDestroy, m.spec.Image, m.id, m.nth); err != nil {
+		return err
+	}
+	m.kill(ExitKilled, "destroyed while running")
+	m.mu.Lock()
+	if m.state == deploy.StateCreated {
+		m.exitLocked(deploy.ExitStatus{Reason: "never started"})
+	}
+	m.state = deploy.StateDestroyed
+	m.mu.Unlock()
+	m.b.forget(m.id)
+	return nil
+}
+
+// Logs returns the machine's output (a command override's writes). With
+// follow, reads block for more until the machine exits or ctx ends.
+func (m *Machine) Logs(ctx context.Context, follow bool) (io.ReadCloser, error) {
+	return m.out.reader(ctx, follow), nil
+}
+
+// Output collects a machine's output. It is safe for concurrent use.
+type Output struct {
+	mu     sync.Mutex
+	data   []byte
+	more   chan struct{} // closed and replaced on each write
+	closed bool
+}
+
+func newOutput() *Output { return &Output{more: make(chan struct{})} }
+
+// Write appends p.
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, errors.New("mem: output closed: machine exited")
+	}
+	o.data = append(o.data, p...)
+	close(o.more)
+	o.more = make(chan struct{})
+	return len(p), nil
+}
+
+func (o *Output) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.closed {
+		o.closed = true
+		close(o.more)
+	}
+}
+
+func (o *Output) reader(ctx context.Context, follow bool) io.ReadCloser {
+	ctx, cancel := context.WithCancel(ctx)
+	return &outputReader{o: o, ctx: ctx, cancel: cancel, follow: follow}
+}
+
+type outputReader struct {
+	o      *Output
+	ctx    context.Context
+	cancel context.CancelFunc
+	follow bool
+	off    int
+}
+
+func (r *outputReader) Read(p []byte) (int, error) {
+	for {
+		r.o.mu.Lock()
+		if r.off < len(r.o.data) {
+			n := copy(p, r.o.data[r.off:])
+			r.off += n
+			r.o.mu.Unlock()
+			return n, nil
+		}
+		closed, more := r.o.closed, r.o.more
+		r.o.mu.Unlock()
+		if closed || !r.follow {
+			return 0, io.EOF
+		}
+		select {
+		case <-more:
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		}
+	}
+}
+
+func (r *outputReader) Close() error {
+	r.cancel()
+	return nil
+}

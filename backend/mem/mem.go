@@ -1,0 +1,230 @@
+// Package mem is an in-memory deploy.Backend for tests and examples.
+//
+// An http.Handler is registered per image name; every machine serves its
+// image's handler on its own 127.0.0.1:0 listener, so health checks and proxy
+// traffic are real HTTP. A command override (MachineSpec.Cmd) runs a registered
+// Go func instead and exits with its code, as a release command does.
+//
+// Faults are injected per image, per Nth machine of an image, or per machine:
+// boot delay, failure to start, a crash or exit after a delay, a failing health
+// endpoint, a slow shutdown, and errors on backend calls.
+package mem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+
+	"github.com/cutover/deploy"
+)
+
+// CommandFunc runs a command override. It writes its output to out, returns
+// its exit code, and must return soon after ctx ends (the machine was stopped).
+type CommandFunc func(ctx context.Context, args []string, env map[string]string, out *Output) int
+
+// Backend is an in-memory deploy.Backend. Create one with New; Close it when done.
+type Backend struct {
+	mu       sync.Mutex
+	images   map[string]http.Handler
+	commands map[string]CommandFunc
+	machines map[string]*Machine // not yet destroyed
+	faults   []*faultState
+	perImage map[string]int // machines created per image, for Fault.Nth
+	seq      int
+	closed   bool
+}
+
+// New returns an empty Backend.
+func New() *Backend {
+	return &Backend{
+		images:   map[string]http.Handler{},
+		commands: map[string]CommandFunc{},
+		machines: map[string]*Machine{},
+		perImage: map[string]int{},
+	}
+}
+
+// Register makes image runnable: its machines serve h.
+func (b *Backend) Register(image string, h http.Handler) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.images[image] = h
+}
+
+// RegisterCommand makes a command override named name (MachineSpec.Cmd[0]) runnable.
+func (b *Backend) RegisterCommand(name string, fn CommandFunc) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.commands[name] = fn
+}
+
+// Inject adds a fault. Faults apply to machines created afterwards (and, for
+// Fault.Op errors, to calls made afterwards).
+func (b *Backend) Inject(f Fault) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults = append(b.faults, &faultState{Fault: f})
+}
+
+// ClearFaults removes every injected fault.
+func (b *Backend) ClearFaults() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.faults = nil
+}
+
+// Create creates a machine of spec, not yet started.
+func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errors.New("mem: backend closed")
+	}
+	b.perImage[spec.Image]++
+	nth := b.perImage[spec.Image]
+	if err := b.opErrLocked(OpCreate, spec.Image, "", nth); err != nil {
+		return nil, err
+	}
+	b.seq++
+	id := fmt.Sprintf("m%04d", b.seq)
+	m := newMachine(b, id, spec, b.faultsForLocked(spec.Image, id, nth), nth)
+	b.machines[id] = m
+	return m, nil
+}
+
+// List returns the app's machines that are not destroyed, in creation order.
+func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.opErrLocked(OpList, "", "", 0); err != nil {
+		return nil, err
+	}
+	var ms []*Machine
+	for _, m := range b.machines {
+		if m.spec.App == app {
+			ms = append(ms, m)
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].id < ms[j].id })
+	out := make([]deploy.Machine, len(ms))
+	for i, m := range ms {
+		out[i] = m
+	}
+	return out, nil
+}
+
+// Get returns a machine that is not destroyed, or an error wrapping deploy.ErrNotFound.
+func (b *Backend) Get(ctx context.Context, id string) (deploy.Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m, err := b.Machine(id)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Machine returns the concrete machine, for tests that kill it or toggle its health.
+func (b *Backend) Machine(id string) (*Machine, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m, ok := b.machines[id]
+	if !ok {
+		return nil, fmt.Errorf("mem: machine %q: %w", id, deploy.ErrNotFound)
+	}
+	return m, nil
+}
+
+// Count returns how many machines exist (not destroyed), across apps.
+func (b *Backend) Count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.machines)
+}
+
+// Close kills and destroys every machine and refuses new ones.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	ms := make([]*Machine, 0, len(b.machines))
+	for _, m := range b.machines {
+		ms = append(ms, m)
+	}
+	b.mu.Unlock()
+	for _, m := range ms {
+		_ = m.Destroy(context.Background())
+	}
+	return nil
+}
+
+func (b *Backend) forget(id string) {
+	b.mu.Lock()
+	delete(b.machines, id)
+	b.mu.Unlock()
+}
+
+func (b *Backend) lookup(spec deploy.MachineSpec) (http.Handler, CommandFunc, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(spec.Cmd) > 0 {
+		fn, ok := b.commands[spec.Cmd[0]]
+		if !ok {
+			return nil, nil, fmt.Errorf("mem: command %q not registered: %w", spec.Cmd[0], deploy.ErrNotFound)
+		}
+		return nil, fn, nil
+	}
+	h, ok := b.images[spec.Image]
+	if !ok {
+		return nil, nil, fmt.Errorf("mem: image %q not registered: %w", spec.Image, deploy.ErrNotFound)
+	}
+	return h, nil, nil
+}
+
+// opErr returns the injected error for op on a machine, if any.
+func (b *Backend) opErr(op Op, image, id string, nth int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opErrLocked(op, image, id, nth)
+}
+
+func (b *Backend) opErrLocked(op Op, image, id string, nth int) error {
+	for _, f := range b.faults {
+		if f.Op != op || !f.matches(image, id, nth) {
+			continue
+		}
+		if f.Times > 0 && f.used >= f.Times {
+			continue
+		}
+		f.used++
+		err := f.Err
+		if err == nil {
+			err = ErrInjected
+		}
+		if f.Transient {
+			return fmt.Errorf("mem: %s: %w: %w", op, deploy.ErrTransient, err)
+		}
+		return fmt.Errorf("mem: %s: %w", op, err)
+	}
+	return nil
+}
+
+func (b *Backend) faultsForLocked(image, id string, nth int) Fault {
+	var eff Fault
+	for _, f := range b.faults {
+		if f.Op != "" || !f.matches(image, id, nth) {
+			continue
+		}
+		eff = eff.merge(f.Fault)
+	}
+	return eff
+}

@@ -1,0 +1,175 @@
+// Package health provides HTTP and TCP health checks for machines.
+//
+// Checks implement deploy.HealthChecker and deploy.PolicyProvider: each carries
+// its grace period, interval and threshold, which deploy.WaitHealthy (and so
+// every strategy) uses to decide when a new machine may take traffic.
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cutover/deploy"
+)
+
+// Defaults for zero fields.
+const (
+	DefaultTimeout  = 2 * time.Second
+	DefaultInterval = time.Second
+	DefaultPath     = "/"
+)
+
+// HTTP checks that a request to the machine answers with the expected status.
+// Its zero value checks GET / for 200 every second with a 2s timeout.
+type HTTP struct {
+	Method  string      // default GET
+	Path    string      // default "/"
+	Headers http.Header // sent with each check; a "Host" entry sets the Host header
+	Status  int         // expected status; default 200
+	Scheme  string      // "http" (default) or "https"
+
+	Timeout     time.Duration // per check; default 2s
+	Interval    time.Duration // between checks; default 1s
+	GracePeriod time.Duration // before the first check; default 0
+	Threshold   int           // consecutive passes to count as healthy; default 1
+
+	Client *http.Client // nil: a client without keep-alives (checks leave no idle connections)
+}
+
+var defaultClient = &http.Client{
+	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
+
+// Check sends one request to m's address.
+func (h HTTP) Check(ctx context.Context, m deploy.Machine) error {
+	addr := m.Addr()
+	if addr == "" {
+		return errors.New("machine has no address yet")
+	}
+	ctx, cancel := context.WithTimeout(ctx, orDefault(h.Timeout, DefaultTimeout))
+	defer cancel()
+	method := h.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	scheme := h.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	path := h.Path
+	if path == "" {
+		path = DefaultPath
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	req, err := http.NewRequestWithContext(ctx, method, scheme+"://"+addr+path, nil)
+	if err != nil {
+		return fmt.Errorf("http check: %w", err)
+	}
+	for k, vs := range h.Headers {
+		for _, v := range vs {
+			if http.CanonicalHeaderKey(k) == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header.Add(k, v)
+		}
+	}
+	client := h.Client
+	if client == nil {
+		client = defaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("http check %s %s: %w", method, path, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	want := h.Status
+	if want == 0 {
+		want = http.StatusOK
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("http check %s %s: status %d, want %d", method, path, resp.StatusCode, want)
+	}
+	return nil
+}
+
+// Policy returns the check's timing.
+func (h HTTP) Policy() deploy.HealthPolicy {
+	return deploy.HealthPolicy{GracePeriod: h.GracePeriod, Interval: orDefault(h.Interval, DefaultInterval), Threshold: h.Threshold}
+}
+
+// TCP checks that the machine's address accepts a connection.
+type TCP struct {
+	Timeout     time.Duration // per check; default 2s
+	Interval    time.Duration // default 1s
+	GracePeriod time.Duration // default 0
+	Threshold   int           // default 1
+}
+
+// Check dials m's address.
+func (t TCP) Check(ctx context.Context, m deploy.Machine) error {
+	addr := m.Addr()
+	if addr == "" {
+		return errors.New("machine has no address yet")
+	}
+	ctx, cancel := context.WithTimeout(ctx, orDefault(t.Timeout, DefaultTimeout))
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("tcp check: %w", err)
+	}
+	return c.Close()
+}
+
+// Policy returns the check's timing.
+func (t TCP) Policy() deploy.HealthPolicy {
+	return deploy.HealthPolicy{GracePeriod: t.GracePeriod, Interval: orDefault(t.Interval, DefaultInterval), Threshold: t.Threshold}
+}
+
+// All passes when every check passes. Its policy uses the longest grace
+// period, the shortest interval and the highest threshold of its checks.
+type All []deploy.HealthChecker
+
+// Check runs every check in order and returns the first failure.
+func (a All) Check(ctx context.Context, m deploy.Machine) error {
+	for _, c := range a {
+		if err := c.Check(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Policy combines the checks' policies.
+func (a All) Policy() deploy.HealthPolicy {
+	var p deploy.HealthPolicy
+	for i, c := range a {
+		q := deploy.PolicyOf(c)
+		p.GracePeriod = max(p.GracePeriod, q.GracePeriod)
+		p.Threshold = max(p.Threshold, q.Threshold)
+		if i == 0 || q.Interval < p.Interval {
+			p.Interval = q.Interval
+		}
+	}
+	return p
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

@@ -1,0 +1,130 @@
+package health_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/health"
+	"github.com/cutover/deploy/internal/demo"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func start(t *testing.T, b *mem.Backend, image string) deploy.Machine {
+	t.Helper()
+	ctx := context.Background()
+	m, err := b.Create(ctx, deploy.MachineSpec{App: "a", Image: image})
+	require.NoError(t, err)
+	require.NoError(t, m.Start(ctx))
+	return m
+}
+
+func newBackend(t *testing.T) *mem.Backend {
+	b := mem.New()
+	b.Register("v1", demo.Handler("v1"))
+	b.Register("hdr", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodHead || r.Header.Get("X-Check") != "yes" || r.Host != "app.internal" {
+			w.WriteHeader(http.StatusTeapot)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestHTTPCheck(t *testing.T) {
+	b := newBackend(t)
+	ctx := context.Background()
+	m := start(t, b, "v1")
+	assert.NoError(t, health.HTTP{Path: "/health"}.Check(ctx, m))
+	assert.NoError(t, health.HTTP{}.Check(ctx, m), "zero value checks GET /")
+	err := health.HTTP{Path: "/fail"}.Check(ctx, m)
+	assert.ErrorContains(t, err, "status 500, want 200")
+
+	h := start(t, b, "hdr")
+	hdr := http.Header{"X-Check": {"yes"}, "Host": {"app.internal"}}
+	assert.NoError(t, health.HTTP{Method: http.MethodHead, Headers: hdr, Status: http.StatusNoContent}.Check(ctx, h))
+	assert.Error(t, health.HTTP{Method: http.MethodHead, Status: http.StatusNoContent}.Check(ctx, h))
+}
+
+func TestHTTPCheckTimeout(t *testing.T) {
+	b := newBackend(t)
+	m := start(t, b, "v1")
+	start := time.Now()
+	err := health.HTTP{Path: "/slow?ms=5000", Timeout: 100 * time.Millisecond}.Check(context.Background(), m)
+	assert.Error(t, err)
+	assert.Less(t, time.Since(start), 3*time.Second)
+}
+
+func TestTCPCheck(t *testing.T) {
+	b := newBackend(t)
+	m := start(t, b, "v1")
+	assert.NoError(t, health.TCP{}.Check(context.Background(), m))
+	require.NoError(t, m.Stop(context.Background()))
+	assert.Error(t, health.TCP{}.Check(context.Background(), m))
+}
+
+func TestWaitHealthyThresholdAndGrace(t *testing.T) {
+	b := newBackend(t)
+	b.Inject(mem.Fault{Image: "v1", BootDelay: 150 * time.Millisecond})
+	m := start(t, b, "v1")
+	checks := 0
+	counting := countingCheck{HTTP: health.HTTP{Path: "/health", Interval: 20 * time.Millisecond, GracePeriod: 50 * time.Millisecond, Threshold: 3}, n: &checks}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, deploy.WaitHealthy(ctx, m, counting))
+	assert.GreaterOrEqual(t, checks, 4, "failed during boot, then 3 consecutive passes")
+}
+
+type countingCheck struct {
+	health.HTTP
+	n *int
+}
+
+func (c countingCheck) Check(ctx context.Context, m deploy.Machine) error {
+	*c.n++
+	return c.HTTP.Check(ctx, m)
+}
+
+func TestWaitHealthyFailsFastOnCrash(t *testing.T) {
+	b := newBackend(t)
+	b.Inject(mem.Fault{Image: "v1", CrashAfter: 200 * time.Millisecond, Unhealthy: true})
+	m := start(t, b, "v1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := deploy.WaitHealthy(ctx, m, health.HTTP{Path: "/health", Interval: 50 * time.Millisecond})
+	assert.ErrorIs(t, err, deploy.ErrExited)
+	assert.ErrorContains(t, err, "crashed")
+	assert.Less(t, time.Since(start), 10*time.Second, "long before the 30s timeout")
+}
+
+func TestWaitHealthyTimeout(t *testing.T) {
+	b := newBackend(t)
+	b.Inject(mem.Fault{Image: "v1", Unhealthy: true})
+	m := start(t, b, "v1")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := deploy.WaitHealthy(ctx, m, health.HTTP{Path: "/health", Interval: 20 * time.Millisecond})
+	assert.ErrorIs(t, err, deploy.ErrUnhealthy)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorContains(t, err, "status 503")
+}
+
+func TestAllPolicy(t *testing.T) {
+	a := health.All{
+		health.HTTP{Interval: 3 * time.Second, GracePeriod: time.Second},
+		health.TCP{Interval: time.Second, GracePeriod: 5 * time.Second, Threshold: 2},
+	}
+	p := a.Policy()
+	assert.Equal(t, deploy.HealthPolicy{GracePeriod: 5 * time.Second, Interval: time.Second, Threshold: 2}, p)
+}

@@ -1,0 +1,199 @@
+// Package load sends continuous HTTP requests to a URL on loopback and counts
+// what came back, by response body and by epoch, so a test or example can
+// assert zero failed requests and which version served each phase.
+package load
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a Run. The zero value uses 8 workers and no bounds but ctx.
+type Options struct {
+	Workers  int           // concurrent clients; default 8
+	Max      int64         // stop after this many requests in all; 0: no bound
+	Duration time.Duration // stop after this long; 0: no bound (Stop or ctx ends it)
+	Path     string        // request path; default "/"
+}
+
+// Run is a running load. Stop it to get its Result.
+type Run struct {
+	url    string
+	opts   Options
+	client *http.Client
+	cancel context.CancelFunc
+	start  time.Time
+	wg     sync.WaitGroup
+	epoch  atomic.Int64
+	sent   atomic.Int64
+
+	mu      sync.Mutex
+	res     Result
+	byEpoch map[int64]map[string]int64
+}
+
+// Result counts a Run's requests.
+type Result struct {
+	Requests int64            // responses and errors
+	Failed   int64            // non-2xx responses plus transport errors
+	ByBody   map[string]int64 // 2xx responses by body (the version that served)
+	Errors   []string         // the first few failures, for the log
+	Duration time.Duration
+}
+
+func (r Result) String() string {
+	keys := make([]string, 0, len(r.ByBody))
+	for k := range r.ByBody {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, r.ByBody[k]))
+	}
+	return fmt.Sprintf("requests=%d failed=%d served_by[%s]", r.Requests, r.Failed, strings.Join(parts, " "))
+}
+
+// Start begins sending requests to baseURL until ctx ends, a bound in opts is
+// reached, or Stop is called.
+func Start(ctx context.Context, baseURL string, opts Options) *Run {
+	if opts.Workers <= 0 {
+		opts.Workers = 8
+	}
+	if opts.Path == "" {
+		opts.Path = "/"
+	}
+	var cancel context.CancelFunc
+	if opts.Duration > 0 {
+		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	r := &Run{
+		url:     strings.TrimSuffix(baseURL, "/") + opts.Path,
+		opts:    opts,
+		cancel:  cancel,
+		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: opts.Workers, Proxy: nil}, Timeout: 30 * time.Second},
+		byEpoch: map[int64]map[string]int64{},
+	}
+	r.res.ByBody = map[string]int64{}
+	r.start = time.Now()
+	for range opts.Workers {
+		r.wg.Add(1)
+		go r.worker(ctx)
+	}
+	return r
+}
+
+func (r *Run) worker(ctx context.Context) {
+	defer r.wg.Done()
+	for ctx.Err() == nil {
+		if r.opts.Max > 0 && r.sent.Add(1) > r.opts.Max {
+			return
+		}
+		epoch := r.epoch.Load()
+		body, err := r.once(ctx)
+		if ctx.Err() != nil && err != nil {
+			return // the run ended mid-request; not a failure of the server
+		}
+		r.record(epoch, body, err)
+	}
+}
+
+func (r *Run) once(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return string(b), nil
+}
+
+func (r *Run) record(epoch int64, body string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Requests++
+	if err != nil {
+		r.res.Failed++
+		if len(r.res.Errors) < 10 {
+			r.res.Errors = append(r.res.Errors, err.Error())
+		}
+		body = "(failed)"
+	} else {
+		r.res.ByBody[body]++
+	}
+	m := r.byEpoch[epoch]
+	if m == nil {
+		m = map[string]int64{}
+		r.byEpoch[epoch] = m
+	}
+	m[body]++
+}
+
+// Mark starts a new epoch: requests sent from now on are counted under the
+// returned epoch number (the first epoch is 0).
+func (r *Run) Mark() int64 { return r.epoch.Add(1) }
+
+// Epoch returns the responses by body of requests sent during epoch e.
+func (r *Run) Epoch(e int64) map[string]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int64{}
+	for k, v := range r.byEpoch[e] {
+		out[k] = v
+	}
+	return out
+}
+
+// WaitRequests blocks until at least n requests have completed or ctx ends.
+func (r *Run) WaitRequests(ctx context.Context, n int64) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		got := r.res.Requests
+		r.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("load: %d of %d requests: %w", got, n, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Stop ends the run, waits for its workers and returns what they saw.
+func (r *Run) Stop() Result {
+	r.cancel()
+	r.wg.Wait()
+	r.client.CloseIdleConnections()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.res
+	res.Duration = time.Since(r.start)
+	res.ByBody = map[string]int64{}
+	for k, v := range r.res.ByBody {
+		res.ByBody[k] = v
+	}
+	return res
+}
