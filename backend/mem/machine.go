@@ -115,7 +115,7 @@ func (m *Machine) Start(ctx context.Context) error {
 		return err
 	}
 	m.addr = ln.Addr().String()
-	m.srv = &http.Server{Handler: m.wrap(h), ReadHeaderTimeout: 10 * time.Second}
+	m.srv = m.newServer(h)
 	if f.BootDelay > 0 {
 		// The port is reserved now; the app listens on it after the delay.
 		ln.Close()
@@ -167,6 +167,35 @@ func (m *Machine) runCommand(ctx context.Context, fn CommandFunc) {
 	m.state = deploy.StateStopped
 	m.exitLocked(deploy.ExitStatus{Code: code, Reason: reason})
 	m.mu.Unlock()
+}
+
+// newServer returns the machine's HTTP server. On shutdown it closes
+// connections that never carried a request (a client's spare dial), which
+// net/http would otherwise wait 5s for; in-flight requests still finish.
+func (m *Machine) newServer(h http.Handler) *http.Server {
+	var mu sync.Mutex
+	fresh := map[net.Conn]bool{}
+	srv := &http.Server{
+		Handler:           m.wrap(h),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			mu.Lock()
+			defer mu.Unlock()
+			if st == http.StateNew {
+				fresh[c] = true
+			} else {
+				delete(fresh, c)
+			}
+		},
+	}
+	srv.RegisterOnShutdown(func() { // runs after the listeners closed
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range fresh {
+			c.Close()
+		}
+	})
+	return srv
 }
 
 // wrap serves h, except that the health path answers 503 when the machine is unhealthy.

@@ -1,0 +1,150 @@
+// Package testenv assembles the real parts for deploy tests: an in-memory
+// backend whose images v1..v9 serve their version, the proxy behind an HTTP
+// server on loopback, and a Deployer wired to both.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/health"
+	"github.com/cutover/deploy/internal/demo"
+	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/proxy"
+)
+
+// App is the app name every Env deploys.
+const App = "app"
+
+// Env is one test's deploy environment. Its parts are closed by t.Cleanup.
+type Env struct {
+	Backend  *mem.Backend
+	Proxy    *proxy.Proxy
+	URL      string // the proxy's base URL
+	Deployer *deploy.Deployer
+
+	mu     sync.Mutex
+	events []deploy.Event
+}
+
+// New builds an Env. Health checks poll /health every 20ms; the wait timeout is 10s.
+func New(t testing.TB) *Env {
+	t.Helper()
+	e := &Env{Backend: mem.New()}
+	for i := 1; i <= 9; i++ {
+		v := fmt.Sprintf("v%d", i)
+		e.Backend.Register(v, demo.Handler(v))
+	}
+	e.Proxy = proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
+	srv := httptest.NewServer(e.Proxy)
+	e.URL = srv.URL
+	e.Deployer = &deploy.Deployer{
+		Backend:     e.Backend,
+		Router:      e.Proxy,
+		Health:      health.HTTP{Path: "/health", Interval: 20 * time.Millisecond, Timeout: time.Second},
+		WaitTimeout: 10 * time.Second,
+		OnEvent: func(ev deploy.Event) {
+			e.mu.Lock()
+			e.events = append(e.events, ev)
+			e.mu.Unlock()
+			if testing.Verbose() {
+				t.Log(ev)
+			}
+		},
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		e.Backend.Close()
+		e.Proxy.Close()
+	})
+	return e
+}
+
+// Spec returns the app's spec for version ("v1".."v9"), whose image is the version.
+func (e *Env) Spec(version string) deploy.MachineSpec {
+	return deploy.MachineSpec{App: App, Image: version, Version: version, StopTimeout: 5 * time.Second}
+}
+
+// Deploy deploys version with s to count machines.
+func (e *Env) Deploy(ctx context.Context, s deploy.Strategy, version string, count int) (*deploy.Result, error) {
+	return e.Deployer.Deploy(ctx, deploy.Request{Spec: e.Spec(version), Count: count, Strategy: s})
+}
+
+// MustDeploy deploys and fails the test on error.
+func (e *Env) MustDeploy(t testing.TB, s deploy.Strategy, version string, count int) *deploy.Result {
+	t.Helper()
+	res, err := e.Deploy(context.Background(), s, version, count)
+	if err != nil {
+		t.Fatalf("deploy %s: %v", version, err)
+	}
+	return res
+}
+
+// Load starts 8 clients sending requests through the proxy, bounded to 60s
+// and 2,000,000 requests; t.Cleanup stops it if the test does not.
+func (e *Env) Load(t testing.TB) *load.Run {
+	r := load.Start(context.Background(), e.URL, load.Options{Workers: 8, Duration: time.Minute, Max: 2_000_000})
+	t.Cleanup(func() { r.Stop() })
+	return r
+}
+
+// Versions returns how many live machines of the app run each version.
+func (e *Env) Versions(t testing.TB) map[string]int {
+	t.Helper()
+	ms, err := e.Backend.List(context.Background(), App)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, m := range ms {
+		out[m.Spec().Version]++
+	}
+	return out
+}
+
+// RoutedVersions returns the versions of the machines the proxy routes to, by weight.
+func (e *Env) RoutedVersions(t testing.TB) map[string]int {
+	t.Helper()
+	ms, err := e.Backend.List(context.Background(), App)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byAddr := map[string]string{}
+	for _, m := range ms {
+		byAddr[m.Addr()] = m.Spec().Version
+	}
+	out := map[string]int{}
+	for addr, w := range e.Proxy.Targets() {
+		v, ok := byAddr[addr]
+		if !ok {
+			v = "unknown:" + addr
+		}
+		out[v] += w
+	}
+	return out
+}
+
+// Events returns the events seen so far.
+func (e *Env) Events() []deploy.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]deploy.Event(nil), e.events...)
+}
+
+// AssertNoFailures fails the test when res has failed requests, listing them.
+func AssertNoFailures(t testing.TB, res load.Result) {
+	t.Helper()
+	t.Logf("load: %s", res)
+	if res.Failed != 0 {
+		t.Errorf("%d of %d requests failed; first: %v", res.Failed, res.Requests, res.Errors)
+	}
+	if res.Requests == 0 {
+		t.Errorf("no request was sent")
+	}
+}

@@ -1,0 +1,208 @@
+package rolling_test
+
+import (
+	"context"
+	"io"
+	"math"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/internal/testenv"
+	"github.com/cutover/deploy/strategy/rolling"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Five consecutive rolling deploys of a 3-machine app under continuous load:
+// no request fails, and every request sent after a deploy returns is served
+// by the new version.
+func TestRollingUnderLoad(t *testing.T) {
+	e := testenv.New(t)
+	e.Backend.Inject(mem.Fault{BootDelay: 100 * time.Millisecond}) // every app takes a while to listen
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+	run := e.Load(t)
+	require.NoError(t, run.WaitRequests(context.Background(), 200))
+	for _, v := range []string{"v2", "v3", "v4", "v5", "v6"} {
+		res := e.MustDeploy(t, rolling.Strategy{}, v, 3)
+		assert.Equal(t, deploy.StatusSucceeded, res.Status)
+		epoch := run.Mark()
+		require.NoError(t, run.WaitRequests(context.Background(), 100))
+		// Requests sent after the deploy returned: only the new version.
+		require.Eventually(t, func() bool {
+			n := int64(0)
+			for _, c := range run.Epoch(epoch) {
+				n += c
+			}
+			return n >= 50
+		}, 10*time.Second, 5*time.Millisecond)
+		assert.Equal(t, []string{v}, keys(run.Epoch(epoch)), "after deploying %s", v)
+		assert.Equal(t, map[string]int{v: 3}, e.Versions(t))
+	}
+	testenv.AssertNoFailures(t, run.Stop())
+}
+
+func TestRollingOneMachineUnderLoad(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 1)
+	run := e.Load(t)
+	require.NoError(t, run.WaitRequests(context.Background(), 100))
+	e.MustDeploy(t, rolling.Strategy{}, "v2", 1)
+	epoch := run.Mark()
+	require.Eventually(t, func() bool { return run.Epoch(epoch)["v2"] >= 50 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"v2"}, keys(run.Epoch(epoch)))
+	testenv.AssertNoFailures(t, run.Stop())
+	assert.Equal(t, map[string]int{"v2": 1}, e.Versions(t))
+}
+
+func TestRollingBatchesAndResize(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 4)
+	run := e.Load(t)
+	res := e.MustDeploy(t, rolling.Strategy{MaxUnavailable: 0.5}, "v2", 4)
+	assert.Equal(t, 4, res.Counts[deploy.MachineCreated])
+	assert.Equal(t, 4, res.Counts[deploy.MachineDestroyed])
+	e.MustDeploy(t, rolling.Strategy{MaxUnavailable: 2}, "v3", 2) // shrink
+	assert.Equal(t, map[string]int{"v3": 2}, e.Versions(t))
+	e.MustDeploy(t, rolling.Strategy{}, "v4", 3) // grow
+	assert.Equal(t, map[string]int{"v4": 3}, e.Versions(t))
+	assert.Equal(t, map[string]int{"v4": 3}, e.RoutedVersions(t))
+	testenv.AssertNoFailures(t, run.Stop())
+}
+
+// A new version whose health check never passes: the deploy fails within its
+// wait timeout, no request fails, the old machines serve and no new one remains.
+func TestRollingNeverHealthy(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+	e.Backend.Inject(mem.Fault{Image: "v2", Unhealthy: true})
+	run := e.Load(t)
+	e.Deployer.WaitTimeout = 500 * time.Millisecond
+	start := time.Now()
+	res, err := e.Deploy(context.Background(), rolling.Strategy{}, "v2", 3)
+	took := time.Since(start)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, deploy.ErrUnhealthy)
+	var pe *deploy.PhaseError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "health", pe.Phase)
+	assert.NotEmpty(t, pe.Machine)
+	assert.Less(t, took, 5*time.Second, "fails within its wait timeout (plus cleanup)")
+	assert.Equal(t, deploy.StatusFailed, res.Status)
+	assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t))
+	assert.Equal(t, map[string]int{"v1": 3}, e.RoutedVersions(t))
+	epoch := run.Mark()
+	require.Eventually(t, func() bool { return run.Epoch(epoch)["v1"] >= 50 }, 10*time.Second, 5*time.Millisecond)
+	testenv.AssertNoFailures(t, run.Stop())
+}
+
+// A new version that crashes 200ms after start: the deploy fails long before
+// its wait timeout, with an error that names the crash.
+func TestRollingCrashFailsFast(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	e.Backend.Inject(mem.Fault{Image: "v2", CrashAfter: 200 * time.Millisecond, BootDelay: time.Hour})
+	run := e.Load(t)
+	e.Deployer.WaitTimeout = time.Minute
+	start := time.Now()
+	_, err := e.Deploy(context.Background(), rolling.Strategy{}, "v2", 2)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, deploy.ErrExited)
+	assert.ErrorContains(t, err, "crashed")
+	assert.Less(t, time.Since(start), 10*time.Second, "long before the 1m wait timeout")
+	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
+	testenv.AssertNoFailures(t, run.Stop())
+}
+
+// A slow request in flight on an old machine when it leaves traffic completes with 200.
+func TestRollingSlowRequestDrains(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 1)
+	type reply struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan reply, 1)
+	go func() {
+		resp, err := http.Get(e.URL + "/slow?ms=500")
+		if err != nil {
+			got <- reply{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- reply{code: resp.StatusCode, body: string(b), err: err}
+	}()
+	// The request holds the only v1 machine; wait until the proxy counts it in flight.
+	require.Eventually(t, func() bool {
+		for _, s := range e.Proxy.Stats() {
+			if s.InFlight > 0 {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, time.Millisecond)
+	e.MustDeploy(t, rolling.Strategy{}, "v2", 1)
+	r := <-got
+	require.NoError(t, r.err)
+	assert.Equal(t, 200, r.code)
+	assert.Equal(t, "v1", r.body)
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// A machine killed abruptly while routed costs no request while another is healthy.
+func TestRollingMachineKilledWhileRouted(t *testing.T) {
+	e := testenv.New(t)
+	res := e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+	run := e.Load(t)
+	require.NoError(t, run.WaitRequests(context.Background(), 200))
+	m, err := e.Backend.Machine(res.Machines[0])
+	require.NoError(t, err)
+	m.Kill()
+	n := run.Mark()
+	require.Eventually(t, func() bool { return run.Epoch(n)["v1"] >= 500 }, 10*time.Second, 5*time.Millisecond)
+	testenv.AssertNoFailures(t, run.Stop())
+}
+
+func TestRollingMaxUnavailable(t *testing.T) {
+	cases := []struct {
+		v    float64
+		n    int
+		want int
+		err  bool
+	}{
+		{0, 3, 1, false}, {1, 3, 1, false}, {2, 3, 2, false}, {3, 3, 3, false},
+		{0.33, 3, 1, false}, {0.5, 10, 5, false}, {0.01, 10, 1, false},
+		{4, 3, 0, true}, {-1, 3, 0, true}, {math.NaN(), 3, 0, true}, {math.Inf(1), 3, 0, true}, {1.5, 3, 0, true},
+	}
+	for _, c := range cases {
+		got, err := rolling.Strategy{MaxUnavailable: c.v}.BatchSize(c.n)
+		if c.err {
+			assert.ErrorIs(t, err, deploy.ErrInvalid, "%v of %d", c.v, c.n)
+			continue
+		}
+		assert.NoError(t, err)
+		assert.Equal(t, c.want, got, "%v of %d", c.v, c.n)
+	}
+	// Through a deploy: a clear error and nothing changes.
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	_, err := e.Deploy(context.Background(), rolling.Strategy{MaxUnavailable: math.NaN()}, "v2", 2)
+	assert.ErrorIs(t, err, deploy.ErrInvalid)
+	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
+}
+
+func keys(m map[string]int64) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
