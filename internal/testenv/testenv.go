@@ -31,6 +31,14 @@ type Env struct {
 
 	mu     sync.Mutex
 	events []deploy.Event
+	hook   func(deploy.Event)
+}
+
+// OnEvent calls f for every later event, in the deploying goroutine.
+func (e *Env) OnEvent(f func(deploy.Event)) {
+	e.mu.Lock()
+	e.hook = f
+	e.mu.Unlock()
 }
 
 // New builds an Env. Health checks poll /health every 20ms; the wait timeout is 10s.
@@ -52,7 +60,11 @@ func New(t testing.TB) *Env {
 		OnEvent: func(ev deploy.Event) {
 			e.mu.Lock()
 			e.events = append(e.events, ev)
+			hook := e.hook
 			e.mu.Unlock()
+			if hook != nil {
+				hook(ev)
+			}
 			if testing.Verbose() {
 				t.Log(ev)
 			}

@@ -1,0 +1,136 @@
+// Quickstart deploys an app of 3 machines on the in-memory backend behind the
+// proxy, then deploys v2 while clients send requests through the proxy, and
+// prints what happened.
+//
+//	go run ./examples/quickstart                       # rolling
+//	go run ./examples/quickstart -strategy immediate -json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/health"
+	"github.com/cutover/deploy/internal/demo"
+	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/proxy"
+	"github.com/cutover/deploy/strategy"
+)
+
+func main() {
+	strat := flag.String("strategy", "rolling", "deploy strategy: "+fmt.Sprint(strategy.Names))
+	machines := flag.Int("machines", 3, "machines in the app")
+	asJSON := flag.Bool("json", false, "end with one JSON line summarising the deploy")
+	workers := flag.Int("clients", 8, "concurrent clients sending requests through the proxy")
+	flag.Parse()
+	if err := run(*strat, *machines, *workers, *asJSON); err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		if errors.Is(err, deploy.ErrInvalid) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// summary is the -json line.
+type summary struct {
+	Strategy   string `json:"strategy"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Status     string `json:"status"`
+	Machines   int    `json:"machines"`
+	Requests   int64  `json:"requests"`
+	Failed     int64  `json:"failed"`
+	DurationMS int64  `json:"duration_ms"`
+	DowntimeMS int64  `json:"downtime_ms"`
+	Error      string `json:"error,omitempty"`
+}
+
+func run(strategyName string, machines, workers int, asJSON bool) error {
+	s, err := strategy.ByName(strategyName, 0)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+
+	// The backend: each image is a Go handler; each machine serves it on 127.0.0.1.
+	backend := mem.New()
+	defer backend.Close()
+	backend.Register("demo:v1", demo.Handler("v1"))
+	backend.Register("demo:v2", demo.Handler("v2"))
+	// Real apps take a moment to boot; so do these, so that traffic flows during the deploy.
+	backend.Inject(mem.Fault{BootDelay: 200 * time.Millisecond})
+
+	// The proxy: the app's single entry point, switching traffic between machines.
+	px := proxy.New(proxy.Options{})
+	defer px.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: px, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String()
+
+	d := &deploy.Deployer{
+		Backend:     backend,
+		Router:      px,
+		Health:      health.HTTP{Path: "/health", Interval: 50 * time.Millisecond},
+		Strategy:    s,
+		WaitTimeout: 30 * time.Second,
+		OnEvent:     func(e deploy.Event) { fmt.Println(" ", e) },
+	}
+	spec := func(v string) deploy.MachineSpec {
+		return deploy.MachineSpec{App: "demo", Image: "demo:" + v, Version: v, StopTimeout: 5 * time.Second}
+	}
+
+	fmt.Printf("deploying v1 to %d machines behind %s\n", machines, url)
+	if _, err := d.Deploy(ctx, deploy.Request{Spec: spec("v1"), Count: machines}); err != nil {
+		return fmt.Errorf("first deploy: %w", err)
+	}
+
+	fmt.Printf("deploying v2 (%s) with %d clients sending requests through the proxy\n", s.Name(), workers)
+	traffic := load.Start(ctx, url, load.Options{Workers: workers, Duration: 5 * time.Minute})
+	if err := traffic.WaitRequests(ctx, 100); err != nil {
+		return err
+	}
+	res, derr := d.Deploy(ctx, deploy.Request{Spec: spec("v2"), Count: machines})
+	// Keep the load on a moment after the switch, to show who serves now.
+	after := traffic.Mark()
+	_ = traffic.WaitRequests(ctx, 200)
+	lr := traffic.Stop()
+
+	fmt.Printf("\n%s deploy %s -> %s: %s in %s\n", res.Strategy, res.FromVersion, res.Version, res.Status, res.Duration().Round(time.Millisecond))
+	fmt.Printf("  machines now: %v\n", res.Machines)
+	fmt.Printf("  requests: %d, failed: %d, served by: %v\n", lr.Requests, lr.Failed, lr.ByBody)
+	fmt.Printf("  after the deploy returned, served by: %v\n", traffic.Epoch(after))
+	if res.Downtime > 0 {
+		fmt.Printf("  downtime window: %s\n", res.Downtime.Round(time.Millisecond))
+	}
+	for _, e := range lr.Errors {
+		fmt.Printf("  failure: %s\n", e)
+	}
+	if asJSON {
+		sum := summary{
+			Strategy: res.Strategy, From: res.FromVersion, To: res.Version, Status: string(res.Status),
+			Machines: machines, Requests: lr.Requests, Failed: lr.Failed,
+			DurationMS: res.Duration().Milliseconds(), DowntimeMS: res.Downtime.Milliseconds(),
+		}
+		if derr != nil {
+			sum.Error = derr.Error()
+		}
+		b, _ := json.Marshal(sum)
+		fmt.Println(string(b))
+	}
+	return derr
+}
