@@ -1,0 +1,56 @@
+package config_test
+
+import (
+	"fmt"
+
+	"github.com/cutover/deploy/config"
+)
+
+func Example() {
+	cfg, err := config.Parse([]byte(`
+app = "web"
+kill_signal = "SIGINT"
+kill_timeout = 5                      # seconds
+
+[build]
+  image = "registry.example.com/web:42"
+
+[deploy]
+  strategy = "bluegreen"
+  release_command = "bin/rails db:migrate"
+
+[http_service]
+  internal_port = 3000
+  [[http_service.checks]]
+    path = "/up"
+    interval = 10000                  # milliseconds, the old format
+    timeout = "2s"
+
+[[vm]]
+  size = "shared-cpu-1x"
+`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	plan, err := cfg.Plan()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(plan.StrategyName, plan.Spec.Image, plan.Spec.Port, plan.Spec.StopSignal, plan.Spec.StopTimeout)
+	fmt.Printf("release command %q within %v\n", plan.ReleaseCommand, plan.ReleaseCommandTimeout)
+	for _, c := range plan.Checks {
+		fmt.Println(c.Name, c.Type, c.Port, c.Path, c.Interval, c.Timeout)
+	}
+	fmt.Println("not interpreted:", cfg.Unknown)
+
+	_, err = config.Parse([]byte("[deploy]\n  strategy = \"blue-green\"\n"))
+	fmt.Println(err)
+	// Output:
+	// bluegreen registry.example.com/web:42 3000 SIGINT 5s
+	// release command ["bin/rails" "db:migrate"] within 5m0s
+	// http_service.checks[0] http 3000 /up 10s 2s
+	// not interpreted: [vm]
+	// line 2, column 3: deploy.strategy: unknown strategy "blue-green" (want rolling, bluegreen, canary or immediate)
+}
