@@ -1,0 +1,57 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/cutover/deploy/proxy"
+)
+
+// Example puts a proxy in front of one version of an app, then cuts traffic over
+// to a new version: SetTargets returns once the old one has drained.
+func Example() {
+	v1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello from v1")
+	}))
+	defer v1.Close()
+	v2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello from v2")
+	}))
+	defer v2.Close()
+
+	p := proxy.New(proxy.Options{})
+	defer p.Close()
+	front := httptest.NewServer(p) // or http.ListenAndServe(":8080", p)
+	defer front.Close()
+
+	get := func() string {
+		res, err := http.Get(front.URL)
+		if err != nil {
+			return err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return fmt.Sprintf("%d %s", res.StatusCode, strings.TrimSpace(string(b)))
+	}
+
+	ctx := context.Background()
+	fmt.Println(get())
+
+	_ = p.SetTargets(ctx, map[string]int{v1.Listener.Addr().String(): 1})
+	fmt.Println(get())
+
+	_ = p.SetTargets(ctx, map[string]int{v2.Listener.Addr().String(): 1})
+	fmt.Println(get())
+	fmt.Println(p.Stats()[v2.Listener.Addr().String()].Requests, "request(s) on v2")
+
+	http.DefaultClient.CloseIdleConnections()
+	// Output:
+	// 503 no healthy targets
+	// 200 hello from v1
+	// 200 hello from v2
+	// 1 request(s) on v2
+}

@@ -1,0 +1,347 @@
+// Package proxy is a traffic-switching HTTP reverse proxy for zero-downtime deploys.
+//
+// A Proxy is an http.Handler built on net/http/httputil.ReverseProxy. It sends each
+// request to one of a weighted set of upstream addresses ("127.0.0.1:8080" style),
+// and the set can be replaced at any time with SetTargets while requests flow:
+//
+//   - the set is swapped atomically; requests never see a half-built set;
+//   - a removed target receives no new request, and SetTargets returns only once the
+//     requests it was serving have completed (or Options.DrainTimeout has passed);
+//   - a request whose connection to a target cannot be made (dial error, connection
+//     refused) is retried on another target, and the failing target is skipped for a
+//     short while, so a machine that dies abruptly costs no failed request;
+//   - per-target counters and a latency histogram support canary analysis.
+//
+// The package imports only the standard library. Its SetTargets and Targets methods
+// use built-in types only, so a Proxy satisfies interfaces such as
+//
+//	type Router interface {
+//		SetTargets(ctx context.Context, targets map[string]int) error
+//	}
+//
+// without importing the package that declares them.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults used when the corresponding Options field is zero.
+const (
+	// DefaultDrainTimeout is how long SetTargets waits for removed targets to drain.
+	DefaultDrainTimeout = 30 * time.Second
+	// DefaultDownTime is how long a target that failed to accept a connection is skipped.
+	DefaultDownTime = 2 * time.Second
+	// DefaultDialTimeout is the dial timeout of the default transport.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultMaxReplayBytes is how much of a request body is kept so that the request
+	// can be sent again after a connection failure.
+	DefaultMaxReplayBytes = 64 << 10
+)
+
+// ErrInvalidTarget is returned (wrapped) by SetTargets when an address is not a
+// host:port pair or a weight is negative. Match it with errors.Is.
+var ErrInvalidTarget = errors.New("proxy: invalid target")
+
+// errNoTargets is the transport-level error for "nothing to route to"; it becomes a 503.
+var errNoTargets = errors.New("no healthy targets")
+
+// Options configures a Proxy. The zero value is valid; each field documents its default.
+type Options struct {
+	// DrainTimeout is how long SetTargets waits for a removed target's in-flight
+	// requests to complete. Zero means DefaultDrainTimeout (30s); a negative value
+	// means SetTargets does not wait at all.
+	DrainTimeout time.Duration
+
+	// DownTime is how long a target whose connection failed (dial error, connection
+	// refused) is skipped by new requests, unless every target is down. Zero means
+	// DefaultDownTime (2s); a negative value disables passive marking.
+	DownTime time.Duration
+
+	// Transport sends requests upstream. Nil means a tuned *http.Transport: HTTP/1.1
+	// only, no environment proxy, no transparent compression, DefaultDialTimeout,
+	// 256 idle connections per target. Close closes its idle connections.
+	Transport http.RoundTripper
+
+	// StickyHeader, when set, names a request header whose value pins the request to
+	// a target: requests with the same non-empty value go to the same target as long
+	// as the target set keeps it (weighted rendezvous hashing, so changing the set
+	// moves only the keys it must). Useful to keep a user on the canary.
+	StickyHeader string
+
+	// StickyCookie is like StickyHeader, keyed by the value of the named cookie.
+	// StickyHeader wins when both are set and the request carries the header.
+	StickyCookie string
+
+	// MaxReplayBytes bounds how many request-body bytes are kept so that a request
+	// that failed before reaching its target can be sent again (the body has then
+	// been read by the transport but not delivered). Requests with larger bodies are
+	// still proxied, only not retried once their body was read. Zero means
+	// DefaultMaxReplayBytes (64 KiB); a negative value keeps nothing.
+	MaxReplayBytes int
+
+	// ErrorLog receives upstream errors and drain timeouts. Nil means the log
+	// package's standard logger.
+	ErrorLog *log.Logger
+}
+
+// Proxy is a reverse proxy over a weighted, atomically replaceable set of targets.
+// Create one with New; it is safe for concurrent use.
+type Proxy struct {
+	opts      Options
+	transport http.RoundTripper
+	rp        *httputil.ReverseProxy
+	set       atomic.Pointer[targetSet]
+	sem       chan struct{} // serializes SetTargets (a mutex that respects ctx)
+}
+
+// New returns a Proxy with no targets: until SetTargets is called it answers 503.
+func New(opts Options) *Proxy {
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	if opts.DownTime == 0 {
+		opts.DownTime = DefaultDownTime
+	}
+	if opts.MaxReplayBytes == 0 {
+		opts.MaxReplayBytes = DefaultMaxReplayBytes
+	}
+	p := &Proxy{opts: opts, sem: make(chan struct{}, 1)}
+	p.transport = opts.Transport
+	if p.transport == nil {
+		p.transport = newTransport()
+	}
+	p.set.Store(emptySet)
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       p.rewrite,
+		Transport:     upstream{p},
+		FlushInterval: -1, // stream: flush every write, so SSE and chunked responses pass promptly
+		ErrorHandler:  p.handleError,
+		ErrorLog:      opts.ErrorLog,
+	}
+	return p
+}
+
+func newTransport() *http.Transport {
+	d := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true) // HTTP/1.1 only: no HTTP/2 (upgrades pass through as on HTTP/1.1)
+	return &http.Transport{
+		Proxy:                 nil, // targets are direct addresses; never use HTTP_PROXY
+		DialContext:           d.DialContext,
+		MaxIdleConns:          0, // no global limit; per host below
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
+		Protocols:             protocols,
+	}
+}
+
+// ServeHTTP proxies r to one of the current targets. With no target of positive
+// weight it answers 503 "no healthy targets"; when the upstream fails (on every
+// target tried) it answers 502.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(p.set.Load().routes) == 0 {
+		writeError(w, http.StatusServiceUnavailable, "no healthy targets")
+		return
+	}
+	if r.Header.Get("Upgrade") != "" {
+		// ReverseProxy does not close a 101 response's body on every error path;
+		// closing it here releases the target's claim in all cases (a no-op when
+		// the tunnel already closed it).
+		u := new(upgraded)
+		r = r.WithContext(context.WithValue(r.Context(), upgradedKey{}, u))
+		defer u.close()
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+type upgradedKey struct{}
+
+// upgraded holds the body of a 101 response for ServeHTTP to close.
+type upgraded struct {
+	mu   sync.Mutex
+	body io.Closer
+}
+
+func (u *upgraded) set(c io.Closer) {
+	u.mu.Lock()
+	u.body = c
+	u.mu.Unlock()
+}
+
+func (u *upgraded) close() {
+	u.mu.Lock()
+	c := u.body
+	u.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+}
+
+// rewrite prepares the outbound request: it keeps the inbound Host, sets
+// X-Forwarded-For/-Host/-Proto, keeps the query string verbatim, and wraps the
+// body so that it can be replayed on another target. The upstream address is set
+// per attempt by the transport wrapper.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetXForwarded()
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery // do not drop what ReverseProxy cannot parse
+	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+		b := newReqBody(pr.Out.Body, p.opts.MaxReplayBytes)
+		pr.Out.Body = b.first()
+		pr.Out.GetBody = b.getBody
+	}
+}
+
+func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, errNoTargets):
+		writeError(w, http.StatusServiceUnavailable, "no healthy targets")
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		w.WriteHeader(http.StatusBadGateway)
+	default:
+		p.logf("proxy: %s %s: %v", r.Method, r.URL.Path, err)
+		writeError(w, http.StatusBadGateway, "bad gateway: upstream unavailable")
+	}
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(msg)+1))
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+func (p *Proxy) logf(format string, args ...any) {
+	if p.opts.ErrorLog != nil {
+		p.opts.ErrorLog.Printf(format, args...)
+		return
+	}
+	log.Printf(format, args...)
+}
+
+// SetTargets replaces the target set: address ("host:port") to weight. A target
+// with weight 0 stays in the set (it finishes its in-flight requests and keeps its
+// statistics) but receives no new request. Targets present in both the old and the
+// new set keep their counters and statistics.
+//
+// The new set takes effect before SetTargets waits: it then returns once every
+// removed target has no request in flight, or when DrainTimeout has passed (that is
+// logged, not an error: the caller may stop the machine), or with ctx's error when
+// ctx ends first. Calls are serialized. Invalid input returns an error wrapping
+// ErrInvalidTarget and changes nothing.
+func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
+	for addr, w := range targets {
+		if err := validTarget(addr, w); err != nil {
+			return err
+		}
+	}
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.sem }()
+
+	old := p.set.Load()
+	next := newTargetSet(old, targets)
+	p.set.Store(next)
+
+	var removed []*target
+	for _, e := range old.all {
+		if _, ok := targets[e.t.addr]; !ok {
+			e.t.markRemoved()
+			removed = append(removed, e.t)
+		}
+	}
+	if len(removed) == 0 || p.opts.DrainTimeout < 0 {
+		return nil
+	}
+	timer := time.NewTimer(p.opts.DrainTimeout)
+	defer timer.Stop()
+	for _, t := range removed {
+		select {
+		case <-t.drained:
+		case <-timer.C:
+			var busy []string
+			for _, t := range removed {
+				if n := t.inflight.Load(); n > 0 {
+					busy = append(busy, fmt.Sprintf("%s (%d in flight)", t.addr, n))
+				}
+			}
+			p.logf("proxy: drain timeout %v passed; still busy: %v", p.opts.DrainTimeout, busy)
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("proxy: waiting for %s to drain: %w", t.addr, ctx.Err())
+		}
+	}
+	return nil
+}
+
+func validTarget(addr string, weight int) error {
+	if weight < 0 {
+		return fmt.Errorf("%w: %q has negative weight %d", ErrInvalidTarget, addr, weight)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalidTarget, addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%w: %q has no host", ErrInvalidTarget, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("%w: %q has an invalid port", ErrInvalidTarget, addr)
+	}
+	return nil
+}
+
+// Targets returns a copy of the current target set: address to weight.
+func (p *Proxy) Targets() map[string]int {
+	s := p.set.Load()
+	m := make(map[string]int, len(s.all))
+	for _, e := range s.all {
+		m[e.t.addr] = e.weight
+	}
+	return m
+}
+
+// Stats returns a snapshot of the statistics of every target in the current set
+// (weight 0 included), keyed by address. Take two snapshots and subtract them with
+// TargetStats.Sub to look at a window.
+func (p *Proxy) Stats() map[string]TargetStats {
+	s := p.set.Load()
+	m := make(map[string]TargetStats, len(s.all))
+	for _, e := range s.all {
+		st := e.t.stats.snapshot()
+		st.Weight = e.weight
+		st.InFlight = e.t.inflight.Load()
+		m[e.t.addr] = st
+	}
+	return m
+}
+
+// Close closes the idle upstream connections of the transport. Requests in flight
+// are not interrupted and the Proxy stays usable (new connections are dialled as
+// needed); call Close when the Proxy is no longer used so no connection outlives it.
+func (p *Proxy) Close() error {
+	if c, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"math"
+	"math/bits"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// target is one upstream address. The same object lives on across target sets for
+// as long as the address stays in the set, so its counters survive weight changes.
+// Once removed it is never routed to again (a re-added address gets a new target).
+type target struct {
+	addr string
+	seed uint64 // hash of addr, for sticky (rendezvous) hashing
+
+	inflight  atomic.Int64
+	removed   atomic.Bool
+	drained   chan struct{} // closed once, when removed and no request is in flight
+	drainOnce sync.Once
+	downUntil atomic.Int64 // monotonic nanoseconds (see now); 0 means up
+
+	stats counters
+}
+
+func newTarget(addr string) *target {
+	return &target{addr: addr, seed: hashString(addr), drained: make(chan struct{})}
+}
+
+// claim registers a request on t. It fails, leaving no trace, when t was removed:
+// the caller must then pick again from the current set. Incrementing before checking
+// pairs with markRemoved storing before reading the count, so either the request sees
+// the removal or the remover sees the request.
+func (t *target) claim() bool {
+	t.inflight.Add(1)
+	if t.removed.Load() {
+		t.release()
+		return false
+	}
+	return true
+}
+
+// release ends a claim.
+func (t *target) release() {
+	if t.inflight.Add(-1) == 0 && t.removed.Load() {
+		t.drainOnce.Do(func() { close(t.drained) })
+	}
+}
+
+// markRemoved stops new claims; drained is closed once nothing is in flight.
+func (t *target) markRemoved() {
+	t.removed.Store(true)
+	if t.inflight.Load() == 0 {
+		t.drainOnce.Do(func() { close(t.drained) })
+	}
+}
+
+// epoch anchors now, a cheap monotonic clock in nanoseconds.
+var epoch = time.Now()
+
+func now() int64 { return int64(time.Since(epoch)) }
+
+func (t *target) markDown(d time.Duration) {
+	if d > 0 {
+		t.downUntil.Store(now() + int64(d))
+	}
+}
+
+func (t *target) isDown() bool {
+	d := t.downUntil.Load()
+	return d != 0 && now() < d
+}
+
+// entry is a target with its weight in one set.
+type entry struct {
+	t      *target
+	weight int
+}
+
+// route is a target of positive weight with its cumulative weight.
+type route struct {
+	t      *target
+	weight float64
+	cum    uint64 // sum of the weights up to and including this one
+}
+
+// targetSet is an immutable target set (only seq changes). Requests read it through
+// an atomic pointer; SetTargets builds a new one and swaps it in.
+type targetSet struct {
+	all    []entry // every target, weight 0 included, sorted by address
+	routes []route // targets of positive weight, sorted by address
+	total  uint64  // sum of the weights of routes
+	seq    atomic.Uint64
+}
+
+var emptySet = &targetSet{}
+
+func newTargetSet(old *targetSet, targets map[string]int) *targetSet {
+	s := &targetSet{all: make([]entry, 0, len(targets))}
+	for addr, w := range targets {
+		var t *target
+		for _, e := range old.all {
+			if e.t.addr == addr {
+				t = e.t
+				break
+			}
+		}
+		if t == nil {
+			t = newTarget(addr)
+		}
+		s.all = append(s.all, entry{t: t, weight: w})
+	}
+	slices.SortFunc(s.all, func(a, b entry) int { return strings.Compare(a.t.addr, b.t.addr) })
+	for _, e := range s.all {
+		if e.weight > 0 {
+			s.total += uint64(e.weight)
+			s.routes = append(s.routes, route{t: e.t, weight: float64(e.weight), cum: s.total})
+		}
+	}
+	return s
+}
+
+// pick chooses a target for a request, skipping the targets in tried and, unless
+// every remaining target is down, the targets marked down. It returns nil when no
+// target is left.
+//
+// Without a sticky key it walks a golden-ratio (Weyl) sequence over the cumulative
+// weights: shares are exact to within a few requests and consecutive requests are
+// spread rather than sent in runs. With a key it uses weighted rendezvous hashing.
+func (s *targetSet) pick(key string, tried []*target) *target {
+	n := len(s.routes)
+	if n == 0 {
+		return nil
+	}
+	if key != "" {
+		return s.pickSticky(key, tried)
+	}
+	u := s.seq.Add(1) * 0x9E3779B97F4A7C15 // frac(i*phi) as a 64-bit fixed-point number
+	pos, _ := bits.Mul64(u, s.total)       // in [0, total)
+	start := 0
+	if n > 1 {
+		start, _ = slices.BinarySearchFunc(s.routes, pos, func(r route, pos uint64) int {
+			if r.cum <= pos {
+				return -1
+			}
+			return 1
+		})
+	}
+	for pass := 0; pass < 2; pass++ {
+		for i := range n {
+			r := &s.routes[(start+i)%n]
+			if slices.Contains(tried, r.t) || (pass == 0 && r.t.isDown()) {
+				continue
+			}
+			return r.t
+		}
+	}
+	return nil
+}
+
+// pickSticky returns the eligible target with the highest weighted rendezvous score
+// -weight/ln(h), h a uniform hash of (key, target) in (0,1): each key maps to one
+// target, in proportion to the weights, and changing the set moves only the keys
+// of the targets that changed.
+func (s *targetSet) pickSticky(key string, tried []*target) *target {
+	kh := hashString(key)
+	for pass := 0; pass < 2; pass++ {
+		var best *target
+		bestScore := math.Inf(-1)
+		for i := range s.routes {
+			r := &s.routes[i]
+			if slices.Contains(tried, r.t) || (pass == 0 && r.t.isDown()) {
+				continue
+			}
+			h := (float64(mix64(kh^r.t.seed)>>11) + 0.5) / (1 << 53)
+			if score := -r.weight / math.Log(h); score > bestScore {
+				best, bestScore = r.t, score
+			}
+		}
+		if best != nil {
+			return best
+		}
+	}
+	return nil
+}
+
+// hashString is 64-bit FNV-1a.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix64 is the splitmix64 finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
