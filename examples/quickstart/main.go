@@ -24,6 +24,7 @@ import (
 	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy"
+	"github.com/cutover/deploy/strategy/canary"
 )
 
 func main() {
@@ -59,6 +60,9 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	s, err := strategy.ByName(strategyName, 0)
 	if err != nil {
 		return err
+	}
+	if s.Name() == "canary" { // bake each step for 2s instead of the default minute
+		s = canary.Strategy{Bake: 2 * time.Second}
 	}
 	ctx := context.Background()
 

@@ -22,6 +22,9 @@ import (
 // App is the app name every Env deploys.
 const App = "app"
 
+// StickyHeader is the header the Env's proxy pins requests by.
+const StickyHeader = "X-User"
+
 // Env is one test's deploy environment. Its parts are closed by t.Cleanup.
 type Env struct {
 	Backend  *mem.Backend
@@ -49,7 +52,7 @@ func New(t testing.TB) *Env {
 		v := fmt.Sprintf("v%d", i)
 		e.Backend.Register(v, demo.Handler(v))
 	}
-	e.Proxy = proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
+	e.Proxy = proxy.New(proxy.Options{DrainTimeout: 10 * time.Second, StickyHeader: StickyHeader})
 	srv := httptest.NewServer(e.Proxy)
 	e.URL = srv.URL
 	e.Deployer = &deploy.Deployer{

@@ -171,6 +171,41 @@ func TestRollingMachineKilledWhileRouted(t *testing.T) {
 	testenv.AssertNoFailures(t, run.Stop())
 }
 
+// Rolling of 5 machines where the 3rd new machine fails its health check:
+// afterwards 5 machines of the old version serve, and the result says rolled back.
+func TestRollingRollsBackOnThirdMachine(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 5)
+	e.Backend.Inject(mem.Fault{Image: "v2", Nth: 3, Unhealthy: true})
+	e.Deployer.WaitTimeout = 500 * time.Millisecond
+	run := e.Load(t)
+	require.NoError(t, run.WaitRequests(context.Background(), 100))
+	res, err := e.Deploy(context.Background(), rolling.Strategy{}, "v2", 5)
+	require.ErrorIs(t, err, deploy.ErrUnhealthy)
+	assert.Equal(t, deploy.StatusRolledBack, res.Status)
+	assert.Equal(t, 1, res.Counts[deploy.DeployRolledBack])
+	assert.Equal(t, map[string]int{"v1": 5}, e.Versions(t))
+	assert.Equal(t, map[string]int{"v1": 5}, e.RoutedVersions(t))
+	epoch := run.Mark()
+	require.Eventually(t, func() bool { return run.Epoch(epoch)["v1"] >= 100 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{"v1"}, keys(run.Epoch(epoch)))
+	testenv.AssertNoFailures(t, run.Stop())
+}
+
+// With NoAutoRollback, a failure after traffic moved keeps the new machines that serve.
+func TestRollingNoAutoRollback(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+	e.Backend.Inject(mem.Fault{Image: "v2", Nth: 2, Unhealthy: true})
+	e.Deployer.WaitTimeout = 300 * time.Millisecond
+	e.Deployer.NoAutoRollback = true
+	res, err := e.Deploy(context.Background(), rolling.Strategy{}, "v2", 3)
+	require.Error(t, err)
+	assert.Equal(t, deploy.StatusFailed, res.Status)
+	assert.Equal(t, map[string]int{"v1": 2, "v2": 1}, e.Versions(t))
+	assert.Equal(t, map[string]int{"v1": 2, "v2": 1}, e.RoutedVersions(t))
+}
+
 func TestRollingMaxUnavailable(t *testing.T) {
 	cases := []struct {
 		v    float64

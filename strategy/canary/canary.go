@@ -1,0 +1,259 @@
+// Package canary deploys by sending a share of real traffic to new machines,
+// analysing what the proxy observed, then rolling out or rolling back.
+//
+// Each step routes the canary machines at a traffic share through the router's
+// weights (no cookie needed) and holds it for a bake time. During the bake the
+// canary's error rate (5xx plus transport errors) and p99 latency are compared
+// with the old machines' over the same window, from the router's per-target
+// statistics; a failing comparison or health check aborts at once: the canary
+// leaves traffic, drains and is destroyed, and the old machines keep serving.
+// After the last step the remaining machines are started and all traffic moves.
+//
+// The router must report statistics (proxy.Proxy does). For sticky assignment,
+// so that one user sees one version for the whole canary, set the proxy's
+// StickyHeader or StickyCookie.
+package canary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/proxy"
+)
+
+// Step is one stage of a canary.
+type Step struct {
+	Percent  int // the canary machines' share of traffic, 1..99
+	Machines int           // canary machines during the step; 0 means the previous step's (at least 1)
+	Bake     time.Duration // how long the step is held; 0 means the Strategy's Bake
+}
+
+// DefaultSteps are one canary machine at 10%, then at 50%.
+var DefaultSteps = []Step{{Percent: 10, Machines: 1}, {Percent: 50}}
+
+// Defaults for zero fields.
+const (
+	DefaultBake                 = time.Minute
+	DefaultInterval             = 250 * time.Millisecond
+	DefaultMinRequests          = 50
+	DefaultMaxErrorRateIncrease = 0.02
+	DefaultMaxLatencyRatio      = 2.0
+	DefaultLatencySlack         = 100 * time.Millisecond
+)
+
+// Analysis sets the thresholds a canary is held to during each step.
+type Analysis struct {
+	// MaxErrorRateIncrease is how much the canary's error rate may exceed the
+	// baseline's (0.02 = 2 percentage points). Default 0.02.
+	MaxErrorRateIncrease float64
+	// The canary's p99 latency may not exceed both MaxLatencyRatio times the
+	// baseline's p99 and the baseline's p99 plus LatencySlack. Defaults 2 and 100ms.
+	MaxLatencyRatio float64
+	LatencySlack    time.Duration
+	// MinRequests the canary must serve in a step before a verdict on its figures;
+	// a step that ends with fewer passes on health alone (the event says so). Default 50.
+	MinRequests uint64
+	// Interval between analyses and health checks during a bake. Default 250ms.
+	Interval time.Duration
+}
+
+// Strategy is a canary deploy. Its zero value runs DefaultSteps with a one-minute bake each.
+type Strategy struct {
+	Steps    []Step
+	Bake     time.Duration // how long each step is held; 0 means DefaultBake
+	Analysis Analysis
+	Parallel int // machines started at once for the final roll-out; 0 means all
+}
+
+// Observer is a router that reports per-target traffic statistics, such as *proxy.Proxy.
+type Observer interface {
+	Stats() map[string]proxy.TargetStats
+}
+
+// Name returns "canary".
+func (Strategy) Name() string { return "canary" }
+
+// Deploy runs the steps, then rolls out the rest.
+func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
+	if len(r.Old) == 0 { // nothing to compare with: a first deploy rolls out directly
+		return s.rollOut(ctx, r, nil)
+	}
+	obs, ok := r.Router.(Observer)
+	if !ok {
+		return fmt.Errorf("canary: %w: the router (%T) reports no traffic statistics", deploy.ErrInvalid, r.Router)
+	}
+	steps := s.Steps
+	if len(steps) == 0 {
+		steps = DefaultSteps
+	}
+	var canaries []deploy.Machine
+	for i, st := range steps {
+		if st.Percent <= 0 || st.Percent >= 100 {
+			return fmt.Errorf("canary: %w: step %d: percent %d not in 1..99", deploy.ErrInvalid, i+1, st.Percent)
+		}
+		want := max(st.Machines, len(canaries), 1)
+		want = min(want, r.Count)
+		if more := want - len(canaries); more > 0 {
+			ms, err := r.LaunchNew(ctx, more, 0, false)
+			if err != nil {
+				return err
+			}
+			canaries = append(canaries, ms...)
+		}
+		if err := r.Route(ctx, shares(r.Old, canaries, st.Percent)); err != nil {
+			return err
+		}
+		r.Emit(deploy.Event{Type: deploy.CanaryStep, Version: r.Spec.Version, Weight: st.Percent,
+			Message: fmt.Sprintf("step %d/%d: %d canary machines at %d%%", i+1, len(steps), len(canaries), st.Percent)})
+		bake := st.Bake
+		if bake <= 0 {
+			bake = s.Bake
+		}
+		if err := s.bake(ctx, r, obs, canaries, bake); err != nil {
+			return fmt.Errorf("canary step %d (%d%%): %w", i+1, st.Percent, err)
+		}
+	}
+	return s.rollOut(ctx, r, canaries)
+}
+
+// shares weights old and canary machines so the canaries get pct percent of traffic.
+func shares(old, canaries []deploy.Machine, pct int) map[deploy.Machine]int {
+	w := make(map[deploy.Machine]int, len(old)+len(canaries))
+	for _, m := range old {
+		w[m] = len(canaries) * (100 - pct)
+	}
+	for _, m := range canaries {
+		w[m] = len(old) * pct
+	}
+	return w
+}
+
+// rollOut starts the machines still missing, moves all traffic to the new
+// version and retires the old machines.
+func (s Strategy) rollOut(ctx context.Context, r *deploy.Rollout, canaries []deploy.Machine) error {
+	news := canaries
+	if more := r.Count - len(canaries); more > 0 {
+		ms, err := r.LaunchNew(ctx, more, s.Parallel, false)
+		if err != nil {
+			return err
+		}
+		news = append(news, ms...)
+	}
+	next := make(map[deploy.Machine]int, len(news))
+	for _, m := range news {
+		next[m] = 1
+	}
+	if err := r.Route(ctx, next); err != nil {
+		return err
+	}
+	return r.Retire(ctx, r.Old...)
+}
+
+func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, obs Observer, canaries []deploy.Machine, bake time.Duration) error {
+	a := s.Analysis.withDefaults()
+	if bake <= 0 {
+		bake = DefaultBake
+	}
+	start := obs.Stats()
+	end := time.NewTimer(bake)
+	defer end.Stop()
+	tick := time.NewTicker(a.Interval)
+	defer tick.Stop()
+	fails := map[string]int{}
+	for {
+		final := false
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-end.C:
+			final = true
+		case <-tick.C:
+		}
+		for _, m := range canaries {
+			if err := checkOnce(ctx, r.Health, m, a.Interval); err != nil {
+				if fails[m.ID()]++; fails[m.ID()] >= 2 || errors.Is(err, deploy.ErrExited) {
+					r.Emit(deploy.Event{Type: deploy.MachineUnhealthy, Machine: m.ID(), Version: m.Spec().Version, Err: err})
+					return &deploy.PhaseError{Machine: m.ID(), Phase: "canary health", Err: fmt.Errorf("%w: %w", deploy.ErrUnhealthy, err)}
+				}
+			} else {
+				fails[m.ID()] = 0
+			}
+		}
+		v := a.judge(r.Old, canaries, start, obs.Stats())
+		if v.err != nil || final {
+			r.Emit(deploy.Event{Type: deploy.CanaryAnalysis, Version: r.Spec.Version, Message: v.summary, Err: v.err})
+			return v.err
+		}
+	}
+}
+
+// checkOnce runs one health check of a routed canary.
+func checkOnce(ctx context.Context, hc deploy.HealthChecker, m deploy.Machine, timeout time.Duration) error {
+	if st := m.State(); st != deploy.StateStarted {
+		return fmt.Errorf("%w: machine is %s", deploy.ErrExited, st)
+	}
+	if hc == nil {
+		hc = deploy.DialCheck{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(timeout, time.Second))
+	defer cancel()
+	return hc.Check(ctx, m)
+}
+
+func (a Analysis) withDefaults() Analysis {
+	if a.MaxErrorRateIncrease <= 0 {
+		a.MaxErrorRateIncrease = DefaultMaxErrorRateIncrease
+	}
+	if a.MaxLatencyRatio <= 0 {
+		a.MaxLatencyRatio = DefaultMaxLatencyRatio
+	}
+	if a.LatencySlack <= 0 {
+		a.LatencySlack = DefaultLatencySlack
+	}
+	if a.MinRequests == 0 {
+		a.MinRequests = DefaultMinRequests
+	}
+	if a.Interval <= 0 {
+		a.Interval = DefaultInterval
+	}
+	return a
+}
+
+// ErrAnalysis marks a canary that failed its analysis; it wraps deploy.ErrAborted.
+var ErrAnalysis = fmt.Errorf("canary analysis failed: %w", deploy.ErrAborted)
+
+type verdict struct {
+	summary string
+	err     error
+}
+
+// judge compares the canary's traffic since start with the baseline's.
+func (a Analysis) judge(old, canaries []deploy.Machine, start, now map[string]proxy.TargetStats) verdict {
+	c := window(canaries, start, now)
+	b := window(old, start, now)
+	cp99, bp99 := c.Quantile(0.99), b.Quantile(0.99)
+	sum := fmt.Sprintf("canary: %d requests, %.1f%% errors, p99 %s; baseline: %d requests, %.1f%% errors, p99 %s",
+		c.Requests, 100*c.ErrorRate(), cp99, b.Requests, 100*b.ErrorRate(), bp99)
+	if c.Requests < a.MinRequests {
+		return verdict{summary: sum + fmt.Sprintf(" (fewer than %d canary requests: no verdict on figures)", a.MinRequests)}
+	}
+	if c.ErrorRate() > b.ErrorRate()+a.MaxErrorRateIncrease {
+		return verdict{sum, fmt.Errorf("%w: error rate %.1f%% vs baseline %.1f%% (allowed +%.1f points)", ErrAnalysis, 100*c.ErrorRate(), 100*b.ErrorRate(), 100*a.MaxErrorRateIncrease)}
+	}
+	if b.Requests > 0 && cp99 > time.Duration(float64(bp99)*a.MaxLatencyRatio) && cp99 > bp99+a.LatencySlack {
+		return verdict{sum, fmt.Errorf("%w: p99 latency %s vs baseline %s", ErrAnalysis, cp99, bp99)}
+	}
+	return verdict{summary: sum}
+}
+
+// window adds up the machines' statistics between two snapshots.
+func window(ms []deploy.Machine, start, now map[string]proxy.TargetStats) proxy.TargetStats {
+	var total proxy.TargetStats
+	for _, m := range ms {
+		total = total.Add(now[m.Addr()].Sub(start[m.Addr()]))
+	}
+	return total
+}
