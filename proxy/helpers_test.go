@@ -47,7 +47,7 @@ func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
 
 // newBackend starts an upstream that answers its name; a POST body is echoed after
 // the name ("name:body"). A handler h, when given, replaces that behaviour.
-func newBackend(t *testing.T, name string, h http.HandlerFunc) *backend {
+func newBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
 	t.Helper()
 	b := &backend{name: name}
 	if h == nil {
@@ -76,7 +76,7 @@ func newBackend(t *testing.T, name string, h http.HandlerFunc) *backend {
 
 // newFront starts a proxy with opts and an HTTP server in front of it, and returns
 // them with a client whose connections are closed at cleanup.
-func newFront(t *testing.T, opts Options) (*Proxy, *httptest.Server, *http.Client) {
+func newFront(t testing.TB, opts Options) (*Proxy, *httptest.Server, *http.Client) {
 	t.Helper()
 	p := New(opts)
 	t.Cleanup(func() { _ = p.Close() })
@@ -87,7 +87,7 @@ func newFront(t *testing.T, opts Options) (*Proxy, *httptest.Server, *http.Clien
 	return p, front, &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }
 
-func setTargets(t *testing.T, p *Proxy, targets map[string]int) {
+func setTargets(t testing.TB, p *Proxy, targets map[string]int) {
 	t.Helper()
 	if err := p.SetTargets(context.Background(), targets); err != nil {
 		t.Fatalf("SetTargets(%v): %v", targets, err)

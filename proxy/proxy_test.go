@@ -684,3 +684,18 @@ func TestNoModuleImports(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeBody: a body larger than MaxReplayBytes is proxied intact, and still
+// retried after a dial error (nothing of it was read then).
+func TestLargeBody(t *testing.T) {
+	live := newBackend(t, "live", nil)
+	p, front, c := newFront(t, Options{MaxReplayBytes: 1024})
+	setTargets(t, p, map[string]int{deadAddr(t): 1, live.addr(): 1})
+	payload := strings.Repeat("0123456789", 30000)
+	for i := range 4 {
+		code, body, err := do(c, "POST", front.URL, payload, nil)
+		if err != nil || code != 200 || body != "live:"+payload {
+			t.Fatalf("POST %d: %d len %d %v", i, code, len(body), err)
+		}
+	}
+}

@@ -167,6 +167,8 @@ type claimedRWBody struct {
 
 func (c *claimedRWBody) Write(p []byte) (int, error) { return c.w.Write(p) }
 
+var errNotReplayable = errors.New("proxy: request body too large to replay")
+
 // reqBody is the inbound request body shared by every attempt of one request. It
 // records up to max bytes it has read, so that an attempt that read the body without
 // delivering it (connection lost before the request went out) can be replayed.
@@ -196,7 +198,7 @@ func (b *reqBody) replayable() bool {
 // getBody is the request's GetBody: a reader from the start of the body.
 func (b *reqBody) getBody() (io.ReadCloser, error) {
 	if !b.replayable() {
-		return nil, errors.New("proxy: request body too large to replay")
+		return nil, errNotReplayable
 	}
 	return &bodyReader{b: b}, nil
 }
@@ -212,7 +214,7 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	b := r.b
 	if r.off < b.n {
 		if b.overflow {
-			return 0, errors.New("proxy: request body too large to replay")
+			return 0, errNotReplayable
 		}
 		n := copy(p, b.rec[r.off:])
 		r.off += int64(n)
