@@ -665,6 +665,18 @@ func TestHistogram(t *testing.T) {
 	if d.Count() != 0 || d.Sum() != 0 {
 		t.Fatalf("s.Sub(s) = %d, %v", d.Count(), d.Sum())
 	}
+	if two := s.Add(s); two.Count() != 200 || two.Sum() != 2*s.Sum() || two.Quantile(0.5) != s.Quantile(0.5) {
+		t.Fatalf("s.Add(s) = %d, %v, p50 %v", two.Count(), two.Sum(), two.Quantile(0.5))
+	}
+	a := TargetStats{Weight: 1, Requests: 10, Errors: 1, Latency: s}
+	b := TargetStats{Weight: 2, Requests: 30, Errors: 3}
+	if sum := a.Add(b); sum.Weight != 3 || sum.Requests != 40 || sum.Errors != 4 || sum.ErrorRate() != 0.1 || sum.Latency.Count() != 100 {
+		t.Fatalf("TargetStats.Add = %+v", sum)
+	}
+	// Sub against a missing (zero) snapshot is the snapshot itself.
+	if w := a.Sub(TargetStats{}); w.Requests != 10 || w.Latency.Count() != 100 {
+		t.Fatalf("Sub(zero) = %+v", w)
+	}
 }
 
 // TestNoModuleImports holds the layering rule: the proxy imports only the standard
