@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -37,6 +38,13 @@ type Deployer struct {
 	// the previous version (new machines that never took traffic are destroyed anyway).
 	NoAutoRollback bool
 
+	// Store keeps the release history; nil keeps none. With a Store, every deploy
+	// is recorded before it starts and its version is the release's ("v3").
+	Store Store
+	// FromRelease turns a stored release back into a Request, for Rollback. Nil
+	// redeploys the release's spec and count with this Deployer's strategy and health.
+	FromRelease func(Release) (Request, error)
+
 	Logger  hclog.Logger // nil: no logging
 	OnEvent func(Event)  // called synchronously for every event; must not block long
 
@@ -51,6 +59,16 @@ type Request struct {
 	Strategy    Strategy      // nil: Deployer.Strategy
 	Health      HealthChecker // nil: Deployer.Health
 	WaitTimeout time.Duration // 0: Deployer.WaitTimeout
+
+	// ReleaseCommand, when set, runs in a temporary machine of Spec (with the
+	// env plus RELEASE_COMMAND=1) before any machine changes; a non-zero exit or
+	// a timeout aborts the deploy with a *ReleaseCommandError.
+	ReleaseCommand        []string
+	ReleaseCommandTimeout time.Duration // 0: DefaultReleaseCommandTimeout
+
+	Description string          // recorded with the release
+	User        string          // recorded with the release
+	Config      json.RawMessage // the configuration used, recorded with the release for rollback
 }
 
 // Status of a finished deploy.
@@ -69,6 +87,7 @@ type Result struct {
 	Strategy    string
 	FromVersion string // version of the machines serving before; "" for a first deploy
 	Version     string // the version deployed
+	Release     int    // the release's number in the Deployer's Store; 0 without a Store
 	Status      Status
 	Machines    []string          // IDs of the machines serving afterwards
 	Counts      map[EventType]int // events by type
@@ -134,6 +153,16 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 		return fail(err)
 	}
 	defer d.unlock(req.Spec.App)
+	res, err := d.deploy(ctx, req, strat, res)
+	d.finishRelease(context.WithoutCancel(ctx), res)
+	return res, err
+}
+
+func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res *Result) (*Result, error) {
+	fail := func(err error) (*Result, error) {
+		res.Status, res.Err, res.Finished = StatusFailed, err, time.Now()
+		return res, err
+	}
 
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -148,6 +177,21 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 	}
 	old = appMachines(old)
 	spec := req.Spec
+	count := req.Count
+	if count <= 0 {
+		count = max(len(old), 1)
+	}
+	if d.Store != nil {
+		rel, err := d.Store.Create(ctx, Release{
+			App: spec.App, Status: ReleaseRunning, Strategy: strat.Name(), Description: req.Description,
+			User: req.User, Image: spec.Image, Started: res.Started, Spec: spec, Count: count, Config: req.Config,
+		})
+		if err != nil {
+			return fail(phaseErr(nil, "release history", err))
+		}
+		res.Release = rel.Version
+		spec.Version = "v" + strconv.Itoa(rel.Version)
+	}
 	if spec.Version == "" {
 		spec.Version = nextVersion(old)
 	}
@@ -155,10 +199,6 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 	res.Version = spec.Version
 	if len(old) > 0 {
 		res.FromVersion = old[0].Spec().Version
-	}
-	count := req.Count
-	if count <= 0 {
-		count = max(len(old), 1)
 	}
 	var routes map[string]int
 	if wr, ok := d.Router.(WeightReporter); ok && len(old) > 0 {
@@ -180,6 +220,12 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 	}
 
 	r.Emit(Event{Type: DeployStarted, Version: spec.Version, Message: fmt.Sprintf("strategy=%s machines=%d from=%q", res.Strategy, count, res.FromVersion)})
+	if len(req.ReleaseCommand) > 0 {
+		if err := d.runReleaseCommand(ctx, r, req.ReleaseCommand, req.ReleaseCommandTimeout); err != nil {
+			r.Emit(Event{Type: DeployFailed, Version: spec.Version, Err: err})
+			return fail(err)
+		}
+	}
 	err = strat.Deploy(ctx, r)
 	res.Downtime = r.downtime
 	if err == nil {
@@ -204,6 +250,87 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 	res.Machines = ids(appMachines(serving))
 	res.Err, res.Finished = err, time.Now()
 	return res, err
+}
+
+// finishRelease records the outcome in the release history.
+func (d *Deployer) finishRelease(ctx context.Context, res *Result) {
+	if d.Store == nil || res.Release == 0 {
+		return
+	}
+	rel, err := d.Store.Get(ctx, res.App, res.Release)
+	if err != nil {
+		d.logger().Error("release history: cannot read the release to finish it", "app", res.App, "version", res.Release, "error", err)
+		return
+	}
+	rel.Finished = res.Finished
+	rel.Spec.Version = res.Version
+	switch res.Status {
+	case StatusSucceeded:
+		rel.Status, rel.Stable = ReleaseComplete, true
+	case StatusRolledBack:
+		rel.Status = ReleaseRolledBack
+	default:
+		rel.Status = ReleaseFailed
+	}
+	if res.Err != nil {
+		rel.Reason = res.Err.Error()
+	}
+	if err := d.Store.Update(ctx, rel); err != nil {
+		d.logger().Error("release history: cannot finish the release", "app", res.App, "version", res.Release, "error", err)
+	}
+}
+
+// Rollback redeploys release version of app (its image and its stored spec
+// and configuration) as a new release whose description names the version.
+// Version 0 means the newest stable release before the newest stable one.
+// Releases that did not complete are refused with ErrInvalid.
+func (d *Deployer) Rollback(ctx context.Context, app string, version int) (*Result, error) {
+	if d.Store == nil {
+		return nil, fmt.Errorf("rollback: %w: the Deployer has no release Store", ErrInvalid)
+	}
+	rels, err := d.Store.List(ctx, app)
+	if err != nil {
+		return nil, fmt.Errorf("rollback: %w", err)
+	}
+	var target *Release
+	if version == 0 {
+		current := 0
+		for i := range rels { // newest first
+			if !rels[i].Stable {
+				continue
+			}
+			if current == 0 {
+				current = rels[i].Version
+				continue
+			}
+			target = &rels[i]
+			break
+		}
+		if target == nil {
+			return nil, fmt.Errorf("rollback %s: %w: no stable release before the current one", app, ErrNotFound)
+		}
+	} else {
+		for i := range rels {
+			if rels[i].Version == version {
+				target = &rels[i]
+			}
+		}
+		if target == nil {
+			return nil, fmt.Errorf("rollback %s to v%d: %w", app, version, ErrNotFound)
+		}
+		if !target.Stable {
+			return nil, fmt.Errorf("rollback %s to v%d: %w: that release is %s, not a stable release (%s)", app, version, ErrInvalid, target.Status, target.Reason)
+		}
+	}
+	req := Request{Spec: target.Spec, Count: target.Count, Config: target.Config}
+	if d.FromRelease != nil {
+		if req, err = d.FromRelease(*target); err != nil {
+			return nil, fmt.Errorf("rollback %s to v%d: %w", app, target.Version, err)
+		}
+	}
+	req.Spec.Version = ""
+	req.Description = fmt.Sprintf("rollback to v%d", target.Version)
+	return d.Deploy(ctx, req)
 }
 
 // undo returns the app to its previous version after a failed strategy:

@@ -102,10 +102,17 @@ func (e *Env) MustDeploy(t testing.TB, s deploy.Strategy, version string, count 
 }
 
 // Load starts 8 clients sending requests through the proxy, bounded to 60s
-// and 2,000,000 requests; t.Cleanup stops it if the test does not.
+// and 2,000,000 requests, and returns once 50 requests completed; t.Cleanup
+// stops it if the test does not.
 func (e *Env) Load(t testing.TB) *load.Run {
+	t.Helper()
 	r := load.Start(context.Background(), e.URL, load.Options{Workers: 8, Duration: time.Minute, Max: 2_000_000})
 	t.Cleanup(func() { r.Stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.WaitRequests(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
 	return r
 }
 
