@@ -41,6 +41,7 @@ type Machine struct {
 	bg       sync.WaitGroup
 
 	unhealthy atomic.Bool
+	failing   atomic.Bool
 	out       *Output
 }
 
@@ -70,6 +71,10 @@ func (m *Machine) State() deploy.MachineState {
 
 // SetHealthy makes the health endpoint pass (true) or answer 503 (false) from now on.
 func (m *Machine) SetHealthy(ok bool) { m.unhealthy.Store(!ok) }
+
+// SetFailing makes every request, health checks included, answer 503 (true),
+// as an app that broke while running, or serve normally again (false).
+func (m *Machine) SetFailing(failing bool) { m.failing.Store(failing) }
 
 // Start starts the machine: its app listens on a fresh loopback port (after any
 // boot delay), or its command override runs.
@@ -206,6 +211,10 @@ func (m *Machine) wrap(h http.Handler) http.Handler {
 	}
 	unhealthy := m.fault.Unhealthy
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.failing.Load() {
+			http.Error(w, "failing (injected)", http.StatusServiceUnavailable)
+			return
+		}
 		if r.URL.Path == path && (unhealthy || m.unhealthy.Load()) {
 			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
 			return

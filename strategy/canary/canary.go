@@ -73,6 +73,21 @@ type Observer interface {
 	Stats() map[string]proxy.TargetStats
 }
 
+// observer finds an Observer in rt or the routers it wraps (see deploy.Monitor).
+func observer(rt deploy.Router) (Observer, bool) {
+	for rt != nil {
+		if o, ok := rt.(Observer); ok {
+			return o, true
+		}
+		u, ok := rt.(interface{ Unwrap() deploy.Router })
+		if !ok {
+			return nil, false
+		}
+		rt = u.Unwrap()
+	}
+	return nil, false
+}
+
 // Name returns "canary".
 func (Strategy) Name() string { return "canary" }
 
@@ -81,7 +96,7 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	if len(r.Old) == 0 { // nothing to compare with: a first deploy rolls out directly
 		return s.rollOut(ctx, r, nil)
 	}
-	obs, ok := r.Router.(Observer)
+	obs, ok := observer(r.Router)
 	if !ok {
 		return fmt.Errorf("canary: %w: the router (%T) reports no traffic statistics", deploy.ErrInvalid, r.Router)
 	}

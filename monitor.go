@@ -1,0 +1,226 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Monitor keeps checking the machines that take traffic after a deploy. It is
+// a Router placed between a Deployer and the real router: the Deployer sets
+// the targets it wants; the Monitor passes on those targets minus the ones
+// failing their checks, and adds a target back once it passes again. When
+// every target fails, it keeps them all (better some answers than none).
+//
+// Set Router, Backend, App and Health, give it to the Deployer as its Router,
+// and call Run in a goroutine.
+type Monitor struct {
+	Router  Router        // the router that carries traffic, such as a proxy
+	Backend Backend       // to find the machine behind each address
+	App     string        // the app whose machines are checked
+	Health  HealthChecker // nil: DialCheck
+	// Interval between rounds of checks; 0 means the checker's policy interval.
+	Interval time.Duration
+	// Failures in a row that take a target out of traffic; 0 means 2.
+	Failures int
+	// Passes in a row that bring it back; 0 means the checker's threshold.
+	Passes  int
+	OnEvent func(Event) // MachineUnhealthy when a target leaves, MachineHealthy when it returns
+
+	mu      sync.Mutex // serializes changes to the real router
+	desired map[string]int
+	applied map[string]int
+	fails   map[string]int
+	passes  map[string]int
+	down    map[string]bool
+}
+
+// SetTargets records the targets the caller wants and applies them, minus the
+// ones currently failing their checks. It returns once removed targets drained.
+func (m *Monitor) SetTargets(ctx context.Context, targets map[string]int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.desired = copyWeights(targets)
+	for a := range m.down { // forget the state of targets no longer wanted
+		if _, ok := targets[a]; !ok {
+			delete(m.down, a)
+			delete(m.fails, a)
+			delete(m.passes, a)
+		}
+	}
+	return m.applyLocked(ctx)
+}
+
+// Targets returns the targets last set by the caller (the desired set).
+func (m *Monitor) Targets() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return copyWeights(m.desired)
+}
+
+// Down returns the addresses currently held out of traffic.
+func (m *Monitor) Down() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for a := range m.down {
+		out = append(out, a)
+	}
+	return out
+}
+
+// Unwrap returns the real router, so that strategies can find its optional abilities.
+func (m *Monitor) Unwrap() Router { return m.Router }
+
+func (m *Monitor) applyLocked(ctx context.Context) error {
+	eff := make(map[string]int, len(m.desired))
+	for a, w := range m.desired {
+		if !m.down[a] {
+			eff[a] = w
+		}
+	}
+	if len(eff) == 0 && len(m.desired) > 0 {
+		eff = copyWeights(m.desired) // all failing: fail open
+	}
+	if err := m.Router.SetTargets(ctx, eff); err != nil {
+		return err
+	}
+	m.applied = eff
+	return nil
+}
+
+// Run checks every desired target each interval until ctx ends, and returns ctx's error.
+func (m *Monitor) Run(ctx context.Context) error {
+	if m.Router == nil || m.Backend == nil {
+		return errors.New("monitor: Router and Backend must be set")
+	}
+	hc := m.Health
+	if hc == nil {
+		hc = DialCheck{}
+	}
+	pol := PolicyOf(hc)
+	interval := m.Interval
+	if interval <= 0 {
+		interval = pol.Interval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		m.Round(ctx, hc, interval)
+	}
+}
+
+// Round runs one round of checks now.
+func (m *Monitor) Round(ctx context.Context, hc HealthChecker, timeout time.Duration) {
+	if hc == nil {
+		hc = DialCheck{}
+	}
+	want := m.Targets()
+	if len(want) == 0 {
+		return
+	}
+	ms, err := m.Backend.List(ctx, m.App)
+	if err != nil {
+		return // the backend is unreachable: change nothing
+	}
+	byAddr := make(map[string]Machine, len(ms))
+	for _, mc := range ms {
+		byAddr[mc.Addr()] = mc
+	}
+	results := make(map[string]error, len(want))
+	var rmu sync.Mutex
+	var wg sync.WaitGroup
+	for a := range want {
+		mc := byAddr[a]
+		if mc == nil {
+			continue // not a machine of this app (or gone): the deployer owns it
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, max(timeout, time.Second))
+			defer cancel()
+			err := hc.Check(cctx, mc)
+			rmu.Lock()
+			results[a] = err
+			rmu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+	m.record(ctx, results, byAddr)
+}
+
+func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr map[string]Machine) {
+	failures := m.Failures
+	if failures <= 0 {
+		failures = 2
+	}
+	passes := m.Passes
+	if passes <= 0 {
+		passes = PolicyOf(m.healthOrDial()).Threshold
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fails == nil {
+		m.fails, m.passes, m.down = map[string]int{}, map[string]int{}, map[string]bool{}
+	}
+	changed := false
+	var events []Event
+	for a, err := range results {
+		if _, ok := m.desired[a]; !ok {
+			continue // removed while we checked
+		}
+		mc := byAddr[a]
+		ev := Event{Time: time.Now(), App: m.App, Machine: mc.ID(), Version: mc.Spec().Version, Addr: a}
+		if err != nil {
+			m.passes[a] = 0
+			if m.fails[a]++; m.fails[a] >= failures && !m.down[a] {
+				m.down[a], changed = true, true
+				ev.Type, ev.Err, ev.Message = MachineUnhealthy, err, "left traffic"
+				events = append(events, ev)
+			}
+			continue
+		}
+		m.fails[a] = 0
+		if m.down[a] {
+			if m.passes[a]++; m.passes[a] >= passes {
+				delete(m.down, a)
+				changed = true
+				ev.Type, ev.Message = MachineHealthy, "back in traffic"
+				events = append(events, ev)
+			}
+		}
+	}
+	if changed {
+		_ = m.applyLocked(ctx)
+	}
+	if m.OnEvent != nil {
+		for _, e := range events {
+			m.OnEvent(e)
+		}
+	}
+}
+
+func (m *Monitor) healthOrDial() HealthChecker {
+	if m.Health == nil {
+		return DialCheck{}
+	}
+	return m.Health
+}
+
+func copyWeights(in map[string]int) map[string]int {
+	out := make(map[string]int, len(in))
+	for a, w := range in {
+		out[a] = w
+	}
+	return out
+}

@@ -1,0 +1,104 @@
+package deploy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/health"
+	"github.com/cutover/deploy/internal/testenv"
+	"github.com/cutover/deploy/strategy/canary"
+	"github.com/cutover/deploy/strategy/rolling"
+)
+
+func withMonitor(t *testing.T) (*testenv.Env, *deploy.Monitor, chan deploy.Event) {
+	e := testenv.New(t)
+	events := make(chan deploy.Event, 16)
+	mon := &deploy.Monitor{
+		Router: e.Proxy, Backend: e.Backend, App: testenv.App,
+		Health:  health.HTTP{Path: "/health", Timeout: 500 * time.Millisecond},
+		OnEvent: func(ev deploy.Event) { events <- ev },
+	}
+	e.Deployer.Router = mon
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mon.Interval = 20 * time.Millisecond
+		_ = mon.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return e, mon, events
+}
+
+// One of three machines starts failing after cutover: it leaves traffic, the
+// requests that fail before detection are counted and bounded, none fail
+// after, and it comes back once it passes again.
+func TestMonitorContinuousHealth(t *testing.T) {
+	e, mon, events := withMonitor(t)
+	res := e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+	m, err := e.Backend.Machine(res.Machines[1])
+	require.NoError(t, err)
+
+	run := e.Load(t)
+	before := run.Mark()
+	m.SetFailing(true)
+	ev := <-events
+	after := run.Mark()
+	assert.Equal(t, deploy.MachineUnhealthy, ev.Type)
+	assert.Equal(t, m.ID(), ev.Machine)
+	assert.Equal(t, []string{m.Addr()}, mon.Down())
+	assert.NotContains(t, e.Proxy.Targets(), m.Addr())
+	assert.Contains(t, mon.Targets(), m.Addr(), "still wanted, only held out")
+	require.NoError(t, run.WaitRequests(context.Background(), 1000))
+	assert.Zero(t, run.Epoch(after)["(failed)"], "no failure after detection")
+
+	m.SetFailing(false)
+	ev = <-events
+	assert.Equal(t, deploy.MachineHealthy, ev.Type)
+	assert.Contains(t, e.Proxy.Targets(), m.Addr(), "back in traffic")
+	back := run.Mark()
+	require.Eventually(t, func() bool { return e.Proxy.Stats()[m.Addr()].Requests > 10 }, 5*time.Second, time.Millisecond)
+	lr := run.Stop()
+	failedBefore := run.Epoch(before)["(failed)"]
+	t.Logf("before detection: %d of %d requests failed; after detection: %v; back: %v", failedBefore, sumOf(run.Epoch(before)), run.Epoch(after), run.Epoch(back))
+	assert.Zero(t, run.Epoch(after)["(failed)"]+run.Epoch(back)["(failed)"], "no failure after detection")
+	assert.Equal(t, failedBefore+run.Epoch(0)["(failed)"], lr.Failed, "every failure was sent before detection")
+	assert.Less(t, lr.Failed, int64(1000), "bounded")
+}
+
+func TestMonitorFailsOpen(t *testing.T) {
+	e, mon, events := withMonitor(t)
+	res := e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	for _, id := range res.Machines {
+		m, err := e.Backend.Machine(id)
+		require.NoError(t, err)
+		m.SetFailing(true)
+	}
+	// Both fail; each in turn would leave traffic, but the last one stays.
+	ev := <-events
+	assert.Equal(t, deploy.MachineUnhealthy, ev.Type)
+	ev = <-events
+	assert.Equal(t, deploy.MachineUnhealthy, ev.Type)
+	assert.Len(t, mon.Down(), 2)
+	assert.Len(t, e.Proxy.Targets(), 2, "with every target failing, all stay in traffic")
+}
+
+func TestMonitorPassesStatsToCanary(t *testing.T) {
+	e, _, _ := withMonitor(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	res := e.MustDeploy(t, canary.Strategy{Bake: 100 * time.Millisecond}, "v2", 2)
+	assert.Equal(t, deploy.StatusSucceeded, res.Status)
+}
+
+func sumOf(m map[string]int64) int64 {
+	n := int64(0)
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
