@@ -14,6 +14,14 @@ import (
 
 type position struct{ line, col int }
 
+// Limits that keep the scan linear on pathological input: deeper values and
+// longer keys are skipped over without recording positions.
+const (
+	maxDepth = 16
+	maxSegs  = 32
+	noPath   = "\x00" // a parent path no decoder key can match
+)
+
 type locator struct {
 	src    string
 	i      int
@@ -21,6 +29,7 @@ type locator struct {
 	arrays map[string]int // array-of-tables path -> index of its last element
 	bad    bool           // gave up: what was recorded so far stays valid
 	lines  []int          // offsets where lines start
+	depth  int            // nesting of arrays and inline tables
 }
 
 func locate(src string) *locator {
@@ -56,7 +65,10 @@ func (l *locator) pos(off int) position {
 }
 
 func (l *locator) record(path string, off int) {
-	if _, ok := l.keys[path]; !ok && path != "" {
+	if l.depth > maxDepth || path == "" || strings.HasPrefix(path, noPath) {
+		return
+	}
+	if _, ok := l.keys[path]; !ok {
 		l.keys[path] = l.pos(off)
 	}
 }
@@ -135,6 +147,9 @@ func (l *locator) header(start int) string {
 	if l.bad || len(segs) == 0 {
 		l.bad = true
 		return ""
+	}
+	if len(segs) > maxSegs {
+		return noPath
 	}
 	path := ""
 	for j, s := range segs {
@@ -235,9 +250,13 @@ func (l *locator) keyValue(parent string) {
 		return
 	}
 	path := parent
-	for _, s := range segs {
-		path = join(path, s)
-		l.record(path, start)
+	if len(segs) > maxSegs {
+		path = noPath
+	} else {
+		for _, s := range segs {
+			path = join(path, s)
+			l.record(path, start)
+		}
 	}
 	l.skipSpace()
 	if l.peek() != '=' {
@@ -280,6 +299,11 @@ func (l *locator) value(path string) {
 		l.i += end + 2
 	case '[':
 		l.i++
+		l.depth++
+		defer func() { l.depth-- }()
+		if l.depth > maxDepth {
+			path = noPath
+		}
 		for n := 0; ; n++ {
 			l.skipBlank()
 			if l.peek() == ']' {
@@ -307,6 +331,11 @@ func (l *locator) value(path string) {
 		}
 	case '{':
 		l.i++
+		l.depth++
+		defer func() { l.depth-- }()
+		if l.depth > maxDepth {
+			path = noPath
+		}
 		for {
 			l.skipSpace()
 			if l.peek() == '}' {
@@ -319,9 +348,13 @@ func (l *locator) value(path string) {
 				return
 			}
 			p := path
-			for _, s := range segs {
-				p = join(p, s)
-				l.record(p, start)
+			if len(segs) > maxSegs || path == noPath {
+				p = noPath
+			} else {
+				for _, s := range segs {
+					p = join(p, s)
+					l.record(p, start)
+				}
 			}
 			l.skipSpace()
 			if l.peek() != '=' {
@@ -358,7 +391,7 @@ func (l *locator) value(path string) {
 	}
 }
 
-// multiline skips a """ or ''' string.
+// multiline skips a """ or ”' string.
 func (l *locator) multiline(q string) {
 	j := l.i + 3
 	for j < len(l.src) {
