@@ -2,9 +2,11 @@ package deploy
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,8 +50,14 @@ type Deployer struct {
 	Logger  hclog.Logger // nil: no logging
 	OnEvent func(Event)  // called synchronously for every event; must not block long
 
+	// LockTTL is how long the cross-process deploy lock lasts without renewal
+	// (when the Store is a Locker); 0 means DefaultLockTTL. It is renewed every
+	// third of it while a deploy runs.
+	LockTTL time.Duration
+
 	mu      sync.Mutex
 	running map[string]bool
+	owner   string
 }
 
 // Request is one deploy.
@@ -107,23 +115,87 @@ func (d *Deployer) logger() hclog.Logger {
 	return d.Logger
 }
 
-func (d *Deployer) lock(app string) error {
+// Locker is implemented by stores that hold a per-app deploy lock shared by
+// processes. A lock expires at its ttl unless its owner extends it, so a
+// crashed process blocks the next deploy for one ttl at most.
+type Locker interface {
+	// Lock takes or extends app's lock for owner until ttl from now. While
+	// another owner holds an unexpired lock it fails with an error wrapping
+	// ErrDeployInProgress.
+	Lock(ctx context.Context, app, owner string, ttl time.Duration) error
+	// Unlock releases owner's lock; releasing a lock not held is not an error.
+	Unlock(ctx context.Context, app, owner string) error
+}
+
+// DefaultLockTTL is how long a deploy lock lasts without renewal.
+const DefaultLockTTL = 30 * time.Second
+
+// acquire takes app's deploy lock in this process and, when the Store is a
+// Locker, across processes, renewing it until the returned func is called.
+func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.running[app] {
-		return fmt.Errorf("app %q: %w", app, ErrDeployInProgress)
+		d.mu.Unlock()
+		return nil, fmt.Errorf("app %q: %w", app, ErrDeployInProgress)
 	}
 	if d.running == nil {
 		d.running = map[string]bool{}
 	}
 	d.running[app] = true
-	return nil
+	if d.owner == "" {
+		d.owner = newOwner()
+	}
+	owner := d.owner
+	d.mu.Unlock()
+	local := func() {
+		d.mu.Lock()
+		delete(d.running, app)
+		d.mu.Unlock()
+	}
+	lk, ok := d.Store.(Locker)
+	if !ok {
+		return local, nil
+	}
+	ttl := d.LockTTL
+	if ttl <= 0 {
+		ttl = DefaultLockTTL
+	}
+	if err := lk.Lock(ctx, app, owner, ttl); err != nil {
+		local()
+		return nil, fmt.Errorf("app %q: %w", app, err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // renew until released
+		defer close(done)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if err := lk.Lock(context.Background(), app, owner, ttl); err != nil {
+					d.logger().Error("deploy lock: renewal failed", "app", app, "error", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		if err := lk.Unlock(context.Background(), app, owner); err != nil {
+			d.logger().Error("deploy lock: release failed", "app", app, "error", err)
+		}
+		local()
+	}, nil
 }
 
-func (d *Deployer) unlock(app string) {
-	d.mu.Lock()
-	delete(d.running, app)
-	d.mu.Unlock()
+func newOwner() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }
 
 // Deploy moves req.Spec.App to req.Spec with the request's strategy. It always
@@ -149,11 +221,12 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 		return fail(ErrNoStrategy)
 	}
 	res.Strategy = strat.Name()
-	if err := d.lock(req.Spec.App); err != nil {
+	unlock, err := d.acquire(ctx, req.Spec.App)
+	if err != nil {
 		return fail(err)
 	}
-	defer d.unlock(req.Spec.App)
-	res, err := d.deploy(ctx, req, strat, res)
+	defer unlock()
+	res, err = d.deploy(ctx, req, strat, res)
 	d.finishRelease(context.WithoutCancel(ctx), res)
 	return res, err
 }
@@ -272,6 +345,9 @@ func (d *Deployer) finishRelease(ctx context.Context, res *Result) {
 	default:
 		rel.Status = ReleaseFailed
 	}
+	if errors.Is(res.Err, context.Canceled) {
+		rel.Status = ReleaseInterrupted // the caller stopped it; what it created was removed
+	}
 	if res.Err != nil {
 		rel.Reason = res.Err.Error()
 	}
@@ -357,13 +433,21 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 
 	var errs []error
 	keep := alive
-	if missing := len(r.Old) - len(alive); missing > 0 {
+	want, spec := len(r.Old), MachineSpec{}
+	if len(r.Old) > 0 {
+		spec = r.Old[0].Spec()
+	}
+	if r.restore != nil { // recovering: the previous release says what to restore
+		want, spec = r.restore.Count, r.restore.Spec
+	}
+	if missing := want - len(alive); missing > 0 {
 		// The old version lost machines: launch replacements before removing the new ones.
-		spec := r.Old[0].Spec()
 		for range missing {
 			m, err := r.Launch(ctx, spec)
 			if err == nil {
-				err = r.WaitHealthy(ctx, m)
+				if err = r.WaitHealthy(ctx, m); err != nil {
+					errs = append(errs, r.Retire(ctx, m))
+				}
 			}
 			if err != nil {
 				errs = append(errs, err)
@@ -376,14 +460,18 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	for _, m := range keep {
 		next[m.Addr()] = 1
 	}
-	// Keep a new, routed machine serving only when nothing of the old version can.
-	if len(next) == 0 && len(r.Old) > 0 {
-		errs = append(errs, errors.New("no machine of the previous version could be restored"))
-	}
-	if len(next) > 0 || len(r.Old) == 0 {
-		if err := r.RouteAddrs(ctx, next); err != nil {
-			errs = append(errs, err)
+	if len(next) == 0 && want > 0 {
+		// Nothing of the previous version runs: keep whatever new machines serve
+		// rather than leave the app with none.
+		errs = append(errs, errors.New("no machine of the previous version could be restored; new machines that serve are kept"))
+		routes := r.Routes()
+		for _, m := range created {
+			if routes[m.Addr()] > 0 {
+				keep = append(keep, m)
+			}
 		}
+	} else if err := r.RouteAddrs(ctx, next); err != nil {
+		errs = append(errs, err)
 	}
 	for _, m := range created {
 		if contains(keep, m) {

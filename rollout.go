@@ -33,6 +33,7 @@ type Rollout struct {
 	gone     map[string]bool // machine IDs destroyed during the rollout
 	moved    bool            // traffic reached a new machine or left an old one
 	downtime time.Duration
+	restore  *Release // set by Recover: the release to restore on undo
 }
 
 // NewRollout returns a Rollout ready for a Strategy. Deployer.Deploy calls it;

@@ -26,16 +26,15 @@ const tmpPrefix = ".tmp-"
 // directory, is synced, renamed over the final name and the directory synced,
 // so a crash leaves either the old or the new release, never a torn one.
 //
-// A File is safe for concurrent use within one process. Two processes must not
-// write the same directory at once.
+// A File is safe for concurrent use, also by processes sharing the directory:
+// versions are assigned under an flock, and it is a deploy.Locker.
 //
 // The release's Config (raw JSON) is stored compacted, so its whitespace may
 // differ when read back.
 type File struct {
 	dir string
 
-	mu   sync.RWMutex
-	next map[string]int // app -> next version, filled on first Create
+	mu sync.RWMutex
 }
 
 var _ deploy.Store = (*File)(nil)
@@ -69,7 +68,7 @@ func OpenFile(dir string) (*File, error) {
 			}
 		}
 	}
-	return &File{dir: dir, next: map[string]int{}}, nil
+	return &File{dir: dir}, nil
 }
 
 // Dir returns the store's directory.
@@ -128,22 +127,22 @@ func (f *File) Create(ctx context.Context, rel deploy.Release) (deploy.Release, 
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	next, ok := f.next[rel.App]
-	if !ok {
+	// Versions come from the directory under an flock, so that processes
+	// sharing it never assign one version twice.
+	err := f.exclusive(rel.App, func() error {
 		vs, err := f.versions(rel.App)
 		if err != nil {
-			return deploy.Release{}, err
+			return err
 		}
-		next = 1
+		rel.Version = 1
 		if len(vs) > 0 {
-			next = vs[len(vs)-1] + 1
+			rel.Version = vs[len(vs)-1] + 1
 		}
-	}
-	rel.Version = next
-	if err := f.write(rel); err != nil {
+		return f.write(rel)
+	})
+	if err != nil {
 		return deploy.Release{}, err
 	}
-	f.next[rel.App] = next + 1
 	return clone(rel), nil
 }
 

@@ -12,8 +12,9 @@ import (
 // safe for concurrent use. Releases are copied in and out, so callers may
 // change what they passed or got back.
 type Memory struct {
-	mu   sync.RWMutex
-	apps map[string][]deploy.Release // index i holds version i+1
+	mu    sync.RWMutex
+	apps  map[string][]deploy.Release // index i holds version i+1
+	locks map[string]lockInfo
 }
 
 var _ deploy.Store = (*Memory)(nil)

@@ -1,0 +1,153 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Recover finishes or undoes what a deploy of app left behind when its process
+// stopped mid-way, from the release store and the backend's labels. Each
+// release still "running" becomes "interrupted". If the interrupted version
+// already serves at full count with nothing of the previous version left, it
+// is kept (finished); otherwise the previous stable release is restored to its
+// count and every machine of the interrupted version is removed. Temporary
+// release-command machines are removed too. Recover returns nil, nil when
+// there is nothing to recover.
+func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
+	if d.Store == nil || d.Backend == nil || d.Router == nil {
+		return nil, fmt.Errorf("recover: %w: Store, Backend and Router must be set", ErrInvalid)
+	}
+	unlock, err := d.acquire(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	rels, err := d.Store.List(ctx, app)
+	if err != nil {
+		return nil, fmt.Errorf("recover %s: %w", app, err)
+	}
+	var running []Release
+	var prev *Release // the newest stable release
+	for i := range rels {
+		if rels[i].Status == ReleaseRunning {
+			running = append(running, rels[i])
+		} else if rels[i].Stable && prev == nil {
+			prev = &rels[i]
+		}
+	}
+	all, err := d.Backend.List(ctx, app)
+	if err != nil {
+		return nil, fmt.Errorf("recover %s: %w", app, err)
+	}
+	var orphans []Machine // release-command machines
+	for _, m := range all {
+		if m.Spec().Labels[LabelRole] == "release_command" {
+			orphans = append(orphans, m)
+		}
+	}
+	if len(running) == 0 && len(orphans) == 0 {
+		return nil, nil
+	}
+
+	log := d.logger().With("app", app)
+	res := &Result{App: app, Started: time.Now(), Counts: map[EventType]int{}, Strategy: "recover"}
+	emit := serialize(func(e Event) {
+		res.Counts[e.Type]++
+		d.event(log, e)
+	})
+	var errs []error
+	for _, m := range orphans {
+		if err := m.Destroy(ctx); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, phaseErr(m, "destroy", err))
+			continue
+		}
+		emit(Event{Type: MachineDestroyed, App: app, Time: time.Now(), Machine: m.ID(), Version: m.Spec().Version, Message: "release command machine left by an interrupted deploy"})
+	}
+
+	interrupted := map[string]bool{}
+	for _, rel := range running {
+		interrupted["v"+strconv.Itoa(rel.Version)] = true
+	}
+	var news, olds []Machine
+	for _, m := range appMachines(all) {
+		if interrupted[m.Spec().Version] {
+			news = append(news, m)
+		} else {
+			olds = append(olds, m)
+		}
+	}
+
+	var routes map[string]int
+	if wr, ok := d.Router.(WeightReporter); ok {
+		routes = wr.Targets()
+	}
+	newest := Release{}
+	if len(running) > 0 {
+		newest = running[0]
+	}
+	finish := len(olds) == 0 && len(news) > 0 && len(news) >= newest.Count && allRouted(news, routes)
+	if len(running) > 0 && !finish {
+		r := NewRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, d.Health, routes, emit)
+		r.Logger = log
+		r.WaitTimeout = d.WaitTimeout
+		r.created = news
+		r.moved = true
+		if prev != nil {
+			r.restore = prev
+		}
+		if _, err := d.undo(ctx, r); err != nil {
+			errs = append(errs, err)
+		}
+		res.Version = "v" + strconv.Itoa(newest.Version)
+		if prev != nil {
+			res.FromVersion = "v" + strconv.Itoa(prev.Version)
+		}
+	}
+	if finish {
+		res.Version = "v" + strconv.Itoa(newest.Version)
+	}
+
+	for _, rel := range running {
+		rel.Status, rel.Finished = ReleaseInterrupted, time.Now()
+		reason := "interrupted; recovered: previous version restored, its machines removed"
+		if finish && rel.Version == newest.Version {
+			reason = "interrupted; recovered: the deploy had finished moving traffic, kept"
+			rel.Stable = true
+		}
+		if rel.Reason != "" {
+			reason = rel.Reason + "; " + reason
+		}
+		rel.Reason = reason
+		if err := d.Store.Update(ctx, rel); err != nil {
+			errs = append(errs, fmt.Errorf("recover: release v%d: %w", rel.Version, err))
+		}
+	}
+	after, _ := d.Backend.List(ctx, app)
+	res.Machines = ids(appMachines(after))
+	res.Finished = time.Now()
+	res.Status = StatusRolledBack
+	if finish {
+		res.Status = StatusSucceeded
+	}
+	if err := errors.Join(errs...); err != nil {
+		res.Status, res.Err = StatusFailed, err
+		return res, fmt.Errorf("recover %s: %w", app, err)
+	}
+	return res, nil
+}
+
+func allRouted(ms []Machine, routes map[string]int) bool {
+	if routes == nil {
+		return false
+	}
+	for _, m := range ms {
+		if routes[m.Addr()] <= 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,196 @@
+package deploy_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/internal/testenv"
+	"github.com/cutover/deploy/release"
+	"github.com/cutover/deploy/strategy/bluegreen"
+	"github.com/cutover/deploy/strategy/rolling"
+)
+
+// A process that died can no longer call anything: these wrappers make the
+// backend, its machines and the store fail every call once dead is set.
+var errDead = errors.New("the deploying process is gone")
+
+type dyingBackend struct {
+	deploy.Backend
+	dead *atomic.Bool
+}
+
+func (b dyingBackend) Create(ctx context.Context, s deploy.MachineSpec) (deploy.Machine, error) {
+	if b.dead.Load() {
+		return nil, errDead
+	}
+	m, err := b.Backend.Create(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return dyingMachine{m, b.dead}, nil
+}
+
+func (b dyingBackend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
+	if b.dead.Load() {
+		return nil, errDead
+	}
+	ms, err := b.Backend.List(ctx, app)
+	for i := range ms {
+		ms[i] = dyingMachine{ms[i], b.dead}
+	}
+	return ms, err
+}
+
+type dyingMachine struct {
+	deploy.Machine
+	dead *atomic.Bool
+}
+
+func (m dyingMachine) Start(ctx context.Context) error   { return m.or(func() error { return m.Machine.Start(ctx) }) }
+func (m dyingMachine) Stop(ctx context.Context) error    { return m.or(func() error { return m.Machine.Stop(ctx) }) }
+func (m dyingMachine) Destroy(ctx context.Context) error { return m.or(func() error { return m.Machine.Destroy(ctx) }) }
+func (m dyingMachine) or(f func() error) error {
+	if m.dead.Load() {
+		return errDead
+	}
+	return f()
+}
+
+type dyingStore struct {
+	deploy.Store
+	dead *atomic.Bool
+}
+
+func (s dyingStore) Update(ctx context.Context, r deploy.Release) error {
+	if s.dead.Load() {
+		return errDead
+	}
+	return s.Store.Update(ctx, r)
+}
+
+type dyingRouter struct {
+	deploy.Router
+	dead *atomic.Bool
+}
+
+func (r dyingRouter) SetTargets(ctx context.Context, t map[string]int) error {
+	if r.dead.Load() {
+		return errDead
+	}
+	return r.Router.SetTargets(ctx, t)
+}
+
+// crashDuring deploys version with s on a Deployer that dies at the first event
+// for which at returns true, and throws that Deployer away.
+func crashDuring(t *testing.T, e *testenv.Env, store deploy.Store, s deploy.Strategy, version string, at func(deploy.Event) bool) {
+	t.Helper()
+	dead := &atomic.Bool{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := &deploy.Deployer{
+		Backend: dyingBackend{e.Backend, dead}, Router: dyingRouter{e.Proxy, dead}, Store: dyingStore{store, dead},
+		Health: e.Deployer.Health, Strategy: s, LockTTL: 200 * time.Millisecond,
+		OnEvent: func(ev deploy.Event) {
+			if !dead.Load() && at(ev) {
+				dead.Store(true)
+				cancel()
+			}
+		},
+	}
+	// The deploy may return an error or not (dying at its last event it has
+	// done its work); either way its release is left "running".
+	_, _ = d.Deploy(ctx, deploy.Request{Spec: e.Spec(version)})
+	require.True(t, dead.Load(), "the deploying process died")
+}
+
+func TestRecoverInterruptedDeploys(t *testing.T) {
+	cases := []struct {
+		name     string
+		strategy deploy.Strategy
+		at       func(deploy.Event) bool
+		want     map[string]int // versions after Recover
+		status   deploy.Status
+	}{
+		{"rolling, after the first new machine took traffic", rolling.Strategy{},
+			func(ev deploy.Event) bool { return ev.Type == deploy.MachineDestroyed }, map[string]int{"v1": 3}, deploy.StatusRolledBack},
+		{"rolling, as its first new machine is created", rolling.Strategy{},
+			func(ev deploy.Event) bool { return ev.Type == deploy.MachineCreated }, map[string]int{"v1": 3}, deploy.StatusRolledBack},
+		{"bluegreen, before the switch", bluegreen.Strategy{},
+			func(ev deploy.Event) bool { return ev.Type == deploy.MachineHealthy }, map[string]int{"v1": 3}, deploy.StatusRolledBack},
+		{"bluegreen, after the switch", bluegreen.Strategy{},
+			func(ev deploy.Event) bool { return ev.Type == deploy.MachineStopped }, map[string]int{"v1": 3}, deploy.StatusRolledBack},
+		{"rolling, at the very end", rolling.Strategy{},
+			func(ev deploy.Event) bool { return ev.Type == deploy.DeploySucceeded }, map[string]int{"v2": 3}, deploy.StatusSucceeded},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := testenv.New(t)
+			store := release.NewMemory()
+			e.Deployer.Store = store
+			e.Deployer.LockTTL = 200 * time.Millisecond
+			e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+			run := e.Load(t)
+			crashDuring(t, e, store, c.strategy, "v2", c.at)
+
+			// A new Deployer: the lock of the dead one expires, then Recover cleans up.
+			res, err := e.Deployer.Recover(context.Background(), testenv.App)
+			for errors.Is(err, deploy.ErrDeployInProgress) {
+				time.Sleep(20 * time.Millisecond) // the dead deployer's lock expires after its 200ms ttl
+				res, err = e.Deployer.Recover(context.Background(), testenv.App)
+			}
+			require.NoError(t, err)
+			require.NotNil(t, res)
+			assert.Equal(t, c.status, res.Status)
+			assert.Equal(t, c.want, e.Versions(t), "no orphaned machine")
+			assert.Equal(t, c.want, e.RoutedVersions(t))
+			rel, err := store.Get(context.Background(), testenv.App, 2)
+			require.NoError(t, err)
+			assert.Equal(t, deploy.ReleaseInterrupted, rel.Status)
+			t.Logf("release v2: %s", rel.Reason)
+
+			again, err := e.Deployer.Recover(context.Background(), testenv.App)
+			assert.NoError(t, err)
+			assert.Nil(t, again, "nothing left to recover")
+			testenv.AssertNoFailures(t, run.Stop())
+			e.MustDeploy(t, rolling.Strategy{}, "v3", 3) // and the app deploys again
+		})
+	}
+}
+
+func TestCancelledDeployIsInterrupted(t *testing.T) {
+	e := testenv.New(t)
+	store := release.NewMemory()
+	e.Deployer.Store = store
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.OnEvent(func(ev deploy.Event) {
+		if ev.Type == deploy.MachineRouted && ev.Version == "v2" {
+			cancel()
+		}
+	})
+	_, err := e.Deploy(ctx, rolling.Strategy{}, "v2", 2)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
+	rel, err := store.Get(context.Background(), testenv.App, 2)
+	require.NoError(t, err)
+	assert.Equal(t, deploy.ReleaseInterrupted, rel.Status)
+}
+
+func TestDeployLockSharedThroughStore(t *testing.T) {
+	e := testenv.New(t)
+	store := release.NewMemory()
+	e.Deployer.Store = store
+	other := &deploy.Deployer{Backend: e.Backend, Router: e.Proxy, Store: store, Strategy: rolling.Strategy{}}
+	require.NoError(t, store.Lock(context.Background(), testenv.App, "a crashed process", time.Hour))
+	_, err := other.Deploy(context.Background(), deploy.Request{Spec: e.Spec("v1")})
+	assert.ErrorIs(t, err, deploy.ErrDeployInProgress)
+	assert.ErrorContains(t, err, "locked by a crashed process")
+	assert.Zero(t, e.Backend.Count())
+}
