@@ -1,0 +1,96 @@
+package config
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	deploy "github.com/cutover/deploy"
+	"github.com/cutover/deploy/health"
+	"github.com/cutover/deploy/strategy"
+)
+
+// Request turns the plan into a ready deploy: its strategy, health checks,
+// release command and timeouts, with the plan itself recorded as the release's
+// configuration (FromRelease reads it back for a rollback). Count is 0: the
+// app keeps its number of machines (at least one).
+func (p Plan) Request() (deploy.Request, error) {
+	s, err := strategy.ByName(p.StrategyName, p.MaxUnavailable)
+	if err != nil {
+		return deploy.Request{}, fmt.Errorf("config: deploy.strategy: %w", err)
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return deploy.Request{}, fmt.Errorf("config: encode plan: %w", err)
+	}
+	return deploy.Request{
+		Spec:                  p.Spec,
+		Strategy:              s,
+		Health:                p.Health(),
+		WaitTimeout:           p.WaitTimeout,
+		ReleaseCommand:        p.ReleaseCommand,
+		ReleaseCommandTimeout: p.ReleaseCommandTimeout,
+		Config:                raw,
+	}, nil
+}
+
+// Health returns the plan's checks as one checker that passes when all pass,
+// or nil when the plan has none (the Deployer then waits for the port to
+// accept connections). Checks run against the machine's address, which
+// serves Spec.Port.
+func (p Plan) Health() deploy.HealthChecker {
+	var all health.All
+	for _, c := range p.Checks {
+		switch c.Type {
+		case CheckHTTP:
+			h := health.HTTP{
+				Method: c.Method, Path: c.Path, Scheme: c.Protocol,
+				Timeout: c.Timeout, Interval: c.Interval, GracePeriod: c.GracePeriod,
+			}
+			if len(c.Headers) > 0 {
+				h.Headers = http.Header{}
+				for k, v := range c.Headers {
+					h.Headers.Set(k, v)
+				}
+			}
+			if c.TLSSkipVerify {
+				h.Client = &http.Client{
+					Timeout: max(c.Timeout, time.Second),
+					Transport: &http.Transport{
+						DisableKeepAlives: true,
+						TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // the check asked for it
+					},
+				}
+			}
+			all = append(all, h)
+		case CheckTCP:
+			all = append(all, health.TCP{Timeout: c.Timeout, Interval: c.Interval, GracePeriod: c.GracePeriod})
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	return all
+}
+
+// FromRelease rebuilds the request of a release deployed from a Plan (its
+// Config), for deploy.Deployer.FromRelease: the release's own spec and count,
+// with the strategy, checks and timeouts it was deployed with.
+func FromRelease(rel deploy.Release) (deploy.Request, error) {
+	var p Plan
+	if len(rel.Config) == 0 {
+		return deploy.Request{}, fmt.Errorf("config: release v%d has no stored configuration: %w", rel.Version, deploy.ErrInvalid)
+	}
+	if err := json.Unmarshal(rel.Config, &p); err != nil {
+		return deploy.Request{}, fmt.Errorf("config: release v%d: stored configuration: %w", rel.Version, err)
+	}
+	p.Spec = rel.Spec
+	req, err := p.Request()
+	if err != nil {
+		return deploy.Request{}, err
+	}
+	req.Count = rel.Count
+	return req, nil
+}
