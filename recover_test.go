@@ -53,9 +53,15 @@ type dyingMachine struct {
 	dead *atomic.Bool
 }
 
-func (m dyingMachine) Start(ctx context.Context) error   { return m.or(func() error { return m.Machine.Start(ctx) }) }
-func (m dyingMachine) Stop(ctx context.Context) error    { return m.or(func() error { return m.Machine.Stop(ctx) }) }
-func (m dyingMachine) Destroy(ctx context.Context) error { return m.or(func() error { return m.Machine.Destroy(ctx) }) }
+func (m dyingMachine) Start(ctx context.Context) error {
+	return m.or(func() error { return m.Machine.Start(ctx) })
+}
+func (m dyingMachine) Stop(ctx context.Context) error {
+	return m.or(func() error { return m.Machine.Stop(ctx) })
+}
+func (m dyingMachine) Destroy(ctx context.Context) error {
+	return m.or(func() error { return m.Machine.Destroy(ctx) })
+}
 func (m dyingMachine) or(f func() error) error {
 	if m.dead.Load() {
 		return errDead

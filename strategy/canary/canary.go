@@ -26,7 +26,7 @@ import (
 
 // Step is one stage of a canary.
 type Step struct {
-	Percent  int // the canary machines' share of traffic, 1..99
+	Percent  int           // the canary machines' share of traffic, 1..99
 	Machines int           // canary machines during the step; 0 means the previous step's (at least 1)
 	Bake     time.Duration // how long the step is held; 0 means the Strategy's Bake
 }
