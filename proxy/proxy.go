@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +95,28 @@ type Options struct {
 	// ErrorLog receives upstream errors and drain timeouts. Nil means the log
 	// package's standard logger.
 	ErrorLog *log.Logger
+
+	// MaxBodyBytes, when positive, bounds a request body: a request declaring a
+	// larger Content-Length is answered 413 without reaching a target, and a
+	// chunked body that grows beyond it is cut off and answered 413 (if no
+	// response was sent yet). Zero or negative means no limit.
+	MaxBodyBytes int64
+
+	// TrustForwarded says the proxy sits behind another proxy whose
+	// X-Forwarded-* headers can be trusted. When true, the client's address is
+	// appended to an inbound X-Forwarded-For ("client, proxy1, ..., peer") and
+	// inbound X-Forwarded-Host and X-Forwarded-Proto are kept. When false (the
+	// default) inbound X-Forwarded-* headers are discarded: X-Forwarded-For is set
+	// to the connecting peer's address, X-Forwarded-Host to the request's Host and
+	// X-Forwarded-Proto to "https" or "http" as the proxy was reached. The
+	// legacy Forwarded header is passed through untouched.
+	TrustForwarded bool
+
+	// DialContext, when set, makes the upstream connections of the default
+	// transport (it is ignored when Transport is set). Nil means a net.Dialer
+	// with DefaultDialTimeout. Upstream addresses are always target addresses:
+	// neither the request URI nor the Host header chooses where to connect.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Proxy is a reverse proxy over a weighted, atomically replaceable set of targets.
@@ -120,7 +143,7 @@ func New(opts Options) *Proxy {
 	p := &Proxy{opts: opts, sem: make(chan struct{}, 1)}
 	p.transport = opts.Transport
 	if p.transport == nil {
-		p.transport = newTransport()
+		p.transport = newTransport(opts.DialContext)
 	}
 	p.set.Store(emptySet)
 	p.rp = &httputil.ReverseProxy{
@@ -133,13 +156,15 @@ func New(opts Options) *Proxy {
 	return p
 }
 
-func newTransport() *http.Transport {
-	d := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
+func newTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true) // HTTP/1.1 only: no HTTP/2 (upgrades pass through as on HTTP/1.1)
 	return &http.Transport{
 		Proxy:                 nil, // targets are direct addresses; never use HTTP_PROXY
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          0, // no global limit; per host below
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
@@ -156,6 +181,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(p.set.Load().routes) == 0 {
 		writeError(w, http.StatusServiceUnavailable, "no healthy targets")
 		return
+	}
+	if max := p.opts.MaxBodyBytes; max > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > max {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
 	}
 	if r.Header.Get("Upgrade") != "" {
 		// ReverseProxy does not close a 101 response's body on every error path;
@@ -196,7 +228,12 @@ func (u *upgraded) close() {
 // body so that it can be replayed on another target. The upstream address is set
 // per attempt by the transport wrapper.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetXForwarded()
+	// ReverseProxy removed the inbound X-Forwarded-* headers from Out.
+	in, h := pr.In, pr.Out.Header
+	xff, xfh, xfp := forwarded(in, p.opts.TrustForwarded)
+	h["X-Forwarded-For"] = []string{xff}
+	h["X-Forwarded-Host"] = []string{xfh}
+	h["X-Forwarded-Proto"] = []string{xfp}
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery // do not drop what ReverseProxy cannot parse
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
@@ -206,8 +243,58 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
+// forwarded returns the X-Forwarded-For, -Host and -Proto values for a request
+// received from r.RemoteAddr (see Options.TrustForwarded).
+func forwarded(r *http.Request, trust bool) (xff, xfh, xfp string) {
+	xff = clientIP(r.RemoteAddr)
+	xfh, xfp = r.Host, "http"
+	if r.TLS != nil {
+		xfp = "https"
+	}
+	if !trust {
+		return xff, xfh, xfp
+	}
+	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		xff = strings.Join(prior, ", ") + ", " + xff
+	}
+	if v := r.Header.Get("X-Forwarded-Host"); v != "" {
+		xfh = v
+	}
+	if v := r.Header.Get("X-Forwarded-Proto"); v != "" {
+		xfp = v
+	}
+	return xff, xfh, xfp
+}
+
+// clientIP returns the host part of a "host:port" remote address, without
+// brackets, and without allocating.
+func clientIP(remote string) string {
+	if i := strings.LastIndexByte(remote, ':'); i > 0 && strings.IndexByte(remote[i:], ']') < 0 {
+		remote = remote[:i]
+	}
+	if len(remote) > 1 && remote[0] == '[' && remote[len(remote)-1] == ']' {
+		remote = remote[1 : len(remote)-1]
+	}
+	return remote
+}
+
+// tooLarge reports whether err, or the error that ended reading r's body, is
+// the MaxBodyBytes limit.
+func tooLarge(r *http.Request, err error) bool {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return true
+	}
+	if br, ok := r.Body.(*bodyReader); ok {
+		return errors.As(br.b.err, &mbe)
+	}
+	return false
+}
+
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	case tooLarge(r, err):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 	case errors.Is(err, errNoTargets):
 		writeError(w, http.StatusServiceUnavailable, "no healthy targets")
 	case r.Context().Err() != nil:
