@@ -300,6 +300,9 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		}
 	}
 	err = strat.Deploy(ctx, r)
+	if err == nil {
+		err = r.checkAlive(ctx)
+	}
 	res.Downtime = r.downtime
 	if err == nil {
 		res.Status = StatusSucceeded

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -332,4 +333,21 @@ func (r *Rollout) TrafficMoved() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.moved
+}
+
+// checkAlive fails when a machine the rollout created exited before the deploy
+// ended (say it crashed after it took traffic), so the deploy is rolled back.
+func (r *Rollout) checkAlive(ctx context.Context) error {
+	for _, m := range r.Created() {
+		if st := m.State(); st != StateStarted {
+			reason := string(st)
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			if es, err := m.Wait(wctx); err == nil {
+				reason = es.String()
+			}
+			cancel()
+			return phaseErr(m, "serve", fmt.Errorf("%w after it started: %s", ErrExited, reason))
+		}
+	}
+	return nil
 }

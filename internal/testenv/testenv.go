@@ -31,6 +31,8 @@ type Env struct {
 	Proxy    *proxy.Proxy
 	URL      string // the proxy's base URL
 	Deployer *deploy.Deployer
+	// StopTimeout is the stop timeout of the specs Spec returns; New sets 5s.
+	StopTimeout time.Duration
 
 	mu     sync.Mutex
 	events []deploy.Event
@@ -47,7 +49,7 @@ func (e *Env) OnEvent(f func(deploy.Event)) {
 // New builds an Env. Health checks poll /health every 20ms; the wait timeout is 10s.
 func New(t testing.TB) *Env {
 	t.Helper()
-	e := &Env{Backend: mem.New()}
+	e := &Env{Backend: mem.New(), StopTimeout: 5 * time.Second}
 	for i := 1; i <= 9; i++ {
 		v := fmt.Sprintf("v%d", i)
 		e.Backend.Register(v, demo.Handler(v))
@@ -83,7 +85,7 @@ func New(t testing.TB) *Env {
 
 // Spec returns the app's spec for version ("v1".."v9"), whose image is the version.
 func (e *Env) Spec(version string) deploy.MachineSpec {
-	return deploy.MachineSpec{App: App, Image: version, Version: version, StopTimeout: 5 * time.Second}
+	return deploy.MachineSpec{App: App, Image: version, Version: version, StopTimeout: e.StopTimeout}
 }
 
 // Deploy deploys version with s to count machines.

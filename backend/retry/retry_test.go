@@ -1,0 +1,71 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/backend/retry"
+	"github.com/cutover/deploy/internal/demo"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRetryTransient(t *testing.T) {
+	b := mem.New()
+	defer b.Close()
+	b.Register("v1", demo.Handler("v1"))
+	for _, op := range []mem.Op{mem.OpCreate, mem.OpStart, mem.OpStop, mem.OpDestroy} {
+		b.Inject(mem.Fault{Op: op, Transient: true, Times: 2})
+	}
+	var retried []string
+	rb := retry.Wrap(b, retry.Options{InitialInterval: time.Millisecond, OnRetry: func(op string, err error, _ time.Duration) {
+		retried = append(retried, op)
+		assert.ErrorIs(t, err, deploy.ErrTransient)
+	}})
+	ctx := context.Background()
+	m, err := rb.Create(ctx, deploy.MachineSpec{App: "a", Image: "v1"})
+	require.NoError(t, err)
+	require.NoError(t, m.Start(ctx))
+	require.NoError(t, m.Stop(ctx))
+	require.NoError(t, m.Destroy(ctx))
+	assert.Equal(t, []string{"create", "create", "start", "start", "stop", "stop", "destroy", "destroy"}, retried)
+	_, isLogReader := m.(deploy.LogReader)
+	assert.True(t, isLogReader, "optional abilities stay visible")
+}
+
+func TestRetryBounded(t *testing.T) {
+	b := mem.New()
+	defer b.Close()
+	b.Inject(mem.Fault{Op: mem.OpCreate, Transient: true}) // forever
+	calls := 0
+	rb := retry.Wrap(b, retry.Options{MaxAttempts: 4, InitialInterval: time.Millisecond, OnRetry: func(string, error, time.Duration) { calls++ }})
+	_, err := rb.Create(context.Background(), deploy.MachineSpec{App: "a", Image: "v1"})
+	assert.ErrorIs(t, err, deploy.ErrTransient)
+	assert.Equal(t, 3, calls, "4 attempts: 3 retries")
+
+	start := time.Now()
+	rb = retry.Wrap(b, retry.Options{MaxAttempts: 1000, MaxElapsed: 100 * time.Millisecond, InitialInterval: time.Millisecond})
+	_, err = rb.Create(context.Background(), deploy.MachineSpec{App: "a", Image: "v1"})
+	assert.ErrorIs(t, err, deploy.ErrTransient)
+	assert.Less(t, time.Since(start), 5*time.Second, "bounded in time")
+}
+
+func TestRetryPermanentAtOnce(t *testing.T) {
+	b := mem.New()
+	defer b.Close()
+	boom := errors.New("quota exceeded")
+	b.Inject(mem.Fault{Op: mem.OpCreate, Err: boom})
+	calls := 0
+	rb := retry.Wrap(b, retry.Options{OnRetry: func(string, error, time.Duration) { calls++ }})
+	_, err := rb.Create(context.Background(), deploy.MachineSpec{App: "a", Image: "v1"})
+	assert.ErrorIs(t, err, boom)
+	assert.Zero(t, calls)
+}

@@ -1,0 +1,236 @@
+package deploy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/backend/retry"
+	"github.com/cutover/deploy/internal/testenv"
+	"github.com/cutover/deploy/release"
+	"github.com/cutover/deploy/strategy/bluegreen"
+	"github.com/cutover/deploy/strategy/canary"
+	"github.com/cutover/deploy/strategy/immediate"
+	"github.com/cutover/deploy/strategy/rolling"
+)
+
+// cell is one fault injected into a deploy of v2 over 3 machines of v1.
+type cell struct {
+	name    string
+	setup   func(e *testenv.Env)         // inject faults before the deploy
+	trigger func(ev deploy.Event) bool   // when set, act at the first matching event
+	act     func(e *testenv.Env, ev deploy.Event, cancel context.CancelFunc)
+	release []string // a release command for the deploy
+	want    error    // nil: the deploy succeeds; else errors.Is(err, want)
+	status  deploy.ReleaseStatus
+	// crash: requests already on the machine when it crashed may fail; they are counted.
+	crash bool
+	// healthBlind: the fault only fails health checks, which immediate does not wait for.
+	healthBlind bool
+}
+
+var errQuota = errors.New("quota exceeded")
+
+func newVersion(t deploy.EventType) func(deploy.Event) bool {
+	return func(ev deploy.Event) bool { return ev.Type == t && ev.Version == "v2" }
+}
+
+func cancelAt(t deploy.EventType, version string) cell {
+	return cell{
+		name:    fmt.Sprintf("ctx cancelled at %s of %s", t, version),
+		trigger: func(ev deploy.Event) bool { return ev.Type == t && ev.Version == version },
+		act:     func(_ *testenv.Env, _ deploy.Event, cancel context.CancelFunc) { cancel() },
+		want:    context.Canceled, status: deploy.ReleaseInterrupted,
+	}
+}
+
+func faultCells() []cell {
+	cells := []cell{
+		{name: "fails to start", setup: func(e *testenv.Env) { e.Backend.Inject(mem.Fault{Image: "v2", FailStart: true}) },
+			want: mem.ErrInjected},
+		{name: "crashes on boot", setup: func(e *testenv.Env) {
+			e.Backend.Inject(mem.Fault{Image: "v2", BootDelay: time.Hour, CrashAfter: 30 * time.Millisecond})
+		}, want: deploy.ErrExited},
+		{name: "never healthy", setup: func(e *testenv.Env) { e.Backend.Inject(mem.Fault{Image: "v2", Unhealthy: true}) },
+			want: deploy.ErrUnhealthy, healthBlind: true},
+		{name: "crashes after it took traffic", trigger: newVersion(deploy.MachineRouted), crash: true,
+			act: func(e *testenv.Env, ev deploy.Event, _ context.CancelFunc) {
+				m, err := e.Backend.Machine(ev.Machine)
+				if err != nil {
+					return
+				}
+				go func() { // once the proxy routes to it, it dies
+					for _, ok := e.Proxy.Targets()[ev.Addr]; !ok; _, ok = e.Proxy.Targets()[ev.Addr] {
+						time.Sleep(time.Millisecond)
+					}
+					m.Kill()
+				}()
+			}, want: deploy.ErrExited},
+		{name: "slow shutdown past its stop timeout", setup: func(e *testenv.Env) {
+			e.Backend.Inject(mem.Fault{Image: "v1", SlowShutdown: time.Hour})
+		}},
+		{name: "permanent backend error on create", setup: func(e *testenv.Env) {
+			e.Backend.Inject(mem.Fault{Image: "v2", Op: mem.OpCreate, Err: errQuota})
+		}, want: errQuota},
+		{name: "failing release command", release: []string{"migrate", "fail"}, want: deploy.ErrAborted},
+		cancelAt(deploy.ReleaseCommand, "v2"),
+		cancelAt(deploy.MachineCreated, "v2"),
+		cancelAt(deploy.MachineStarted, "v2"),
+		cancelAt(deploy.MachineRouted, "v2"),
+		cancelAt(deploy.MachineDraining, "v1"),
+	}
+	for _, op := range []mem.Op{mem.OpCreate, mem.OpStart, mem.OpStop, mem.OpDestroy} {
+		image := "v2" // create and start act on new machines, stop and destroy on old ones
+		if op == mem.OpStop || op == mem.OpDestroy {
+			image = "v1"
+		}
+		cells = append(cells, cell{name: "transient backend error on " + string(op), setup: func(e *testenv.Env) {
+			e.Backend.Inject(mem.Fault{Image: image, Op: op, Transient: true, Times: 2})
+		}})
+	}
+	for i := range cells {
+		if cells[i].want != nil && cells[i].status == "" {
+			cells[i].status = "failed or rolled_back"
+		}
+		if cells[i].want == nil {
+			cells[i].status = deploy.ReleaseComplete
+		}
+		if strings.Contains(cells[i].name, string(deploy.ReleaseCommand)+" ") {
+			cells[i].release = []string{"migrate", "hang"}
+		}
+	}
+	return cells
+}
+
+var matrixStrategies = []deploy.Strategy{
+	rolling.Strategy{},
+	bluegreen.Strategy{},
+	canary.Strategy{Steps: []canary.Step{{Percent: 10, Machines: 1}, {Percent: 50}}, Bake: 200 * time.Millisecond},
+	immediate.Strategy{},
+}
+
+type matrixRow struct {
+	cell, strategy, outcome string
+	requests, failed        int64
+}
+
+// TestFaultMatrix runs every strategy against every injected fault under
+// continuous load through the proxy, and checks the invariants of DESIGN.md in
+// each cell. The whole matrix is logged as a table.
+func TestFaultMatrix(t *testing.T) {
+	var rows []matrixRow
+	for _, s := range matrixStrategies {
+		for _, c := range faultCells() {
+			t.Run(s.Name()+"/"+c.name, func(t *testing.T) {
+				rows = append(rows, runCell(t, s, c))
+			})
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-12s %-40s %-14s %9s %7s\n", "strategy", "cell", "outcome", "requests", "failed")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-12s %-40s %-14s %9d %7d\n", r.strategy, r.cell, r.outcome, r.requests, r.failed)
+	}
+	t.Log(b.String())
+}
+
+func runCell(t *testing.T, s deploy.Strategy, c cell) matrixRow {
+	e := testenv.New(t)
+	e.StopTimeout = 300 * time.Millisecond
+	store := release.NewMemory()
+	e.Deployer.Store = store
+	e.Deployer.WaitTimeout = 2 * time.Second
+	e.Backend.RegisterCommand("migrate", func(ctx context.Context, args []string, _ map[string]string, out *mem.Output) int {
+		fmt.Fprintln(out, "migrating", args)
+		switch args[0] {
+		case "fail":
+			return 1
+		case "hang":
+			<-ctx.Done()
+			return 143
+		}
+		return 0
+	})
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+	e.Deployer.Backend = retry.Wrap(e.Backend, retry.Options{InitialInterval: time.Millisecond})
+	if c.name == "never healthy" {
+		e.Deployer.WaitTimeout = 300 * time.Millisecond
+	}
+	if c.healthBlind && s.Name() == "immediate" {
+		c.want, c.status = nil, deploy.ReleaseComplete // it routes once the port listens, by design
+	}
+	if c.setup != nil {
+		c.setup(e)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	healthy := map[string]bool{}
+	var violations []string
+	fired := false
+	e.OnEvent(func(ev deploy.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.Type {
+		case deploy.MachineHealthy:
+			healthy[ev.Machine] = true
+		case deploy.MachineRouted:
+			if ev.Version == "v2" && ev.Weight > 0 && !healthy[ev.Machine] && s.Name() != "immediate" {
+				violations = append(violations, "routed before healthy: "+ev.Machine)
+			}
+		}
+		if c.trigger != nil && !fired && c.trigger(ev) {
+			fired = true
+			c.act(e, ev, cancel)
+		}
+	})
+	run := e.Load(t)
+	res, err := e.Deployer.Deploy(ctx, deploy.Request{Spec: e.Spec("v2"), Count: 3, Strategy: s, ReleaseCommand: c.release})
+	e.OnEvent(nil)
+	after := run.Mark()
+	require.NoError(t, run.WaitRequests(context.Background(), 150))
+	lr := run.Stop()
+
+	row := matrixRow{cell: c.name, strategy: s.Name(), requests: lr.Requests, failed: lr.Failed, outcome: string(res.Status)}
+	assert.Empty(t, violations, "traffic only reaches machines that passed their checks")
+	rel, gerr := store.Get(context.Background(), testenv.App, 2)
+	require.NoError(t, gerr)
+	if c.want == nil {
+		require.NoError(t, err)
+		assert.Equal(t, map[string]int{"v2": 3}, e.Versions(t))
+		assert.Equal(t, map[string]int{"v2": 3}, e.RoutedVersions(t))
+		assert.Equal(t, deploy.ReleaseComplete, rel.Status)
+	} else {
+		require.Error(t, err)
+		assert.ErrorIs(t, err, c.want)
+		assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t), "the previous version serves; no machine of v2 remains")
+		assert.Equal(t, map[string]int{"v1": 3}, e.RoutedVersions(t))
+		if c.status == deploy.ReleaseInterrupted {
+			assert.Equal(t, deploy.ReleaseInterrupted, rel.Status)
+		} else {
+			assert.Contains(t, []deploy.ReleaseStatus{deploy.ReleaseFailed, deploy.ReleaseRolledBack}, rel.Status)
+		}
+		assert.NotEmpty(t, rel.Reason, "the release record says why")
+		assert.False(t, rel.Stable)
+	}
+	assert.Zero(t, run.Epoch(after)["(failed)"], "no failure once the deploy returned")
+	switch {
+	case s.Name() == "immediate":
+		// Its downtime window is allowed; counted in the table.
+	case c.crash:
+		assert.Less(t, lr.Failed, int64(100), "only requests on the machine when it crashed fail: %v", lr.Errors)
+	default:
+		assert.Zero(t, lr.Failed, "zero failed requests: %v", lr.Errors)
+	}
+	return row
+}
