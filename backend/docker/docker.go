@@ -1,0 +1,530 @@
+// Package docker is a deploy.Backend that runs machines as Docker containers
+// on a local engine. It is the only package of the module that imports the
+// Docker SDK (github.com/moby/moby/client).
+//
+// Each machine is one container created from a local image and labelled with
+// its app, machine ID, version and role, so a new process can adopt the
+// containers an earlier one left running (List, Get). The app port is
+// published on 127.0.0.1 with an ephemeral host port; Addr returns
+// "127.0.0.1:<port>".
+//
+// No registry is needed: BuildBinaryImage and BuildGoImage make images from a
+// static binary with ImageImport.
+package docker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/cutover/deploy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// Labels this backend sets on every container besides deploy.LabelApp,
+// deploy.LabelVersion and the spec's own labels. They are bookkeeping and are
+// not part of a machine's Spec().Labels.
+const (
+	LabelManaged     = "cutover.managed"      // always "true"
+	LabelNamespace   = "cutover.namespace"    // Options.Namespace
+	LabelMachine     = "cutover.machine"      // the machine ID
+	LabelPort        = "cutover.port"         // spec.Port
+	LabelStopSignal  = "cutover.stop_signal"  // spec.StopSignal, when set
+	LabelStopTimeout = "cutover.stop_timeout" // spec.StopTimeout as a Go duration, when set
+	LabelCmd         = "cutover.cmd"          // spec.Cmd as a JSON array, when set
+	LabelEnvKeys     = "cutover.env_keys"     // the spec's env keys as a JSON array, when set
+	LabelCreated     = "cutover.created"      // creation time (RFC 3339, nanoseconds), to order List
+)
+
+// DefaultPort is the app port used when a spec sets none.
+const DefaultPort = 8080
+
+// DefaultNamespace is the namespace used when Options.Namespace is empty.
+const DefaultNamespace = "default"
+
+// Options configures a Backend. The zero value is valid.
+type Options struct {
+	// Host is the engine address, such as "unix:///var/run/docker.sock".
+	// Empty: DOCKER_HOST, or the platform default.
+	Host string
+	// APIVersion pins the API version, such as "1.41". Empty: negotiated with
+	// the engine on New (DOCKER_API_VERSION, when set, pins it too).
+	APIVersion string
+	// Namespace isolates backends that share one engine: containers are
+	// labelled with it, and List and Get see only their own namespace.
+	// Empty: DefaultNamespace.
+	Namespace string
+	// NamePrefix starts every container name ("<prefix>-<app>-<machine id>").
+	// Empty: "cutover".
+	NamePrefix string
+}
+
+// Backend runs machines as containers. It is safe for concurrent use.
+// Close it when done.
+type Backend struct {
+	cli  *client.Client
+	opts Options
+
+	mu       sync.Mutex
+	machines map[string]*Machine // by machine ID: one handle per container
+}
+
+var _ deploy.Backend = (*Backend)(nil)
+
+// New connects to the engine, negotiating the API version, and checks it answers.
+// An unreachable engine gives an error wrapping deploy.ErrTransient.
+func New(ctx context.Context, opts Options) (*Backend, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if opts.NamePrefix == "" {
+		opts.NamePrefix = "cutover"
+	}
+	copts := []client.Opt{client.FromEnv}
+	if opts.Host != "" {
+		copts = append(copts, client.WithHost(opts.Host))
+	}
+	if opts.APIVersion != "" {
+		copts = append(copts, client.WithAPIVersion(opts.APIVersion))
+	}
+	cli, err := client.New(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker: new client: %w: %w", deploy.ErrInvalid, err)
+	}
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		_ = cli.Close()
+		return nil, wrapErr("ping", "", err)
+	}
+	return &Backend{cli: cli, opts: opts, machines: map[string]*Machine{}}, nil
+}
+
+// Close releases the client's connections. Machines stay as they are.
+func (b *Backend) Close() error { return b.cli.Close() }
+
+// APIVersion returns the API version in use (negotiated on New).
+func (b *Backend) APIVersion() string { return b.cli.ClientVersion() }
+
+// Namespace returns the backend's namespace.
+func (b *Backend) Namespace() string { return b.opts.Namespace }
+
+// Create creates a container from spec, not yet started. spec.Port defaults to
+// DefaultPort. The machine's Spec() carries deploy.LabelApp (and
+// deploy.LabelVersion when Version is set) in its Labels.
+func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.Machine, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	spec = normalize(spec)
+	id, err := newID()
+	if err != nil {
+		return nil, fmt.Errorf("docker: create: %w", err)
+	}
+	labels, err := b.labels(id, spec)
+	if err != nil {
+		return nil, err
+	}
+	port, ok := network.PortFrom(uint16(spec.Port), network.TCP)
+	if !ok {
+		return nil, fmt.Errorf("docker: create: %w: port %d", deploy.ErrInvalid, spec.Port)
+	}
+	cfg := &container.Config{
+		Image:        spec.Image,
+		Env:          envList(spec.Env),
+		Cmd:          spec.Cmd,
+		Labels:       labels,
+		ExposedPorts: network.PortSet{port: {}},
+		StopSignal:   spec.StopSignal,
+	}
+	if spec.StopTimeout > 0 {
+		secs := ceilSeconds(spec.StopTimeout)
+		cfg.StopTimeout = &secs
+	}
+	hcfg := &container.HostConfig{
+		PortBindings: network.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
+	}
+	name := b.containerName(spec.App, id)
+	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hcfg, Name: name})
+	if err != nil {
+		if ctx.Err() != nil {
+			// The engine may have created it before the request was cancelled.
+			b.removeQuietly(name)
+		}
+		return nil, wrapErr("create", id, err)
+	}
+	m := &Machine{b: b, id: id, cid: res.ID, spec: spec, state: deploy.StateCreated, neverStarted: make(chan struct{})}
+	b.mu.Lock()
+	b.machines[id] = m
+	b.mu.Unlock()
+	return m, nil
+}
+
+// List returns the app's machines that are not destroyed (running, created or
+// exited containers), oldest first. Containers made by another process are adopted.
+func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
+	sums, err := b.list(ctx, appFilter(app))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]deploy.Machine, 0, len(sums))
+	for _, s := range sums {
+		m, err := b.handle(ctx, s)
+		if errors.Is(err, deploy.ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Get returns the machine with the given ID, or an error wrapping deploy.ErrNotFound.
+func (b *Backend) Get(ctx context.Context, id string) (deploy.Machine, error) {
+	if id == "" {
+		return nil, fmt.Errorf("docker: get: %w: empty machine id", deploy.ErrNotFound)
+	}
+	sums, err := b.list(ctx, LabelMachine+"="+id)
+	if err != nil {
+		return nil, err
+	}
+	if len(sums) == 0 {
+		b.forget(id)
+		return nil, fmt.Errorf("docker: machine %s: %w", id, deploy.ErrNotFound)
+	}
+	return b.handle(ctx, sums[0])
+}
+
+// DestroyAll force-removes every container of the namespace, or of one app
+// when app is not empty, and returns how many it removed.
+func (b *Backend) DestroyAll(ctx context.Context, app string) (int, error) {
+	var extra []string
+	if app != "" {
+		extra = append(extra, appFilter(app))
+	}
+	sums, err := b.list(ctx, extra...)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, s := range sums {
+		if err := b.remove(ctx, s.ID); err != nil {
+			errs = append(errs, wrapErr("remove", s.ID, err))
+			continue
+		}
+		n++
+		if id := s.Labels[LabelMachine]; id != "" {
+			b.mu.Lock()
+			m := b.machines[id]
+			b.mu.Unlock()
+			if m != nil {
+				m.markDestroyed() // also forgets it
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// appFilter returns the label filter ("key=value") that selects an app's containers.
+func appFilter(app string) string { return deploy.LabelApp + "=" + app }
+
+// list lists the namespace's containers (all states) matching the extra label filters.
+func (b *Backend) list(ctx context.Context, extra ...string) ([]container.Summary, error) {
+	f := make(client.Filters).Add("label", LabelManaged+"=true", LabelNamespace+"="+b.opts.Namespace)
+	f.Add("label", extra...)
+	res, err := b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, wrapErr("list", "", err)
+	}
+	items := res.Items
+	// The engine's Created has a one-second grain: order by our label first.
+	created := func(s container.Summary) time.Time {
+		t, err := time.Parse(time.RFC3339Nano, s.Labels[LabelCreated])
+		if err != nil {
+			return time.Unix(s.Created, 0)
+		}
+		return t
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		ti, tj := created(items[i]), created(items[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return items[i].ID < items[j].ID
+	})
+	return items, nil
+}
+
+// handle returns the one handle for a listed container, adopting it when needed.
+func (b *Backend) handle(ctx context.Context, s container.Summary) (*Machine, error) {
+	id := s.Labels[LabelMachine]
+	b.mu.Lock()
+	m := b.machines[id]
+	b.mu.Unlock()
+	if m != nil && m.cid == s.ID {
+		m.observe(stateOf(s.State), "")
+		return m, nil
+	}
+	res, err := b.cli.ContainerInspect(ctx, s.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, wrapErr("inspect", id, err)
+	}
+	m, err = adopt(b, res.Container)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old := b.machines[id]; old != nil && old.cid == m.cid {
+		return old, nil // adopted concurrently
+	}
+	b.machines[id] = m
+	return m, nil
+}
+
+func (b *Backend) forget(id string) {
+	b.mu.Lock()
+	delete(b.machines, id)
+	b.mu.Unlock()
+}
+
+func (b *Backend) containerName(app, id string) string {
+	return b.opts.NamePrefix + "-" + sanitize(app) + "-" + id
+}
+
+// remove force-removes a container. A missing container is not an error, and
+// a removal already in progress elsewhere is waited for.
+func (b *Backend) remove(ctx context.Context, cid string) error {
+	_, err := b.cli.ContainerRemove(ctx, cid, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	switch {
+	case err == nil, cerrdefs.IsNotFound(err):
+		return nil
+	case cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress"):
+		w := b.startWait(ctx, cid, container.WaitConditionRemoved)
+		defer w.close()
+		if _, werr := w.result(ctx, nil); werr != nil && !cerrdefs.IsNotFound(werr) {
+			return fmt.Errorf("%w (waiting for removal: %w)", err, werr)
+		}
+		return nil
+	}
+	return err
+}
+
+// removeQuietly force-removes a container by name or ID, ignoring errors, with
+// a context of its own (used to clean up after a cancelled call).
+func (b *Backend) removeQuietly(ref string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = b.cli.ContainerRemove(ctx, ref, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+}
+
+func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string, error) {
+	l := make(map[string]string, len(spec.Labels)+8)
+	for k, v := range spec.Labels {
+		l[k] = v
+	}
+	l[LabelManaged] = "true"
+	l[LabelNamespace] = b.opts.Namespace
+	l[LabelMachine] = id
+	l[LabelPort] = strconv.Itoa(spec.Port)
+	l[LabelCreated] = time.Now().UTC().Format(time.RFC3339Nano)
+	if spec.StopSignal != "" {
+		l[LabelStopSignal] = spec.StopSignal
+	}
+	if spec.StopTimeout > 0 {
+		l[LabelStopTimeout] = spec.StopTimeout.String()
+	}
+	if len(spec.Cmd) > 0 {
+		js, err := json.Marshal(spec.Cmd)
+		if err != nil {
+			return nil, fmt.Errorf("docker: create: %w: cmd: %w", deploy.ErrInvalid, err)
+		}
+		l[LabelCmd] = string(js)
+	}
+	if len(spec.Env) > 0 {
+		keys := make([]string, 0, len(spec.Env))
+		for k := range spec.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		js, _ := json.Marshal(keys)
+		l[LabelEnvKeys] = string(js)
+	}
+	return l, nil
+}
+
+var internalLabels = map[string]bool{
+	LabelManaged: true, LabelNamespace: true, LabelMachine: true, LabelPort: true,
+	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true,
+}
+
+// adopt rebuilds a machine handle and its spec from an inspected container.
+func adopt(b *Backend, c container.InspectResponse) (*Machine, error) {
+	if c.Config == nil {
+		return nil, fmt.Errorf("docker: adopt %s: no config in inspect response", c.ID)
+	}
+	l := c.Config.Labels
+	spec := deploy.MachineSpec{
+		App:        l[deploy.LabelApp],
+		Image:      c.Config.Image,
+		Version:    l[deploy.LabelVersion],
+		StopSignal: l[LabelStopSignal],
+		Labels:     map[string]string{},
+	}
+	for k, v := range l {
+		if !internalLabels[k] {
+			spec.Labels[k] = v
+		}
+	}
+	spec.Port, _ = strconv.Atoi(l[LabelPort])
+	if spec.Port == 0 {
+		spec.Port = DefaultPort
+	}
+	if d, err := time.ParseDuration(l[LabelStopTimeout]); err == nil {
+		spec.StopTimeout = d
+	}
+	if js := l[LabelCmd]; js != "" {
+		if err := json.Unmarshal([]byte(js), &spec.Cmd); err != nil {
+			spec.Cmd = c.Config.Cmd
+		}
+	}
+	if js := l[LabelEnvKeys]; js != "" {
+		var keys []string
+		_ = json.Unmarshal([]byte(js), &keys)
+		env := envMap(c.Config.Env)
+		spec.Env = make(map[string]string, len(keys))
+		for _, k := range keys {
+			if v, ok := env[k]; ok {
+				spec.Env[k] = v
+			}
+		}
+	}
+	m := &Machine{b: b, id: l[LabelMachine], cid: c.ID, spec: spec, state: deploy.StateCreated, neverStarted: make(chan struct{}), tty: c.Config.Tty}
+	m.observeInspect(c)
+	return m, nil
+}
+
+func validate(s deploy.MachineSpec) error {
+	switch {
+	case s.App == "":
+		return fmt.Errorf("docker: spec: %w: app is empty", deploy.ErrInvalid)
+	case s.Image == "":
+		return fmt.Errorf("docker: spec: %w: image is empty", deploy.ErrInvalid)
+	case s.Port < 0 || s.Port > 65535:
+		return fmt.Errorf("docker: spec: %w: port %d out of range", deploy.ErrInvalid, s.Port)
+	}
+	for k := range s.Env {
+		if k == "" || strings.Contains(k, "=") {
+			return fmt.Errorf("docker: spec: %w: env key %q", deploy.ErrInvalid, k)
+		}
+	}
+	return nil
+}
+
+// normalize copies the spec's maps and slices and fills defaults.
+func normalize(s deploy.MachineSpec) deploy.MachineSpec {
+	if s.Port == 0 {
+		s.Port = DefaultPort
+	}
+	labels := make(map[string]string, len(s.Labels)+2)
+	for k, v := range s.Labels {
+		labels[k] = v
+	}
+	labels[deploy.LabelApp] = s.App
+	if s.Version != "" {
+		labels[deploy.LabelVersion] = s.Version
+	}
+	s.Labels = labels
+	if s.Env != nil {
+		env := make(map[string]string, len(s.Env))
+		for k, v := range s.Env {
+			env[k] = v
+		}
+		s.Env = env
+	}
+	if s.Cmd != nil {
+		s.Cmd = append([]string(nil), s.Cmd...)
+	}
+	return s
+}
+
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func envMap(env []string) map[string]string {
+	out := make(map[string]string, len(env))
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		out[k] = v
+	}
+	return out
+}
+
+func newID() (string, error) {
+	var buf [6]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(buf[:]), nil
+}
+
+// sanitize keeps a name usable in a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*).
+func sanitize(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+			sb.WriteRune(r)
+		default:
+			sb.WriteByte('_')
+		}
+		if sb.Len() >= 40 {
+			break
+		}
+	}
+	if sb.Len() == 0 {
+		return "app"
+	}
+	return sb.String()
+}
+
+func ceilSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// wrapErr wraps an engine error, adding the deploy sentinel it maps to.
+func wrapErr(op, id string, err error) error {
+	what := "docker: " + op
+	if id != "" {
+		what += " " + id
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", what, err)
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %w", what, deploy.ErrNotFound, err)
+	case cerrdefs.IsInvalidArgument(err):
+		return fmt.Errorf("%s: %w: %w", what, deploy.ErrInvalid, err)
+	case client.IsErrConnectionFailed(err), cerrdefs.IsUnavailable(err):
+		return fmt.Errorf("%s: %w: %w", what, deploy.ErrTransient, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

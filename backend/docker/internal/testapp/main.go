@@ -1,0 +1,92 @@
+// Command testapp is the tiny HTTP app the Docker backend's tests run in
+// containers. It is built into a static binary and imported as an image.
+//
+// With no arguments it serves HTTP on $PORT (default 8080):
+//
+//	/        answers $VERSION
+//	/health  answers 200, or 503 when UNHEALTHY=1
+//
+// It logs one line per request on stdout, and a line on stderr at start.
+// SIGTERM and SIGINT shut the server down gracefully (exit 0), unless
+// IGNORE_SIGTERM=1, in which case SIGTERM is ignored (for kill tests).
+//
+// With arguments "exit N" it prints a line on stdout and one on stderr and
+// exits with code N (for command override tests).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) >= 3 && os.Args[1] == "exit" {
+		code, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testapp: bad exit code:", os.Args[2])
+			os.Exit(2)
+		}
+		fmt.Printf("testapp: exiting with code %d\n", code)
+		fmt.Fprintf(os.Stderr, "testapp: stderr before exit %d\n", code)
+		os.Exit(code)
+	}
+	os.Exit(serve())
+}
+
+func serve() int {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	version := os.Getenv("VERSION")
+	unhealthy := os.Getenv("UNHEALTHY") == "1"
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Printf("testapp: %s %s\n", r.Method, r.URL.Path)
+		fmt.Fprint(w, version)
+	})
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if unhealthy {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	sigs := make(chan os.Signal, 1)
+	if os.Getenv("IGNORE_SIGTERM") == "1" {
+		signal.Ignore(syscall.SIGTERM)
+		signal.Notify(sigs, syscall.SIGINT)
+	} else {
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	fmt.Fprintf(os.Stderr, "testapp: version %q listening on :%s\n", version, port)
+
+	select {
+	case err := <-errc:
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		return 1
+	case s := <-sigs:
+		fmt.Printf("testapp: got %v, shutting down\n", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, "testapp: shutdown:", err)
+		return 1
+	}
+	fmt.Println("testapp: bye")
+	return 0
+}

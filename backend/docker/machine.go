@@ -1,0 +1,626 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/cutover/deploy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+// refreshTimeout bounds the engine look-up State makes for a running machine.
+const refreshTimeout = 2 * time.Second
+
+// Machine is one container. It implements deploy.Machine and deploy.LogReader.
+// Its methods are safe for concurrent use.
+type Machine struct {
+	b    *Backend
+	id   string // machine ID (label LabelMachine)
+	cid  string // container ID
+	spec deploy.MachineSpec
+	tty  bool
+
+	mu           sync.Mutex
+	state        deploy.MachineState
+	addr         string
+	stopAsked    bool   // a Stop sent the stop signal
+	killReason   string // set before a Stop sends SIGKILL
+	exit         *deploy.ExitStatus
+	neverStarted chan struct{} // closed when a created machine is stopped or destroyed
+	closedNever  bool
+}
+
+var (
+	_ deploy.Machine   = (*Machine)(nil)
+	_ deploy.LogReader = (*Machine)(nil)
+)
+
+// ID returns the machine ID (not the container ID; see ContainerID).
+func (m *Machine) ID() string { return m.id }
+
+// ContainerID returns the engine's ID of the machine's container.
+func (m *Machine) ContainerID() string { return m.cid }
+
+// Spec returns the machine's spec. Its Labels hold deploy.LabelApp and, when
+// set, deploy.LabelVersion, besides the labels the spec was created with.
+func (m *Machine) Spec() deploy.MachineSpec { return m.spec }
+
+// Addr returns "127.0.0.1:<host port>" once started, or "" before.
+func (m *Machine) Addr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.addr
+}
+
+// State returns the machine's state. While the machine runs (or is stopping)
+// it asks the engine, briefly, so a crash shows up as StateStopped; otherwise
+// it returns the state the machine's methods last saw.
+func (m *Machine) State() deploy.MachineState {
+	m.mu.Lock()
+	st := m.state
+	m.mu.Unlock()
+	switch st {
+	case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
+		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+		defer cancel()
+		_ = m.Refresh(ctx)
+		m.mu.Lock()
+		st = m.state
+		m.mu.Unlock()
+	}
+	return st
+}
+
+// Refresh updates the machine's cached state and address from the engine.
+func (m *Machine) Refresh(ctx context.Context) error {
+	c, err := m.inspect(ctx)
+	if err != nil {
+		return err
+	}
+	m.observeInspect(c)
+	return nil
+}
+
+// Start starts the container and reads back its host port. It returns once
+// the process runs, not once it is healthy. Starting a running machine does nothing.
+func (m *Machine) Start(ctx context.Context) error {
+	m.mu.Lock()
+	switch m.state {
+	case deploy.StateDestroyed:
+		m.mu.Unlock()
+		return fmt.Errorf("docker: start %s: %w", m.id, deploy.ErrNotFound)
+	case deploy.StateStarted, deploy.StateStopping:
+		m.mu.Unlock()
+		return nil
+	case deploy.StateStopped:
+		// A restart: forget the previous run.
+		m.exit, m.stopAsked, m.killReason = nil, false, ""
+		if m.closedNever {
+			m.neverStarted, m.closedNever = make(chan struct{}), false
+		}
+	}
+	prev := m.state
+	m.state = deploy.StateStarting
+	m.mu.Unlock()
+
+	if _, err := m.b.cli.ContainerStart(ctx, m.cid, client.ContainerStartOptions{}); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			m.markDestroyed()
+		} else {
+			m.setStateIf(deploy.StateStarting, prev)
+			if ctx.Err() == nil {
+				_ = m.Refresh(context.WithoutCancel(ctx))
+			}
+		}
+		return wrapErr("start", m.id, err)
+	}
+	// The port binding is there once start returns; poll briefly in case it lags.
+	for i := 0; ; i++ {
+		c, err := m.inspect(ctx)
+		if err != nil {
+			return err
+		}
+		m.observeInspect(c)
+		if m.Addr() != "" || c.State == nil || !c.State.Running || i >= 20 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("docker: start %s: %w", m.id, ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	if m.Addr() == "" && m.stateNow() == deploy.StateStarted {
+		return fmt.Errorf("docker: start %s: no host port published for %d/tcp", m.id, m.spec.Port)
+	}
+	return nil
+}
+
+// Wait blocks until the container's process exits, or ctx ends. For a
+// created machine it waits for the next run to end. After Destroy it returns
+// the last exit seen, if any.
+func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
+	if st, ok := m.exitStatus(); ok {
+		return st, nil
+	}
+	c, err := m.inspect(ctx)
+	if err != nil {
+		if st, ok := m.exitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
+			return st, nil
+		}
+		return deploy.ExitStatus{}, err
+	}
+	m.observeInspect(c)
+	if st, ok := exitedState(c); ok {
+		return m.recordExit(st.ExitCode, st.OOMKilled), nil
+	}
+
+	cond := container.WaitConditionNotRunning
+	if c.State != nil && c.State.Status == container.StateCreated {
+		if st, ok := m.exitStatus(); ok { // stopped before it ever started
+			return st, nil
+		}
+		cond = container.WaitConditionNextExit
+	}
+	// The engine registers the waiter before it answers the request, so a
+	// second look after it closes the gap between inspect and wait.
+	w := m.b.startWait(ctx, m.cid, cond)
+	defer w.close()
+	if cond == container.WaitConditionNextExit {
+		if c, err := m.inspect(ctx); err == nil {
+			if st, ok := exitedState(c); ok {
+				m.observeInspect(c)
+				return m.recordExit(st.ExitCode, st.OOMKilled), nil
+			}
+		}
+	}
+	m.mu.Lock()
+	never := m.neverStarted
+	m.mu.Unlock()
+	res, err := w.result(ctx, never)
+	if errors.Is(err, errNeverStarted) {
+		if st, ok := m.exitStatus(); ok {
+			return st, nil
+		}
+		return deploy.ExitStatus{}, fmt.Errorf("docker: wait %s: %w", m.id, deploy.ErrNotFound)
+	}
+	if err != nil {
+		if st, ok := m.exitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
+			return st, nil
+		}
+		return deploy.ExitStatus{}, wrapErr("wait", m.id, err)
+	}
+	if res.Error != nil && res.Error.Message != "" {
+		return deploy.ExitStatus{}, fmt.Errorf("docker: wait %s: %s", m.id, res.Error.Message)
+	}
+	oom := false
+	if c, err := m.inspect(context.WithoutCancel(ctx)); err == nil {
+		m.observeInspect(c)
+		oom = c.State != nil && c.State.OOMKilled
+	} else {
+		m.setStateIf(deploy.StateStarted, deploy.StateStopped)
+		m.setStateIf(deploy.StateStopping, deploy.StateStopped)
+	}
+	return m.recordExit(int(res.StatusCode), oom), nil
+}
+
+// Stop sends the spec's stop signal (default SIGTERM), waits up to the spec's
+// stop timeout (default 10s) for the process to exit, then sends SIGKILL. If
+// ctx ends first, the container is killed and ctx's error returned. Stopping
+// a stopped machine does nothing; stopping a destroyed one is ErrNotFound.
+func (m *Machine) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	st := m.state
+	m.mu.Unlock()
+	switch st {
+	case deploy.StateDestroyed:
+		return fmt.Errorf("docker: stop %s: %w", m.id, deploy.ErrNotFound)
+	case deploy.StateStopping:
+		_, err := m.Wait(ctx)
+		return err
+	}
+	c, err := m.inspect(ctx)
+	if err != nil {
+		return err
+	}
+	m.observeInspect(c)
+	if c.State == nil {
+		return fmt.Errorf("docker: stop %s: no state in inspect response", m.id)
+	}
+	if c.State.Status == container.StateCreated {
+		m.mu.Lock()
+		m.state = deploy.StateStopped
+		if m.exit == nil {
+			m.exit = &deploy.ExitStatus{Reason: "never started"}
+		}
+		m.closeNeverLocked()
+		m.mu.Unlock()
+		return nil
+	}
+	if _, ok := exitedState(c); ok {
+		return nil
+	}
+
+	m.mu.Lock()
+	m.state = deploy.StateStopping
+	m.stopAsked = true
+	m.mu.Unlock()
+
+	sig := m.spec.StopSignal
+	if sig == "" {
+		sig = "SIGTERM"
+	}
+	w := m.b.startWait(ctx, m.cid, container.WaitConditionNotRunning)
+	defer w.close()
+	if _, err := m.b.cli.ContainerKill(ctx, m.cid, client.ContainerKillOptions{Signal: sig}); err != nil && !cerrdefs.IsConflict(err) {
+		// Conflict: it is not running any more, and the wait below returns at once.
+		if cerrdefs.IsNotFound(err) {
+			m.markDestroyed()
+		} else {
+			m.setStateIf(deploy.StateStopping, deploy.StateStarted)
+		}
+		return wrapErr("stop", m.id, err)
+	}
+	timer := time.NewTimer(m.spec.StopTimeoutOrDefault())
+	defer timer.Stop()
+	var stopErr error
+	done, werr := w.poll(ctx.Done(), timer.C)
+	if done {
+		if werr != nil && !cerrdefs.IsNotFound(werr) && ctx.Err() == nil {
+			stopErr = wrapErr("stop", m.id, werr)
+		}
+	} else {
+		stopErr = m.kill(ctx)
+	}
+	// Record how it ended.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if c, err := m.inspect(ictx); err == nil {
+		m.observeInspect(c)
+		if st, ok := exitedState(c); ok {
+			m.recordExit(st.ExitCode, st.OOMKilled)
+		}
+	}
+	return stopErr
+}
+
+// kill sends SIGKILL after the stop timeout passed or ctx ended, and waits
+// for the exit with a context of its own. It returns ctx's error, if any.
+func (m *Machine) kill(ctx context.Context) error {
+	var err error
+	reason := "killed after stop timeout"
+	if ctx.Err() != nil {
+		reason = "killed: stop cancelled"
+		err = fmt.Errorf("docker: stop %s: %w", m.id, ctx.Err())
+	}
+	m.mu.Lock()
+	m.killReason = reason
+	m.mu.Unlock()
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, kerr := m.b.cli.ContainerKill(kctx, m.cid, client.ContainerKillOptions{Signal: "SIGKILL"})
+	if kerr == nil {
+		kw := m.b.startWait(kctx, m.cid, container.WaitConditionNotRunning)
+		_, kerr = kw.result(kctx, nil)
+		kw.close()
+	}
+	if kerr != nil && !cerrdefs.IsConflict(kerr) && !cerrdefs.IsNotFound(kerr) && err == nil {
+		err = wrapErr("kill", m.id, kerr)
+	}
+	return err
+}
+
+// Destroy force-removes the container (killing it if it runs). Destroying a
+// destroyed or already removed machine is not an error.
+func (m *Machine) Destroy(ctx context.Context) error {
+	m.mu.Lock()
+	st := m.state
+	m.mu.Unlock()
+	if st == deploy.StateDestroyed {
+		return nil
+	}
+	if err := m.b.remove(ctx, m.cid); err != nil {
+		return wrapErr("destroy", m.id, err)
+	}
+	m.markDestroyed()
+	return nil
+}
+
+// LogOptions selects what ReadLogs returns.
+type LogOptions struct {
+	Follow bool // stream until the container stops or ctx ends
+	Tail   int  // only the last Tail lines; 0 means all
+}
+
+// Logs returns the container's stdout and stderr, demultiplexed into one
+// stream. With follow it streams until the container stops or ctx ends.
+func (m *Machine) Logs(ctx context.Context, follow bool) (io.ReadCloser, error) {
+	return m.ReadLogs(ctx, LogOptions{Follow: follow})
+}
+
+// ReadLogs is Logs with options.
+func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser, error) {
+	lo := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: opts.Follow}
+	if opts.Tail > 0 {
+		lo.Tail = strconv.Itoa(opts.Tail)
+	}
+	rc, err := m.b.cli.ContainerLogs(ctx, m.cid, lo)
+	if err != nil {
+		return nil, wrapErr("logs", m.id, err)
+	}
+	if m.tty {
+		return rc, nil
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(pw, pw, rc)
+		_ = pw.CloseWithError(err)
+	}()
+	return &logReader{pr: pr, src: rc}, nil
+}
+
+type logReader struct {
+	pr  *io.PipeReader
+	src io.Closer
+}
+
+func (l *logReader) Read(p []byte) (int, error) { return l.pr.Read(p) }
+
+func (l *logReader) Close() error {
+	err := l.src.Close() // ends the demuxing goroutine
+	_ = l.pr.Close()
+	return err
+}
+
+// inspect inspects the container; a missing container marks the machine destroyed.
+func (m *Machine) inspect(ctx context.Context) (container.InspectResponse, error) {
+	res, err := m.b.cli.ContainerInspect(ctx, m.cid, client.ContainerInspectOptions{})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			m.markDestroyed()
+		}
+		return container.InspectResponse{}, wrapErr("inspect", m.id, err)
+	}
+	return res.Container, nil
+}
+
+// observeInspect merges what the engine says into the cached state and address.
+func (m *Machine) observeInspect(c container.InspectResponse) {
+	addr := ""
+	if c.NetworkSettings != nil {
+		addr = hostAddr(c.NetworkSettings.Ports[portKey(m.spec.Port)])
+	}
+	status := container.ContainerState("")
+	if c.State != nil {
+		status = c.State.Status
+	}
+	m.observe(stateOf(status), addr)
+}
+
+// observe merges an engine state (and the host address, when known) into the cache.
+func (m *Machine) observe(engine deploy.MachineState, addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if addr != "" {
+		m.addr = addr
+	}
+	switch {
+	case engine == "", m.state == deploy.StateDestroyed:
+	case engine == deploy.StateStarted && m.state == deploy.StateStopping:
+	case engine == deploy.StateCreated && m.state == deploy.StateStopped:
+		// stopped before it started
+	case engine == deploy.StateDestroyed:
+		m.markDestroyedLocked()
+	default:
+		m.state = engine
+	}
+}
+
+func (m *Machine) stateNow() deploy.MachineState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state
+}
+
+func (m *Machine) setStateIf(from, to deploy.MachineState) {
+	m.mu.Lock()
+	if m.state == from {
+		m.state = to
+	}
+	m.mu.Unlock()
+}
+
+func (m *Machine) exitStatus() (deploy.ExitStatus, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exit == nil {
+		return deploy.ExitStatus{}, false
+	}
+	return *m.exit, true
+}
+
+// recordExit records the run's exit (the first one recorded wins) and returns it.
+func (m *Machine) recordExit(code int, oom bool) deploy.ExitStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exit != nil {
+		return *m.exit
+	}
+	st := deploy.ExitStatus{Code: code}
+	switch {
+	case oom:
+		st.Reason = "out of memory"
+	case m.killReason != "" && code == 137:
+		st.Reason = m.killReason
+	case m.stopAsked:
+		st.Reason = "stopped"
+	case code == 0:
+		st.Reason = "exited"
+	case code == 137:
+		st.Reason = "killed"
+	default:
+		st.Reason = "exited with error"
+	}
+	m.exit = &st
+	if m.state != deploy.StateDestroyed {
+		m.state = deploy.StateStopped
+	}
+	return st
+}
+
+func (m *Machine) markDestroyed() {
+	m.mu.Lock()
+	m.markDestroyedLocked()
+	m.mu.Unlock()
+	m.b.mu.Lock()
+	if m.b.machines[m.id] == m {
+		delete(m.b.machines, m.id)
+	}
+	m.b.mu.Unlock()
+}
+
+func (m *Machine) markDestroyedLocked() {
+	if m.state == deploy.StateDestroyed {
+		return
+	}
+	if m.exit == nil {
+		switch m.state {
+		case deploy.StateCreated:
+			m.exit = &deploy.ExitStatus{Reason: "never started"}
+		case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
+			m.exit = &deploy.ExitStatus{Code: 137, Reason: "destroyed while running"}
+		}
+	}
+	m.state = deploy.StateDestroyed
+	m.closeNeverLocked()
+}
+
+func (m *Machine) closeNeverLocked() {
+	if !m.closedNever {
+		close(m.neverStarted)
+		m.closedNever = true
+	}
+}
+
+// stateOf maps an engine container state to a machine state.
+func stateOf(s container.ContainerState) deploy.MachineState {
+	switch s {
+	case container.StateCreated:
+		return deploy.StateCreated
+	case container.StateRunning, container.StatePaused:
+		return deploy.StateStarted
+	case container.StateRestarting:
+		return deploy.StateStarting
+	case container.StateExited, container.StateDead:
+		return deploy.StateStopped
+	case container.StateRemoving:
+		return deploy.StateDestroyed
+	}
+	return ""
+}
+
+// exitedState returns the container's state when its process has exited.
+func exitedState(c container.InspectResponse) (*container.State, bool) {
+	if c.State == nil {
+		return nil, false
+	}
+	switch c.State.Status {
+	case container.StateExited, container.StateDead:
+		return c.State, true
+	}
+	return nil, false
+}
+
+func portKey(port int) network.Port {
+	p, _ := network.PortFrom(uint16(port), network.TCP)
+	return p
+}
+
+// hostAddr picks the loopback binding of a published port.
+func hostAddr(bs []network.PortBinding) string {
+	for _, b := range bs {
+		if b.HostPort == "" {
+			continue
+		}
+		if b.HostIP == loopback || !b.HostIP.IsValid() {
+			return net.JoinHostPort(loopback.String(), b.HostPort)
+		}
+	}
+	return ""
+}
+
+// errNeverStarted ends a wait on a created machine that was stopped or destroyed.
+var errNeverStarted = errors.New("machine was stopped or destroyed before it started")
+
+// waiter is one ContainerWait request whose goroutine is always drained.
+type waiter struct {
+	res      client.ContainerWaitResult
+	cancel   context.CancelFunc
+	consumed bool
+}
+
+// startWait sends a wait request; it returns once the engine has registered it.
+func (b *Backend) startWait(ctx context.Context, cid string, cond container.WaitCondition) *waiter {
+	wctx, cancel := context.WithCancel(ctx)
+	return &waiter{res: b.cli.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: cond}), cancel: cancel}
+}
+
+// result waits for the exit, ctx, or stop (which gives errNeverStarted).
+func (w *waiter) result(ctx context.Context, stop <-chan struct{}) (container.WaitResponse, error) {
+	select {
+	case r := <-w.res.Result:
+		w.consumed = true
+		return r, nil
+	case err := <-w.res.Error:
+		w.consumed = true
+		return container.WaitResponse{}, err
+	case <-ctx.Done():
+		return container.WaitResponse{}, ctx.Err()
+	case <-stop:
+		return container.WaitResponse{}, errNeverStarted
+	}
+}
+
+// poll reports whether the wait ended (with its error), or false when done or
+// timeout fired first.
+func (w *waiter) poll(done <-chan struct{}, timeout <-chan time.Time) (bool, error) {
+	select {
+	case <-w.res.Result:
+		w.consumed = true
+		return true, nil
+	case err := <-w.res.Error:
+		w.consumed = true
+		return true, err
+	case <-done:
+		return false, nil
+	case <-timeout:
+		return false, nil
+	}
+}
+
+// close cancels the request and lets the client's goroutine finish.
+func (w *waiter) close() {
+	w.cancel()
+	if w.consumed {
+		return
+	}
+	go func() {
+		select {
+		case <-w.res.Result:
+		case <-w.res.Error:
+		}
+	}()
+}
