@@ -3,15 +3,20 @@
 //
 // A Deployer moves an app from its current machines to machines of a new
 // MachineSpec with a Strategy (rolling, bluegreen, canary, immediate; see the
-// strategy packages). It acts through three small interfaces:
+// strategy packages). It acts through small interfaces:
 //
 //   - Backend creates and lists Machines (backend/mem in memory, backend/docker on Docker);
 //   - Router moves traffic between machine addresses (proxy.Proxy satisfies it);
-//   - HealthChecker decides whether a machine may take traffic (package health).
+//   - HealthChecker decides whether a machine may take traffic (package health);
+//   - Store keeps the release history (package release), and when it is also a
+//     Locker, the per-app deploy lock shared by processes.
 //
-// Every step is reported as an Event. A failed deploy leaves the previous version
-// serving and removes what it created; when traffic had already moved, the previous
-// version is restored (Result.Status is StatusRolledBack).
+// Every step is reported as an Event. A release command runs in a temporary
+// machine before anything changes. A failed deploy leaves the previous version
+// serving and removes what it created; when traffic had already moved, the
+// previous version is restored (Result.Status is StatusRolledBack). Rollback
+// redeploys a stored release; Recover finishes or undoes a deploy whose
+// process died; Monitor keeps checking routed machines after a deploy.
 //
 // This package imports only the standard library and go-hclog, and none of its
 // subpackages: strategies, backends and the proxy all point toward it.
