@@ -1,0 +1,285 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	deploy "github.com/cutover/deploy"
+)
+
+// Client talks to a Server over its Unix socket. It implements deploy.Router
+// and deploy.WeightReporter. It is safe for concurrent use; Close it when done.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+var (
+	_ deploy.Router         = (*Client)(nil)
+	_ deploy.WeightReporter = (*Client)(nil)
+)
+
+// Dial returns a Client for the server listening on the Unix socket at path.
+// It does not connect: the first call does, and fails with an error wrapping
+// ErrUnreachable when nothing listens.
+func Dial(path string) *Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &Client{path: path, hc: &http.Client{Transport: &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		},
+		MaxIdleConnsPerHost: 4,
+		DisableCompression:  true,
+	}}}
+}
+
+// Path returns the socket's path.
+func (c *Client) Path() string { return c.path }
+
+// Close closes idle connections.
+func (c *Client) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader = http.NoBody
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("control: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://cutover"+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("control: %s %s: %w", method, path, ctx.Err())
+		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.path, op.Err)
+		}
+		return nil, fmt.Errorf("control: %s %s: %w", method, path, err)
+	}
+	return resp, nil
+}
+
+// call sends one request and decodes a JSON answer into out (may be nil).
+func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("control: %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var f frame
+		if json.Unmarshal(data, &f) == nil && f.Error != nil {
+			return f.Error
+		}
+		return fmt.Errorf("control: %s %s: %s", method, path, resp.Status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("control: %s %s: bad answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// Info returns the daemon's description; it is also how to check that one answers.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var info Info
+	err := c.call(ctx, http.MethodGet, "/v1/info", nil, &info)
+	return info, err
+}
+
+// SetTargets replaces the daemon's router targets and returns once removed
+// targets drained there.
+func (c *Client) SetTargets(ctx context.Context, targets map[string]int) error {
+	if targets == nil {
+		targets = map[string]int{}
+	}
+	return c.call(ctx, http.MethodPut, "/v1/targets", map[string]any{"targets": targets}, nil)
+}
+
+// TargetsContext returns the daemon's router targets.
+func (c *Client) TargetsContext(ctx context.Context) (map[string]int, error) {
+	var out struct {
+		Targets map[string]int `json:"targets"`
+	}
+	if err := c.call(ctx, http.MethodGet, "/v1/targets", nil, &out); err != nil {
+		return nil, err
+	}
+	if out.Targets == nil {
+		out.Targets = map[string]int{}
+	}
+	return out.Targets, nil
+}
+
+// Targets implements deploy.WeightReporter: the daemon's router targets, or
+// nil when it cannot be asked within 10s.
+func (c *Client) Targets() map[string]int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t, err := c.TargetsContext(ctx)
+	if err != nil {
+		return nil
+	}
+	return t
+}
+
+// Stats returns the router's per-target statistics.
+func (c *Client) Stats(ctx context.Context) (map[string]TargetStats, error) {
+	var out struct {
+		Stats map[string]TargetStats `json:"stats"`
+	}
+	err := c.call(ctx, http.MethodGet, "/v1/stats", nil, &out)
+	return out.Stats, err
+}
+
+// Status returns the app's machines, targets and running operation.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var st Status
+	if err := c.call(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Releases returns the app's release history, newest first.
+func (c *Client) Releases(ctx context.Context) ([]deploy.Release, error) {
+	var out struct {
+		Releases []deploy.Release `json:"releases"`
+	}
+	err := c.call(ctx, http.MethodGet, "/v1/releases", nil, &out)
+	return out.Releases, err
+}
+
+// Promote lets a held bluegreen deploy switch traffic.
+func (c *Client) Promote(ctx context.Context) error {
+	return c.call(ctx, http.MethodPost, "/v1/promote", struct{}{}, nil)
+}
+
+// Abort makes a held bluegreen deploy remove its new machines and fail.
+func (c *Client) Abort(ctx context.Context) error {
+	return c.call(ctx, http.MethodPost, "/v1/abort", struct{}{}, nil)
+}
+
+// Deploy asks the daemon for a deploy and calls onEvent (may be nil) for each
+// of its events, then returns its result and error. When ctx ends, or with
+// args.Detach once the deploy started, it stops watching and returns a
+// Result with StatusRunning: the deploy goes on in the daemon.
+func (c *Client) Deploy(ctx context.Context, args DeployArgs, onEvent func(Event)) (*Result, error) {
+	return c.operate(ctx, "/v1/deploy", args, args.Detach, onEvent)
+}
+
+// Rollback asks the daemon to redeploy release version (0: the stable release
+// before the current one), like Deploy.
+func (c *Client) Rollback(ctx context.Context, version int, onEvent func(Event)) (*Result, error) {
+	return c.operate(ctx, "/v1/rollback", map[string]int{"version": version}, false, onEvent)
+}
+
+func (c *Client) operate(ctx context.Context, path string, body any, detach bool, onEvent func(Event)) (*Result, error) {
+	resp, err := c.do(ctx, http.MethodPost, path, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	running := &Result{Status: StatusRunning, Machines: []string{}}
+	err = frames(resp, func(f frame) bool {
+		if f.Event != nil {
+			if f.Event.Type == deploy.DeployStarted {
+				running.App, running.Version, running.Started = f.Event.App, f.Event.Version, f.Event.Time
+			}
+			if onEvent != nil {
+				onEvent(*f.Event)
+			}
+			return !(detach && f.Event.Type == deploy.DeployStarted)
+		}
+		return true
+	}, func(f frame) {
+		running = f.Result
+	})
+	if errors.Is(err, errStopped) || (err != nil && ctx.Err() != nil) {
+		return running, nil
+	}
+	return running, err
+}
+
+var errStopped = errors.New("stopped watching")
+
+// frames reads a streamed answer: each frame goes to each (which returns
+// false to stop reading, errStopped), the last one to last; its error is returned.
+func frames(resp *http.Response, each func(frame) bool, last func(frame)) error {
+	if resp.StatusCode != http.StatusOK {
+		var f frame
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&f) == nil && f.Error != nil {
+			return f.Error
+		}
+		return fmt.Errorf("control: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var f frame
+		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+			return fmt.Errorf("control: bad frame: %w", err)
+		}
+		if f.Done {
+			if last != nil {
+				last(f)
+			}
+			if f.Error != nil {
+				return f.Error
+			}
+			return nil
+		}
+		if !each(f) {
+			return errStopped
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	return errors.New("control: the daemon closed the stream before the end (did it stop?)")
+}
+
+// Logs calls onLine for each log line the daemon keeps and, with follow, for
+// new lines until ctx ends (then it returns nil).
+func (c *Client) Logs(ctx context.Context, follow bool, onLine func(string)) error {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/logs?follow="+url.QueryEscape(fmt.Sprint(follow)), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	err = frames(resp, func(f frame) bool {
+		if f.Log != nil {
+			onLine(*f.Log)
+		}
+		return true
+	}, nil)
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
