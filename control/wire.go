@@ -39,10 +39,10 @@ var ErrNotHeld = errors.New("no deploy is held")
 
 // Info describes a daemon.
 type Info struct {
-	App     string `json:"app,omitempty"`     // the app it runs
-	Backend string `json:"backend,omitempty"` // such as "mem" or "docker"
-	Addr    string `json:"addr,omitempty"`    // the proxy's public address (host:port)
-	PID     int    `json:"pid,omitempty"`
+	App     string    `json:"app,omitempty"`     // the app it runs
+	Backend string    `json:"backend,omitempty"` // such as "mem" or "docker"
+	Addr    string    `json:"addr,omitempty"`    // the proxy's public address (host:port)
+	PID     int       `json:"pid,omitempty"`
 	Started time.Time `json:"started,omitzero"`
 }
 
