@@ -11,7 +11,8 @@
 // IGNORE_SIGTERM=1, in which case SIGTERM is ignored (for kill tests).
 //
 // With arguments "exit N" it prints a line on stdout and one on stderr and
-// exits with code N (for command override tests).
+// exits with code N (for command override tests); "exit N LINE..." prints
+// LINE (the remaining arguments joined by spaces) on stdout instead.
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -33,7 +35,11 @@ func main() {
 			fmt.Fprintln(os.Stderr, "testapp: bad exit code:", os.Args[2])
 			os.Exit(2)
 		}
-		fmt.Printf("testapp: exiting with code %d\n", code)
+		if len(os.Args) > 3 {
+			fmt.Println(strings.Join(os.Args[3:], " "))
+		} else {
+			fmt.Printf("testapp: exiting with code %d\n", code)
+		}
 		fmt.Fprintf(os.Stderr, "testapp: stderr before exit %d\n", code)
 		os.Exit(code)
 	}

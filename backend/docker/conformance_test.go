@@ -1,0 +1,37 @@
+package docker
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/backendtest"
+)
+
+func TestConformance(t *testing.T) {
+	b := engine(t)
+	// The suite names apps after its tests; remove them whatever happens.
+	t.Cleanup(func() {
+		ctx := ctxFor(t, 30*time.Second)
+		if _, err := b.DestroyAll(ctx, ""); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	backendtest.Run(t, backendtest.Harness{
+		Backend: b,
+		Serve:   func(app, version string) deploy.MachineSpec { return spec(app, version) },
+		Stubborn: func(app string, stopTimeout time.Duration) deploy.MachineSpec {
+			s := spec(app, "v1")
+			s.Env["IGNORE_SIGTERM"] = "1"
+			s.StopTimeout = stopTimeout
+			return s
+		},
+		Exit: func(app, line string, code int) deploy.MachineSpec {
+			s := spec(app, "v1")
+			s.Cmd = []string{BinaryPath, "exit", strconv.Itoa(code), line}
+			return s
+		},
+		Timeout: 30 * time.Second,
+	})
+}
