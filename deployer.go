@@ -526,15 +526,23 @@ type MachineStatus struct {
 }
 
 // Status lists an app's machines with their version, state, health (checked now)
-// and traffic weight, sorted by ID.
+// and traffic weight, sorted by ID. The weight is the innermost router's: with
+// a Monitor, a machine held out of traffic shows 0.
 func (d *Deployer) Status(ctx context.Context, app string) ([]MachineStatus, error) {
 	ms, err := d.Backend.List(ctx, app)
 	if err != nil {
 		return nil, err
 	}
-	var weights map[string]int
-	if wr, ok := d.Router.(WeightReporter); ok {
-		weights = wr.Targets()
+	var weights map[string]int // what the router carrying traffic does, under any wrappers
+	for rt := d.Router; rt != nil; {
+		if wr, ok := rt.(WeightReporter); ok {
+			weights = wr.Targets()
+		}
+		u, ok := rt.(interface{ Unwrap() Router })
+		if !ok {
+			break
+		}
+		rt = u.Unwrap()
 	}
 	hc := d.Health
 	if hc == nil {

@@ -102,3 +102,19 @@ func sumOf(m map[string]int64) int64 {
 	}
 	return n
 }
+
+func TestStatusShowsHeldOutMachine(t *testing.T) {
+	e, mon, events := withMonitor(t)
+	res := e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	m, err := e.Backend.Machine(res.Machines[0])
+	require.NoError(t, err)
+	m.SetFailing(true)
+	<-events
+	st, err := e.Deployer.Status(context.Background(), testenv.App)
+	require.NoError(t, err)
+	require.Len(t, st, 2)
+	assert.Equal(t, 0, st[0].Weight, "held out of traffic")
+	assert.Contains(t, st[0].Health, "critical")
+	assert.Equal(t, 1, st[1].Weight)
+	assert.Equal(t, 1, mon.Targets()[m.Addr()], "still wanted")
+}
