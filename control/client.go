@@ -193,10 +193,9 @@ func (c *Client) Deploy(ctx context.Context, args DeployArgs, onEvent func(Event
 	return c.operate(ctx, "/v1/deploy", args, args.Detach, onEvent)
 }
 
-// Rollback asks the daemon to redeploy release version (0: the stable release
-// before the current one), like Deploy.
-func (c *Client) Rollback(ctx context.Context, version int, onEvent func(Event)) (*Result, error) {
-	return c.operate(ctx, "/v1/rollback", map[string]int{"version": version}, false, onEvent)
+// Rollback asks the daemon to redeploy a stable release, like Deploy.
+func (c *Client) Rollback(ctx context.Context, args RollbackArgs, onEvent func(Event)) (*Result, error) {
+	return c.operate(ctx, "/v1/rollback", args, false, onEvent)
 }
 
 func (c *Client) operate(ctx context.Context, path string, body any, detach bool, onEvent func(Event)) (*Result, error) {

@@ -182,7 +182,7 @@ func TestListen(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
 	_, err = control.Listen(path)
-	assert.ErrorContains(t, err, "already listens")
+	assert.ErrorIs(t, err, control.ErrInUse)
 	require.NoError(t, ln.Close())
 
 	// A stale socket file (its listener gone without unlinking) is replaced.
@@ -245,8 +245,8 @@ func (a *fakeApp) Deploy(ctx context.Context, args control.DeployArgs, emit func
 	return res, nil
 }
 
-func (a *fakeApp) Rollback(ctx context.Context, version int, emit func(deploy.Event)) (*deploy.Result, error) {
-	return nil, fmt.Errorf("rollback to v%d: %w", version, deploy.ErrNotFound)
+func (a *fakeApp) Rollback(ctx context.Context, args control.RollbackArgs, emit func(deploy.Event)) (*deploy.Result, error) {
+	return nil, fmt.Errorf("rollback to v%d: %w", args.Version, deploy.ErrNotFound)
 }
 
 func (a *fakeApp) Releases(context.Context) ([]deploy.Release, error) {
@@ -317,7 +317,7 @@ func TestAppOperations(t *testing.T) {
 	assert.ErrorIs(t, err, deploy.ErrInvalid)
 	assert.Nil(t, res)
 
-	_, err = c.Rollback(ctx, 9, nil)
+	_, err = c.Rollback(ctx, control.RollbackArgs{Version: 9}, nil)
 	assert.ErrorIs(t, err, deploy.ErrNotFound)
 	assert.ErrorIs(t, c.Promote(ctx), control.ErrNotHeld)
 	assert.ErrorIs(t, c.Abort(ctx), control.ErrNotHeld)

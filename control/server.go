@@ -77,7 +77,7 @@ func Listen(path string) (net.Listener, error) {
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
-			return nil, fmt.Errorf("control: a daemon already listens on %s", path)
+			return nil, fmt.Errorf("control: %s: %w", path, ErrInUse)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("control: remove stale socket: %w", err)
@@ -295,15 +295,13 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 	if !s.app(w) {
 		return
 	}
-	var body struct {
-		Version int `json:"version"`
-	}
-	if err := readJSON(r, &body); err != nil {
+	var args RollbackArgs
+	if err := readJSON(r, &args); err != nil {
 		writeErr(w, err)
 		return
 	}
 	s.operate(w, r, func(ctx context.Context, emit func(deploy.Event)) (*deploy.Result, error) {
-		return s.App.Rollback(ctx, body.Version, emit)
+		return s.App.Rollback(ctx, args, emit)
 	})
 }
 

@@ -37,6 +37,9 @@ var ErrNoApp = errors.New("control: this daemon serves routing only")
 // ErrNotHeld is returned (wrapped) by Promote and Abort when no deploy waits for them.
 var ErrNotHeld = errors.New("no deploy is held")
 
+// ErrInUse is returned (wrapped) by Listen when a live server answers on the path.
+var ErrInUse = errors.New("a daemon already listens")
+
 // Info describes a daemon.
 type Info struct {
 	App     string    `json:"app,omitempty"`     // the app it runs
@@ -140,6 +143,13 @@ type DeployArgs struct {
 	Detach bool `json:"-"`
 }
 
+// RollbackArgs is one rollback asked of a daemon's App.
+type RollbackArgs struct {
+	// Version is the release to redeploy; 0 means the stable release before the current one.
+	Version int    `json:"version,omitempty"`
+	User    string `json:"user,omitempty"`
+}
+
 // TargetStats is the JSON form of a proxy's statistics for one target.
 type TargetStats struct {
 	Weight    int     `json:"weight"`
@@ -193,8 +203,7 @@ type Status struct {
 // it runs. emit may be called from any goroutine until the method returns.
 type App interface {
 	Deploy(ctx context.Context, args DeployArgs, emit func(deploy.Event)) (*deploy.Result, error)
-	// Rollback redeploys release version; 0 means the stable release before the current one.
-	Rollback(ctx context.Context, version int, emit func(deploy.Event)) (*deploy.Result, error)
+	Rollback(ctx context.Context, args RollbackArgs, emit func(deploy.Event)) (*deploy.Result, error)
 	Releases(ctx context.Context) ([]deploy.Release, error)
 	Status(ctx context.Context) (Status, error)
 	Promote(ctx context.Context) error

@@ -1,0 +1,389 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/release"
+)
+
+const deployAbout = `
+Deploy a new version of the app through the daemon (cutover serve): new
+machines start and pass their health checks before they take traffic, old
+ones drain before they stop, and a failure restores the previous version.
+Reads the image, strategy, checks and timeouts from fly.toml; flags override.
+On a terminal each machine's progress is one line updated in place; otherwise
+one line per event; --json prints events and the result as JSON lines.
+Exits 1 when the deploy failed, was aborted or rolled back.`
+
+func noArgs(c *common, pos []string) error {
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q (see cutover %s --help)", pos[0], c.fs.Name())
+	}
+	return nil
+}
+
+func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("deploy", "[--image IMG] [--strategy S] [--wait-timeout D] [--detach] [--count N] [--hold] [--json]", deployAbout, stdout)
+	c.addBackendFlag()
+	image := c.fs.String("image", "", "image to deploy (default: [build] image in fly.toml); on --backend mem any name works, its tag is the version it answers")
+	strat := c.fs.String("strategy", "", "rolling, bluegreen, canary or immediate (default: [deploy] strategy in fly.toml, else rolling)")
+	wait := c.fs.Duration("wait-timeout", 0, "how long each machine may take to pass its health checks (default: [deploy] wait_timeout, else 5m)")
+	detach := c.fs.Bool("detach", false, "return once the deploy started; it goes on in the daemon")
+	count := c.fs.Int("count", 0, "machines to run (default: keep the current count; 1 for a first deploy)")
+	hold := c.fs.Bool("hold", false, "bluegreen: once the new machines are healthy, wait for 'cutover promote' or 'cutover abort'")
+	holdTimeout := c.fs.Duration("hold-timeout", 0, "with --hold: abort if no decision comes within this (default 1h)")
+	message := c.fs.String("message", "", "description recorded with the release (default \"deploy image IMG\")")
+	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(c, pos); err != nil {
+		return err
+	}
+	_, plan, err := c.load()
+	if err != nil {
+		return err
+	}
+	if *strat != "" {
+		if err := validStrategy(*strat, plan.MaxUnavailable); err != nil {
+			return err
+		}
+		plan.StrategyName = *strat
+	}
+	switch {
+	case *wait < 0 || *holdTimeout < 0:
+		return usagef("durations must not be negative")
+	case *count < 0:
+		return usagef("--count %d: want a number of machines, at least 1", *count)
+	case *hold && plan.StrategyName != "bluegreen":
+		return usagef("--hold needs the bluegreen strategy: pass --strategy bluegreen")
+	}
+	if *wait > 0 {
+		plan.WaitTimeout = *wait
+	}
+	if *image != "" {
+		plan.Spec.Image = *image
+	}
+	if plan.Spec.Image == "" {
+		return usagef("no image to deploy: pass --image IMAGE or set [build] image in %s", c.cfgPath)
+	}
+	raw, err := json.Marshal(plan)
+	if err != nil {
+		return err
+	}
+	cl, _, err := c.dial(ctx, plan.Spec.App)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	r := newRenderer(stdout, *asJSON)
+	res, err := cl.Deploy(ctx, control.DeployArgs{
+		Config: raw, Image: plan.Spec.Image, Strategy: plan.StrategyName, WaitTimeout: plan.WaitTimeout,
+		Count: *count, Hold: *hold, HoldTimeout: *holdTimeout, Description: *message, User: currentUser(), Detach: *detach,
+	}, r.event)
+	return finish(r, res, err)
+}
+
+// finish shows the end of a deploy or rollback and returns its error.
+func finish(r renderer, res *control.Result, err error) error {
+	if err != nil {
+		if res != nil {
+			if _, ok := r.(*jsonRenderer); ok {
+				r.done(res)
+			}
+		}
+		return failure(res, err)
+	}
+	r.done(res)
+	return nil
+}
+
+func runRollback(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("rollback", "[VERSION] [--json]", `
+Redeploy a stable release (its image and the configuration it was deployed
+with) as a new release. Without VERSION: the stable release before the
+current one. VERSION is a number such as 3 or v3; see cutover releases.`, stdout)
+	c.addBackendFlag()
+	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	version := 0
+	switch len(pos) {
+	case 0:
+	case 1:
+		version, err = strconv.Atoi(strings.TrimPrefix(strings.ToLower(pos[0]), "v"))
+		if err != nil || version < 1 {
+			return usagef("bad version %q: want a release number such as 3 or v3 (see cutover releases)", pos[0])
+		}
+	default:
+		return usagef("too many arguments: cutover rollback [VERSION]")
+	}
+	_, plan, err := c.load()
+	if err != nil {
+		return err
+	}
+	cl, _, err := c.dial(ctx, plan.Spec.App)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	r := newRenderer(stdout, *asJSON)
+	res, err := cl.Rollback(ctx, control.RollbackArgs{Version: version, User: currentUser()}, r.event)
+	if err != nil && res == nil {
+		switch {
+		case version > 0 && errors.Is(err, deploy.ErrNotFound):
+			return usagef("%s has no release v%d: see cutover releases", plan.Spec.App, version)
+		case errors.Is(err, deploy.ErrNotFound):
+			return fmt.Errorf("%s: nothing to roll back to: no stable release before the current one (see cutover releases)", plan.Spec.App)
+		case errors.Is(err, deploy.ErrInvalid):
+			return usagef("%s: pick a stable release (see cutover releases)", oneLine(err))
+		}
+	}
+	return finish(r, res, err)
+}
+
+// releaseJSON is one line of `cutover releases --json`.
+type releaseJSON struct {
+	Version     int       `json:"version"`
+	Stable      bool      `json:"stable"`
+	Status      string    `json:"status"`
+	Description string    `json:"description"`
+	User        string    `json:"user"`
+	Date        time.Time `json:"date"`
+	Image       string    `json:"image"`
+	Strategy    string    `json:"strategy"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+func runReleases(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("releases", "[--json]", `
+List the app's releases, newest first, like fly releases. Reads the release
+history in the state directory; the daemon need not run.`, stdout)
+	asJSON := c.fs.Bool("json", false, "print a JSON array")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(c, pos); err != nil {
+		return err
+	}
+	_, plan, err := c.load()
+	if err != nil {
+		return err
+	}
+	var rels []deploy.Release
+	if _, err := os.Stat(c.releasesDir()); err == nil {
+		store, err := release.OpenFile(c.releasesDir())
+		if err != nil {
+			return err
+		}
+		if rels, err = store.List(ctx, plan.Spec.App); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	out := make([]releaseJSON, 0, len(rels))
+	for _, r := range rels {
+		out = append(out, releaseJSON{
+			Version: r.Version, Stable: r.Stable, Status: string(r.Status), Description: r.Description,
+			User: r.User, Date: r.Started, Image: r.Image, Strategy: r.Strategy, Reason: r.Reason,
+		})
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	if len(out) == 0 {
+		fmt.Fprintf(stdout, "%s has no releases yet: deploy with cutover deploy\n", plan.Spec.App)
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tSTABLE\tSTATUS\tDESCRIPTION\tUSER\tDATE\tIMAGE")
+	for _, r := range out {
+		fmt.Fprintf(tw, "v%d\t%t\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Stable, r.Status, r.Description, r.User, ago(r.Date), r.Image)
+	}
+	return tw.Flush()
+}
+
+func ago(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%ds ago", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm ago", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return t.Format("2006-01-02 15:04")
+}
+
+func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("status", "[--json]", `
+Show the app's machines with their version, image, state, health (checked
+now), traffic weight and proxy statistics, and the deploy running, if any.`, stdout)
+	c.addBackendFlag()
+	asJSON := c.fs.Bool("json", false, "print the status as JSON")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(c, pos); err != nil {
+		return err
+	}
+	_, plan, err := c.load()
+	if err != nil {
+		return err
+	}
+	cl, _, err := c.dial(ctx, plan.Spec.App)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	fmt.Fprintf(stdout, "App:      %s\nBackend:  %s\nProxy:    http://%s\nDaemon:   pid %d, up %s\n",
+		st.App, st.Backend, st.Addr, st.PID, time.Since(st.Started).Round(time.Second))
+	if op := st.Operation; op != nil {
+		line := fmt.Sprintf("%s %s (%s) since %s", op.Kind, orDash(op.Version), orDash(op.Strategy), op.Started.Format("15:04:05"))
+		if op.Held {
+			line += ", held: run `cutover promote` or `cutover abort`"
+		}
+		fmt.Fprintf(stdout, "Running:  %s\n", line)
+	}
+	fmt.Fprintln(stdout)
+	if len(st.Machines) == 0 {
+		fmt.Fprintln(stdout, "No machines: deploy with cutover deploy")
+		return nil
+	}
+	versions := map[string]int{}
+	for _, m := range st.Machines {
+		versions[m.Version]++
+	}
+	var vs []string
+	for v, n := range versions {
+		vs = append(vs, fmt.Sprintf("%s×%d", v, n))
+	}
+	sort.Strings(vs)
+	fmt.Fprintf(stdout, "Machines (%d; versions %s)\n", len(st.Machines), strings.Join(vs, ", "))
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tVERSION\tIMAGE\tSTATE\tHEALTH\tWEIGHT\tREQUESTS\tERRORS\tP99\tADDRESS")
+	for _, m := range st.Machines {
+		weight := "-"
+		switch {
+		case m.Down:
+			weight = "down"
+		case m.Weight >= 0:
+			if _, routed := st.Targets[m.Addr]; routed {
+				weight = strconv.Itoa(m.Weight)
+			}
+		}
+		health := orDash(m.Health)
+		if len(health) > 40 {
+			health = health[:39] + "…"
+		}
+		req, errs, p99 := "-", "-", "-"
+		if s := m.Stats; s != nil {
+			req, errs, p99 = strconv.FormatUint(s.Requests, 10), strconv.FormatUint(s.Errors, 10), fmt.Sprintf("%.1fms", s.P99MS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Version, m.Image, m.State, health, weight, req, errs, p99, m.Addr)
+	}
+	return tw.Flush()
+}
+
+func runLogs(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("logs", "[-f]", `
+Show the daemon's log (deploy events, health changes, proxy errors) and the
+output of machines that keep it (Docker containers, release commands).
+With -f, follow new lines until interrupted.`, stdout)
+	follow := c.fs.Bool("f", false, "follow new lines")
+	c.fs.BoolVar(follow, "follow", false, "same as -f")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(c, pos); err != nil {
+		return err
+	}
+	_, plan, err := c.load()
+	if err != nil {
+		return err
+	}
+	cl, _, err := c.dial(ctx, plan.Spec.App)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return cl.Logs(ctx, *follow, func(line string) { fmt.Fprintln(stdout, line) })
+}
+
+func runPromote(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	return decide(ctx, "promote", args, stdout)
+}
+
+func runAbort(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	return decide(ctx, "abort", args, stdout)
+}
+
+func decide(ctx context.Context, verb string, args []string, stdout io.Writer) error {
+	about := "Let a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) switch all traffic to its new machines."
+	if verb == "abort" {
+		about = "Make a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) remove its new machines; the old ones keep serving."
+	}
+	c := newFlags(verb, "", about, stdout)
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(c, pos); err != nil {
+		return err
+	}
+	_, plan, err := c.load()
+	if err != nil {
+		return err
+	}
+	cl, _, err := c.dial(ctx, plan.Spec.App)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if verb == "promote" {
+		err = cl.Promote(ctx)
+	} else {
+		err = cl.Abort(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	if verb == "promote" {
+		fmt.Fprintln(stdout, "promoted: the held deploy switches traffic to its new machines (cutover status shows it)")
+	} else {
+		fmt.Fprintln(stdout, "aborted: the held deploy removes its new machines; the old ones keep serving")
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"github.com/cutover/deploy/config"
+	"github.com/cutover/deploy/control"
+)
+
+// common are the flags every command has.
+type common struct {
+	fs       *flag.FlagSet
+	cfgPath  string
+	stateDir string
+	backend  string // optional on client commands: checked against the daemon's
+}
+
+func newFlags(name, synopsis, about string, stdout io.Writer) *common {
+	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.fs.SetOutput(io.Discard)
+	c.fs.StringVar(&c.cfgPath, "c", "fly.toml", "path to the app's fly.toml")
+	c.fs.StringVar(&c.cfgPath, "config", "fly.toml", "same as -c")
+	c.fs.StringVar(&c.stateDir, "state-dir", "", "state directory: release history, control socket (default .cutover next to fly.toml)")
+	c.fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: cutover %s %s\n\n%s\n\nFlags:\n", name, synopsis, strings.TrimSpace(about))
+		c.fs.SetOutput(stdout)
+		c.fs.PrintDefaults()
+		c.fs.SetOutput(io.Discard)
+	}
+	return c
+}
+
+// parse parses args, allowing flags after positional arguments, and returns
+// the positional ones. --help prints the usage and returns errHelp.
+func (c *common) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.fs.Usage()
+				return nil, errHelp
+			}
+			return nil, usagef("%v (see cutover %s --help)", err, c.fs.Name())
+		}
+		rest := c.fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// state returns the state directory.
+func (c *common) state() string {
+	if c.stateDir != "" {
+		return c.stateDir
+	}
+	return filepath.Join(filepath.Dir(c.cfgPath), ".cutover")
+}
+
+func (c *common) socket() string { return filepath.Join(c.state(), "cutover.sock") }
+
+func (c *common) releasesDir() string { return filepath.Join(c.state(), "releases") }
+
+// load reads fly.toml and makes its plan; every failure is a usage error
+// that says what to do.
+func (c *common) load() (*config.Config, config.Plan, error) {
+	cfg, err := config.Load(c.cfgPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, config.Plan{}, usagef("%s not found: pass -c PATH or create one (app = \"NAME\" and [build] image = \"IMAGE\" are enough)", c.cfgPath)
+	}
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) || errors.Is(err, config.ErrInvalid) {
+			more, first := firstErr(err)
+			msg := first.Error()
+			if more > 0 {
+				msg += fmt.Sprintf(" (and %d more)", more)
+			}
+			return nil, config.Plan{}, usagef("invalid %s: %s: fix it and run again", c.cfgPath, strings.TrimPrefix(msg, filepath.Base(c.cfgPath)+": "))
+		}
+		return nil, config.Plan{}, usagef("cannot read %s: %v", c.cfgPath, err)
+	}
+	if cfg.App == "" {
+		return nil, config.Plan{}, usagef("%s has no app name: add app = \"NAME\" at its top", c.cfgPath)
+	}
+	plan, err := cfg.Plan()
+	if err != nil {
+		return nil, config.Plan{}, usagef("invalid %s: %v: fix it and run again", c.cfgPath, oneLine(err))
+	}
+	return cfg, plan, nil
+}
+
+func firstErr(err error) (int, error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		if _, isCfg := err.(*config.Error); !isCfg {
+			errs := j.Unwrap()
+			if len(errs) > 0 {
+				return len(errs) - 1, errs[0]
+			}
+		}
+	}
+	return 0, err
+}
+
+// dial connects to the daemon of the state directory and checks it runs the
+// app of fly.toml (and the backend asked for, if any).
+func (c *common) dial(ctx context.Context, app string) (*control.Client, control.Info, error) {
+	cl := control.Dial(c.socket())
+	info, err := cl.Info(ctx)
+	if err != nil {
+		cl.Close()
+		if errors.Is(err, control.ErrUnreachable) {
+			return nil, info, fmt.Errorf("cannot reach the cutover daemon at %s: start it with `cutover serve -c %s`", c.socket(), c.cfgPath)
+		}
+		return nil, info, err
+	}
+	if info.App != app {
+		cl.Close()
+		return nil, info, usagef("the daemon at %s runs app %q, but %s is for app %q: pass the right -c or --state-dir", c.socket(), info.App, c.cfgPath, app)
+	}
+	if c.backend != "" && c.backend != info.Backend {
+		cl.Close()
+		return nil, info, usagef("the daemon at %s runs the %s backend, not %s: restart it with `cutover serve --backend %s`", c.socket(), info.Backend, c.backend, c.backend)
+	}
+	return cl, info, nil
+}
+
+// addBackendFlag adds --backend to a client command.
+func (c *common) addBackendFlag() {
+	c.fs.StringVar(&c.backend, "backend", "", "fail unless the daemon runs this backend (docker or mem)")
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
+}

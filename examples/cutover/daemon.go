@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/config"
+	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/proxy"
+	"github.com/cutover/deploy/release"
+	"github.com/cutover/deploy/strategy"
+	"github.com/cutover/deploy/strategy/bluegreen"
+)
+
+// daemon is the serve process's app: it implements control.App.
+type daemon struct {
+	app    string
+	plan   config.Plan // from the fly.toml the daemon started with
+	kit    *backendKit
+	px     *proxy.Proxy
+	mon    *deploy.Monitor
+	dep    *deploy.Deployer
+	store  *release.File
+	health deploy.HealthChecker
+	logs   *logRing
+	info   control.Info
+
+	mu   sync.Mutex
+	op   *control.Operation
+	gate *bluegreen.Gate
+	emit func(deploy.Event) // the running operation's watcher
+	user string             // who asked for the running rollback
+}
+
+var _ control.App = (*daemon)(nil)
+
+func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, store *release.File, logs *logRing) *daemon {
+	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: planHealth(plan)}
+	d.mon = &deploy.Monitor{
+		Router: px, Backend: kit.backend, App: app, Health: d.health,
+		OnEvent: func(e deploy.Event) { d.logs.printf("health: %s", describe(e)) },
+	}
+	d.dep = &deploy.Deployer{
+		Backend:     kit.backend,
+		Router:      d.mon,
+		Health:      d.health,
+		Store:       store,
+		FromRelease: d.fromRelease,
+		WaitTimeout: plan.WaitTimeout,
+		OnEvent:     d.onEvent,
+	}
+	return d
+}
+
+func (d *daemon) close() {}
+
+// fromRelease rebuilds a release's deploy for a rollback, recording who asked.
+func (d *daemon) fromRelease(rel deploy.Release) (deploy.Request, error) {
+	req, err := config.FromRelease(rel)
+	d.mu.Lock()
+	req.User = d.user
+	d.mu.Unlock()
+	return req, err
+}
+
+// onEvent logs every deploy event and passes it to the operation's watcher.
+func (d *daemon) onEvent(e deploy.Event) {
+	d.logs.printf("deploy: %s", describe(e))
+	d.mu.Lock()
+	emit := d.emit
+	if d.op != nil {
+		switch e.Type {
+		case deploy.DeployStarted:
+			d.op.Version = e.Version
+		case deploy.DeployHeld:
+			d.op.Held = true
+		case deploy.MachineRouted, deploy.DeployFailed:
+			d.op.Held = false
+		}
+	}
+	d.mu.Unlock()
+	if emit != nil {
+		emit(e)
+	}
+}
+
+// begin makes the daemon's one operation, or says which one runs.
+func (d *daemon) begin(kind, strat string, gate *bluegreen.Gate, emit func(deploy.Event)) (func(), error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.op != nil {
+		return nil, fmt.Errorf("%w: a %s of %s (%s) started at %s is running: wait for it (cutover status), or abort it if it is held",
+			deploy.ErrDeployInProgress, d.op.Kind, d.app, orDash(d.op.Version), d.op.Started.Format("15:04:05"))
+	}
+	d.op = &control.Operation{Kind: kind, Strategy: strat, Started: time.Now()}
+	d.gate, d.emit = gate, emit
+	return func() {
+		d.mu.Lock()
+		d.op, d.gate, d.emit = nil, nil, nil
+		d.mu.Unlock()
+	}, nil
+}
+
+// Deploy deploys the plan the client sent (or the daemon's), with its overrides.
+func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(deploy.Event)) (*deploy.Result, error) {
+	plan := d.plan
+	if len(args.Config) > 0 {
+		plan = config.Plan{}
+		if err := json.Unmarshal(args.Config, &plan); err != nil {
+			return nil, fmt.Errorf("%w: bad deploy configuration: %v", deploy.ErrInvalid, err)
+		}
+		if plan.Spec.App != d.app {
+			return nil, fmt.Errorf("%w: the configuration is for app %q, but this daemon runs %q", deploy.ErrInvalid, plan.Spec.App, d.app)
+		}
+	}
+	if args.Image != "" {
+		plan.Spec.Image = args.Image
+	}
+	if plan.Spec.Image == "" {
+		return nil, fmt.Errorf("%w: no image: pass --image IMAGE or set [build] image in fly.toml", deploy.ErrInvalid)
+	}
+	if args.Strategy != "" {
+		plan.StrategyName = args.Strategy
+	}
+	if args.WaitTimeout > 0 {
+		plan.WaitTimeout = args.WaitTimeout
+	}
+	req, err := plan.Request()
+	if err != nil {
+		return nil, err
+	}
+	var gate *bluegreen.Gate
+	if args.Hold {
+		if req.Strategy.Name() != "bluegreen" {
+			return nil, fmt.Errorf("%w: --hold needs the bluegreen strategy (pass --strategy bluegreen)", deploy.ErrInvalid)
+		}
+		gate = bluegreen.NewGate()
+		req.Strategy = bluegreen.Strategy{Gate: gate, HoldTimeout: args.HoldTimeout}
+	}
+	if err := d.kit.prepare(ctx, plan.Spec.Image, plan.ReleaseCommand); err != nil {
+		return nil, err
+	}
+	req.Count = args.Count
+	req.User = args.User
+	req.Description = args.Description
+	if req.Description == "" {
+		req.Description = "deploy image " + plan.Spec.Image
+	}
+	end, err := d.begin("deploy", req.Strategy.Name(), gate, emit)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	return d.dep.Deploy(ctx, req)
+}
+
+// Rollback redeploys a stable release.
+func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit func(deploy.Event)) (*deploy.Result, error) {
+	version := args.Version
+	rels, err := d.store.List(ctx, d.app)
+	if err != nil {
+		return nil, err
+	}
+	stable := 0
+	for _, r := range rels { // newest first
+		if version > 0 && r.Version != version || !r.Stable {
+			continue
+		}
+		if version == 0 && stable == 0 {
+			stable = r.Version // the current one: skip it
+			continue
+		}
+		if err := d.kit.prepare(ctx, r.Image, nil); err != nil {
+			return nil, err
+		}
+		var p config.Plan
+		if json.Unmarshal(r.Config, &p) == nil && len(p.ReleaseCommand) > 0 {
+			if err := d.kit.prepare(ctx, r.Image, p.ReleaseCommand); err != nil {
+				return nil, err
+			}
+		}
+		break
+	}
+	end, err := d.begin("rollback", "", nil, emit)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	d.mu.Lock()
+	d.user = args.User
+	d.mu.Unlock()
+	return d.dep.Rollback(ctx, d.app, version)
+}
+
+func (d *daemon) Releases(ctx context.Context) ([]deploy.Release, error) {
+	return d.store.List(ctx, d.app)
+}
+
+func (d *daemon) Status(ctx context.Context) (control.Status, error) {
+	ms, err := d.dep.Status(ctx, d.app)
+	if err != nil {
+		return control.Status{}, fmt.Errorf("list machines: %w", err)
+	}
+	st := control.Status{Info: d.info, Targets: d.px.Targets(), Down: d.mon.Down(), Stats: d.stats()}
+	down := map[string]bool{}
+	for _, a := range st.Down {
+		down[a] = true
+	}
+	for _, m := range ms {
+		cm := control.FromMachineStatus(m)
+		cm.Down = down[m.Addr]
+		st.Machines = append(st.Machines, cm)
+	}
+	sort.Strings(st.Down)
+	d.mu.Lock()
+	if d.op != nil {
+		op := *d.op
+		st.Operation = &op
+	}
+	d.mu.Unlock()
+	return st, nil
+}
+
+func (d *daemon) stats() map[string]control.TargetStats {
+	out := map[string]control.TargetStats{}
+	for a, s := range d.px.Stats() {
+		out[a] = control.TargetStats{
+			Weight: s.Weight, InFlight: s.InFlight, Requests: s.Requests, Errors: s.Errors,
+			P50MS: ms(s.Quantile(0.5)), P99MS: ms(s.Quantile(0.99)), ErrorRate: s.ErrorRate(),
+		}
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (d *daemon) decide(promote bool) error {
+	d.mu.Lock()
+	gate := d.gate
+	d.mu.Unlock()
+	verb := "abort"
+	if promote {
+		verb = "promote"
+	}
+	if gate == nil {
+		return fmt.Errorf("%s: %w: start one with `cutover deploy --strategy bluegreen --hold`", verb, control.ErrNotHeld)
+	}
+	var err error
+	if promote {
+		err = gate.Promote()
+	} else {
+		err = gate.Abort()
+	}
+	if errors.Is(err, bluegreen.ErrNotHeld) {
+		return fmt.Errorf("%s: %w: a promote or abort was already given", verb, control.ErrNotHeld)
+	}
+	d.logs.printf("deploy: %s given", verb)
+	return err
+}
+
+func (d *daemon) Promote(context.Context) error { return d.decide(true) }
+func (d *daemon) Abort(context.Context) error   { return d.decide(false) }
+
+// Logs sends the daemon's log and, for machines that keep output (Docker
+// containers, release commands), theirs.
+func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error {
+	var mu sync.Mutex
+	send := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		emit(s)
+	}
+	kept, sub, unsub := d.logs.subscribe(follow)
+	defer unsub()
+	for _, l := range kept {
+		send(l)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	followed := map[string]bool{}
+	scan := func() {
+		ms, err := d.kit.backend.List(ctx, d.app)
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			lr, ok := m.(deploy.LogReader)
+			if !ok || followed[m.ID()] {
+				continue
+			}
+			followed[m.ID()] = true
+			rc, err := lr.Logs(ctx, follow)
+			if err != nil {
+				continue
+			}
+			prefix := fmt.Sprintf("[%s %s] ", m.ID(), m.Spec().Version)
+			copyLines := func() {
+				defer rc.Close()
+				sc := bufio.NewScanner(rc)
+				sc.Buffer(make([]byte, 64<<10), 1<<20)
+				for sc.Scan() {
+					send(prefix + sc.Text())
+				}
+			}
+			if !follow {
+				copyLines()
+				continue
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); copyLines() }()
+		}
+	}
+	scan()
+	if !follow {
+		return nil
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case l := <-sub:
+			send(l)
+		case <-t.C:
+			scan() // follow machines started since
+		}
+	}
+}
+
+// describe is an event on one line, for the log.
+func describe(e deploy.Event) string {
+	var b strings.Builder
+	b.WriteString(string(e.Type))
+	if e.Machine != "" {
+		fmt.Fprintf(&b, " machine=%s", e.Machine)
+	}
+	if e.Version != "" {
+		fmt.Fprintf(&b, " version=%s", e.Version)
+	}
+	if e.Type == deploy.MachineRouted {
+		fmt.Fprintf(&b, " weight=%d", e.Weight)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, " %s", e.Message)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, " error=%q", e.Err.Error())
+	}
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// validStrategy checks a strategy name, saying what to do.
+func validStrategy(name string, maxUnavailable float64) error {
+	if _, err := strategy.ByName(name, maxUnavailable); err != nil {
+		n := strategy.Names
+		return usagef("unknown strategy %q: pass --strategy %s or %s", name, strings.Join(n[:len(n)-1], ", "), n[len(n)-1])
+	}
+	return nil
+}

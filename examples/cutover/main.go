@@ -1,0 +1,148 @@
+// Command cutover runs an app on one host with zero-downtime deploys, the way
+// `fly deploy` does, and shows how to embed every part of the library.
+//
+// `cutover serve` is a daemon: it owns the app's machines (backend mem or
+// docker), the reverse proxy on the public port, continuous health checks, the
+// Deployer and the release history (a file store in the state directory), and
+// listens for commands on a Unix socket (mode 0600) in the state directory.
+// Every other command is a thin client of that socket (package control),
+// except `releases`, which reads the file store directly.
+//
+//	cutover serve -c fly.toml --backend mem --port 8080 &
+//	cutover deploy --image demo:v1 --count 3
+//	cutover deploy --image demo:v2
+//	cutover releases
+//	cutover rollback
+//	cutover status
+//
+// Exit codes: 0 success; 1 a failed, aborted or rolled-back deploy, or any
+// other failure; 2 a usage error (flags, fly.toml, strategy, image).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/cutover/deploy"
+)
+
+const usageText = `cutover runs an app on one host with zero-downtime deploys, like fly deploy.
+
+Usage:
+  cutover <command> [flags]
+
+Commands:
+  serve      run the proxy daemon for the app in fly.toml (proxy, health checks, deploys, control socket)
+  deploy     deploy a new version of the app (rolling, bluegreen, canary or immediate)
+  releases   list the app's releases
+  rollback   redeploy a previous stable release
+  status     show machines, versions, states, health and traffic weights
+  logs       show (or follow) the daemon's and the machines' logs
+  promote    let a held bluegreen deploy switch traffic
+  abort      make a held bluegreen deploy remove its new machines
+
+Every command reads fly.toml like fly does (-c PATH, default ./fly.toml) and
+keeps its state in --state-dir (default .cutover next to fly.toml).
+Run "cutover <command> --help" for a command's flags.
+
+Exit codes: 0 success; 1 failure (including a failed, aborted or rolled-back
+deploy); 2 usage error (bad flags, missing or invalid fly.toml, unknown strategy,
+missing image).
+`
+
+type command struct {
+	name string
+	run  func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"serve", runServe},
+	{"deploy", runDeploy},
+	{"releases", runReleases},
+	{"rollback", runRollback},
+	{"status", runStatus},
+	{"logs", runLogs},
+	{"promote", runPromote},
+	{"abort", runAbort},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usageText)
+		return 0
+	}
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, args[1:], stdout, stderr)
+		if err == nil || errors.Is(err, errHelp) {
+			return 0
+		}
+		var se *silentError
+		if !errors.As(err, &se) {
+			fmt.Fprintf(stderr, "cutover %s: %s\n", name, oneLine(err))
+		}
+		return exitCode(err)
+	}
+	fmt.Fprintf(stderr, "cutover: unknown command %q: run \"cutover --help\" for the commands\n", name)
+	return 2
+}
+
+// errHelp is returned after a command printed its --help.
+var errHelp = errors.New("help shown")
+
+// usageError is bad input: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// silentError carries an exit code for a failure already reported (such as a
+// failed deploy, whose result was printed).
+type silentError struct {
+	err error
+}
+
+func (e *silentError) Error() string { return e.err.Error() }
+func (e *silentError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	var se *silentError
+	if errors.As(err, &se) {
+		return 1
+	}
+	if errors.Is(err, deploy.ErrInvalid) {
+		return 2
+	}
+	return 1
+}
+
+// oneLine returns the error's message on one line: joined errors become "; ".
+func oneLine(err error) string {
+	s := strings.TrimSpace(err.Error())
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}

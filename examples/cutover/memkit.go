@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/internal/demo"
+)
+
+// memBootDelay is how long a demo machine takes to boot, so that deploys take
+// long enough to watch.
+const memBootDelay = 300 * time.Millisecond
+
+// newMemKit returns the in-memory backend with a demo app: any image runs,
+// serving its tag as its version ("demo:v2" answers "v2"); a tag starting
+// with "crash" crashes after boot and one starting with "unhealthy" fails
+// its /health checks, to show failed deploys. Any release command succeeds.
+func newMemKit(logs *logRing) *backendKit {
+	b := mem.New()
+	b.Inject(mem.Fault{BootDelay: memBootDelay})
+	var mu sync.Mutex
+	registered := map[string]bool{}
+	return &backendKit{
+		name:    "mem",
+		backend: b,
+		prepare: func(_ context.Context, image string, releaseCmd []string) error {
+			if len(releaseCmd) > 0 {
+				b.RegisterCommand(releaseCmd[0], func(ctx context.Context, args []string, env map[string]string, out *mem.Output) int {
+					fmt.Fprintf(out, "demo release command %q: nothing to do\n", strings.Join(args, " "))
+					return 0
+				})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if registered[image] {
+				return nil
+			}
+			registered[image] = true
+			tag := imageTag(image)
+			b.Register(image, demo.Handler(tag))
+			switch {
+			case strings.HasPrefix(tag, "crash"):
+				b.Inject(mem.Fault{Image: image, CrashAfter: memBootDelay + 100*time.Millisecond})
+			case strings.HasPrefix(tag, "unhealthy"):
+				b.Inject(mem.Fault{Image: image, Unhealthy: true})
+			}
+			logs.printf("mem: image %s registered (a demo app answering %q)", image, tag)
+			return nil
+		},
+		close: b.Close,
+		note:  "the mem machines stopped with the daemon",
+	}
+}
+
+// imageTag returns the tag of an image reference, "latest" when it has none.
+func imageTag(image string) string {
+	if i := strings.LastIndexByte(image, ':'); i >= 0 && !strings.Contains(image[i:], "/") {
+		return image[i+1:]
+	}
+	return "latest"
+}
+
+var _ deploy.Backend = (*mem.Backend)(nil)
