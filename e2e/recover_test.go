@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/docker"
+	"github.com/cutover/deploy/release"
+	"github.com/cutover/deploy/strategy/bluegreen"
+	"github.com/cutover/deploy/strategy/rolling"
+)
+
+// A process that died can no longer call anything: these wrappers make the
+// backend, its machines, the router and the store fail every call once dead
+// is set (as in the root package's recover_test.go).
+var errDead = errors.New("the deploying process is gone")
+
+type dyingBackend struct {
+	deploy.Backend
+	dead *atomic.Bool
+}
+
+func (b dyingBackend) Create(ctx context.Context, s deploy.MachineSpec) (deploy.Machine, error) {
+	if b.dead.Load() {
+		return nil, errDead
+	}
+	m, err := b.Backend.Create(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return dyingMachine{m, b.dead}, nil
+}
+
+func (b dyingBackend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
+	if b.dead.Load() {
+		return nil, errDead
+	}
+	ms, err := b.Backend.List(ctx, app)
+	for i := range ms {
+		ms[i] = dyingMachine{ms[i], b.dead}
+	}
+	return ms, err
+}
+
+type dyingMachine struct {
+	deploy.Machine
+	dead *atomic.Bool
+}
+
+func (m dyingMachine) Start(ctx context.Context) error {
+	return m.or(func() error { return m.Machine.Start(ctx) })
+}
+func (m dyingMachine) Stop(ctx context.Context) error {
+	return m.or(func() error { return m.Machine.Stop(ctx) })
+}
+func (m dyingMachine) Destroy(ctx context.Context) error {
+	return m.or(func() error { return m.Machine.Destroy(ctx) })
+}
+func (m dyingMachine) or(f func() error) error {
+	if m.dead.Load() {
+		return errDead
+	}
+	return f()
+}
+
+type dyingStore struct {
+	deploy.Store
+	dead *atomic.Bool
+}
+
+func (s dyingStore) Update(ctx context.Context, r deploy.Release) error {
+	if s.dead.Load() {
+		return errDead
+	}
+	return s.Store.Update(ctx, r)
+}
+
+type dyingRouter struct {
+	deploy.Router
+	dead *atomic.Bool
+}
+
+func (r dyingRouter) SetTargets(ctx context.Context, t map[string]int) error {
+	if r.dead.Load() {
+		return errDead
+	}
+	return r.Router.SetTargets(ctx, t)
+}
+
+// A deploy on the engine dies mid-way (its context cancelled, its Deployer and
+// its Docker client thrown away). A new Deployer, with a new client that
+// adopts the containers from their labels, recovers from the release store:
+// v1 serves at full count again, no container of v2 remains, the release is
+// "interrupted", and no request through the proxy failed meanwhile.
+func TestDockerRecoverInterruptedDeploy(t *testing.T) {
+	cases := []struct {
+		name     string
+		strategy deploy.Strategy
+		at       func(deploy.Event) bool
+	}{
+		{"rolling, after the first new container took traffic", rolling.Strategy{},
+			func(ev deploy.Event) bool { return ev.Type == deploy.MachineDestroyed }},
+		{"bluegreen, before the switch", bluegreen.Strategy{},
+			func(ev deploy.Event) bool { return ev.Type == deploy.MachineHealthy }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			store := release.NewMemory()
+			e.Deployer.Store = store
+			e.Deployer.LockTTL = time.Second
+			run := e.Start(t)
+
+			crashDuring(t, e, store, c.strategy, c.at)
+			t.Logf("after the crash: containers %v, routed %v", e.Versions(t), e.RoutedVersions(t))
+			rel, err := store.Get(ctxFor(t, 10*time.Second), e.App, 2)
+			if err != nil || rel.Status != deploy.ReleaseRunning {
+				t.Fatalf("release v2 after the crash: %v, %v; want running", rel.Status, err)
+			}
+
+			// A new process: a new client, a new Deployer, the same store and proxy.
+			fresh, err := docker.New(ctxFor(t, 10*time.Second), docker.Options{Namespace: namespace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fresh.Close()
+			d := &deploy.Deployer{
+				Backend: fresh, Router: e.Proxy, Store: store, Health: e.Deployer.Health,
+				WaitTimeout: e.Deployer.WaitTimeout, LockTTL: time.Second, OnEvent: e.Deployer.OnEvent,
+			}
+			start := time.Now()
+			res, err := d.Recover(ctxFor(t, 2*time.Minute), e.App)
+			if err != nil {
+				t.Fatalf("Recover: %v", err)
+			}
+			if res == nil {
+				t.Fatal("Recover found nothing to recover")
+			}
+			t.Logf("recovered in %v: %s, machines %v", time.Since(start).Round(time.Millisecond), res.Status, res.Machines)
+			after := run.Mark()
+			waitAnswers(t, run, after, 100)
+			assertNoFailures(t, run.Stop())
+
+			if res.Status != deploy.StatusRolledBack {
+				t.Errorf("Recover status %s, want rolled_back", res.Status)
+			}
+			wantVersions(t, "containers (no orphan)", e.Versions(t), map[string]int{"v1": 3})
+			wantVersions(t, "routed", e.RoutedVersions(t), map[string]int{"v1": 3})
+			if got := run.Epoch(after); got["v1"] == 0 || len(got) != 1 {
+				t.Errorf("after Recover, served by %v; want v1 only", got)
+			}
+			rel, err = store.Get(ctxFor(t, 10*time.Second), e.App, 2)
+			if err != nil || rel.Status != deploy.ReleaseInterrupted {
+				t.Errorf("release v2: %v, %v; want interrupted", rel.Status, err)
+			}
+			t.Logf("release v2: %s: %s", rel.Status, rel.Reason)
+			if again, err := d.Recover(ctxFor(t, time.Minute), e.App); err != nil || again != nil {
+				t.Errorf("Recover again = %v, %v; want nothing to recover", again, err)
+			}
+		})
+	}
+}
+
+// crashDuring deploys v2 with s through a Deployer and a Docker client of
+// their own, which die at the first event for which at returns true: every
+// later call they make fails and the deploy's context is cancelled. Both are
+// then thrown away.
+func crashDuring(t *testing.T, e *env, store deploy.Store, s deploy.Strategy, at func(deploy.Event) bool) {
+	t.Helper()
+	b, err := docker.New(ctxFor(t, 10*time.Second), docker.Options{Namespace: namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	dead := &atomic.Bool{}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := &deploy.Deployer{
+		Backend: dyingBackend{b, dead}, Router: dyingRouter{e.Proxy, dead}, Store: dyingStore{store, dead},
+		Health: e.Deployer.Health, Strategy: s, WaitTimeout: e.Deployer.WaitTimeout, LockTTL: time.Second,
+		OnEvent: func(ev deploy.Event) {
+			e.Deployer.OnEvent(ev)
+			if !dead.Load() && at(ev) {
+				t.Logf("the deploying process dies at: %s", ev)
+				dead.Store(true)
+				cancel()
+			}
+		},
+	}
+	_, err = d.Deploy(ctx, deploy.Request{Spec: e.Spec("v2"), Count: 3})
+	t.Logf("the dying deploy returned: %v", err)
+	if !dead.Load() {
+		t.Fatal("the deploying process did not die")
+	}
+}

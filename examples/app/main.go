@@ -1,0 +1,112 @@
+// Command app is the sample app that examples/docker and the end-to-end tests
+// deploy in containers. It builds as a static binary (CGO_ENABLED=0), so an
+// image holding only this binary runs on any engine with no base image.
+//
+// With no arguments it serves HTTP on $PORT (default 8080):
+//
+//	/        answers the version: -version, else $VERSION, else "dev"
+//	/health  answers 200 "ok", or 503 when UNHEALTHY=1
+//
+// SIGTERM and SIGINT shut it down gracefully: it stops accepting, lets
+// requests in flight finish (up to 10s), then exits 0.
+//
+// With the arguments "migrate [code]" it is a release command: it prints a few
+// lines, as a schema migration would, and exits with code (default 0).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	version := flag.String("version", "", "version to answer on / (default $VERSION, else \"dev\")")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		os.Exit(command(flag.Args()))
+	}
+	v := *version
+	if v == "" {
+		v = os.Getenv("VERSION")
+	}
+	if v == "" {
+		v = "dev"
+	}
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	if err := serve(":"+port, v, os.Getenv("UNHEALTHY") == "1"); err != nil {
+		fmt.Fprintln(os.Stderr, "app:", err)
+		os.Exit(1)
+	}
+}
+
+// command runs a one-shot command and returns its exit code.
+func command(args []string) int {
+	switch args[0] {
+	case "migrate":
+		code := 0
+		if len(args) > 1 {
+			c, err := strconv.Atoi(args[1])
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "app: migrate: bad exit code %q\n", args[1])
+				return 2
+			}
+			code = c
+		}
+		fmt.Printf("migrate: version %s, release command %s\n", os.Getenv("VERSION"), os.Getenv("RELEASE_COMMAND"))
+		fmt.Println("migrate: applying 0001_init.sql")
+		if code != 0 {
+			fmt.Printf("migrate: failed, exiting with code %d\n", code)
+			return code
+		}
+		fmt.Println("migrate: done")
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "app: unknown command %q (want migrate [exit-code])\n", args[0])
+	return 2
+}
+
+func serve(addr, version string, unhealthy bool) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, version)
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		if unhealthy {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	fmt.Fprintf(os.Stderr, "app: version %q listening on %s (unhealthy=%v)\n", version, addr, unhealthy)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(os.Stderr, "app: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	fmt.Fprintln(os.Stderr, "app: bye")
+	return nil
+}
