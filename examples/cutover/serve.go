@@ -176,7 +176,7 @@ func (d *daemon) adopt(ctx context.Context) error {
 	}
 	targets := map[string]int{}
 	for _, m := range ms {
-		if m.Spec().Labels[deploy.LabelRole] == "release_command" || m.State() != deploy.StateStarted {
+		if role := m.Spec().Labels[deploy.LabelRole]; role != "" && role != "app" || m.State() != deploy.StateStarted {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -1,0 +1,434 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/internal/load"
+)
+
+var (
+	binDir   string // holds the built cutover binaries
+	bin      string // the commands
+	serveBin string // the daemon: built with -race when the tests are
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cutover-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir, bin, serveBin = dir, filepath.Join(dir, "cutover"), filepath.Join(dir, "cutover")
+	builds := [][]string{{"build", "-o", bin, "."}}
+	if raceEnabled {
+		// The daemon runs under the race detector too. The commands do not:
+		// a race-enabled binary takes about a second to start here.
+		serveBin = filepath.Join(dir, "cutover-race")
+		builds = append(builds, []string{"build", "-race", "-o", serveBin, "."})
+	}
+	start := time.Now()
+	for _, args := range builds {
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go %v: %v\n%s", args, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "built cutover (daemon race=%v) in %v\n", raceEnabled, time.Since(start).Round(time.Millisecond))
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// env is one app directory with a fly.toml, and the daemon serving it.
+type env struct {
+	t     *testing.T
+	dir   string
+	port  int
+	serve *exec.Cmd
+	log   *syncBuffer
+}
+
+const flyTOML = `app = %q
+kill_timeout = 5
+
+[build]
+  image = %q
+
+[deploy]
+  strategy = "rolling"
+  wait_timeout = "60s"
+
+[http_service]
+  internal_port = 8080
+
+  [[http_service.checks]]
+    path = "/health"
+    interval = "200ms"
+    timeout = "2s"
+`
+
+func newEnv(t *testing.T, app, image string) *env {
+	// A short directory: the control socket's path must fit in sun_path.
+	dir, err := os.MkdirTemp("", "ce")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fly.toml"), fmt.Appendf(nil, flyTOML, app, image), 0o644))
+	return &env{t: t, dir: dir, port: freePort(t)}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs the cutover binary in the app directory, bounded to 3 minutes.
+func (e *env) run(args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = e.dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else {
+		require.NoError(e.t, err, "cutover %v", args)
+	}
+	e.t.Logf("cutover %s: exit %d\n%s%s", strings.Join(args, " "), r.code, tail(r.stdout, 15), r.stderr)
+	return r
+}
+
+func tail(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) > n {
+		lines = append([]string{"...\n"}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "")
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon's output goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// start runs `cutover serve` and waits until its socket answers. Cleanup
+// stops it with SIGTERM (killing it if it does not stop within a minute).
+func (e *env) start(backend string) {
+	e.t.Helper()
+	e.log = &syncBuffer{}
+	cmd := exec.Command(serveBin, "serve", "--backend", backend, "--port", strconv.Itoa(e.port))
+	cmd.Dir = e.dir
+	cmd.Stdout, cmd.Stderr = e.log, e.log
+	require.NoError(e.t, cmd.Start())
+	e.serve = cmd
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			assert.NoError(e.t, err, "the daemon exits cleanly on SIGTERM")
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			<-exited
+			e.t.Error("the daemon did not stop within a minute of SIGTERM")
+		}
+		assert.NotContains(e.t, e.log.String(), "DATA RACE")
+		e.t.Logf("daemon log:\n%s", tail(e.log.String(), 40))
+	})
+	c := control.Dial(filepath.Join(e.dir, ".cutover", "cutover.sock"))
+	defer c.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.Info(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case err := <-exited:
+			e.t.Fatalf("the daemon exited: %v\n%s", err, e.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the daemon did not answer within a minute: %v\n%s", err, e.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *env) url() string { return "http://127.0.0.1:" + strconv.Itoa(e.port) }
+
+// lastJSON decodes the last line of out.
+func lastJSON(t *testing.T, out string, v any) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), v), "last line of %q", out)
+}
+
+type releaseLine struct {
+	Version     int    `json:"version"`
+	Stable      bool   `json:"stable"`
+	Status      string `json:"status"`
+	Description string `json:"description"`
+	User        string `json:"user"`
+	Image       string `json:"image"`
+	Date        time.Time
+}
+
+// scenario serves the app, deploys images[0], then images[1] and images[2]
+// under continuous load, lists the releases, rolls back, and checks the
+// status and that no request failed. versions[i] is what images[i] answers.
+func scenario(t *testing.T, e *env, backend string, images, versions [3]string) {
+	e.start(backend)
+	r := e.run("deploy", "--image", images[0], "--count", "2")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "deployed with rolling")
+
+	ctx := context.Background()
+	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 10 * time.Minute})
+	defer run.Stop()
+	require.NoError(t, run.WaitRequests(ctx, 50))
+
+	r = e.run("deploy", "--image", images[1])
+	require.Equal(t, 0, r.code, r.stderr)
+	r = e.run("deploy", "--image", images[2], "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var res control.Result
+	lastJSON(t, r.stdout, &res)
+	assert.Equal(t, "succeeded", string(res.Status))
+	assert.Equal(t, "v3", res.Version)
+	assert.Equal(t, "v2", res.FromVersion)
+	assert.Len(t, res.Machines, 2)
+	assert.Contains(t, r.stdout, `"type":"machine_draining"`, "events come as JSON lines before the result")
+
+	r = e.run("releases", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var rels []releaseLine
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rels))
+	require.Len(t, rels, 3)
+	for i, rel := range rels {
+		assert.Equal(t, 3-i, rel.Version)
+		assert.True(t, rel.Stable)
+		assert.Equal(t, "complete", rel.Status)
+		assert.Equal(t, images[2-i], rel.Image)
+		assert.Equal(t, "deploy image "+images[2-i], rel.Description)
+		assert.NotEmpty(t, rel.User)
+		assert.WithinDuration(t, time.Now(), rel.Date, 10*time.Minute)
+	}
+
+	r = e.run("rollback", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	lastJSON(t, r.stdout, &res)
+	assert.Equal(t, "succeeded", string(res.Status))
+	assert.Equal(t, "v4", res.Version)
+
+	// After the rollback only images[1] serves.
+	epoch := run.Mark()
+	require.Eventually(t, func() bool { return run.Epoch(epoch)[versions[1]] >= 50 }, time.Minute, 10*time.Millisecond)
+	assert.Equal(t, map[string]int64{versions[1]: run.Epoch(epoch)[versions[1]]}, run.Epoch(epoch))
+
+	r = e.run("releases")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "rollback to v2")
+	assert.Regexp(t, `VERSION\s+STABLE\s+STATUS\s+DESCRIPTION\s+USER\s+DATE\s+IMAGE`, r.stdout)
+
+	r = e.run("status", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var st control.Status
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	assert.Equal(t, backend, st.Backend)
+	require.Len(t, st.Machines, 2)
+	for _, m := range st.Machines {
+		assert.Equal(t, "v4", m.Version)
+		assert.Equal(t, images[1], m.Image)
+		assert.Equal(t, "started", string(m.State))
+		assert.Equal(t, "passing", m.Health)
+		assert.Equal(t, 1, m.Weight)
+		assert.Equal(t, 1, st.Targets[m.Addr])
+	}
+	assert.Len(t, st.Targets, 2)
+	r = e.run("status")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "versions v4×2")
+
+	r = e.run("logs")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "deploy_succeeded")
+
+	lr := run.Stop()
+	t.Logf("load: %s", lr)
+	assert.Zero(t, lr.Failed, "failed requests: %v", lr.Errors)
+	assert.NotZero(t, lr.ByBody[versions[0]])
+	assert.NotZero(t, lr.ByBody[versions[2]])
+}
+
+func TestEndToEndMem(t *testing.T) {
+	e := newEnv(t, "e2e", "demo:v1")
+	scenario(t, e, "mem", [3]string{"demo:v1", "demo:v2", "demo:v3"}, [3]string{"v1", "v2", "v3"})
+
+	// A deploy that fails under load: exit 1, the previous version serves, no request fails.
+	ctx := context.Background()
+	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	defer run.Stop()
+	require.NoError(t, run.WaitRequests(ctx, 50))
+	r := e.run("deploy", "--image", "demo:unhealthy", "--wait-timeout", "1s")
+	assert.Equal(t, 1, r.code)
+	assert.Regexp(t, `^cutover deploy: deploy of e2e v5 failed: machine \S+: health: .*; v4 serves\n$`, r.stderr)
+	r = e.run("deploy", "--image", "demo:crash", "--count", "3", "--json")
+	assert.Equal(t, 1, r.code)
+	var res control.Result
+	lastJSON(t, r.stdout, &res)
+	assert.Contains(t, []string{"failed", "rolled_back"}, string(res.Status))
+	assert.Contains(t, res.Error, "exited")
+	lr := run.Stop()
+	assert.Zero(t, lr.Failed, "failed requests: %v", lr.Errors)
+	assert.Equal(t, map[string]int64{"v2": lr.ByBody["v2"]}, lr.ByBody)
+
+	r = e.run("releases", "--json")
+	var rels []releaseLine
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rels))
+	require.Len(t, rels, 6)
+	assert.Equal(t, "failed", rels[1].Status)
+	assert.False(t, rels[0].Stable)
+
+	// A held bluegreen deploy, promoted from another command.
+	r = e.run("deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:v7", "--detach")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "goes on in the daemon")
+	require.Eventually(t, func() bool {
+		var st control.Status
+		r := e.run("status", "--json")
+		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation != nil && st.Operation.Held
+	}, time.Minute, 100*time.Millisecond)
+	r = e.run("promote")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Eventually(t, func() bool {
+		var st control.Status
+		r := e.run("status", "--json")
+		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation == nil && len(st.Machines) == 2 && st.Machines[0].Version == "v7"
+	}, time.Minute, 100*time.Millisecond)
+	r = e.run("abort")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "no deploy is held")
+
+	// Bluegreen held then aborted: exit 1, "was aborted".
+	done := make(chan result, 1)
+	go func() { done <- e.run("deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:v8") }()
+	require.Eventually(t, func() bool {
+		var st control.Status
+		r := e.run("status", "--json")
+		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation != nil && st.Operation.Held
+	}, time.Minute, 100*time.Millisecond)
+	require.Equal(t, 0, e.run("abort").code)
+	r = <-done
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "was aborted")
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, "bad", "demo:v1")
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--help"}, 0, "deploy"},
+		{[]string{"frob"}, 2, `unknown command "frob"`},
+		{[]string{"deploy", "-c", "missing.toml"}, 2, "missing.toml not found: pass -c PATH or create one"},
+		{[]string{"deploy", "--strategy", "fast"}, 2, `unknown strategy "fast": pass --strategy rolling, bluegreen, canary or immediate`},
+		{[]string{"deploy", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"deploy", "--hold"}, 2, "--hold needs the bluegreen strategy"},
+		{[]string{"rollback", "vX"}, 2, `bad version "vX"`},
+		{[]string{"deploy"}, 1, "cannot reach the cutover daemon at .cutover/cutover.sock: start it with `cutover serve -c fly.toml`"},
+		{[]string{"status"}, 1, "cannot reach the cutover daemon"},
+		{[]string{"serve", "--backend", "vm"}, 2, `unknown backend "vm": pass --backend docker or --backend mem`},
+		{[]string{"releases"}, 0, "bad has no releases yet"},
+	}
+	for _, c := range cases {
+		r := e.run(c.args...)
+		assert.Equal(t, c.code, r.code, "cutover %v", c.args)
+		out := r.stderr
+		if c.code == 0 {
+			out = r.stdout
+		}
+		assert.Contains(t, out, c.want, "cutover %v", c.args)
+		if c.code != 0 {
+			assert.Equal(t, 1, strings.Count(out, "\n"), "one line: %q", out)
+		}
+	}
+	r := e.run("--help")
+	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort"} {
+		assert.Contains(t, r.stdout, "\n  "+cmd+" ")
+	}
+	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort"} {
+		r := e.run(cmd, "--help")
+		assert.Equal(t, 0, r.code)
+		assert.Contains(t, r.stdout, "Usage: cutover "+cmd)
+	}
+
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "broken.toml"), []byte("app = \"x\"\n[deploy]\nstrategy = \"blue-green\"\nwait_timeout = -1\n"), 0o644))
+	r = e.run("deploy", "-c", "broken.toml")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, `invalid broken.toml: line 3, column 1: deploy.strategy: unknown strategy "blue-green"`)
+	assert.Contains(t, r.stderr, "(and 1 more)")
+	assert.Equal(t, 1, strings.Count(r.stderr, "\n"))
+
+	// A second daemon on the same state directory is refused.
+	e.start("mem")
+	r = e.run("serve", "--backend", "mem", "--port", "0")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "a cutover daemon already runs for the state directory .cutover")
+	r = e.run("deploy", "--backend", "docker")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "runs the mem backend, not docker")
+}
