@@ -1,13 +1,19 @@
 package proxy
 
 import (
+	"bufio"
+	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 )
 
-// BenchmarkProxyGET measures a small GET through the proxy over loopback: a
-// baseline for later work on the upstream path.
+// BenchmarkProxyGET measures a small GET through the proxy over loopback,
+// net/http's server and client included.
 func BenchmarkProxyGET(b *testing.B) {
 	up := newBenchBackend(b)
 	p, front, c := newFront(b, Options{})
@@ -33,4 +39,154 @@ func newBenchBackend(tb testing.TB) string {
 		_, _ = io.WriteString(w, "ok")
 	})
 	return bk.addr()
+}
+
+// rawBackend is an allocation-free HTTP/1.1 upstream for the handler
+// benchmarks: it reads request heads (GET only) and answers a fixed response,
+// so that allocations counted are the proxy's own.
+func rawBackend(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\n\r\nok")
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(line) <= 2 { // end of a request head
+						if _, err := c.Write(resp); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// discardWriter is a reusable http.ResponseWriter and http.Flusher.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) Flush()                      {}
+
+// BenchmarkHandler measures the proxy's handler alone (no net/http server on
+// the client side): one proxied GET per op over pooled loopback connections to
+// allocation-free upstreams, with statistics, retries, X-Forwarded-* headers,
+// client-disconnect cancellation (a cancellable request context) and a
+// response-header timeout on.
+func BenchmarkHandler(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		weights []int
+	}{
+		{"1target", []int{1}},
+		{"10targets", []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}},
+		{"canary5of95", []int{5, 95}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			p := New(Options{ResponseHeaderTimeout: 30e9, ErrorLog: discardLog()})
+			defer p.Close()
+			set := map[string]int{}
+			for _, w := range tc.weights {
+				set[rawBackend(b)] = w
+			}
+			setTargets(b, p, set)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest("GET", "http://app.example/path?q=1", nil).WithContext(ctx)
+				req.Header.Set("User-Agent", "bench")
+				req.Header.Set("Accept", "*/*")
+				w := &discardWriter{h: http.Header{}}
+				for pb.Next() {
+					clear(w.h)
+					p.ServeHTTP(w, req)
+					if w.code != 200 {
+						b.Errorf("status %d", w.code)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkSetTargets measures changing the target set (weights of 10
+// targets, and replacing one target by another) with no request in flight.
+func BenchmarkSetTargets(b *testing.B) {
+	mk := func(w0, extra int) map[string]int {
+		m := map[string]int{}
+		for i := range 10 {
+			m[fmt.Sprintf("127.0.0.1:%d", 20000+i)] = 10
+		}
+		m["127.0.0.1:20000"] = w0
+		if extra > 0 {
+			delete(m, "127.0.0.1:20009")
+			m[fmt.Sprintf("127.0.0.1:%d", 30000+extra)] = 10
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		a, c map[string]int
+	}{
+		{"weights", mk(5, 0), mk(50, 0)},
+		{"replace", mk(10, 0), mk(10, 1)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			p := New(Options{})
+			defer p.Close()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				set := tc.a
+				if i%2 == 1 {
+					set = tc.c
+				}
+				if err := p.SetTargets(ctx, set); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -117,16 +117,35 @@ type Options struct {
 	// with DefaultDialTimeout. Upstream addresses are always target addresses:
 	// neither the request URI nor the Host header chooses where to connect.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// ResponseHeaderTimeout, when positive, bounds the wait for a target's
+	// response header once the request was sent; the request then fails with
+	// 502 (and is not retried). Zero means no limit (long polls work).
+	ResponseHeaderTimeout time.Duration
+
+	// IdleConnTimeout is how long an idle upstream connection is kept for
+	// reuse. Zero means DefaultIdleConnTimeout (90s). Independently of it, an
+	// idle connection is checked before reuse (on Linux, a non-blocking peek),
+	// so one the backend closed meanwhile is not used.
+	IdleConnTimeout time.Duration
+
+	// MaxConnsPerTarget, when positive, caps the connections to each target
+	// (in use and idle); further requests wait for one, or for their context.
+	// It applies to the lean path's pool and, separately, to the fallback
+	// transport. Zero means no cap.
+	MaxConnsPerTarget int
 }
 
 // Proxy is a reverse proxy over a weighted, atomically replaceable set of targets.
 // Create one with New; it is safe for concurrent use.
 type Proxy struct {
-	opts      Options
-	transport http.RoundTripper
-	rp        *httputil.ReverseProxy
-	set       atomic.Pointer[targetSet]
-	sem       chan struct{} // serializes SetTargets (a mutex that respects ctx)
+	opts        Options
+	transport   http.RoundTripper
+	rp          *httputil.ReverseProxy
+	dialer      *net.Dialer
+	idleTimeout time.Duration
+	set         atomic.Pointer[targetSet]
+	sem         chan struct{} // serializes SetTargets (a mutex that respects ctx)
 }
 
 // New returns a Proxy with no targets: until SetTargets is called it answers 503.
@@ -140,10 +159,18 @@ func New(opts Options) *Proxy {
 	if opts.MaxReplayBytes == 0 {
 		opts.MaxReplayBytes = DefaultMaxReplayBytes
 	}
-	p := &Proxy{opts: opts, sem: make(chan struct{}, 1)}
+	if opts.IdleConnTimeout <= 0 {
+		opts.IdleConnTimeout = DefaultIdleConnTimeout
+	}
+	p := &Proxy{opts: opts, sem: make(chan struct{}, 1), idleTimeout: opts.IdleConnTimeout}
+	p.dialer = &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
 	p.transport = opts.Transport
 	if p.transport == nil {
-		p.transport = newTransport(opts.DialContext)
+		tr := newTransport(opts.DialContext)
+		tr.ResponseHeaderTimeout = max(opts.ResponseHeaderTimeout, 0)
+		tr.IdleConnTimeout = opts.IdleConnTimeout
+		tr.MaxConnsPerHost = max(opts.MaxConnsPerTarget, 0)
+		p.transport = tr
 	}
 	p.set.Store(emptySet)
 	p.rp = &httputil.ReverseProxy{
@@ -188,6 +215,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
+	if p.leanOK(r) {
+		p.serveLean(w, r)
+		return
 	}
 	if r.Header.Get("Upgrade") != "" {
 		// ReverseProxy does not close a 101 response's body on every error path;
@@ -348,12 +379,16 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 
 	old := p.set.Load()
 	next := newTargetSet(old, targets)
+	for _, e := range next.all {
+		e.t.pool.init(p.opts.MaxConnsPerTarget)
+	}
 	p.set.Store(next)
 
 	var removed []*target
 	for _, e := range old.all {
 		if _, ok := targets[e.t.addr]; !ok {
 			e.t.markRemoved()
+			e.t.pool.closeIdle(true) // connections in use are closed when put back
 			removed = append(removed, e.t)
 		}
 	}
@@ -427,6 +462,9 @@ func (p *Proxy) Stats() map[string]TargetStats {
 // are not interrupted and the Proxy stays usable (new connections are dialled as
 // needed); call Close when the Proxy is no longer used so no connection outlives it.
 func (p *Proxy) Close() error {
+	for _, e := range p.set.Load().all {
+		e.t.pool.closeIdle(false)
+	}
 	if c, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}

@@ -24,6 +24,7 @@ type target struct {
 	downUntil atomic.Int64 // monotonic nanoseconds (see now); 0 means up
 
 	stats counters
+	pool  connPool // the lean path's connections
 }
 
 func newTarget(addr string) *target {
@@ -100,12 +101,23 @@ var emptySet = &targetSet{}
 
 func newTargetSet(old *targetSet, targets map[string]int) *targetSet {
 	s := &targetSet{all: make([]entry, 0, len(targets))}
+	var byAddr map[string]*target
+	if len(old.all) > 16 {
+		byAddr = make(map[string]*target, len(old.all))
+		for _, e := range old.all {
+			byAddr[e.t.addr] = e.t
+		}
+	}
 	for addr, w := range targets {
 		var t *target
-		for _, e := range old.all {
-			if e.t.addr == addr {
-				t = e.t
-				break
+		if byAddr != nil {
+			t = byAddr[addr]
+		} else {
+			for _, e := range old.all {
+				if e.t.addr == addr {
+					t = e.t
+					break
+				}
 			}
 		}
 		if t == nil {

@@ -1,0 +1,335 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// scriptedBackend answers each connection's first request head with resp, then
+// closes the connection.
+func scriptedBackend(t *testing.T, resp string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				_, _ = io.WriteString(c, resp)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// TestStaleIdleConnectionPOST: the backend closed the pooled connection while
+// it was idle; a POST on the proxy still succeeds.
+func TestStaleIdleConnectionPOST(t *testing.T) {
+	b := newBackend(t, "b", nil)
+	p, front, c := newFront(t, Options{})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	for i := range 3 {
+		if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 {
+			t.Fatalf("GET: %d %q %v", code, body, err)
+		}
+		b.srv.CloseClientConnections() // the backend drops its idle connections
+		if code, body, err := do(c, "POST", front.URL, fmt.Sprint("p", i), nil); err != nil || code != 200 || body != fmt.Sprint("b:p", i) {
+			t.Fatalf("POST after the backend closed the idle connection: %d %q %v", code, body, err)
+		}
+	}
+}
+
+func TestClientDisconnectCancelsUpstream(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan struct{})
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done(): // the proxy closed the upstream connection
+			close(cancelled)
+		case <-time.After(20 * time.Second): // a bound, not a condition
+		}
+	})
+	p, front, c := newFront(t, Options{})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", front.URL, nil)
+		res, err := c.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		errc <- err
+	}()
+	<-started
+	cancel()
+	<-errc
+	select {
+	case <-cancelled:
+	case <-time.After(15 * time.Second):
+		t.Fatal("upstream request not cancelled after the client went away")
+	}
+}
+
+func TestResponseHeaderTimeout(t *testing.T) {
+	release := make(chan struct{})
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	p, front, c := newFront(t, Options{ResponseHeaderTimeout: 50 * time.Millisecond, ErrorLog: discardLog()})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	if code, _, err := do(c, "GET", front.URL, "", nil); err != nil || code != http.StatusBadGateway {
+		t.Fatalf("slow upstream: %d %v, want 502", code, err)
+	}
+}
+
+func TestMaxConnsPerTarget(t *testing.T) {
+	const limit, n = 2, 6
+	var active, peak atomic.Int64
+	arrived := make(chan struct{}, n)
+	release := make(chan struct{})
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		a := active.Add(1)
+		defer active.Add(-1)
+		for {
+			m := peak.Load()
+			if a <= m || peak.CompareAndSwap(m, a) {
+				break
+			}
+		}
+		arrived <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "ok")
+	})
+	p, front, c := newFront(t, Options{MaxConnsPerTarget: limit})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, _, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 {
+				failed.Add(1)
+			}
+		}()
+	}
+	for range limit {
+		<-arrived
+	}
+	// Every request is claimed (limit at the backend, the rest waiting for a
+	// connection) before any is released.
+	for p.Stats()[b.addr()].InFlight < n {
+		runtime_Gosched()
+	}
+	if a := active.Load(); a > limit {
+		t.Fatalf("%d requests at the backend, cap %d", a, limit)
+	}
+	close(release)
+	wg.Wait()
+	if failed.Load() != 0 || peak.Load() > limit {
+		t.Fatalf("failed %d, peak concurrency %d (cap %d)", failed.Load(), peak.Load(), limit)
+	}
+}
+
+// TestEarlyResponse: the backend answers 413 without reading the body.
+func TestEarlyResponse(t *testing.T) {
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too big", http.StatusRequestEntityTooLarge)
+	})
+	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	for _, size := range []int{100, 4 << 20} {
+		code, _, err := do(c, "POST", front.URL, strings.Repeat("x", size), nil)
+		if err != nil || code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%d-byte body: %d %v, want 413", size, code, err)
+		}
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	b := newBackend(t, "b", nil)
+	p, front, _ := newFront(t, Options{})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	conn, err := net.Dial("tcp", front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(conn)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("interim: %q %v", line, err)
+	}
+	for line != "\r\n" && err == nil {
+		line, err = br.ReadString('\n')
+	}
+	_, _ = io.WriteString(conn, "hello")
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || string(body) != "b:hello" {
+		t.Fatalf("final: %d %q", res.StatusCode, body)
+	}
+}
+
+func TestInterimResponsesTrailersChunked(t *testing.T) {
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		in, _ := io.ReadAll(r.Body)
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Header().Set("Trailer", "X-Sum")
+		_, _ = io.WriteString(w, "part1,")
+		_ = http.NewResponseController(w).Flush() // chunked
+		_, _ = fmt.Fprintf(w, "got %q", in)
+		w.Header().Set("X-Sum", "42")
+	})
+	p, front, c := newFront(t, Options{})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	for _, chunkedReq := range []bool{false, true} {
+		var hints []int
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textprotoHeader) error {
+			if h.Get("Link") != "" {
+				hints = append(hints, code)
+			}
+			return nil
+		}}
+		var body io.Reader = strings.NewReader("abc")
+		if chunkedReq {
+			body = io.MultiReader(strings.NewReader("a"), strings.NewReader("bc")) // unknown length: chunked
+		}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "POST", front.URL, body)
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(got) != `part1,got "abc"` || res.Trailer.Get("X-Sum") != "42" || len(hints) != 1 || hints[0] != 103 {
+			t.Fatalf("chunked request %v: body %q trailer %v hints %v", chunkedReq, got, res.Trailer, hints)
+		}
+	}
+}
+
+func TestNoBodyResponses(t *testing.T) {
+	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+		case "/304":
+			w.Header().Set("Etag", `"x"`)
+			w.WriteHeader(http.StatusNotModified)
+		default:
+			w.Header().Set("Content-Length", "5")
+			_, _ = io.WriteString(w, "hello")
+		}
+	})
+	p, front, c := newFront(t, Options{})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	for range 2 { // twice: the pooled connections stay in sync
+		for _, tc := range []struct {
+			method, path, body string
+			code               int
+		}{
+			{"HEAD", "/", "", 200}, {"GET", "/204", "", 204}, {"GET", "/304", "", 304}, {"GET", "/", "hello", 200},
+		} {
+			code, body, err := do(c, tc.method, front.URL+tc.path, "", nil)
+			if err != nil || code != tc.code || body != tc.body {
+				t.Fatalf("%s %s: %d %q %v", tc.method, tc.path, code, body, err)
+			}
+		}
+	}
+}
+
+func TestReadUntilCloseAndBigHeader(t *testing.T) {
+	cookie := strings.Repeat("c", 16<<10)
+	until := scriptedBackend(t, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody until close")
+	big := scriptedBackend(t, "HTTP/1.1 200 OK\r\nSet-Cookie: a="+cookie+"\r\nContent-Length: 2\r\n\r\nok")
+	p, front, c := newFront(t, Options{})
+	setTargets(t, p, map[string]int{until: 1})
+	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "body until close" {
+		t.Fatalf("read until close: %d %q %v", code, body, err)
+	}
+	setTargets(t, p, map[string]int{big: 1})
+	res, err := c.Get(front.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Set-Cookie") != "a="+cookie {
+		t.Fatalf("16 KiB Set-Cookie: %d, %d bytes", res.StatusCode, len(res.Header.Get("Set-Cookie")))
+	}
+}
+
+// TestMalformedBackendHeaders: responses that could be read two ways are
+// refused (502), never passed on.
+func TestMalformedBackendHeaders(t *testing.T) {
+	for name, resp := range map[string]string{
+		"folded":             "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+		"space before colon": "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+		"two lengths":        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+		"bad length":         "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+		"unknown coding":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+		"no colon":           "HTTP/1.1 200 OK\r\nX-A\r\nContent-Length: 2\r\n\r\nok",
+		"bad status":         "HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok",
+		"control char":       "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
+	} {
+		t.Run(name, func(t *testing.T) {
+			addr := scriptedBackend(t, resp)
+			p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+			setTargets(t, p, map[string]int{addr: 1})
+			if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != http.StatusBadGateway {
+				t.Fatalf("%d %q %v, want 502", code, body, err)
+			}
+		})
+	}
+}
+
+type textprotoHeader = textproto.MIMEHeader
+
+func runtime_Gosched() { runtime.Gosched() }
