@@ -113,6 +113,11 @@ func (m *Machine) Start(ctx context.Context) error {
 		go m.runCommand(runCtx, cmd)
 		return nil
 	}
+	if m.b.NoListen {
+		m.addr = m.id + ".mem.invalid:80"
+		m.state = deploy.StateStarted
+		return nil
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		m.state = deploy.StateStopped

@@ -27,6 +27,15 @@ type CommandFunc func(ctx context.Context, args []string, env map[string]string,
 
 // Backend is an in-memory deploy.Backend. Create one with New; Close it when done.
 type Backend struct {
+	// NoListen, set right after New and before any machine is created, is a
+	// mode for scale tests of the orchestration alone: started machines open no
+	// listener and run no server, and their Addr is a synthetic unique address
+	// ("m0001.mem.invalid:80") that nothing serves. Health checks must then use
+	// a checker that does not dial (one that always passes); faults other than
+	// start failures and operation errors (boot delay, unhealthy endpoint,
+	// crash or exit after a delay) have no effect.
+	NoListen bool
+
 	mu       sync.Mutex
 	images   map[string]http.Handler
 	commands map[string]CommandFunc
