@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# bench/proxy.sh: throughput and latency of this proxy against the backend
+# reached directly, the tuned httputil baseline and nginx, on loopback.
+#
+# Runs, interleaved, RUNS (3) rounds of: direct, baseline, proxy, nginx, each
+# for DUR (5) seconds at 32 connections (wrk with 2 threads when installed, else
+# bench/loadgen), and prints each one's min/median/max requests/s, median p50
+# and p99, and failures. The last line is
+#   ratio_vs_httputil=X.XX ratio_vs_nginx=Y.YY
+# this proxy's median requests/s over the baseline's and over nginx's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-5}
+RUNS=${RUNS:-3}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+P_BACKEND=18080 P_BASELINE=18081 P_PROXY=18082 P_NGINX=18083
+
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+if ! command -v nginx >/dev/null 2>&1 && [ -x /usr/sbin/nginx ]; then PATH=$PATH:/usr/sbin; fi
+if ! command -v nginx >/dev/null 2>&1; then
+	echo "# installing nginx from Debian" >&2
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
+		|| DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+	PATH=$PATH:/usr/sbin
+fi
+
+go build -o "$tmp/" ./bench/backend ./bench/baseline ./bench/proxy ./bench/loadgen
+
+cat >"$tmp/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $tmp/nginx-body;
+	proxy_temp_path $tmp/nginx-proxy;
+	fastcgi_temp_path $tmp/nginx-fastcgi;
+	uwsgi_temp_path $tmp/nginx-uwsgi;
+	scgi_temp_path $tmp/nginx-scgi;
+	upstream backend { server 127.0.0.1:$P_BACKEND; keepalive 100; }
+	server {
+		listen 127.0.0.1:$P_NGINX;
+		location / {
+			proxy_pass http://backend;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+NGINX
+
+"$tmp/backend" -addr 127.0.0.1:$P_BACKEND & pids+=($!)
+"$tmp/baseline" -addr 127.0.0.1:$P_BASELINE -target http://127.0.0.1:$P_BACKEND & pids+=($!)
+"$tmp/proxy" -addr 127.0.0.1:$P_PROXY -targets 127.0.0.1:$P_BACKEND & pids+=($!)
+nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!)
+
+for port in $P_BACKEND $P_BASELINE $P_PROXY $P_NGINX; do
+	for _ in $(seq 100); do
+		if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
+		sleep 0.1 # waiting for a server process to listen
+	done
+done
+
+if command -v wrk >/dev/null 2>&1; then
+	TOOL=wrk
+	echo "# load tool: wrk -t$THREADS -c$CONNS -d${DUR}s --latency"
+else
+	TOOL=loadgen
+	echo "# load tool: bench/loadgen -c $CONNS -d ${DUR}s (wrk not installed)"
+fi
+echo "# machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr), $(go version | cut -d' ' -f3)"
+
+# measure URL SECONDS -> "rps p50_us p99_us failures"
+measure() {
+	local url=$1 d=$2
+	if [ "$TOOL" = wrk ]; then
+		wrk -t"$THREADS" -c"$CONNS" -d"${d}s" --latency "$url" | awk '
+			function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1000000; return v+0 }
+			/^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) }
+			/Requests\/sec/ { rps = $2 }
+			/Non-2xx/ { fail += $NF } /Socket errors/ { gsub(/,/, ""); fail += $4 + $6 + $8 + $10 }
+			END { printf "%s %d %d %d\n", rps, p50, p99, fail }'
+	else
+		"$tmp/loadgen" -url "$url" -c "$CONNS" -d "${d}s" | sed -E 's/rps=([^ ]+) p50_us=([^ ]+) p99_us=([^ ]+) requests=[^ ]+ failures=([^ ]+)/\1 \2 \3 \4/'
+	fi
+}
+
+names=(direct baseline proxy nginx)
+declare -A url=(
+	[direct]=http://127.0.0.1:$P_BACKEND/
+	[baseline]=http://127.0.0.1:$P_BASELINE/
+	[proxy]=http://127.0.0.1:$P_PROXY/
+	[nginx]=http://127.0.0.1:$P_NGINX/
+)
+for n in "${names[@]}"; do measure "${url[$n]}" 1 >/dev/null; done # warm-up
+declare -A res
+for run in $(seq "$RUNS"); do
+	for n in "${names[@]}"; do
+		r=$(measure "${url[$n]}" "$DUR")
+		echo "run $run $n: rps p50_us p99_us failures = $r"
+		res[$n]+="$r"$'\n'
+	done
+done
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A med
+echo "# name: requests/s min/median/max; median p50, p99 (us); failures"
+for n in "${names[@]}"; do
+	col() { printf '%s' "${res[$n]}" | awk -v c="$1" 'NF {print $c}'; }
+	med[$n]=$(col 1 | median)
+	printf '%-8s rps %s/%s/%s  p50 %sus  p99 %sus  failures %s  share_of_direct %s\n' "$n" \
+		"$(col 1 | sort -g | head -1)" "${med[$n]}" "$(col 1 | sort -g | tail -1)" \
+		"$(col 2 | median)" "$(col 3 | median)" "$(col 4 | awk '{s+=$1} END {print s+0}')" \
+		"$(awk -v a="${med[$n]}" -v b="${med[direct]}" 'BEGIN {printf "%.2f", a/b}')"
+done
+awk -v p="${med[proxy]}" -v b="${med[baseline]}" -v n="${med[nginx]}" \
+	'BEGIN { printf "ratio_vs_httputil=%.2f ratio_vs_nginx=%.2f\n", p/b, p/n }'
