@@ -26,8 +26,8 @@ import (
 // cell is one fault injected into a deploy of v2 over 3 machines of v1.
 type cell struct {
 	name    string
-	setup   func(e *testenv.Env)         // inject faults before the deploy
-	trigger func(ev deploy.Event) bool   // when set, act at the first matching event
+	setup   func(e *testenv.Env)       // inject faults before the deploy
+	trigger func(ev deploy.Event) bool // when set, act at the first matching event
 	act     func(e *testenv.Env, ev deploy.Event, cancel context.CancelFunc)
 	release []string // a release command for the deploy
 	want    error    // nil: the deploy succeeds; else errors.Is(err, want)
@@ -40,8 +40,29 @@ type cell struct {
 
 var errQuota = errors.New("quota exceeded")
 
-func newVersion(t deploy.EventType) func(deploy.Event) bool {
-	return func(ev deploy.Event) bool { return ev.Type == t && ev.Version == "v2" }
+// crashAfterTraffic kills the first new machine once the proxy routes to it,
+// at the next event of the deploy, so the deploy is still running.
+func crashAfterTraffic() cell {
+	var env *testenv.Env
+	var victim deploy.Event
+	return cell{
+		name:  "crashes after it took traffic",
+		crash: true,
+		want:  deploy.ErrExited,
+		setup: func(e *testenv.Env) { env = e },
+		trigger: func(ev deploy.Event) bool {
+			if victim.Machine == "" && ev.Type == deploy.MachineRouted && ev.Version == "v2" && ev.Weight > 0 {
+				victim = ev
+			}
+			_, routed := env.Proxy.Targets()[victim.Addr]
+			return victim.Machine != "" && routed
+		},
+		act: func(e *testenv.Env, _ deploy.Event, _ context.CancelFunc) {
+			if m, err := e.Backend.Machine(victim.Machine); err == nil {
+				m.Kill()
+			}
+		},
+	}
 }
 
 func cancelAt(t deploy.EventType, version string) cell {
@@ -62,19 +83,7 @@ func faultCells() []cell {
 		}, want: deploy.ErrExited},
 		{name: "never healthy", setup: func(e *testenv.Env) { e.Backend.Inject(mem.Fault{Image: "v2", Unhealthy: true}) },
 			want: deploy.ErrUnhealthy, healthBlind: true},
-		{name: "crashes after it took traffic", trigger: newVersion(deploy.MachineRouted), crash: true,
-			act: func(e *testenv.Env, ev deploy.Event, _ context.CancelFunc) {
-				m, err := e.Backend.Machine(ev.Machine)
-				if err != nil {
-					return
-				}
-				go func() { // once the proxy routes to it, it dies
-					for _, ok := e.Proxy.Targets()[ev.Addr]; !ok; _, ok = e.Proxy.Targets()[ev.Addr] {
-						time.Sleep(time.Millisecond)
-					}
-					m.Kill()
-				}()
-			}, want: deploy.ErrExited},
+		crashAfterTraffic(),
 		{name: "slow shutdown past its stop timeout", setup: func(e *testenv.Env) {
 			e.Backend.Inject(mem.Fault{Image: "v1", SlowShutdown: time.Hour})
 		}},
