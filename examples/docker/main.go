@@ -1,0 +1,236 @@
+// Docker deploys the sample app of examples/app on the local Docker engine:
+// it builds the app into two images (v1 and v2, no registry needed), deploys
+// v1 to 3 containers behind the proxy, then deploys v2 while clients send
+// requests through the proxy, prints what happened, and removes every
+// container and image it made, also when it fails or is interrupted.
+//
+//	go run ./examples/docker                       # rolling
+//	go run ./examples/docker -strategy bluegreen -json
+//
+// It prints the same summary, and with -json the same last line, as
+// examples/quickstart. Containers publish their port on 127.0.0.1 only.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/docker"
+	"github.com/cutover/deploy/health"
+	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/proxy"
+	"github.com/cutover/deploy/strategy"
+	"github.com/cutover/deploy/strategy/canary"
+)
+
+const (
+	appPkg    = "github.com/cutover/deploy/examples/app"
+	imageRepo = "cutover-example-app"
+	app       = "demo"
+)
+
+func main() {
+	strat := flag.String("strategy", "rolling", "deploy strategy: "+fmt.Sprint(strategy.Names))
+	machines := flag.Int("machines", 3, "containers in the app")
+	asJSON := flag.Bool("json", false, "end with one JSON line summarising the deploy")
+	workers := flag.Int("clients", 8, "concurrent clients sending requests through the proxy")
+	flag.Parse()
+	// Ctrl-C cancels the deploy (which then undoes itself) and the clean-up still runs.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, *strat, *machines, *workers, *asJSON)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "examples/docker:", err)
+		if errors.Is(err, deploy.ErrInvalid) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// summary is the -json line (the fields of examples/quickstart's).
+type summary struct {
+	Strategy   string `json:"strategy"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Status     string `json:"status"`
+	Machines   int    `json:"machines"`
+	Requests   int64  `json:"requests"`
+	Failed     int64  `json:"failed"`
+	DurationMS int64  `json:"duration_ms"`
+	DowntimeMS int64  `json:"downtime_ms"`
+	Error      string `json:"error,omitempty"`
+}
+
+func run(ctx context.Context, strategyName string, machines, workers int, asJSON bool) (err error) {
+	s, err := strategy.ByName(strategyName, 0)
+	if err != nil {
+		return err
+	}
+	if s.Name() == "canary" { // bake each step for 2s instead of the default minute
+		s = canary.Strategy{Bake: 2 * time.Second}
+	}
+	if machines < 1 {
+		return fmt.Errorf("%w: -machines %d: want at least 1", deploy.ErrInvalid, machines)
+	}
+
+	// The backend. Its namespace and the image tags hold the process ID, so
+	// that two runs on one engine keep apart, and clean-up removes only ours.
+	pid := os.Getpid()
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	backend, err := docker.New(pctx, docker.Options{Namespace: fmt.Sprintf("cutover-example-%d", pid)})
+	pcancel()
+	if err != nil {
+		return fmt.Errorf("cannot reach the Docker engine (is it running? DOCKER_HOST=%q): %w", os.Getenv("DOCKER_HOST"), err)
+	}
+	defer backend.Close()
+	images := map[string]string{}
+	for _, v := range []string{"v1", "v2"} {
+		images[v] = fmt.Sprintf("%s:%s-%d", imageRepo, v, pid)
+	}
+	cleaned := false
+	cleanup := func() error {
+		if cleaned {
+			return nil
+		}
+		cleaned = true
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		n, err := backend.DestroyAll(cctx, "")
+		errs := []error{err}
+		for _, img := range images {
+			errs = append(errs, backend.RemoveImage(cctx, img))
+		}
+		fmt.Printf("cleaned up: removed %d containers and the images %s, %s\n", n, images["v1"], images["v2"])
+		return errors.Join(errs...)
+	}
+	defer func() { err = errors.Join(err, cleanup()) }()
+
+	// The images: one static binary of examples/app each, imported with no registry.
+	dir, err := appDir(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	for v, img := range images {
+		if err := backend.BuildGoImage(ctx, img, dir, docker.ImageOptions{Env: map[string]string{"VERSION": v}}); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("built %s and %s from %s in %v (engine API %s)\n", images["v1"], images["v2"], dir, time.Since(start).Round(time.Millisecond), backend.APIVersion())
+
+	// The proxy: the app's single entry point, switching traffic between containers.
+	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
+	defer px.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: px, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String()
+
+	d := &deploy.Deployer{
+		Backend:     backend,
+		Router:      px,
+		Health:      health.HTTP{Path: "/health", Interval: 100 * time.Millisecond, Timeout: time.Second},
+		Strategy:    s,
+		WaitTimeout: 30 * time.Second,
+		OnEvent:     func(e deploy.Event) { fmt.Println(" ", e) },
+	}
+	spec := func(v string) deploy.MachineSpec {
+		return deploy.MachineSpec{App: app, Image: images[v], Version: v, Port: 8080, StopTimeout: 5 * time.Second}
+	}
+
+	fmt.Printf("deploying v1 to %d containers behind %s\n", machines, url)
+	if _, err := d.Deploy(ctx, deploy.Request{Spec: spec("v1"), Count: machines}); err != nil {
+		return fmt.Errorf("first deploy: %w", err)
+	}
+
+	fmt.Printf("deploying v2 (%s) with %d clients sending requests through the proxy\n", s.Name(), workers)
+	traffic := load.Start(ctx, url, load.Options{Workers: workers, Duration: 5 * time.Minute})
+	if err := traffic.WaitRequests(ctx, 100); err != nil {
+		traffic.Stop()
+		return err
+	}
+	res, derr := d.Deploy(ctx, deploy.Request{Spec: spec("v2"), Count: machines})
+	// Keep the load on a moment after the switch, to show who serves now.
+	after := traffic.Mark()
+	waitAnswers(ctx, traffic, after, 100, 10*time.Second)
+	lr := traffic.Stop()
+	cerr := cleanup() // before the summary, so that the JSON line is the last
+
+	fmt.Printf("\n%s deploy %s -> %s: %s in %s\n", res.Strategy, res.FromVersion, res.Version, res.Status, res.Duration().Round(time.Millisecond))
+	fmt.Printf("  containers then: %v\n", res.Machines)
+	fmt.Printf("  requests: %d, failed: %d, served by: %v\n", lr.Requests, lr.Failed, lr.ByBody)
+	fmt.Printf("  after the deploy returned, served by: %v\n", traffic.Epoch(after))
+	if res.Downtime > 0 {
+		fmt.Printf("  downtime window: %s\n", res.Downtime.Round(time.Millisecond))
+	}
+	for _, e := range lr.Errors {
+		fmt.Printf("  failure: %s\n", e)
+	}
+	if asJSON {
+		sum := summary{
+			Strategy: res.Strategy, From: res.FromVersion, To: res.Version, Status: string(res.Status),
+			Machines: machines, Requests: lr.Requests, Failed: lr.Failed,
+			DurationMS: res.Duration().Milliseconds(), DowntimeMS: res.Downtime.Milliseconds(),
+		}
+		if derr != nil {
+			sum.Error = derr.Error()
+		}
+		b, _ := json.Marshal(sum)
+		fmt.Println(string(b))
+	}
+	return errors.Join(derr, cerr)
+}
+
+// waitAnswers waits until n requests sent during epoch were answered (or
+// failed), for at most limit.
+func waitAnswers(ctx context.Context, r *load.Run, epoch, n int64, limit time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var got int64
+		for _, c := range r.Epoch(epoch) {
+			got += c
+		}
+		if got >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// appDir finds the directory of examples/app with the go command, so that the
+// example runs from anywhere in the module.
+func appDir(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "list", "-f", "{{.Dir}}", appPkg).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return "", fmt.Errorf("locating %s (run this inside the module, as go run ./examples/docker): %w", appPkg, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
