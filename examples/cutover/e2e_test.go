@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,6 +73,29 @@ type env struct {
 	port  int
 	serve *exec.Cmd
 	log   *syncBuffer
+	stop  func() // stops the daemon (once)
+}
+
+// restart stops the daemon gracefully and starts a new one.
+func (e *env) restart(backend string) {
+	e.t.Helper()
+	e.stop()
+	e.start(backend)
+}
+
+// get returns the body of a GET of url, or "" on any failure.
+func get(url string) string {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return string(b)
 }
 
 const flyTOML = `app = %q
@@ -171,19 +196,23 @@ func (e *env) start(backend string) {
 	e.serve = cmd
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	e.t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			assert.NoError(e.t, err, "the daemon exits cleanly on SIGTERM")
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			<-exited
-			e.t.Error("the daemon did not stop within a minute of SIGTERM")
-		}
-		assert.NotContains(e.t, e.log.String(), "DATA RACE")
-		e.t.Logf("daemon log:\n%s", tail(e.log.String(), 40))
-	})
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case err := <-exited:
+				assert.NoError(e.t, err, "the daemon exits cleanly on SIGTERM")
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Kill()
+				<-exited
+				e.t.Error("the daemon did not stop within a minute of SIGTERM")
+			}
+			assert.NotContains(e.t, e.log.String(), "DATA RACE")
+			e.t.Logf("daemon log:\n%s", tail(e.log.String(), 40))
+		})
+	}
+	e.t.Cleanup(e.stop)
 	c := control.Dial(filepath.Join(e.dir, ".cutover", "cutover.sock"))
 	defer c.Close()
 	deadline := time.Now().Add(time.Minute)

@@ -1,0 +1,82 @@
+package main_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cutover/deploy/backend/docker"
+)
+
+// TestEndToEndDocker runs the scenario of TestEndToEndMem on the local Docker
+// engine, with images of internal/demoapp. It is skipped when the engine is
+// unreachable, unless CI=true, where that fails. Every container it made
+// (its app's label) and its images are removed at the end.
+func TestEndToEndDocker(t *testing.T) {
+	ctx := context.Background()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	b, err := docker.New(pctx, docker.Options{Namespace: "cutover"} /* the daemon's namespace */)
+	cancel()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the Docker engine is unreachable and CI=true: %v", err)
+		}
+		t.Skipf("the Docker engine is unreachable (set CI=true to make this a failure): %v", err)
+	}
+
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	suffix := hex.EncodeToString(rnd[:])
+	app := "e2e-" + suffix
+	repo := "cutover-e2e-" + suffix
+	images := [3]string{repo + ":v1", repo + ":v2", repo + ":v3"}
+	versions := [3]string{"v1", "v2", "v3"}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		n, err := b.DestroyAll(cctx, app)
+		assert.NoError(t, err)
+		t.Logf("removed %d containers of %s", n, app)
+		for _, img := range images {
+			assert.NoError(t, b.RemoveImage(cctx, img))
+		}
+		b.Close()
+	})
+
+	// One static binary, three images that differ by VERSION.
+	appBin := filepath.Join(t.TempDir(), "demoapp")
+	cmd := exec.Command("go", "build", "-o", appBin, "./internal/demoapp")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for i, img := range images {
+		require.NoError(t, b.BuildBinaryImage(bctx, img, appBin, docker.ImageOptions{Env: map[string]string{"VERSION": versions[i]}}))
+	}
+
+	e := newEnv(t, app, images[0])
+	scenario(t, e, "docker", images, versions)
+
+	// An image that does not exist: a usage error, nothing deployed.
+	r := e.run("deploy", "--image", repo+":nope")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "image "+repo+":nope does not exist: build it first")
+	r = e.run("releases", "--json")
+	assert.NotContains(t, r.stdout, ":nope")
+
+	// The containers outlive the daemon; a new daemon adopts and serves them.
+	e.restart("docker")
+	r = e.run("status", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"version": "v4"`)
+	require.Eventually(t, func() bool { return get(e.url()) == versions[1] }, 30*time.Second, 50*time.Millisecond)
+}
