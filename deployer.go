@@ -476,11 +476,14 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	} else if err := r.RouteAddrs(ctx, next); err != nil {
 		errs = append(errs, err)
 	}
+	kept := make(map[string]bool, len(keep))
+	for _, m := range keep {
+		kept[m.ID()] = true
+	}
 	for _, m := range created {
-		if contains(keep, m) {
-			continue
+		if !kept[m.ID()] {
+			errs = append(errs, r.Retire(ctx, m))
 		}
-		errs = append(errs, r.Retire(ctx, m))
 	}
 	return moved, errors.Join(errs...)
 }
@@ -625,15 +628,6 @@ func ids(ms []Machine) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func contains(ms []Machine, m Machine) bool {
-	for _, x := range ms {
-		if x.ID() == m.ID() {
-			return true
-		}
-	}
-	return false
 }
 
 func serialize(f func(Event)) func(Event) {

@@ -30,6 +30,7 @@ type Rollout struct {
 	mu       sync.Mutex
 	routes   map[string]int     // addr -> weight, as last set on the Router
 	byAddr   map[string]Machine // addr -> machine, for events
+	oldIDs   map[string]bool    // IDs of Old
 	created  []Machine
 	gone     map[string]bool // machine IDs destroyed during the rollout
 	moved    bool            // traffic reached a new machine or left an old one
@@ -45,10 +46,11 @@ func NewRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router
 		App: spec.App, Spec: spec, Count: count, Old: old,
 		Backend: b, Router: rt, Health: hc, Logger: hclog.NewNullLogger(),
 		emit:   onEvent,
-		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{},
+		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{}, oldIDs: map[string]bool{},
 	}
 	for _, m := range old {
 		r.byAddr[m.Addr()] = m
+		r.oldIDs[m.ID()] = true
 		if routes == nil {
 			r.routes[m.Addr()] = 1
 		}
@@ -224,14 +226,7 @@ func (r *Rollout) emitRoute(m Machine, w int) {
 	r.Emit(Event{Type: MachineRouted, Machine: m.ID(), Version: m.Spec().Version, Addr: m.Addr(), Weight: w})
 }
 
-func (r *Rollout) isOld(m Machine) bool {
-	for _, o := range r.Old {
-		if o.ID() == m.ID() {
-			return true
-		}
-	}
-	return false
-}
+func (r *Rollout) isOld(m Machine) bool { return r.oldIDs[m.ID()] }
 
 // Unroute removes machines from traffic, keeping every other target as it is,
 // and returns once they have drained.
