@@ -14,9 +14,10 @@ import (
 
 // The tests run against the local engine. They label every container with
 // testNamespace and remove them all (per test, and in a sweep here).
-const (
-	testNamespace = "cutover-dockertest"
-	testImage     = "cutover-dockertest-app:latest"
+// Both are per process, so that two runs on one engine never sweep each other's.
+var (
+	testNamespace = fmt.Sprintf("cutover-dockertest-%d", os.Getpid())
+	testImage     = fmt.Sprintf("cutover-dockertest-app:%d", os.Getpid())
 )
 
 var (
