@@ -62,8 +62,12 @@ type Analysis struct {
 
 // Strategy is a canary deploy. Its zero value runs DefaultSteps with a one-minute bake each.
 type Strategy struct {
-	Steps    []Step
-	Bake     time.Duration // how long each step is held; 0 means DefaultBake
+	Steps []Step
+	Bake  time.Duration // how long each step is held; 0 means DefaultBake
+	// MaxBake extends a step whose canary served fewer than Analysis.MinRequests
+	// by its bake time: the step is held until it has, or until MaxBake from the
+	// step's start. 0 means no extension.
+	MaxBake  time.Duration
 	Analysis Analysis
 	Parallel int // machines started at once for the final roll-out; 0 means all
 }
@@ -172,19 +176,20 @@ func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, obs Observer, can
 	if bake <= 0 {
 		bake = DefaultBake
 	}
-	start := obs.Stats()
+	start, began := obs.Stats(), time.Now()
 	end := time.NewTimer(bake)
 	defer end.Stop()
+	baked := false
 	tick := time.NewTicker(a.Interval)
 	defer tick.Stop()
 	fails := map[string]int{}
 	for {
-		final := false
+		var final bool
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-end.C:
-			final = true
+			baked = true
 		case <-tick.C:
 		}
 		for _, m := range canaries {
@@ -198,6 +203,7 @@ func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, obs Observer, can
 			}
 		}
 		v := a.judge(r.Old, canaries, start, obs.Stats())
+		final = baked && (!v.tooFew || time.Since(began) >= s.MaxBake)
 		if v.err != nil || final {
 			r.Emit(deploy.Event{Type: deploy.CanaryAnalysis, Version: r.Spec.Version, Message: v.summary, Err: v.err})
 			return v.err
@@ -243,6 +249,7 @@ var ErrAnalysis = fmt.Errorf("canary analysis failed: %w", deploy.ErrAborted)
 type verdict struct {
 	summary string
 	err     error
+	tooFew  bool // fewer canary requests than MinRequests: no verdict on figures
 }
 
 // judge compares the canary's traffic since start with the baseline's.
@@ -253,13 +260,13 @@ func (a Analysis) judge(old, canaries []deploy.Machine, start, now map[string]pr
 	sum := fmt.Sprintf("canary: %d requests, %.1f%% errors, p99 %s; baseline: %d requests, %.1f%% errors, p99 %s",
 		c.Requests, 100*c.ErrorRate(), cp99, b.Requests, 100*b.ErrorRate(), bp99)
 	if c.Requests < a.MinRequests {
-		return verdict{summary: sum + fmt.Sprintf(" (fewer than %d canary requests: no verdict on figures)", a.MinRequests)}
+		return verdict{summary: sum + fmt.Sprintf(" (fewer than %d canary requests: no verdict on figures)", a.MinRequests), tooFew: true}
 	}
 	if c.ErrorRate() > b.ErrorRate()+a.MaxErrorRateIncrease {
-		return verdict{sum, fmt.Errorf("%w: error rate %.1f%% vs baseline %.1f%% (allowed +%.1f points)", ErrAnalysis, 100*c.ErrorRate(), 100*b.ErrorRate(), 100*a.MaxErrorRateIncrease)}
+		return verdict{summary: sum, err: fmt.Errorf("%w: error rate %.1f%% vs baseline %.1f%% (allowed +%.1f points)", ErrAnalysis, 100*c.ErrorRate(), 100*b.ErrorRate(), 100*a.MaxErrorRateIncrease)}
 	}
 	if b.Requests > 0 && cp99 > time.Duration(float64(bp99)*a.MaxLatencyRatio) && cp99 > bp99+a.LatencySlack {
-		return verdict{sum, fmt.Errorf("%w: p99 latency %s vs baseline %s", ErrAnalysis, cp99, bp99)}
+		return verdict{summary: sum, err: fmt.Errorf("%w: p99 latency %s vs baseline %s", ErrAnalysis, cp99, bp99)}
 	}
 	return verdict{summary: sum}
 }

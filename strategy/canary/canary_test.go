@@ -60,8 +60,10 @@ func TestCanaryHealthyUnderLoad(t *testing.T) {
 	run := load.Start(context.Background(), e.URL, load.Options{Workers: 16, Duration: time.Minute, Max: 2_000_000})
 	defer run.Stop()
 	epochs := steps(e, run)
-	steps10and50 := []canary.Step{{Percent: 10, Machines: 1, Bake: 5 * time.Second}, {Percent: 50, Bake: time.Second}}
-	res := e.MustDeploy(t, canary.Strategy{Steps: steps10and50}, "v2", 3)
+	// The 10% step lasts 2s and until the canary served 220 requests (about
+	// 2,200 in all), however loaded the machine is.
+	steps10and50 := []canary.Step{{Percent: 10, Machines: 1, Bake: 2 * time.Second}, {Percent: 50, Bake: time.Second}}
+	res := e.MustDeploy(t, canary.Strategy{Steps: steps10and50, MaxBake: 50 * time.Second, Analysis: canary.Analysis{MinRequests: 220}}, "v2", 3)
 	assert.Equal(t, deploy.StatusSucceeded, res.Status)
 	assert.Equal(t, 2, res.Counts[deploy.CanaryStep])
 	assert.Equal(t, 2, res.Counts[deploy.CanaryAnalysis])
@@ -205,4 +207,25 @@ func keys(m map[string]int64) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// A step with too little traffic is held up to MaxBake, then passes on health alone.
+func TestCanaryMaxBakeExtendsQuietStep(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	var stepAt, analysedAt time.Time
+	var verdict string
+	e.OnEvent(func(ev deploy.Event) {
+		switch ev.Type {
+		case deploy.CanaryStep:
+			stepAt = ev.Time
+		case deploy.CanaryAnalysis:
+			analysedAt, verdict = ev.Time, ev.Message
+		}
+	})
+	s := canary.Strategy{Steps: []canary.Step{{Percent: 10}}, Bake: 50 * time.Millisecond, MaxBake: 400 * time.Millisecond}
+	res := e.MustDeploy(t, s, "v2", 2) // no load: the canary serves nothing
+	assert.Equal(t, deploy.StatusSucceeded, res.Status)
+	assert.GreaterOrEqual(t, analysedAt.Sub(stepAt), 400*time.Millisecond, "held until MaxBake")
+	assert.Contains(t, verdict, "no verdict on figures")
 }
