@@ -265,6 +265,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	h["X-Forwarded-For"] = []string{xff}
 	h["X-Forwarded-Host"] = []string{xfh}
 	h["X-Forwarded-Proto"] = []string{xfp}
+	// The inbound server answers "100 Continue" itself when the body is first read;
+	// a 100 from the target as well would reach the client twice. So the proxy
+	// handles Expect as a hop of its own, as nginx does.
+	delete(h, "Expect")
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery // do not drop what ReverseProxy cannot parse
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
