@@ -399,24 +399,33 @@ func TestLogs(t *testing.T) {
 	lr := m.(deploy.LogReader)
 	ctx := ctxFor(t, 30*time.Second)
 
-	rc, err := lr.Logs(ctx, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Both streams, demultiplexed: no 8-byte frame headers left.
-	if !strings.Contains(string(out), `testapp: version "v1" listening on :8080`) || !strings.Contains(string(out), "testapp: GET /first") {
-		t.Fatalf("logs = %q", out)
+	// The engine's log driver copies output asynchronously: a line the app
+	// wrote may reach the log a moment after the response. Read until it has.
+	var out []byte
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		rc, err := lr.Logs(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both streams, demultiplexed: no 8-byte frame headers left.
+		if strings.Contains(string(out), `testapp: version "v1" listening on :8080`) && strings.Contains(string(out), "testapp: GET /first") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs = %q", out)
+		}
+		time.Sleep(20 * time.Millisecond) // poll the log again
 	}
 	if bytes.ContainsAny(out, "\x00\x01\x02") {
 		t.Fatalf("logs hold stream headers: %q", out)
 	}
 
-	rc, err = m.(*Machine).ReadLogs(ctx, LogOptions{Tail: 1})
+	rc, err := m.(*Machine).ReadLogs(ctx, LogOptions{Tail: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
