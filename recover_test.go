@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,101 +10,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/internal/crash"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/rolling"
 )
 
-// A process that died can no longer call anything: these wrappers make the
-// backend, its machines and the store fail every call once dead is set.
-var errDead = errors.New("the deploying process is gone")
-
-type dyingBackend struct {
-	deploy.Backend
-	dead *atomic.Bool
-}
-
-func (b dyingBackend) Create(ctx context.Context, s deploy.MachineSpec) (deploy.Machine, error) {
-	if b.dead.Load() {
-		return nil, errDead
-	}
-	m, err := b.Backend.Create(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	return dyingMachine{m, b.dead}, nil
-}
-
-func (b dyingBackend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
-	if b.dead.Load() {
-		return nil, errDead
-	}
-	ms, err := b.Backend.List(ctx, app)
-	for i := range ms {
-		ms[i] = dyingMachine{ms[i], b.dead}
-	}
-	return ms, err
-}
-
-type dyingMachine struct {
-	deploy.Machine
-	dead *atomic.Bool
-}
-
-func (m dyingMachine) Start(ctx context.Context) error {
-	return m.or(func() error { return m.Machine.Start(ctx) })
-}
-func (m dyingMachine) Stop(ctx context.Context) error {
-	return m.or(func() error { return m.Machine.Stop(ctx) })
-}
-func (m dyingMachine) Destroy(ctx context.Context) error {
-	return m.or(func() error { return m.Machine.Destroy(ctx) })
-}
-func (m dyingMachine) or(f func() error) error {
-	if m.dead.Load() {
-		return errDead
-	}
-	return f()
-}
-
-type dyingStore struct {
-	deploy.Store
-	dead *atomic.Bool
-}
-
-func (s dyingStore) Update(ctx context.Context, r deploy.Release) error {
-	if s.dead.Load() {
-		return errDead
-	}
-	return s.Store.Update(ctx, r)
-}
-
-type dyingRouter struct {
-	deploy.Router
-	dead *atomic.Bool
-}
-
-func (r dyingRouter) SetTargets(ctx context.Context, t map[string]int) error {
-	if r.dead.Load() {
-		return errDead
-	}
-	return r.Router.SetTargets(ctx, t)
-}
-
 // crashDuring deploys version with s on a Deployer that dies at the first event
 // for which at returns true, and throws that Deployer away.
 func crashDuring(t *testing.T, e *testenv.Env, store deploy.Store, s deploy.Strategy, version string, at func(deploy.Event) bool) {
 	t.Helper()
-	dead := &atomic.Bool{}
+	proc := &crash.Process{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d := &deploy.Deployer{
-		Backend: dyingBackend{e.Backend, dead}, Router: dyingRouter{e.Proxy, dead}, Store: dyingStore{store, dead},
+		Backend: proc.Backend(e.Backend), Router: proc.Router(e.Proxy), Store: proc.Store(store),
 		Health: e.Deployer.Health, Strategy: s, LockTTL: 200 * time.Millisecond,
 		OnEvent: func(ev deploy.Event) {
-			if !dead.Load() && at(ev) {
-				dead.Store(true)
+			if !proc.Dead() && at(ev) {
+				proc.Die()
 				cancel()
 			}
 		},
@@ -113,7 +37,7 @@ func crashDuring(t *testing.T, e *testenv.Env, store deploy.Store, s deploy.Stra
 	// The deploy may return an error or not (dying at its last event it has
 	// done its work); either way its release is left "running".
 	_, _ = d.Deploy(ctx, deploy.Request{Spec: e.Spec(version)})
-	require.True(t, dead.Load(), "the deploying process died")
+	require.True(t, proc.Dead(), "the deploying process died")
 }
 
 func TestRecoverInterruptedDeploys(t *testing.T) {

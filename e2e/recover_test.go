@@ -2,94 +2,16 @@ package e2e
 
 import (
 	"context"
-	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
+	"github.com/cutover/deploy/internal/crash"
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/rolling"
 )
-
-// A process that died can no longer call anything: these wrappers make the
-// backend, its machines, the router and the store fail every call once dead
-// is set (as in the root package's recover_test.go).
-var errDead = errors.New("the deploying process is gone")
-
-type dyingBackend struct {
-	deploy.Backend
-	dead *atomic.Bool
-}
-
-func (b dyingBackend) Create(ctx context.Context, s deploy.MachineSpec) (deploy.Machine, error) {
-	if b.dead.Load() {
-		return nil, errDead
-	}
-	m, err := b.Backend.Create(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	return dyingMachine{m, b.dead}, nil
-}
-
-func (b dyingBackend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
-	if b.dead.Load() {
-		return nil, errDead
-	}
-	ms, err := b.Backend.List(ctx, app)
-	for i := range ms {
-		ms[i] = dyingMachine{ms[i], b.dead}
-	}
-	return ms, err
-}
-
-type dyingMachine struct {
-	deploy.Machine
-	dead *atomic.Bool
-}
-
-func (m dyingMachine) Start(ctx context.Context) error {
-	return m.or(func() error { return m.Machine.Start(ctx) })
-}
-func (m dyingMachine) Stop(ctx context.Context) error {
-	return m.or(func() error { return m.Machine.Stop(ctx) })
-}
-func (m dyingMachine) Destroy(ctx context.Context) error {
-	return m.or(func() error { return m.Machine.Destroy(ctx) })
-}
-func (m dyingMachine) or(f func() error) error {
-	if m.dead.Load() {
-		return errDead
-	}
-	return f()
-}
-
-type dyingStore struct {
-	deploy.Store
-	dead *atomic.Bool
-}
-
-func (s dyingStore) Update(ctx context.Context, r deploy.Release) error {
-	if s.dead.Load() {
-		return errDead
-	}
-	return s.Store.Update(ctx, r)
-}
-
-type dyingRouter struct {
-	deploy.Router
-	dead *atomic.Bool
-}
-
-func (r dyingRouter) SetTargets(ctx context.Context, t map[string]int) error {
-	if r.dead.Load() {
-		return errDead
-	}
-	return r.Router.SetTargets(ctx, t)
-}
 
 // A deploy on the engine dies mid-way (its context cancelled, its Deployer and
 // its Docker client thrown away). A new Deployer, with a new client that
@@ -176,24 +98,24 @@ func crashDuring(t *testing.T, e *env, store deploy.Store, s deploy.Strategy, at
 		t.Fatal(err)
 	}
 	defer b.Close()
-	dead := &atomic.Bool{}
+	proc := &crash.Process{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := &deploy.Deployer{
-		Backend: dyingBackend{b, dead}, Router: dyingRouter{e.Proxy, dead}, Store: dyingStore{store, dead},
+		Backend: proc.Backend(b), Router: proc.Router(e.Proxy), Store: proc.Store(store),
 		Health: e.Deployer.Health, Strategy: s, WaitTimeout: e.Deployer.WaitTimeout, LockTTL: time.Second,
 		OnEvent: func(ev deploy.Event) {
 			e.Deployer.OnEvent(ev)
-			if !dead.Load() && at(ev) {
+			if !proc.Dead() && at(ev) {
 				t.Logf("the deploying process dies at: %s", ev)
-				dead.Store(true)
+				proc.Die()
 				cancel()
 			}
 		},
 	}
 	_, err = d.Deploy(ctx, deploy.Request{Spec: e.Spec("v2"), Count: 3})
 	t.Logf("the dying deploy returned: %v", err)
-	if !dead.Load() {
+	if !proc.Dead() {
 		t.Fatal("the deploying process did not die")
 	}
 }

@@ -28,6 +28,24 @@ On a terminal each machine's progress is one line updated in place; otherwise
 one line per event; --json prints events and the result as JSON lines.
 Exits 1 when the deploy failed, was aborted or rolled back.`
 
+// connect parses a command that takes no arguments, loads fly.toml and
+// dials the app's daemon.
+func (c *common) connect(ctx context.Context, args []string) (*control.Client, error) {
+	pos, err := c.parse(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := noArgs(c, pos); err != nil {
+		return nil, err
+	}
+	_, plan, err := c.load()
+	if err != nil {
+		return nil, err
+	}
+	cl, _, err := c.dial(ctx, plan.Spec.App)
+	return cl, err
+}
+
 func noArgs(c *common, pos []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q (see cutover %s --help)", pos[0], c.fs.Name())
@@ -242,18 +260,7 @@ Show the app's machines with their version, image, state, health (checked
 now), traffic weight and proxy statistics, and the deploy running, if any.`, stdout)
 	c.addBackendFlag()
 	asJSON := c.fs.Bool("json", false, "print the status as JSON")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(c, pos); err != nil {
-		return err
-	}
-	_, plan, err := c.load()
-	if err != nil {
-		return err
-	}
-	cl, _, err := c.dial(ctx, plan.Spec.App)
+	cl, err := c.connect(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -323,18 +330,7 @@ output of machines that keep it (Docker containers, release commands).
 With -f, follow new lines until interrupted.`, stdout)
 	follow := c.fs.Bool("f", false, "follow new lines")
 	c.fs.BoolVar(follow, "follow", false, "same as -f")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(c, pos); err != nil {
-		return err
-	}
-	_, plan, err := c.load()
-	if err != nil {
-		return err
-	}
-	cl, _, err := c.dial(ctx, plan.Spec.App)
+	cl, err := c.connect(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -356,18 +352,7 @@ func decide(ctx context.Context, verb string, args []string, stdout io.Writer) e
 		about = "Make a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) remove its new machines; the old ones keep serving."
 	}
 	c := newFlags(verb, "", about, stdout)
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(c, pos); err != nil {
-		return err
-	}
-	_, plan, err := c.load()
-	if err != nil {
-		return err
-	}
-	cl, _, err := c.dial(ctx, plan.Spec.App)
+	cl, err := c.connect(ctx, args)
 	if err != nil {
 		return err
 	}
