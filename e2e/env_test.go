@@ -206,21 +206,7 @@ func wantVersions(t *testing.T, what string, got, want map[string]int) {
 // waitAnswers waits until n requests sent during epoch got an answer (or failed).
 func waitAnswers(t *testing.T, r *load.Run, epoch int64, n int64) {
 	t.Helper()
-	ctx := ctxFor(t, 20*time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var got int64
-		for _, c := range r.Epoch(epoch) {
-			got += c
-		}
-		if got >= n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("epoch %d: %d of %d answers: %v", epoch, got, n, ctx.Err())
-		case <-tick.C:
-		}
+	if err := r.WaitEpoch(ctxFor(t, 20*time.Second), epoch, n); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 	"github.com/cutover/deploy/backend/docker"
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/internal/report"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy"
 	"github.com/cutover/deploy/strategy/canary"
@@ -58,20 +58,6 @@ func main() {
 		}
 		os.Exit(1)
 	}
-}
-
-// summary is the -json line (the fields of examples/quickstart's).
-type summary struct {
-	Strategy   string `json:"strategy"`
-	From       string `json:"from"`
-	To         string `json:"to"`
-	Status     string `json:"status"`
-	Machines   int    `json:"machines"`
-	Requests   int64  `json:"requests"`
-	Failed     int64  `json:"failed"`
-	DurationMS int64  `json:"duration_ms"`
-	DowntimeMS int64  `json:"downtime_ms"`
-	Error      string `json:"error,omitempty"`
 }
 
 func run(ctx context.Context, strategyName string, machines, workers int, asJSON bool) (err error) {
@@ -169,56 +155,14 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	res, derr := d.Deploy(ctx, deploy.Request{Spec: spec("v2"), Count: machines})
 	// Keep the load on a moment after the switch, to show who serves now.
 	after := traffic.Mark()
-	waitAnswers(ctx, traffic, after, 100, 10*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_ = traffic.WaitEpoch(wctx, after, 100)
+	cancel()
 	lr := traffic.Stop()
 	cerr := cleanup() // before the summary, so that the JSON line is the last
 
-	fmt.Printf("\n%s deploy %s -> %s: %s in %s\n", res.Strategy, res.FromVersion, res.Version, res.Status, res.Duration().Round(time.Millisecond))
-	fmt.Printf("  containers then: %v\n", res.Machines)
-	fmt.Printf("  requests: %d, failed: %d, served by: %v\n", lr.Requests, lr.Failed, lr.ByBody)
-	fmt.Printf("  after the deploy returned, served by: %v\n", traffic.Epoch(after))
-	if res.Downtime > 0 {
-		fmt.Printf("  downtime window: %s\n", res.Downtime.Round(time.Millisecond))
-	}
-	for _, e := range lr.Errors {
-		fmt.Printf("  failure: %s\n", e)
-	}
-	if asJSON {
-		sum := summary{
-			Strategy: res.Strategy, From: res.FromVersion, To: res.Version, Status: string(res.Status),
-			Machines: machines, Requests: lr.Requests, Failed: lr.Failed,
-			DurationMS: res.Duration().Milliseconds(), DowntimeMS: res.Downtime.Milliseconds(),
-		}
-		if derr != nil {
-			sum.Error = derr.Error()
-		}
-		b, _ := json.Marshal(sum)
-		fmt.Println(string(b))
-	}
+	report.Print(os.Stdout, res, machines, lr, traffic.Epoch(after), derr, asJSON)
 	return errors.Join(derr, cerr)
-}
-
-// waitAnswers waits until n requests sent during epoch were answered (or
-// failed), for at most limit.
-func waitAnswers(ctx context.Context, r *load.Run, epoch, n int64, limit time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var got int64
-		for _, c := range r.Epoch(epoch) {
-			got += c
-		}
-		if got >= n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // appDir finds the directory of examples/app with the go command, so that the

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/demo"
 	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/internal/report"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy"
 	"github.com/cutover/deploy/strategy/canary"
@@ -40,20 +40,6 @@ func main() {
 		}
 		os.Exit(1)
 	}
-}
-
-// summary is the -json line.
-type summary struct {
-	Strategy   string `json:"strategy"`
-	From       string `json:"from"`
-	To         string `json:"to"`
-	Status     string `json:"status"`
-	Machines   int    `json:"machines"`
-	Requests   int64  `json:"requests"`
-	Failed     int64  `json:"failed"`
-	DurationMS int64  `json:"duration_ms"`
-	DowntimeMS int64  `json:"downtime_ms"`
-	Error      string `json:"error,omitempty"`
 }
 
 func run(strategyName string, machines, workers int, asJSON bool) error {
@@ -111,30 +97,11 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	res, derr := d.Deploy(ctx, deploy.Request{Spec: spec("v2"), Count: machines})
 	// Keep the load on a moment after the switch, to show who serves now.
 	after := traffic.Mark()
-	_ = traffic.WaitRequests(ctx, 200)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_ = traffic.WaitEpoch(wctx, after, 200)
+	cancel()
 	lr := traffic.Stop()
 
-	fmt.Printf("\n%s deploy %s -> %s: %s in %s\n", res.Strategy, res.FromVersion, res.Version, res.Status, res.Duration().Round(time.Millisecond))
-	fmt.Printf("  machines now: %v\n", res.Machines)
-	fmt.Printf("  requests: %d, failed: %d, served by: %v\n", lr.Requests, lr.Failed, lr.ByBody)
-	fmt.Printf("  after the deploy returned, served by: %v\n", traffic.Epoch(after))
-	if res.Downtime > 0 {
-		fmt.Printf("  downtime window: %s\n", res.Downtime.Round(time.Millisecond))
-	}
-	for _, e := range lr.Errors {
-		fmt.Printf("  failure: %s\n", e)
-	}
-	if asJSON {
-		sum := summary{
-			Strategy: res.Strategy, From: res.FromVersion, To: res.Version, Status: string(res.Status),
-			Machines: machines, Requests: lr.Requests, Failed: lr.Failed,
-			DurationMS: res.Duration().Milliseconds(), DowntimeMS: res.Downtime.Milliseconds(),
-		}
-		if derr != nil {
-			sum.Error = derr.Error()
-		}
-		b, _ := json.Marshal(sum)
-		fmt.Println(string(b))
-	}
+	report.Print(os.Stdout, res, machines, lr, traffic.Epoch(after), derr, asJSON)
 	return derr
 }

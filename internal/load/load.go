@@ -182,6 +182,27 @@ func (r *Run) WaitRequests(ctx context.Context, n int64) error {
 	}
 }
 
+// WaitEpoch blocks until at least n requests sent during epoch e completed
+// (answered or failed), or ctx ends.
+func (r *Run) WaitEpoch(ctx context.Context, e, n int64) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var got int64
+		for _, c := range r.Epoch(e) {
+			got += c
+		}
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("load: %d of %d requests in epoch %d: %w", got, n, e, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // Stop ends the run, waits for its workers and returns what they saw.
 func (r *Run) Stop() Result {
 	r.cancel()
