@@ -371,7 +371,11 @@ func TestDetachAndShutdown(t *testing.T) {
 	// A follower of logs does not hold the shutdown up either.
 	logsDone := make(chan error, 1)
 	go func() { logsDone <- c.Logs(context.Background(), true, func(string) {}) }()
-	time.Sleep(20 * time.Millisecond)
+	select { // a follower keeps following until the server shuts down
+	case err := <-logsDone:
+		t.Fatalf("the log follower ended before the shutdown: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

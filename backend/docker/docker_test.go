@@ -503,7 +503,11 @@ func TestCommandOverride(t *testing.T) {
 		st, _ := m.Wait(ctx)
 		waited <- st
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select { // before Start, Wait does not return
+	case st := <-waited:
+		t.Fatalf("Wait returned %v before the machine started", st)
+	case <-time.After(100 * time.Millisecond):
+	}
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +561,11 @@ func TestStopCreatedMachine(t *testing.T) {
 		_, err := m.Wait(ctx)
 		waited <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select { // before Stop, Wait does not return
+	case err := <-waited:
+		t.Fatalf("Wait returned (%v) before the machine was stopped", err)
+	case <-time.After(100 * time.Millisecond):
+	}
 	if err := m.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
