@@ -120,46 +120,48 @@ func TestReleaseHistoryAndRollback(t *testing.T) {
 		assert.Equal(t, i+1, res.Release)
 		assert.Equal(t, v, res.Version)
 	}
-	// A failed v4 is recorded and cannot be rolled back to.
-	e.Backend.Inject(mem.Fault{Image: "v4", FailStart: true})
-	spec := e.Spec("v4")
-	spec.Version = ""
-	_, err := e.Deployer.Deploy(ctx, deploy.Request{Spec: spec})
-	require.Error(t, err)
-	_, err = e.Deployer.Rollback(ctx, testenv.App, 4)
-	assert.ErrorIs(t, err, deploy.ErrInvalid)
-	assert.ErrorContains(t, err, "not a stable release")
-
+	// After v1, v2 and v3, a rollback to v1 is release v4 with v1's image and config.
 	run := e.Load(t)
-	require.NoError(t, run.WaitRequests(ctx, 100))
 	res, err := e.Deployer.Rollback(ctx, testenv.App, 1)
 	require.NoError(t, err)
-	assert.Equal(t, 5, res.Release)
+	assert.Equal(t, 4, res.Release)
 	ms, err := e.Backend.List(ctx, testenv.App)
 	require.NoError(t, err)
 	require.Len(t, ms, 2)
 	for _, m := range ms {
 		assert.Equal(t, "v1", m.Spec().Image, "v1's image")
 		assert.Equal(t, "config-of-v1", m.Spec().Env["CONFIG"], "v1's config")
-		assert.Equal(t, "v5", m.Spec().Version)
+		assert.Equal(t, "v4", m.Spec().Version)
 	}
 	testenv.AssertNoFailures(t, run.Stop())
+
+	// A failed v5 is recorded and cannot be rolled back to.
+	e.Backend.Inject(mem.Fault{Image: "v5", FailStart: true})
+	spec := e.Spec("v5")
+	spec.Version = ""
+	_, err = e.Deployer.Deploy(ctx, deploy.Request{Spec: spec})
+	require.Error(t, err)
+	_, err = e.Deployer.Rollback(ctx, testenv.App, 5)
+	assert.ErrorIs(t, err, deploy.ErrInvalid)
+	assert.ErrorContains(t, err, "not a stable release")
 
 	rels, err := store.List(ctx, testenv.App)
 	require.NoError(t, err)
 	require.Len(t, rels, 5)
 	assert.Equal(t, 5, rels[0].Version, "newest first")
-	assert.Equal(t, "rollback to v1", rels[0].Description)
-	assert.Equal(t, deploy.ReleaseComplete, rels[0].Status)
-	assert.True(t, rels[0].Stable)
-	assert.Equal(t, deploy.ReleaseFailed, rels[1].Status)
+	assert.Equal(t, deploy.ReleaseFailed, rels[0].Status)
+	assert.False(t, rels[0].Stable)
+	assert.Equal(t, "rollback to v1", rels[1].Description)
+	assert.Equal(t, deploy.ReleaseComplete, rels[1].Status)
+	assert.True(t, rels[1].Stable)
+	assert.Equal(t, "v1", rels[1].Image)
 	assert.Equal(t, "ana", rels[2].User)
 	assert.Equal(t, "deploy v3", rels[2].Description)
 	assert.Equal(t, "rolling", rels[2].Strategy)
 	assert.Equal(t, "v3", rels[2].Image)
 	assert.False(t, rels[2].Finished.Before(rels[2].Started))
 
-	// With no version: the stable release before the current one (v3).
+	// With no version: the stable release before the current one (v4), so v3.
 	res, err = e.Deployer.Rollback(ctx, testenv.App, 0)
 	require.NoError(t, err)
 	assert.Equal(t, 6, res.Release)
