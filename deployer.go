@@ -105,6 +105,12 @@ type Result struct {
 	Err         error // why it failed; nil on success
 }
 
+// fail records err as the outcome of a deploy that moved nothing.
+func (r *Result) fail(err error) (*Result, error) {
+	r.Status, r.Err, r.Finished = StatusFailed, err, time.Now()
+	return r, err
+}
+
 // Duration is how long the deploy took.
 func (r *Result) Duration() time.Duration { return r.Finished.Sub(r.Started) }
 
@@ -203,10 +209,7 @@ func newOwner() string {
 // previous version serves (Result.Status says whether traffic had to be rolled back).
 func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{App: req.Spec.App, Version: req.Spec.Version, Started: time.Now(), Counts: map[EventType]int{}}
-	fail := func(err error) (*Result, error) {
-		res.Status, res.Err, res.Finished = StatusFailed, err, time.Now()
-		return res, err
-	}
+	fail := res.fail
 	if d.Backend == nil || d.Router == nil {
 		return fail(fmt.Errorf("deployer: %w: Backend and Router must be set", ErrInvalid))
 	}
@@ -232,10 +235,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 }
 
 func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res *Result) (*Result, error) {
-	fail := func(err error) (*Result, error) {
-		res.Status, res.Err, res.Finished = StatusFailed, err, time.Now()
-		return res, err
-	}
+	fail := res.fail
 
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
