@@ -69,6 +69,7 @@ type ExitStatus struct {
 	Reason string // short human reason, such as "stopped", "killed after stop timeout", "crashed"
 }
 
+// String describes the exit, such as "exit code 137 (killed after stop timeout)".
 func (e ExitStatus) String() string {
 	if e.Reason == "" {
 		return fmt.Sprintf("exit code %d", e.Code)
@@ -155,6 +156,7 @@ type PhaseError struct {
 	Err     error
 }
 
+// Error says which machine, which phase and why.
 func (e *PhaseError) Error() string {
 	if e.Machine == "" {
 		return fmt.Sprintf("%s: %v", e.Phase, e.Err)
@@ -162,6 +164,7 @@ func (e *PhaseError) Error() string {
 	return fmt.Sprintf("machine %s: %s: %v", e.Machine, e.Phase, e.Err)
 }
 
+// Unwrap returns the cause, for errors.Is and errors.As.
 func (e *PhaseError) Unwrap() error { return e.Err }
 
 func phaseErr(m Machine, phase string, err error) error {

@@ -43,6 +43,7 @@ type Event struct {
 	Err     error  // the error, for failures
 }
 
+// String formats the event as one log line.
 func (e Event) String() string {
 	s := fmt.Sprintf("%s %s", e.Time.Format("15:04:05.000"), e.Type)
 	if e.Machine != "" {

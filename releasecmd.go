@@ -25,6 +25,7 @@ type ReleaseCommandError struct {
 	Tail     []string // last lines of output, oldest first
 }
 
+// Error gives the command, its exit code or timeout, and its last lines of output.
 func (e *ReleaseCommandError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "release command %q ", strings.Join(e.Command, " "))

@@ -170,6 +170,7 @@ type Error struct {
 	Err    error
 }
 
+// Error formats the error as "file: line L, column C: key: message".
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
@@ -195,6 +196,7 @@ type SyntaxError struct {
 	Err toml.ParseError
 }
 
+// Error says the file is not valid TOML, and why.
 func (e *SyntaxError) Error() string { return "syntax error: " + e.Err.Message }
 
 // Unwrap returns the TOML parser's error.

@@ -219,6 +219,7 @@ type Error struct {
 	Message string `json:"message"`
 }
 
+// Error returns the message the daemon sent.
 func (e *Error) Error() string { return e.Message }
 
 // Unwrap returns the sentinel error of e's kind, or nil.

@@ -48,6 +48,7 @@ type Result struct {
 	Duration time.Duration
 }
 
+// String summarises the counts on one line.
 func (r Result) String() string {
 	keys := make([]string, 0, len(r.ByBody))
 	for k := range r.ByBody {
