@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -23,7 +24,7 @@ func TestDockerZeroDowntime(t *testing.T) {
 			after := run.Mark()
 			waitAnswers(t, run, after, 100)
 			lr := run.Stop()
-			assertNoFailures(t, lr)
+			testenv.AssertNoFailures(t, lr)
 			t.Logf("during the deploy: %v; after it: %v", run.Epoch(before), run.Epoch(after))
 			if res.Status != deploy.StatusSucceeded || res.FromVersion != "v1" || res.Version != "v2" || len(res.Machines) != 3 {
 				t.Errorf("result: status %s, %s -> %s, machines %v", res.Status, res.FromVersion, res.Version, res.Machines)
@@ -49,7 +50,7 @@ func TestDockerReleaseCommandFails(t *testing.T) {
 	after := run.Mark()
 	waitAnswers(t, run, after, 100)
 	lr := run.Stop()
-	assertNoFailures(t, lr)
+	testenv.AssertNoFailures(t, lr)
 	var rce *deploy.ReleaseCommandError
 	if !errors.Is(err, deploy.ErrAborted) || !errors.As(err, &rce) {
 		t.Fatalf("deploy: %v; want a ReleaseCommandError wrapping ErrAborted", err)
@@ -78,7 +79,7 @@ func TestDockerUnhealthyNewImage(t *testing.T) {
 	after := run.Mark()
 	waitAnswers(t, run, after, 100)
 	lr := run.Stop()
-	assertNoFailures(t, lr)
+	testenv.AssertNoFailures(t, lr)
 	if !errors.Is(err, deploy.ErrUnhealthy) {
 		t.Fatalf("deploy: %v; want ErrUnhealthy", err)
 	}

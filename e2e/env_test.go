@@ -3,8 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
+	"maps"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -15,6 +15,7 @@ import (
 	"github.com/cutover/deploy/backend/docker"
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -47,17 +48,8 @@ func newEnv(t *testing.T) *env {
 	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-", ",", "", " ", "-").Replace(t.Name()))
 	e := &env{Backend: b, App: fmt.Sprintf("%s-%d-%d", name, os.Getpid(), appSeq.Add(1))}
 	e.Proxy = proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: e.Proxy, ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	e.URL = "http://" + ln.Addr().String()
+	srv := httptest.NewServer(e.Proxy)
+	e.URL = srv.URL
 	e.Deployer = &deploy.Deployer{
 		Backend:     b,
 		Router:      e.Proxy,
@@ -70,8 +62,7 @@ func newEnv(t *testing.T) *env {
 		},
 	}
 	t.Cleanup(func() {
-		_ = srv.Close()
-		<-served
+		srv.Close()
 		_ = e.Proxy.Close()
 		// Every container the test made goes, whatever happened, and none may remain.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -119,17 +110,8 @@ func (e *env) Start(t *testing.T) *load.Run {
 }
 
 // Load starts 8 clients sending requests through the proxy, bounded to 3
-// minutes, and returns once 50 requests completed; t.Cleanup stops it if the
-// test does not.
-func (e *env) Load(t *testing.T) *load.Run {
-	t.Helper()
-	r := load.Start(context.Background(), e.URL, load.Options{Workers: 8, Duration: 3 * time.Minute, Max: 5_000_000})
-	t.Cleanup(func() { r.Stop() })
-	if err := r.WaitRequests(ctxFor(t, 20*time.Second), 50); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+// minutes, and returns once 50 requests completed.
+func (e *env) Load(t *testing.T) *load.Run { return testenv.StartLoad(t, e.URL, 3*time.Minute) }
 
 // Versions returns how many containers of the app run each version, as the
 // engine lists them (any state but removed; release-command containers as "release_command").
@@ -152,53 +134,12 @@ func (e *env) Versions(t *testing.T) map[string]int {
 
 // RoutedVersions returns the versions of the containers the proxy routes to, by weight.
 func (e *env) RoutedVersions(t *testing.T) map[string]int {
-	t.Helper()
-	ms, err := e.Backend.List(ctxFor(t, 30*time.Second), e.App)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byAddr := map[string]string{}
-	for _, m := range ms {
-		byAddr[m.Addr()] = m.Spec().Version
-	}
-	out := map[string]int{}
-	for addr, w := range e.Proxy.Targets() {
-		v, ok := byAddr[addr]
-		if !ok {
-			v = "unknown:" + addr
-		}
-		out[v] += w
-	}
-	return out
-}
-
-// assertNoFailures fails the test when res has failed requests, listing them.
-func assertNoFailures(t *testing.T, res load.Result) {
-	t.Helper()
-	t.Logf("load: %s in %v", res, res.Duration.Round(time.Millisecond))
-	if res.Failed != 0 {
-		t.Errorf("%d of %d requests failed; first: %v", res.Failed, res.Requests, res.Errors)
-	}
-	if res.Requests == 0 {
-		t.Errorf("no request was sent")
-	}
-}
-
-func equal(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
+	return testenv.RoutedVersions(t, e.Backend, e.App, e.Proxy)
 }
 
 func wantVersions(t *testing.T, what string, got, want map[string]int) {
 	t.Helper()
-	if !equal(got, want) {
+	if !maps.Equal(got, want) {
 		t.Errorf("%s = %v, want %v", what, got, want)
 	}
 }

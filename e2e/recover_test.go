@@ -8,6 +8,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
 	"github.com/cutover/deploy/internal/crash"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -65,7 +66,7 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 			t.Logf("recovered in %v: %s, machines %v", time.Since(start).Round(time.Millisecond), res.Status, res.Machines)
 			after := run.Mark()
 			waitAnswers(t, run, after, 100)
-			assertNoFailures(t, run.Stop())
+			testenv.AssertNoFailures(t, run.Stop())
 
 			if res.Status != deploy.StatusRolledBack {
 				t.Errorf("Recover status %s, want rolled_back", res.Status)

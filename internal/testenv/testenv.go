@@ -103,14 +103,17 @@ func (e *Env) MustDeploy(t testing.TB, s deploy.Strategy, version string, count 
 	return res
 }
 
-// Load starts 8 clients sending requests through the proxy, bounded to 60s
-// and 2,000,000 requests, and returns once 50 requests completed; t.Cleanup
-// stops it if the test does not.
-func (e *Env) Load(t testing.TB) *load.Run {
+// Load starts 8 clients sending requests through the proxy; see StartLoad.
+func (e *Env) Load(t testing.TB) *load.Run { return StartLoad(t, e.URL, time.Minute) }
+
+// StartLoad starts 8 clients sending requests to url, bounded to limit and
+// 5,000,000 requests, and returns once 50 requests completed; t.Cleanup stops
+// it if the test does not.
+func StartLoad(t testing.TB, url string, limit time.Duration) *load.Run {
 	t.Helper()
-	r := load.Start(context.Background(), e.URL, load.Options{Workers: 8, Duration: time.Minute, Max: 2_000_000})
+	r := load.Start(context.Background(), url, load.Options{Workers: 8, Duration: limit, Max: 5_000_000})
 	t.Cleanup(func() { r.Stop() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := r.WaitRequests(ctx, 50); err != nil {
 		t.Fatal(err)
@@ -134,8 +137,14 @@ func (e *Env) Versions(t testing.TB) map[string]int {
 
 // RoutedVersions returns the versions of the machines the proxy routes to, by weight.
 func (e *Env) RoutedVersions(t testing.TB) map[string]int {
+	return RoutedVersions(t, e.Backend, App, e.Proxy)
+}
+
+// RoutedVersions returns the versions of app's machines on b that rt routes
+// to, by weight; an address that is no machine of app counts as "unknown:ADDR".
+func RoutedVersions(t testing.TB, b deploy.Backend, app string, rt deploy.WeightReporter) map[string]int {
 	t.Helper()
-	ms, err := e.Backend.List(context.Background(), App)
+	ms, err := b.List(context.Background(), app)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +153,7 @@ func (e *Env) RoutedVersions(t testing.TB) map[string]int {
 		byAddr[m.Addr()] = m.Spec().Version
 	}
 	out := map[string]int{}
-	for addr, w := range e.Proxy.Targets() {
+	for addr, w := range rt.Targets() {
 		v, ok := byAddr[addr]
 		if !ok {
 			v = "unknown:" + addr
@@ -164,7 +173,7 @@ func (e *Env) Events() []deploy.Event {
 // AssertNoFailures fails the test when res has failed requests, listing them.
 func AssertNoFailures(t testing.TB, res load.Result) {
 	t.Helper()
-	t.Logf("load: %s", res)
+	t.Logf("load: %s in %v", res, res.Duration.Round(time.Millisecond))
 	if res.Failed != 0 {
 		t.Errorf("%d of %d requests failed; first: %v", res.Failed, res.Requests, res.Errors)
 	}
