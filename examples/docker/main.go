@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -124,7 +123,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: px, ReadHeaderTimeout: 5 * time.Second}
+	srv := proxy.NewServer("", px, proxy.ServerOptions{}) // safe timeouts and header limits
 	go srv.Serve(ln)
 	defer srv.Close()
 	url := "http://" + ln.Addr().String()

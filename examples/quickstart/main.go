@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
@@ -67,7 +66,7 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: px, ReadHeaderTimeout: 5 * time.Second}
+	srv := proxy.NewServer("", px, proxy.ServerOptions{}) // safe timeouts and header limits
 	go srv.Serve(ln)
 	defer srv.Close()
 	url := "http://" + ln.Addr().String()
