@@ -31,14 +31,7 @@ Exits 1 when the deploy failed, was aborted or rolled back.`
 // connect parses a command that takes no arguments, loads fly.toml and
 // dials the app's daemon.
 func (c *common) connect(ctx context.Context, args []string) (*control.Client, error) {
-	pos, err := c.parse(args)
-	if err != nil {
-		return nil, err
-	}
-	if err := noArgs(c, pos); err != nil {
-		return nil, err
-	}
-	_, plan, err := c.load()
+	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return nil, err
 	}
@@ -65,14 +58,7 @@ func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	holdTimeout := c.fs.Duration("hold-timeout", 0, "with --hold: abort if no decision comes within this (default 1h)")
 	message := c.fs.String("message", "", "description recorded with the release (default \"deploy image IMG\")")
 	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(c, pos); err != nil {
-		return err
-	}
-	_, plan, err := c.load()
+	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
 	}
@@ -152,7 +138,7 @@ current one. VERSION is a number such as 3 or v3; see cutover releases.`, stdout
 	default:
 		return usagef("too many arguments: cutover rollback [VERSION]")
 	}
-	_, plan, err := c.load()
+	plan, err := c.load()
 	if err != nil {
 		return err
 	}
@@ -194,14 +180,7 @@ func runReleases(ctx context.Context, args []string, stdout, _ io.Writer) error 
 List the app's releases, newest first, like fly releases. Reads the release
 history in the state directory; the daemon need not run.`, stdout)
 	asJSON := c.fs.Bool("json", false, "print a JSON array")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(c, pos); err != nil {
-		return err
-	}
-	_, plan, err := c.load()
+	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
 	}

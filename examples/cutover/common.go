@@ -72,12 +72,24 @@ func (c *common) socket() string { return filepath.Join(c.state(), "cutover.sock
 
 func (c *common) releasesDir() string { return filepath.Join(c.state(), "releases") }
 
+// planNoArgs parses a command that takes no arguments and loads fly.toml's plan.
+func (c *common) planNoArgs(args []string) (config.Plan, error) {
+	pos, err := c.parse(args)
+	if err != nil {
+		return config.Plan{}, err
+	}
+	if err := noArgs(c, pos); err != nil {
+		return config.Plan{}, err
+	}
+	return c.load()
+}
+
 // load reads fly.toml and makes its plan; every failure is a usage error
 // that says what to do.
-func (c *common) load() (*config.Config, config.Plan, error) {
+func (c *common) load() (config.Plan, error) {
 	cfg, err := config.Load(c.cfgPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, config.Plan{}, usagef("%s not found: pass -c PATH or create one (app = \"NAME\" and [build] image = \"IMAGE\" are enough)", c.cfgPath)
+		return config.Plan{}, usagef("%s not found: pass -c PATH or create one (app = \"NAME\" and [build] image = \"IMAGE\" are enough)", c.cfgPath)
 	}
 	if err != nil {
 		var ce *config.Error
@@ -87,18 +99,18 @@ func (c *common) load() (*config.Config, config.Plan, error) {
 			if more > 0 {
 				msg += fmt.Sprintf(" (and %d more)", more)
 			}
-			return nil, config.Plan{}, usagef("invalid %s: %s: fix it and run again", c.cfgPath, strings.TrimPrefix(msg, filepath.Base(c.cfgPath)+": "))
+			return config.Plan{}, usagef("invalid %s: %s: fix it and run again", c.cfgPath, strings.TrimPrefix(msg, filepath.Base(c.cfgPath)+": "))
 		}
-		return nil, config.Plan{}, usagef("cannot read %s: %v", c.cfgPath, err)
+		return config.Plan{}, usagef("cannot read %s: %v", c.cfgPath, err)
 	}
 	if cfg.App == "" {
-		return nil, config.Plan{}, usagef("%s has no app name: add app = \"NAME\" at its top", c.cfgPath)
+		return config.Plan{}, usagef("%s has no app name: add app = \"NAME\" at its top", c.cfgPath)
 	}
 	plan, err := cfg.Plan()
 	if err != nil {
-		return nil, config.Plan{}, usagef("invalid %s: %v: fix it and run again", c.cfgPath, oneLine(err))
+		return config.Plan{}, usagef("invalid %s: %v: fix it and run again", c.cfgPath, oneLine(err))
 	}
-	return cfg, plan, nil
+	return plan, nil
 }
 
 func firstErr(err error) (int, error) {

@@ -57,7 +57,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *port < 0 || *port > 65535 {
 		return usagef("--port %d out of range (want 1 to 65535, or 0 for any free port)", *port)
 	}
-	_, plan, err := c.load()
+	plan, err := c.load()
 	if err != nil {
 		return err
 	}
