@@ -281,7 +281,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	if hc == nil {
 		hc = d.Health
 	}
-	r := NewRollout(spec, count, old, d.Backend, d.Router, hc, routes, func(e Event) {
+	r := newRollout(spec, count, old, d.Backend, d.Router, hc, routes, func(e Event) {
 		res.Counts[e.Type]++ // guarded: emit is serialised below
 		d.event(log, e)
 	})

@@ -91,7 +91,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	}
 	finish := len(olds) == 0 && len(news) > 0 && len(news) >= newest.Count && allRouted(news, routes)
 	if len(running) > 0 && !finish {
-		r := NewRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, d.Health, routes, emit)
+		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, d.Health, routes, emit)
 		r.Logger = log
 		r.WaitTimeout = d.WaitTimeout
 		r.created = news

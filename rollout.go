@@ -38,10 +38,10 @@ type Rollout struct {
 	restore  *Release // set by Recover: the release to restore on undo
 }
 
-// NewRollout returns a Rollout ready for a Strategy. Deployer.Deploy calls it;
-// strategy tests may too. onEvent may be nil. routes is the router's current
-// target set; nil means every old machine at weight 1.
-func NewRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router, hc HealthChecker, routes map[string]int, onEvent func(Event)) *Rollout {
+// newRollout returns a Rollout ready for a Strategy. onEvent may be nil.
+// routes is the router's current target set; nil means every old machine at
+// weight 1.
+func newRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router, hc HealthChecker, routes map[string]int, onEvent func(Event)) *Rollout {
 	r := &Rollout{
 		App: spec.App, Spec: spec, Count: count, Old: old,
 		Backend: b, Router: rt, Health: hc, Logger: hclog.NewNullLogger(),
