@@ -30,6 +30,13 @@ func (r *dialRecorder) DialContext(ctx context.Context, network, addr string) (n
 	return r.d.DialContext(ctx, network, addr)
 }
 
+// count returns how many dials were recorded.
+func (r *dialRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.addrs)
+}
+
 // others returns the recorded addresses that are not allowed.
 func (r *dialRecorder) others(allowed ...string) []string {
 	r.mu.Lock()

@@ -22,9 +22,12 @@ import (
 // Content-Length and unknown transfer codings are rejected with 502, so no
 // response can be smuggled) and streamed to the client. No goroutine runs per
 // connection or per request: a client that goes away interrupts the upstream
-// read through a past deadline (context.AfterFunc), and an idle pooled
-// connection is checked with a non-blocking peek before reuse, so one the
-// backend closed while idle is never used. Every other request goes through
+// read through a past deadline (context.AfterFunc). A pooled connection the
+// backend closed while idle never fails a request: before a request that may
+// not be sent twice (a POST, say) reuses one, a non-blocking peek checks it; an
+// idempotent request skips that syscall, and if the reused connection turns out
+// closed before any response byte arrived, it is sent once more on a new
+// connection to the same target. Every other request goes through
 // httputil.ReverseProxy and net/http's Transport, which handle 100-continue,
 // upgrades, request trailers and bodies that stream while the response comes.
 
@@ -52,6 +55,16 @@ type dialError struct{ err error }
 
 func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
+
+// errStale marks an attempt on a reused connection that ended before any
+// response byte arrived: the backend had most likely closed it while idle.
+var errStale = errors.New("proxy: reused upstream connection closed")
+
+// staleError is an attempt that failed with errStale; err is the cause.
+type staleError struct{ err error }
+
+func (e *staleError) Error() string   { return e.err.Error() }
+func (e *staleError) Unwrap() []error { return []error{errStale, e.err} }
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, leanMaxBody); return &b }}
 
@@ -109,7 +122,9 @@ func (cp *connPool) init(maxConns int) {
 	}
 }
 
-func (cp *connPool) get(ctx context.Context, p *Proxy, addr string) (*pconn, error) {
+// get returns an idle connection, or dials one when there is none or fresh is
+// set. With check, an idle connection is peeked at first (see peeker).
+func (cp *connPool) get(ctx context.Context, p *Proxy, addr string, check, fresh bool) (*pconn, error) {
 	if cp.slots != nil {
 		select {
 		case cp.slots <- struct{}{}:
@@ -118,7 +133,7 @@ func (cp *connPool) get(ctx context.Context, p *Proxy, addr string) (*pconn, err
 		}
 	}
 	oldest := now() - int64(p.idleTimeout)
-	for {
+	for !fresh {
 		cp.mu.Lock()
 		n := len(cp.idle)
 		if n == 0 {
@@ -129,7 +144,7 @@ func (cp *connPool) get(ctx context.Context, p *Proxy, addr string) (*pconn, err
 		cp.idle[n-1] = nil
 		cp.idle = cp.idle[:n-1]
 		cp.mu.Unlock()
-		if pc.idleAt >= oldest && pc.br.Buffered() == 0 && pc.peek.alive() {
+		if pc.idleAt >= oldest && pc.br.Buffered() == 0 && (!check || pc.peek.alive()) {
 			pc.reused = true
 			return pc, nil
 		}
@@ -216,7 +231,11 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 		}
 		tried = append(tried, t)
 		t.stats.requests.Add(1)
-		done, abort, err := p.leanAttempt(ctx, w, r, t, body)
+		resend := idempotent(r)
+		done, abort, err := p.leanAttempt(ctx, w, r, t, body, !resend, false)
+		if !done && resend && errors.Is(err, errStale) && ctx.Err() == nil {
+			done, abort, err = p.leanAttempt(ctx, w, r, t, body, false, true)
+		}
 		t.release()
 		if done {
 			if abort {
@@ -250,8 +269,11 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 // leanAttempt sends r to t. done reports that a response went (or began to go)
 // to the client; abort that it was cut short. Without done, err says why the
 // attempt failed, and nothing was written to w except 1xx responses.
-func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.Request, t *target, body []byte) (done, abort bool, err error) {
-	pc, err := t.pool.get(ctx, p, t.addr)
+//
+// check and fresh are passed to the pool's get; a failure on a reused
+// connection before any response byte arrived is a staleError.
+func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.Request, t *target, body []byte, check, fresh bool) (done, abort bool, err error) {
+	pc, err := t.pool.get(ctx, p, t.addr, check, fresh)
 	if err != nil {
 		return false, false, err
 	}
@@ -273,11 +295,18 @@ func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.
 
 	start := now()
 	p.writeRequest(pc, r, t.addr, body)
-	if err := pc.bw.Flush(); err != nil {
-		return false, false, err
-	}
 	if d := p.opts.ResponseHeaderTimeout; d > 0 {
 		_ = pc.nc.SetReadDeadline(time.Now().Add(d))
+	}
+	err = pc.bw.Flush()
+	if err == nil {
+		_, err = pc.br.Peek(1) // the first response byte
+	}
+	if err != nil {
+		if pc.reused && !isTimeout(err) && ctx.Err() == nil {
+			err = &staleError{err}
+		}
+		return false, false, err
 	}
 	var hd head
 	if err := p.readHead(pc, w, r, &hd); err != nil {

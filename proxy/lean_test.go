@@ -17,9 +17,9 @@ import (
 	"time"
 )
 
-// scriptedBackend answers each connection's first request head with resp, then
-// closes the connection.
-func scriptedBackend(t *testing.T, resp string) string {
+// rawServer serves each accepted loopback connection with serve, which may
+// return without closing it, until the test ends.
+func rawServer(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,22 +39,31 @@ func scriptedBackend(t *testing.T, resp string) string {
 				defer wg.Done()
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				_, _ = io.WriteString(c, resp)
+				serve(c)
 			}()
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	return ln.Addr().String()
+}
+
+// scriptedBackend answers each connection's first request head with resp, then
+// closes the connection.
+func scriptedBackend(t *testing.T, resp string) string {
+	t.Helper()
+	return rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		_, _ = io.WriteString(c, resp)
+	})
 }
 
 // TestStaleIdleConnectionPOST: the backend closed the pooled connection while
@@ -70,6 +79,78 @@ func TestStaleIdleConnectionPOST(t *testing.T) {
 		b.srv.CloseClientConnections() // the backend drops its idle connections
 		if code, body, err := do(c, "POST", front.URL, fmt.Sprint("p", i), nil); err != nil || code != 200 || body != fmt.Sprint("b:p", i) {
 			t.Fatalf("POST after the backend closed the idle connection: %d %q %v", code, body, err)
+		}
+	}
+}
+
+// TestStaleIdleConnectionGET: an idempotent request skips the peek; when the
+// reused connection turns out closed, it goes once more over one new
+// connection to the same target (the only one), and the lost attempt is not
+// counted as an error.
+func TestStaleIdleConnectionGET(t *testing.T) {
+	b := newBackend(t, "b", nil)
+	rec := &dialRecorder{}
+	p, front, c := newFront(t, Options{DialContext: rec.DialContext})
+	setTargets(t, p, map[string]int{b.addr(): 1})
+	for i := range 3 {
+		if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "b" {
+			t.Fatalf("GET: %d %q %v", code, body, err)
+		}
+		b.srv.CloseClientConnections() // the backend drops its idle connections
+		dials := rec.count()
+		for _, hdr := range []http.Header{nil, {"Idempotency-Key": {fmt.Sprint("k", i)}}} {
+			method := "GET"
+			if hdr != nil {
+				method = "POST"
+			}
+			if code, body, err := do(c, method, front.URL, "", hdr); err != nil || code != 200 || body != "b" {
+				t.Fatalf("%s %d after the backend closed the idle connection: %d %q %v", method, i, code, body, err)
+			}
+		}
+		if n := rec.count() - dials; n != 1 {
+			t.Fatalf("round %d: %d new upstream connections, want 1", i, n)
+		}
+	}
+	st := p.Stats()[b.addr()]
+	if st.Requests != 9 || st.Errors != 0 {
+		t.Fatalf("stats: %d requests, %d errors; want 9 and 0", st.Requests, st.Errors)
+	}
+}
+
+// TestNoResponseResentOnce: a backend that reads each request and closes the
+// connection without answering gets an idempotent request twice (the reused
+// connection, then a new one) and a POST without an Idempotency-Key once.
+func TestNoResponseResentOnce(t *testing.T) {
+	var hits atomic.Int64
+	hang := rawServer(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if hits.Add(1) > 1 {
+				return // closes without an answer
+			}
+			_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	setTargets(t, p, map[string]int{hang: 1})
+	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("first GET: %d %q %v", code, body, err)
+	}
+	for _, tc := range []struct {
+		method string
+		sends  int64
+	}{{"GET", 2}, {"POST", 1}} {
+		before := hits.Load()
+		if code, _, err := do(c, tc.method, front.URL, "x", nil); err != nil || code != http.StatusBadGateway {
+			t.Fatalf("%s: %d %v, want 502", tc.method, code, err)
+		}
+		if n := hits.Load() - before; n != tc.sends {
+			t.Fatalf("%s reached the backend %d times, want %d", tc.method, n, tc.sends)
 		}
 	}
 }
