@@ -3,9 +3,10 @@
 # reached directly, the tuned httputil baseline and nginx, on loopback.
 #
 # Runs, interleaved, RUNS (3) rounds of: direct, baseline, proxy, nginx, each
-# for DUR (5) seconds at 32 connections (wrk with 2 threads when installed, else
-# bench/loadgen), and prints each one's min/median/max requests/s, median p50
-# and p99, and failures. The last line is
+# for DUR (5) seconds at 32 connections (wrk with 2 threads; nginx and wrk are
+# installed from Debian when missing, and bench/loadgen drives the load if wrk
+# cannot be), and prints each one's min/median/max requests/s, median p50 and
+# p99, and failures. The last line is
 #   ratio_vs_httputil=X.XX ratio_vs_nginx=Y.YY
 # this proxy's median requests/s over the baseline's and over nginx's.
 set -euo pipefail
@@ -27,11 +28,22 @@ cleanup() {
 trap cleanup EXIT
 
 if ! command -v nginx >/dev/null 2>&1 && [ -x /usr/sbin/nginx ]; then PATH=$PATH:/usr/sbin; fi
+apt_updated=
+apt_install() { # PACKAGE...: the first one Debian installs
+	[ -n "$apt_updated" ] || { apt-get update -qq && apt_updated=1; }
+	for pkg in "$@"; do
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null && return 0
+	done
+	return 1
+}
 if ! command -v nginx >/dev/null 2>&1; then
 	echo "# installing nginx from Debian" >&2
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
-		|| DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+	apt_install nginx-light nginx
 	PATH=$PATH:/usr/sbin
+fi
+if ! command -v wrk >/dev/null 2>&1; then
+	echo "# installing wrk from Debian" >&2
+	apt_install wrk || echo "# wrk could not be installed; bench/loadgen drives the load" >&2
 fi
 
 go build -o "$tmp/" ./bench/backend ./bench/baseline ./bench/proxy ./bench/loadgen
