@@ -73,10 +73,11 @@ http {
 }
 NGINX
 
-"$tmp/backend" -addr 127.0.0.1:$P_BACKEND & pids+=($!)
-"$tmp/baseline" -addr 127.0.0.1:$P_BASELINE -target http://127.0.0.1:$P_BACKEND & pids+=($!)
-"$tmp/proxy" -addr 127.0.0.1:$P_PROXY -targets 127.0.0.1:$P_BACKEND & pids+=($!)
-nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!)
+declare -A pid
+"$tmp/backend" -addr 127.0.0.1:$P_BACKEND & pids+=($!) pid[direct]=$!
+"$tmp/baseline" -addr 127.0.0.1:$P_BASELINE -target http://127.0.0.1:$P_BACKEND & pids+=($!) pid[baseline]=$!
+"$tmp/proxy" -addr 127.0.0.1:$P_PROXY -targets 127.0.0.1:$P_BACKEND & pids+=($!) pid[proxy]=$!
+nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!) pid[nginx]=$!
 
 for port in $P_BACKEND $P_BASELINE $P_PROXY $P_NGINX; do
 	for _ in $(seq 100); do
@@ -94,19 +95,42 @@ else
 fi
 echo "# machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr), $(go version | cut -d' ' -f3)"
 
-# measure URL SECONDS -> "rps p50_us p99_us failures"
-measure() {
+# cputicks PID: user+system clock ticks of PID and its children (nginx workers).
+cputicks() {
+	local s=0 p
+	for p in "$1" $(pgrep -P "$1" || true); do
+		s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$s"
+}
+TICK=$(getconf CLK_TCK)
+
+# load URL SECONDS -> "rps p50_us p99_us failures requests"
+load() {
 	local url=$1 d=$2
 	if [ "$TOOL" = wrk ]; then
 		wrk -t"$THREADS" -c"$CONNS" -d"${d}s" --latency "$url" | awk '
 			function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1000000; return v+0 }
 			/^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) }
-			/Requests\/sec/ { rps = $2 }
+			/Requests\/sec/ { rps = $2 } / requests in / { n = $1 }
 			/Non-2xx/ { fail += $NF } /Socket errors/ { gsub(/,/, ""); fail += $4 + $6 + $8 + $10 }
-			END { printf "%s %d %d %d\n", rps, p50, p99, fail }'
+			END { printf "%s %d %d %d %d\n", rps, p50, p99, fail, n }'
 	else
-		"$tmp/loadgen" -url "$url" -c "$CONNS" -d "${d}s" | sed -E 's/rps=([^ ]+) p50_us=([^ ]+) p99_us=([^ ]+) requests=[^ ]+ failures=([^ ]+)/\1 \2 \3 \4/'
+		"$tmp/loadgen" -url "$url" -c "$CONNS" -d "${d}s" | sed -E 's/rps=([^ ]+) p50_us=([^ ]+) p99_us=([^ ]+) requests=([^ ]+) failures=([^ ]+)/\1 \2 \3 \5 \4/'
 	fi
+}
+
+# measure NAME SECONDS -> "rps p50_us p99_us failures cpu_us backend_cpu_us": cpu_us
+# is the CPU time the server under test spent per request (for direct, the
+# backend's), backend_cpu_us the backend's.
+measure() {
+	local n=$1 d=$2 s0 b0 out s1 b1
+	s0=$(cputicks "${pid[$n]}") b0=$(cputicks "${pid[direct]}")
+	out=$(load "${url[$n]}" "$d")
+	s1=$(cputicks "${pid[$n]}") b1=$(cputicks "${pid[direct]}")
+	awk -v o="$out" -v s="$((s1 - s0))" -v b="$((b1 - b0))" -v t="$TICK" 'BEGIN {
+		split(o, f, " "); r = f[5] > 0 ? f[5] : 1
+		printf "%s %s %s %s %.1f %.1f\n", f[1], f[2], f[3], f[4], s / t * 1e6 / r, b / t * 1e6 / r }'
 }
 
 names=(direct baseline proxy nginx)
@@ -116,25 +140,26 @@ declare -A url=(
 	[proxy]=http://127.0.0.1:$P_PROXY/
 	[nginx]=http://127.0.0.1:$P_NGINX/
 )
-for n in "${names[@]}"; do measure "${url[$n]}" 1 >/dev/null; done # warm-up
+for n in "${names[@]}"; do measure "$n" 1 >/dev/null; done # warm-up
 declare -A res
 for run in $(seq "$RUNS"); do
 	for n in "${names[@]}"; do
-		r=$(measure "${url[$n]}" "$DUR")
-		echo "run $run $n: rps p50_us p99_us failures = $r"
+		r=$(measure "$n" "$DUR")
+		echo "run $run $n: rps p50_us p99_us failures cpu_us/req backend_cpu_us/req = $r"
 		res[$n]+="$r"$'\n'
 	done
 done
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A med
-echo "# name: requests/s min/median/max; median p50, p99 (us); failures"
+echo "# name: requests/s min/median/max; median p50, p99 (us); failures; median CPU per request of the server and of the backend (us)"
 for n in "${names[@]}"; do
 	col() { printf '%s' "${res[$n]}" | awk -v c="$1" 'NF {print $c}'; }
 	med[$n]=$(col 1 | median)
-	printf '%-8s rps %s/%s/%s  p50 %sus  p99 %sus  failures %s  share_of_direct %s\n' "$n" \
+	printf '%-8s rps %s/%s/%s  p50 %sus  p99 %sus  failures %s  cpu %sus  backend_cpu %sus  share_of_direct %s\n' "$n" \
 		"$(col 1 | sort -g | head -1)" "${med[$n]}" "$(col 1 | sort -g | tail -1)" \
 		"$(col 2 | median)" "$(col 3 | median)" "$(col 4 | awk '{s+=$1} END {print s+0}')" \
+		"$(col 5 | median)" "$(col 6 | median)" \
 		"$(awk -v a="${med[$n]}" -v b="${med[direct]}" 'BEGIN {printf "%.2f", a/b}')"
 done
 awk -v p="${med[proxy]}" -v b="${med[baseline]}" -v n="${med[nginx]}" \
