@@ -488,13 +488,7 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	return moved, errors.Join(errs...)
 }
 
-func (r *Rollout) undoTimeout() time.Duration {
-	wt := r.WaitTimeout
-	if wt <= 0 {
-		wt = DefaultWaitTimeout
-	}
-	return wt + time.Minute
-}
+func (r *Rollout) undoTimeout() time.Duration { return r.waitTimeout() + time.Minute }
 
 func (d *Deployer) event(log hclog.Logger, e Event) {
 	args := []any{"machine", e.Machine, "version", e.Version}

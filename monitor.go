@@ -30,7 +30,6 @@ type Monitor struct {
 
 	mu      sync.Mutex // serializes changes to the real router
 	desired map[string]int
-	applied map[string]int
 	fails   map[string]int
 	passes  map[string]int
 	down    map[string]bool
@@ -83,11 +82,7 @@ func (m *Monitor) applyLocked(ctx context.Context) error {
 	if len(eff) == 0 && len(m.desired) > 0 {
 		eff = copyWeights(m.desired) // all failing: fail open
 	}
-	if err := m.Router.SetTargets(ctx, eff); err != nil {
-		return err
-	}
-	m.applied = eff
-	return nil
+	return m.Router.SetTargets(ctx, eff)
 }
 
 // Run checks every desired target each interval until ctx ends, and returns ctx's error.
@@ -156,17 +151,18 @@ func (m *Monitor) Round(ctx context.Context, hc HealthChecker, timeout time.Dura
 	if ctx.Err() != nil {
 		return
 	}
-	m.record(ctx, results, byAddr)
+	m.record(ctx, results, byAddr, PolicyOf(hc).Threshold)
 }
 
-func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr map[string]Machine) {
+// record counts the round's results; threshold is the checker's, for Passes 0.
+func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr map[string]Machine, threshold int) {
 	failures := m.Failures
 	if failures <= 0 {
 		failures = 2
 	}
 	passes := m.Passes
 	if passes <= 0 {
-		passes = PolicyOf(m.healthOrDial()).Threshold
+		passes = threshold
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -208,13 +204,6 @@ func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr m
 			m.OnEvent(e)
 		}
 	}
-}
-
-func (m *Monitor) healthOrDial() HealthChecker {
-	if m.Health == nil {
-		return DialCheck{}
-	}
-	return m.Health
 }
 
 func copyWeights(in map[string]int) map[string]int {

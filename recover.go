@@ -96,9 +96,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		r.WaitTimeout = d.WaitTimeout
 		r.created = news
 		r.moved = true
-		if prev != nil {
-			r.restore = prev
-		}
+		r.restore = prev
 		if _, err := d.undo(ctx, r); err != nil {
 			errs = append(errs, err)
 		}

@@ -154,11 +154,7 @@ func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) (
 // WaitHealthy waits, within the rollout's wait timeout, until m passes its
 // health checks, and emits MachineHealthy or MachineUnhealthy.
 func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
-	wt := r.WaitTimeout
-	if wt <= 0 {
-		wt = DefaultWaitTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, wt)
+	ctx, cancel := context.WithTimeout(ctx, r.waitTimeout())
 	defer cancel()
 	if err := WaitHealthy(ctx, m, r.Health); err != nil {
 		r.emitFor(MachineUnhealthy, m, "", err)
@@ -166,6 +162,14 @@ func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
 	}
 	r.emitFor(MachineHealthy, m, "", nil)
 	return nil
+}
+
+// waitTimeout is WaitTimeout, or DefaultWaitTimeout when it is not set.
+func (r *Rollout) waitTimeout() time.Duration {
+	if r.WaitTimeout <= 0 {
+		return DefaultWaitTimeout
+	}
+	return r.WaitTimeout
 }
 
 // Routes returns a copy of the target set last given to the Router.
