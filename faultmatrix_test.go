@@ -31,7 +31,9 @@ type cell struct {
 	act     func(e *testenv.Env, ev deploy.Event, cancel context.CancelFunc)
 	release []string // a release command for the deploy
 	want    error    // nil: the deploy succeeds; else errors.Is(err, want)
-	status  deploy.ReleaseStatus
+	// status is ReleaseInterrupted when the failed deploy's release must say so;
+	// empty means failed or rolled_back.
+	status deploy.ReleaseStatus
 	// crash: requests already on the machine when it crashed may fail; they are counted.
 	crash bool
 	// healthBlind: the fault only fails health checks, which immediate does not wait for.
@@ -66,12 +68,16 @@ func crashAfterTraffic() cell {
 }
 
 func cancelAt(t deploy.EventType, version string) cell {
-	return cell{
+	c := cell{
 		name:    fmt.Sprintf("ctx cancelled at %s of %s", t, version),
 		trigger: func(ev deploy.Event) bool { return ev.Type == t && ev.Version == version },
 		act:     func(_ *testenv.Env, _ deploy.Event, cancel context.CancelFunc) { cancel() },
 		want:    context.Canceled, status: deploy.ReleaseInterrupted,
 	}
+	if t == deploy.ReleaseCommand {
+		c.release = []string{"migrate", "hang"} // still running when cancelled
+	}
+	return c
 }
 
 func faultCells() []cell {
@@ -105,17 +111,6 @@ func faultCells() []cell {
 		cells = append(cells, cell{name: "transient backend error on " + string(op), setup: func(e *testenv.Env) {
 			e.Backend.Inject(mem.Fault{Image: image, Op: op, Transient: true, Times: 2})
 		}})
-	}
-	for i := range cells {
-		if cells[i].want != nil && cells[i].status == "" {
-			cells[i].status = "failed or rolled_back"
-		}
-		if cells[i].want == nil {
-			cells[i].status = deploy.ReleaseComplete
-		}
-		if strings.Contains(cells[i].name, string(deploy.ReleaseCommand)+" ") {
-			cells[i].release = []string{"migrate", "hang"}
-		}
 	}
 	return cells
 }
@@ -175,7 +170,7 @@ func runCell(t *testing.T, s deploy.Strategy, c cell) matrixRow {
 		e.Deployer.WaitTimeout = 300 * time.Millisecond
 	}
 	if c.healthBlind && s.Name() == "immediate" {
-		c.want, c.status = nil, deploy.ReleaseComplete // it routes once the port listens, by design
+		c.want = nil // it routes once the port listens, by design
 	}
 	if c.setup != nil {
 		c.setup(e)
@@ -207,7 +202,9 @@ func runCell(t *testing.T, s deploy.Strategy, c cell) matrixRow {
 	res, err := e.Deployer.Deploy(ctx, deploy.Request{Spec: e.Spec("v2"), Count: 3, Strategy: s, ReleaseCommand: c.release})
 	e.OnEvent(nil)
 	after := run.Mark()
-	require.NoError(t, run.WaitRequests(context.Background(), 150))
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	require.NoError(t, run.WaitEpoch(wctx, after, 150))
 	lr := run.Stop()
 
 	row := matrixRow{cell: c.name, strategy: s.Name(), requests: lr.Requests, failed: lr.Failed, outcome: string(res.Status)}

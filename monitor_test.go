@@ -20,15 +20,15 @@ func withMonitor(t *testing.T) (*testenv.Env, *deploy.Monitor, chan deploy.Event
 	events := make(chan deploy.Event, 16)
 	mon := &deploy.Monitor{
 		Router: e.Proxy, Backend: e.Backend, App: testenv.App,
-		Health:  health.HTTP{Path: "/health", Timeout: 500 * time.Millisecond},
-		OnEvent: func(ev deploy.Event) { events <- ev },
+		Health:   health.HTTP{Path: "/health", Timeout: 500 * time.Millisecond},
+		Interval: 20 * time.Millisecond,
+		OnEvent:  func(ev deploy.Event) { events <- ev },
 	}
 	e.Deployer.Router = mon
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		mon.Interval = 20 * time.Millisecond
 		_ = mon.Run(ctx)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -54,7 +54,9 @@ func TestMonitorContinuousHealth(t *testing.T) {
 	assert.Equal(t, []string{m.Addr()}, mon.Down())
 	assert.NotContains(t, e.Proxy.Targets(), m.Addr())
 	assert.Contains(t, mon.Targets(), m.Addr(), "still wanted, only held out")
-	require.NoError(t, run.WaitRequests(context.Background(), 1000))
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, run.WaitEpoch(wctx, after, 1000))
 	assert.Zero(t, run.Epoch(after)["(failed)"], "no failure after detection")
 
 	m.SetFailing(false)

@@ -33,15 +33,10 @@ func TestRollingUnderLoad(t *testing.T) {
 		res := e.MustDeploy(t, rolling.Strategy{}, v, 3)
 		assert.Equal(t, deploy.StatusSucceeded, res.Status)
 		epoch := run.Mark()
-		require.NoError(t, run.WaitRequests(context.Background(), 100))
 		// Requests sent after the deploy returned: only the new version.
-		require.Eventually(t, func() bool {
-			n := int64(0)
-			for _, c := range run.Epoch(epoch) {
-				n += c
-			}
-			return n >= 50
-		}, 10*time.Second, 5*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		require.NoError(t, run.WaitEpoch(ctx, epoch, 50))
+		cancel()
 		assert.Equal(t, []string{v}, keys(run.Epoch(epoch)), "after deploying %s", v)
 		assert.Equal(t, map[string]int{v: 3}, e.Versions(t))
 	}
