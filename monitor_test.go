@@ -47,7 +47,7 @@ func TestMonitorContinuousHealth(t *testing.T) {
 	run := e.Load(t)
 	before := run.Mark()
 	m.SetFailing(true)
-	ev := <-events
+	ev := nextEvent(t, events)
 	after := run.Mark()
 	assert.Equal(t, deploy.MachineUnhealthy, ev.Type)
 	assert.Equal(t, m.ID(), ev.Machine)
@@ -60,7 +60,7 @@ func TestMonitorContinuousHealth(t *testing.T) {
 	assert.Zero(t, run.Epoch(after)["(failed)"], "no failure after detection")
 
 	m.SetFailing(false)
-	ev = <-events
+	ev = nextEvent(t, events)
 	assert.Equal(t, deploy.MachineHealthy, ev.Type)
 	assert.Contains(t, e.Proxy.Targets(), m.Addr(), "back in traffic")
 	back := run.Mark()
@@ -82,9 +82,9 @@ func TestMonitorFailsOpen(t *testing.T) {
 		m.SetFailing(true)
 	}
 	// Both fail; each in turn would leave traffic, but the last one stays.
-	ev := <-events
+	ev := nextEvent(t, events)
 	assert.Equal(t, deploy.MachineUnhealthy, ev.Type)
-	ev = <-events
+	ev = nextEvent(t, events)
 	assert.Equal(t, deploy.MachineUnhealthy, ev.Type)
 	assert.Len(t, mon.Down(), 2)
 	assert.Len(t, e.Proxy.Targets(), 2, "with every target failing, all stay in traffic")
@@ -95,6 +95,18 @@ func TestMonitorPassesStatsToCanary(t *testing.T) {
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
 	res := e.MustDeploy(t, canary.Strategy{Bake: 100 * time.Millisecond}, "v2", 2)
 	assert.Equal(t, deploy.StatusSucceeded, res.Status)
+}
+
+// nextEvent returns the monitor's next event, failing the test after 10s.
+func nextEvent(t *testing.T, events <-chan deploy.Event) deploy.Event {
+	t.Helper()
+	select {
+	case ev := <-events:
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no monitor event within 10s")
+		return deploy.Event{}
+	}
 }
 
 func sumOf(m map[string]int64) int64 {
@@ -111,7 +123,7 @@ func TestStatusShowsHeldOutMachine(t *testing.T) {
 	m, err := e.Backend.Machine(res.Machines[0])
 	require.NoError(t, err)
 	m.SetFailing(true)
-	<-events
+	nextEvent(t, events)
 	st, err := e.Deployer.Status(context.Background(), testenv.App)
 	require.NoError(t, err)
 	require.Len(t, st, 2)

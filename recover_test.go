@@ -71,7 +71,7 @@ func TestRecoverInterruptedDeploys(t *testing.T) {
 
 			// A new Deployer: the lock of the dead one expires, then Recover cleans up.
 			res, err := e.Deployer.Recover(context.Background(), testenv.App)
-			for errors.Is(err, deploy.ErrDeployInProgress) {
+			for deadline := time.Now().Add(10 * time.Second); errors.Is(err, deploy.ErrDeployInProgress) && time.Now().Before(deadline); {
 				time.Sleep(20 * time.Millisecond) // the dead deployer's lock expires after its 200ms ttl
 				res, err = e.Deployer.Recover(context.Background(), testenv.App)
 			}
