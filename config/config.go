@@ -211,30 +211,23 @@ func Load(path string) (*Config, error) {
 	}
 	c, err := Parse(data)
 	if err != nil {
-		name := filepath.Base(path)
-		var errs []error
-		for _, e := range flatten(err) {
+		// Parse returns one *Error or a join of them; they are pointers, so
+		// naming the file in each changes the returned error too.
+		errs := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			if _, isErr := err.(*Error); !isErr {
+				errs = j.Unwrap()
+			}
+		}
+		for _, e := range errs {
 			var ce *Error
 			if errors.As(e, &ce) {
-				ce.File = name
+				ce.File = filepath.Base(path)
 			}
-			errs = append(errs, e)
 		}
-		if len(errs) == 1 {
-			return nil, errs[0]
-		}
-		return nil, errors.Join(errs...)
+		return nil, err
 	}
 	return c, nil
-}
-
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		if _, isErr := err.(*Error); !isErr {
-			return j.Unwrap()
-		}
-	}
-	return []error{err}
 }
 
 // Parse parses the content of a fly.toml and validates it. When several values
@@ -265,15 +258,7 @@ func Parse(data []byte) (c *Config, err error) {
 		for _, e := range d.errs {
 			e.Line, e.Column = loc.find(e.Key)
 		}
-		sortErrors(d.errs)
-		if len(d.errs) == 1 {
-			return nil, d.errs[0]
-		}
-		errs := make([]error, len(d.errs))
-		for i, e := range d.errs {
-			errs[i] = e
-		}
-		return nil, errors.Join(errs...)
+		return nil, joinErrors(d.errs)
 	}
 	type keyPos struct {
 		key       string
@@ -324,7 +309,9 @@ func decodeTOML(data []byte, v any) (md toml.MetaData, err error) {
 	return toml.Decode(string(data), v)
 }
 
-func sortErrors(errs []*Error) {
+// joinErrors sorts errs (at least one) by position and key and returns the
+// only one, or all of them joined.
+func joinErrors(errs []*Error) error {
 	sort.SliceStable(errs, func(i, j int) bool {
 		a, b := errs[i], errs[j]
 		if a.Line != b.Line {
@@ -335,6 +322,14 @@ func sortErrors(errs []*Error) {
 		}
 		return a.Key < b.Key
 	})
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return errors.Join(out...)
 }
 
 // Validate checks the values of a Config, such as one built in code: strategy,
@@ -345,13 +340,5 @@ func (c *Config) Validate() error {
 	if len(errs) == 0 {
 		return nil
 	}
-	sortErrors(errs)
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	out := make([]error, len(errs))
-	for i, e := range errs {
-		out[i] = e
-	}
-	return errors.Join(out...)
+	return joinErrors(errs)
 }

@@ -239,7 +239,7 @@ func TestConfigBadValues(t *testing.T) {
 		{"bad check protocol", "[[http_service.checks]]\nprotocol = \"ftp\"\n", "http_service.checks[0].protocol", 2, `unknown protocol "ftp" (want http or https)`},
 		{"bad check path", "[[http_service.checks]]\npath = \"health\"\n", "http_service.checks[0].path", 2, "must start with /"},
 		{"bad service protocol", "[[services]]\nprotocol = \"sctp\"\n", "services[0].protocol", 2, `unknown protocol "sctp" (want tcp or udp)`},
-		{"script check in services", "[[services]]\n[[services.http_checks]]\nrestart_limit = -1\n", "services[0].http_checks[0].restart_limit", 3, "must not be negative"},
+		{"negative restart_limit", "[[services]]\n[[services.http_checks]]\nrestart_limit = -1\n", "services[0].http_checks[0].restart_limit", 3, "must not be negative"},
 		{"header without name", "[[http_service.checks]]\nheaders = [{value = \"x\"}]\n", "http_service.checks[0].headers[0]", 2, "header needs a name"},
 		{"header value table", "[[http_service.checks]]\n[http_service.checks.headers]\nX = {a = 1}\n", "http_service.checks[0].headers.X", 3, "not a table"},
 		{"bad header name", "[[http_service.checks]]\nheaders = {\"X Y\" = \"z\"}\n", `http_service.checks[0].headers."X Y"`, 2, "invalid header name"},
@@ -296,13 +296,26 @@ func TestConfigSyntaxError(t *testing.T) {
 }
 
 func TestConfigSeveralErrors(t *testing.T) {
-	_, err := config.Parse([]byte("kill_signal = \"NOPE\"\n[deploy]\nstrategy = \"x\"\nwait_timeout = \"soon\"\n"))
+	src := []byte("kill_signal = \"NOPE\"\n[deploy]\nstrategy = \"x\"\nwait_timeout = \"soon\"\n")
+	_, err := config.Parse(src)
 	require.Error(t, err)
 	lines := strings.Split(err.Error(), "\n")
 	require.Len(t, lines, 3, "one line per wrong key: %v", err)
 	assert.True(t, strings.HasPrefix(lines[0], "line 1, column 1: kill_signal: "))
 	assert.True(t, strings.HasPrefix(lines[1], "line 3, column 1: deploy.strategy: "))
 	assert.True(t, strings.HasPrefix(lines[2], "line 4, column 1: deploy.wait_timeout: "))
+	assert.ErrorIs(t, err, config.ErrInvalid)
+
+	// Load names the file in each of them.
+	path := filepath.Join(t.TempDir(), "fly.toml")
+	require.NoError(t, os.WriteFile(path, src, 0o644))
+	_, err = config.Load(path)
+	require.Error(t, err)
+	loaded := strings.Split(err.Error(), "\n")
+	require.Len(t, loaded, 3)
+	for i, l := range loaded {
+		assert.Equal(t, "fly.toml: "+lines[i], l)
+	}
 	assert.ErrorIs(t, err, config.ErrInvalid)
 }
 

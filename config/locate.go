@@ -242,7 +242,8 @@ func (l *locator) basicStringEnd(from int) int {
 	return -1
 }
 
-// keyValue reads key = value inside the table at parent.
+// keyValue reads key = value inside the table at parent (a table header's
+// or an inline table's).
 func (l *locator) keyValue(parent string) {
 	start := l.i
 	segs := l.key()
@@ -342,27 +343,7 @@ func (l *locator) value(path string) {
 				l.i++
 				return
 			}
-			start := l.i
-			segs := l.key()
-			if l.bad {
-				return
-			}
-			p := path
-			if len(segs) > maxSegs || path == noPath {
-				p = noPath
-			} else {
-				for _, s := range segs {
-					p = join(p, s)
-					l.record(p, start)
-				}
-			}
-			l.skipSpace()
-			if l.peek() != '=' {
-				l.bad = true
-				return
-			}
-			l.i++
-			l.value(p)
+			l.keyValue(path)
 			if l.bad {
 				return
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
 	deploy "github.com/cutover/deploy"
 	"github.com/cutover/deploy/health"
@@ -56,12 +55,15 @@ func (p Plan) Health() deploy.HealthChecker {
 				}
 			}
 			if c.TLSSkipVerify {
+				// Like health.HTTP's default client (no keep-alives, redirects
+				// not followed; the check's Timeout bounds each request), but
+				// without verifying the certificate.
 				h.Client = &http.Client{
-					Timeout: max(c.Timeout, time.Second),
 					Transport: &http.Transport{
 						DisableKeepAlives: true,
 						TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // the check asked for it
 					},
+					CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 				}
 			}
 			all = append(all, h)

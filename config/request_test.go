@@ -3,6 +3,8 @@ package config_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +99,33 @@ func TestConfigDeployAndRollback(t *testing.T) {
 	}
 	_, err = config.FromRelease(deploy.Release{Version: 3})
 	assert.ErrorIs(t, err, deploy.ErrInvalid)
+}
+
+// addrMachine is a machine that only has an address.
+type addrMachine struct {
+	deploy.Machine
+	addr string
+}
+
+func (m addrMachine) Addr() string { return m.addr }
+
+// tls_skip_verify checks a self-signed https endpoint, and like every check it
+// does not follow redirects.
+func TestConfigTLSSkipVerify(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/moved" {
+			http.Redirect(w, r, "/health", http.StatusFound)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	m := addrMachine{addr: strings.TrimPrefix(srv.URL, "https://")}
+	check := func(path string, skip bool) error {
+		p := config.Plan{Checks: []config.Check{{Type: config.CheckHTTP, Protocol: "https", Path: path, TLSSkipVerify: skip}}}
+		return p.Health().Check(context.Background(), m)
+	}
+	assert.NoError(t, check("/health", true))
+	assert.Error(t, check("/health", false), "the certificate is verified by default")
+	assert.ErrorContains(t, check("/moved", true), "status 302, want 200")
 }

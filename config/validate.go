@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -27,16 +28,8 @@ func (c *Config) validate() []*Error {
 		}
 	}
 
-	if c.KillSignal != "" {
-		ok := false
-		for _, s := range signals {
-			if c.KillSignal == s {
-				ok = true
-			}
-		}
-		if !ok {
-			add("kill_signal", "unknown signal %q (want one of %s)", c.KillSignal, strings.Join(signals, ", "))
-		}
+	if c.KillSignal != "" && !slices.Contains(signals, c.KillSignal) {
+		add("kill_signal", "unknown signal %q (want one of %s)", c.KillSignal, strings.Join(signals, ", "))
 	}
 	nonNegative("kill_timeout", c.KillTimeout)
 
