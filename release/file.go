@@ -76,8 +76,11 @@ func (f *File) Dir() string { return f.dir }
 
 func (f *File) appDir(app string) string { return filepath.Join(f.dir, app) }
 
+// fileName is the name of a release's file in its app's directory.
+func fileName(version int) string { return "v" + strconv.Itoa(version) + ".json" }
+
 func (f *File) path(app string, version int) string {
-	return filepath.Join(f.appDir(app), "v"+strconv.Itoa(version)+".json")
+	return filepath.Join(f.appDir(app), fileName(version))
 }
 
 // versions returns the app's stored versions, ascending. Temp files and
@@ -165,47 +168,14 @@ func (f *File) Update(ctx context.Context, rel deploy.Release) error {
 	return f.write(rel)
 }
 
-// write stores rel through a synced temp file renamed into place, then syncs
-// the directory. The caller holds f.mu.
-func (f *File) write(rel deploy.Release) (err error) {
+// write stores rel with writeAtomic. The caller holds f.mu, and the app's
+// directory exists (exclusive makes it).
+func (f *File) write(rel deploy.Release) error {
 	data, err := json.Marshal(rel)
 	if err != nil {
 		return fmt.Errorf("release: encode %s v%d: %w", rel.App, rel.Version, err)
 	}
-	data = append(data, '\n')
-	dir := f.appDir(rel.App)
-	if _, statErr := os.Stat(dir); errors.Is(statErr, fs.ErrNotExist) {
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("release: %w", err)
-		}
-		if err := syncDir(f.dir); err != nil {
-			return err
-		}
-	}
-	final := f.path(rel.App, rel.Version)
-	tmp, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(final)+"-*")
-	if err != nil {
-		return fmt.Errorf("release: write %s v%d: %w", rel.App, rel.Version, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("release: write %s: %w", final, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("release: sync %s: %w", final, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("release: close %s: %w", final, err)
-	}
-	if err = os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("release: rename into %s: %w", final, err)
-	}
-	return syncDir(dir)
+	return writeAtomic(f.appDir(rel.App), fileName(rel.Version), append(data, '\n'))
 }
 
 func syncDir(dir string) error {

@@ -113,11 +113,17 @@ func (f *File) readLock(app string) (lockInfo, error) {
 	return l, nil
 }
 
-// exclusive runs fn holding an flock on the app's directory, shared by processes.
+// exclusive runs fn holding an flock on the app's directory, shared by
+// processes. It makes the directory, and syncs its parent when it is new.
 func (f *File) exclusive(app string, fn func() error) error {
 	dir := f.appDir(app)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("release: %w", err)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("release: %w", err)
+		}
+		if err := syncDir(f.dir); err != nil {
+			return err
+		}
 	}
 	lf, err := os.OpenFile(filepath.Join(dir, ".flock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
@@ -131,26 +137,32 @@ func (f *File) exclusive(app string, fn func() error) error {
 	return fn()
 }
 
-// writeAtomic writes data to dir/name through a synced temp file and a rename.
-func writeAtomic(dir, name string, data []byte) error {
+// writeAtomic writes data to dir/name through a temporary file in dir that is
+// synced and renamed over the final name, then syncs dir: a crash leaves
+// either the old or the new file, never a torn one.
+func writeAtomic(dir, name string, data []byte) (err error) {
+	final := filepath.Join(dir, name)
 	tmp, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
 	if err != nil {
-		return fmt.Errorf("release: %w", err)
+		return fmt.Errorf("release: write %s: %w", final, err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("release: %w", err)
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("release: write %s: %w", final, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("release: %w", err)
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("release: sync %s: %w", final, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("release: %w", err)
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("release: close %s: %w", final, err)
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("release: %w", err)
+	if err = os.Rename(tmp.Name(), final); err != nil {
+		return fmt.Errorf("release: rename into %s: %w", final, err)
 	}
 	return syncDir(dir)
 }

@@ -213,15 +213,23 @@ func TestReleaseFileStore(t *testing.T) {
 	})
 }
 
-func TestReleaseFileStoreReopen(t *testing.T) {
-	ctx := context.Background()
+// fileStore opens a file store in a new directory and creates n releases of
+// "web" in it.
+func fileStore(t *testing.T, n int) (string, *release.File) {
+	t.Helper()
 	dir := t.TempDir()
 	s, err := release.OpenFile(dir)
 	require.NoError(t, err)
-	for i := 1; i <= 3; i++ {
-		_, err := s.Create(ctx, sample("web", i))
+	for i := 1; i <= n; i++ {
+		_, err := s.Create(context.Background(), sample("web", i))
 		require.NoError(t, err)
 	}
+	return dir, s
+}
+
+func TestReleaseFileStoreReopen(t *testing.T) {
+	ctx := context.Background()
+	dir, s := fileStore(t, 3)
 	r2, err := s.Get(ctx, "web", 2)
 	require.NoError(t, err)
 	r2.Stable, r2.Status = true, deploy.ReleaseComplete
@@ -242,13 +250,7 @@ func TestReleaseFileStoreReopen(t *testing.T) {
 
 func TestReleaseFileStoreTornWrite(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := release.OpenFile(dir)
-	require.NoError(t, err)
-	for i := 1; i <= 2; i++ {
-		_, err := s.Create(ctx, sample("web", i))
-		require.NoError(t, err)
-	}
+	dir, s := fileStore(t, 2)
 	// What a crash mid-write leaves: a truncated temp file for v3, plus stray
 	// garbage that is not a release file.
 	full, err := os.ReadFile(filepath.Join(dir, "web", "v2.json"))
@@ -280,17 +282,11 @@ func TestReleaseFileStoreTornWrite(t *testing.T) {
 
 func TestReleaseFileStoreCorruptFile(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := release.OpenFile(dir)
-	require.NoError(t, err)
-	for i := 1; i <= 2; i++ {
-		_, err := s.Create(ctx, sample("web", i))
-		require.NoError(t, err)
-	}
+	dir, s := fileStore(t, 2)
 	bad := filepath.Join(dir, "web", "v2.json")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"app":"web","vers`), 0o644))
 
-	_, err = s.Get(ctx, "web", 2)
+	_, err := s.Get(ctx, "web", 2)
 	require.ErrorIs(t, err, release.ErrCorrupt)
 	assert.Contains(t, err.Error(), bad, "the error names the file")
 	_, err = s.List(ctx, "web")
