@@ -10,7 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
+	"strconv"
 	"time"
 
 	deploy "github.com/cutover/deploy"
@@ -266,7 +266,7 @@ func frames(resp *http.Response, each func(frame) bool, last func(frame)) error 
 // Logs calls onLine for each log line the daemon keeps and, with follow, for
 // new lines until ctx ends (then it returns nil).
 func (c *Client) Logs(ctx context.Context, follow bool, onLine func(string)) error {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/logs?follow="+url.QueryEscape(fmt.Sprint(follow)), nil)
+	resp, err := c.do(ctx, http.MethodGet, "/v1/logs?follow="+strconv.FormatBool(follow), nil)
 	if err != nil {
 		return err
 	}

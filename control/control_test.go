@@ -370,7 +370,19 @@ func TestDetachAndShutdown(t *testing.T) {
 
 	// A follower of logs does not hold the shutdown up either.
 	logsDone := make(chan error, 1)
-	go func() { logsDone <- c.Logs(context.Background(), true, func(string) {}) }()
+	following := make(chan struct{})
+	go func() {
+		logsDone <- c.Logs(context.Background(), true, func(l string) {
+			if l == "three" { // the fake's last line: it follows now
+				close(following)
+			}
+		})
+	}()
+	select {
+	case <-following:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the log follower got no line within 10s")
+	}
 	select { // a follower keeps following until the server shuts down
 	case err := <-logsDone:
 		t.Fatalf("the log follower ended before the shutdown: %v", err)

@@ -188,12 +188,13 @@ func (s *Server) currentTargets() map[string]int {
 }
 
 func (s *Server) targets(w http.ResponseWriter, _ *http.Request) {
-	t := s.currentTargets()
+	wr, ok := s.Router.(deploy.WeightReporter)
+	if !ok {
+		writeErr(w, errorf("not_found", "control: the router cannot report its targets"))
+		return
+	}
+	t := wr.Targets()
 	if t == nil {
-		if _, ok := s.Router.(deploy.WeightReporter); !ok {
-			writeErr(w, errorf("not_found", "control: the router cannot report its targets"))
-			return
-		}
 		t = map[string]int{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"targets": t})
