@@ -1,6 +1,7 @@
 // Command app is the sample app that examples/docker and the end-to-end tests
-// deploy in containers. It builds as a static binary (CGO_ENABLED=0), so an
-// image holding only this binary runs on any engine with no base image.
+// (e2e/ and examples/cutover's Docker test) deploy in containers. It builds as
+// a static binary (CGO_ENABLED=0), so an image holding only this binary runs
+// on any engine with no base image.
 //
 // With no arguments it serves HTTP on $PORT (default 8080):
 //

@@ -43,7 +43,7 @@ type daemon struct {
 var _ control.App = (*daemon)(nil)
 
 func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, store *release.File, logs *logRing) *daemon {
-	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: planHealth(plan)}
+	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: plan.Health()}
 	d.mon = &deploy.Monitor{
 		Router: px, Backend: kit.backend, App: app, Health: d.health,
 		OnEvent: func(e deploy.Event) { d.logs.printf("health: %s", describe(e)) },
@@ -59,8 +59,6 @@ func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, s
 	}
 	return d
 }
-
-func (d *daemon) close() {}
 
 // fromRelease rebuilds a release's deploy for a rollback, recording who asked.
 func (d *daemon) fromRelease(rel deploy.Release) (deploy.Request, error) {
@@ -178,14 +176,12 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 			stable = r.Version // the current one: skip it
 			continue
 		}
-		if err := d.kit.prepare(ctx, r.Image, nil); err != nil {
-			return nil, err
+		var releaseCmd []string
+		if p := (config.Plan{}); json.Unmarshal(r.Config, &p) == nil {
+			releaseCmd = p.ReleaseCommand
 		}
-		var p config.Plan
-		if json.Unmarshal(r.Config, &p) == nil && len(p.ReleaseCommand) > 0 {
-			if err := d.kit.prepare(ctx, r.Image, p.ReleaseCommand); err != nil {
-				return nil, err
-			}
+		if err := d.kit.prepare(ctx, r.Image, releaseCmd); err != nil {
+			return nil, err
 		}
 		break
 	}

@@ -17,9 +17,9 @@ import (
 )
 
 // TestEndToEndDocker runs the scenario of TestEndToEndMem on the local Docker
-// engine, with images of internal/demoapp. It is skipped when the engine is
-// unreachable, unless CI=true, where that fails. Every container it made
-// (its app's label) and its images are removed at the end.
+// engine, with images of the sample app examples/app. It is skipped when the
+// engine is unreachable, unless CI=true, where that fails. Every container it
+// made (its app's label) and its images are removed at the end.
 func TestEndToEndDocker(t *testing.T) {
 	ctx := context.Background()
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -52,8 +52,8 @@ func TestEndToEndDocker(t *testing.T) {
 	})
 
 	// One static binary, three images that differ by VERSION.
-	appBin := filepath.Join(t.TempDir(), "demoapp")
-	cmd := exec.Command("go", "build", "-o", appBin, "./internal/demoapp")
+	appBin := filepath.Join(t.TempDir(), "app")
+	cmd := exec.Command("go", "build", "-o", appBin, "../app")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)

@@ -27,7 +27,6 @@ import (
 )
 
 var (
-	binDir   string // holds the built cutover binaries
 	bin      string // the commands
 	serveBin string // the daemon: built with -race when the tests are
 )
@@ -38,7 +37,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binDir, bin, serveBin = dir, filepath.Join(dir, "cutover"), filepath.Join(dir, "cutover")
+	bin, serveBin = filepath.Join(dir, "cutover"), filepath.Join(dir, "cutover")
 	builds := [][]string{{"build", "-o", bin, "."}}
 	if raceEnabled {
 		// The daemon runs under the race detector too. The commands do not:
@@ -68,12 +67,11 @@ func TestMain(m *testing.M) {
 
 // env is one app directory with a fly.toml, and the daemon serving it.
 type env struct {
-	t     *testing.T
-	dir   string
-	port  int
-	serve *exec.Cmd
-	log   *syncBuffer
-	stop  func() // stops the daemon (once)
+	t    *testing.T
+	dir  string
+	port int
+	log  *syncBuffer
+	stop func() // stops the daemon (once)
 }
 
 // restart stops the daemon gracefully and starts a new one.
@@ -193,7 +191,6 @@ func (e *env) start(backend string) {
 	cmd.Dir = e.dir
 	cmd.Stdout, cmd.Stderr = e.log, e.log
 	require.NoError(e.t, cmd.Start())
-	e.serve = cmd
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var once sync.Once

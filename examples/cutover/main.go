@@ -97,10 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err == nil || errors.Is(err, errHelp) {
 			return 0
 		}
-		var se *silentError
-		if !errors.As(err, &se) {
-			fmt.Fprintf(stderr, "cutover %s: %s\n", name, oneLine(err))
-		}
+		fmt.Fprintf(stderr, "cutover %s: %s\n", name, oneLine(err))
 		return exitCode(err)
 	}
 	fmt.Fprintf(stderr, "cutover: unknown command %q: run \"cutover --help\" for the commands\n", name)
@@ -117,23 +114,10 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-// silentError carries an exit code for a failure already reported (such as a
-// failed deploy, whose result was printed).
-type silentError struct {
-	err error
-}
-
-func (e *silentError) Error() string { return e.err.Error() }
-func (e *silentError) Unwrap() error { return e.err }
-
 func exitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return 2
-	}
-	var se *silentError
-	if errors.As(err, &se) {
-		return 1
 	}
 	if errors.Is(err, deploy.ErrInvalid) {
 		return 2

@@ -47,11 +47,17 @@ type jsonRenderer struct{ enc *json.Encoder }
 func (r *jsonRenderer) event(e control.Event)    { _ = r.enc.Encode(e) }
 func (r *jsonRenderer) done(res *control.Result) { _ = r.enc.Encode(res) }
 
+// machineEvent reports whether e is a step of one app machine (the release
+// command's machine is shown as lines of its own).
+func machineEvent(e control.Event) bool {
+	return e.Machine != "" && e.Type != deploy.ReleaseCommand && e.Type != deploy.ReleaseOutput && e.Type != deploy.ReleaseCommandEnd
+}
+
 // plainRenderer prints one line per event.
 type plainRenderer struct{ w io.Writer }
 
 func (r *plainRenderer) event(e control.Event) {
-	if e.Machine != "" && e.Type != deploy.ReleaseCommand && e.Type != deploy.ReleaseOutput && e.Type != deploy.ReleaseCommandEnd {
+	if machineEvent(e) {
 		fmt.Fprintf(r.w, "%s machine %s [%s] %s\n", e.Time.Format("15:04:05"), e.Machine, e.Version, phrase(e))
 		return
 	}
@@ -78,7 +84,7 @@ type machineLine struct {
 func (r *ttyRenderer) event(e control.Event) {
 	var above []string
 	switch {
-	case e.Machine != "" && e.Type != deploy.ReleaseCommand && e.Type != deploy.ReleaseOutput && e.Type != deploy.ReleaseCommandEnd:
+	case machineEvent(e):
 		l := r.lines[e.Machine]
 		if l == nil {
 			l = &machineLine{id: e.Machine, version: e.Version}
@@ -199,13 +205,13 @@ func failure(res *control.Result, err error) error {
 	switch {
 	case res.Status == deploy.StatusRolledBack:
 		what = "failed and was rolled back"
-	case deployAborted(err):
+	case errors.Is(err, deploy.ErrAborted):
 		what = "was aborted"
 	}
 	prev := "the previous version serves"
 	if res.FromVersion != "" {
 		prev = res.FromVersion + " serves"
-	} else if res.FromVersion == "" && res.Status == deploy.StatusFailed {
+	} else if res.Status == deploy.StatusFailed {
 		prev = "nothing was serving before"
 	}
 	return &deployError{msg: fmt.Sprintf("deploy of %s %s %s: %s; %s", res.App, orDash(res.Version), what, oneLine(err), prev), err: err}
@@ -218,5 +224,3 @@ type deployError struct {
 
 func (e *deployError) Error() string { return e.msg }
 func (e *deployError) Unwrap() error { return e.err }
-
-func deployAborted(err error) bool { return errors.Is(err, deploy.ErrAborted) }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
-	"github.com/cutover/deploy/config"
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/release"
@@ -47,19 +46,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	port := c.fs.Int("port", 8080, "public port of the proxy, on 127.0.0.1")
 	drain := c.fs.Duration("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
 	quiet := c.fs.Bool("quiet", false, "do not copy the log to stderr")
-	pos, err := c.parse(args)
+	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q (see cutover serve --help)", pos[0])
 	}
 	if *port < 0 || *port > 65535 {
 		return usagef("--port %d out of range (want 1 to 65535, or 0 for any free port)", *port)
-	}
-	plan, err := c.load()
-	if err != nil {
-		return err
 	}
 	app := plan.Spec.App
 	if err := release.ValidApp(app); err != nil {
@@ -158,7 +150,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	stopMon()
 	<-monDone
-	d.close()
 	logs.printf("stopped; %s", kit.note)
 	return runErr
 }
@@ -194,6 +185,3 @@ func (d *daemon) adopt(ctx context.Context) error {
 	}
 	return d.mon.SetTargets(ctx, targets)
 }
-
-// planHealth is the plan's checks, or nil (the Deployer dials the port).
-func planHealth(p config.Plan) deploy.HealthChecker { return p.Health() }

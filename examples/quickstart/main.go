@@ -49,6 +49,9 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	if s.Name() == "canary" { // bake each step for 2s instead of the default minute
 		s = canary.Strategy{Bake: 2 * time.Second}
 	}
+	if machines < 1 {
+		return fmt.Errorf("%w: -machines %d: want at least 1", deploy.ErrInvalid, machines)
+	}
 	ctx := context.Background()
 
 	// The backend: each image is a Go handler; each machine serves it on 127.0.0.1.

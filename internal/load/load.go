@@ -20,7 +20,6 @@ type Options struct {
 	Workers  int           // concurrent clients; default 8
 	Max      int64         // stop after this many requests in all; 0: no bound
 	Duration time.Duration // stop after this long; 0: no bound (Stop or ctx ends it)
-	Path     string        // request path; default "/"
 }
 
 // Run is a running load. Stop it to get its Result.
@@ -62,14 +61,11 @@ func (r Result) String() string {
 	return fmt.Sprintf("requests=%d failed=%d served_by[%s]", r.Requests, r.Failed, strings.Join(parts, " "))
 }
 
-// Start begins sending requests to baseURL until ctx ends, a bound in opts is
-// reached, or Stop is called.
+// Start begins sending GET requests for baseURL's root path "/" until ctx
+// ends, a bound in opts is reached, or Stop is called.
 func Start(ctx context.Context, baseURL string, opts Options) *Run {
 	if opts.Workers <= 0 {
 		opts.Workers = 8
-	}
-	if opts.Path == "" {
-		opts.Path = "/"
 	}
 	var cancel context.CancelFunc
 	if opts.Duration > 0 {
@@ -78,7 +74,7 @@ func Start(ctx context.Context, baseURL string, opts Options) *Run {
 		ctx, cancel = context.WithCancel(ctx)
 	}
 	r := &Run{
-		url:     strings.TrimSuffix(baseURL, "/") + opts.Path,
+		url:     strings.TrimSuffix(baseURL, "/") + "/",
 		opts:    opts,
 		cancel:  cancel,
 		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: opts.Workers, Proxy: nil}, Timeout: 30 * time.Second},
