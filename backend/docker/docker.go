@@ -354,12 +354,7 @@ func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string,
 		l[LabelCmd] = string(js)
 	}
 	if len(spec.Env) > 0 {
-		keys := make([]string, 0, len(spec.Env))
-		for k := range spec.Env {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		js, _ := json.Marshal(keys)
+		js, _ := json.Marshal(sortedKeys(spec.Env))
 		l[LabelEnvKeys] = string(js)
 	}
 	return l, nil

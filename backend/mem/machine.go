@@ -29,7 +29,7 @@ type Machine struct {
 
 	mu       sync.Mutex
 	state    deploy.MachineState
-	fault    Fault
+	fault    Fault // the behaviour faults, read at Start
 	addr     string
 	srv      *http.Server
 	cancel   context.CancelFunc // ends the command or the boot wait
@@ -45,8 +45,8 @@ type Machine struct {
 	out       *Output
 }
 
-func newMachine(b *Backend, id string, spec deploy.MachineSpec, f Fault, nth int) *Machine {
-	return &Machine{b: b, id: id, spec: spec, fault: f, nth: nth, state: deploy.StateCreated, exited: make(chan struct{}), out: newOutput()}
+func newMachine(b *Backend, id string, spec deploy.MachineSpec, nth int) *Machine {
+	return &Machine{b: b, id: id, spec: spec, nth: nth, state: deploy.StateCreated, exited: make(chan struct{}), out: newOutput()}
 }
 
 // ID returns the machine's ID, such as "m0001".
@@ -94,7 +94,7 @@ func (m *Machine) Start(ctx context.Context) error {
 	if m.state != deploy.StateCreated {
 		return fmt.Errorf("mem: machine %s is %s, not created", m.id, m.state)
 	}
-	// Faults that name this machine may have been injected after Create.
+	// Behaviour faults are read now, so those injected after Create apply.
 	m.b.mu.Lock()
 	m.fault = m.b.faultsForLocked(m.spec.Image, m.id, m.nth)
 	m.b.mu.Unlock()

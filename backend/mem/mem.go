@@ -70,8 +70,8 @@ func (b *Backend) RegisterCommand(name string, fn CommandFunc) {
 	b.commands[name] = fn
 }
 
-// Inject adds a fault. Faults apply to machines created afterwards (and, for
-// Fault.Op errors, to calls made afterwards).
+// Inject adds a fault. Behaviour faults apply to machines started afterwards,
+// Fault.Op errors to calls made afterwards.
 func (b *Backend) Inject(f Fault) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -102,7 +102,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	}
 	b.seq++
 	id := fmt.Sprintf("m%04d", b.seq)
-	m := newMachine(b, id, spec, b.faultsForLocked(spec.Image, id, nth), nth)
+	m := newMachine(b, id, spec, nth)
 	b.machines[id] = m
 	return m, nil
 }

@@ -197,6 +197,15 @@ func TestMemFaults(t *testing.T) {
 		c1, _ = get(t, m1.Addr(), "/health")
 		assert.Equal(t, 503, c1)
 	})
+	t.Run("injected after create", func(t *testing.T) {
+		b := newBackend(t)
+		m, err := b.Create(ctx, deploy.MachineSpec{App: "a", Image: "app:v1"})
+		require.NoError(t, err)
+		b.Inject(mem.Fault{Machine: m.ID(), Unhealthy: true}) // read when the machine starts
+		require.NoError(t, m.Start(ctx))
+		c, _ := get(t, m.Addr(), "/health")
+		assert.Equal(t, 503, c)
+	})
 	t.Run("transient op error", func(t *testing.T) {
 		b := newBackend(t)
 		b.Inject(mem.Fault{Op: mem.OpCreate, Transient: true, Times: 2})

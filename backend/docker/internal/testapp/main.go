@@ -4,7 +4,7 @@
 // With no arguments it serves HTTP on $PORT (default 8080):
 //
 //	/        answers $VERSION
-//	/health  answers 200, or 503 when UNHEALTHY=1
+//	/health  answers 200
 //
 // It logs one line per request on stdout, and a line on stderr at start.
 // SIGTERM and SIGINT shut the server down gracefully (exit 0), unless
@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -52,7 +53,6 @@ func serve() int {
 		port = "8080"
 	}
 	version := os.Getenv("VERSION")
-	unhealthy := os.Getenv("UNHEALTHY") == "1"
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -60,10 +60,6 @@ func serve() int {
 		fmt.Fprint(w, version)
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if unhealthy {
-			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
-			return
-		}
 		fmt.Fprintln(w, "ok")
 	})
 	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -76,9 +72,16 @@ func serve() int {
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	// Listen, then log, then serve: the start line is written before any
+	// request can be answered (TestLogs expects it before the request lines).
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		return 1
+	}
 	fmt.Fprintf(os.Stderr, "testapp: version %q listening on :%s\n", version, port)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
 
 	select {
 	case err := <-errc:
