@@ -94,7 +94,7 @@ func setTargets(t testing.TB, p *Proxy, targets map[string]int) {
 	}
 }
 
-// get sends a request and returns status and body.
+// do sends a request (body and header optional) and returns status and body.
 func do(c *http.Client, method, url, body string, hdr http.Header) (int, string, error) {
 	var rd io.Reader
 	if body != "" {
@@ -114,6 +114,18 @@ func do(c *http.Client, method, url, body string, hdr http.Header) (int, string,
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	return res.StatusCode, string(b), err
+}
+
+// dialRaw connects to addr for a raw exchange, with a deadline so that a
+// test never hangs on it. The caller closes the connection.
+func dialRaw(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
 }
 
 // deadAddr returns a loopback address where nothing listens.

@@ -26,7 +26,8 @@ import (
 // backend closed while idle never fails a request: before a request that may
 // not be sent twice (a POST, say) reuses one, a non-blocking peek checks it; an
 // idempotent request skips that syscall, and if the reused connection turns out
-// closed before any response byte arrived, it is sent once more on a new
+// closed before any response byte arrived (or answers 408, which a backend may
+// send before closing an idle connection), it is sent once more on a new
 // connection to the same target. Every other request goes through
 // httputil.ReverseProxy and net/http's Transport, which handle 100-continue,
 // upgrades, request trailers and bodies that stream while the response comes.
@@ -48,6 +49,7 @@ var (
 	errHeaderTooLarge    = errors.New("proxy: upstream response header too large")
 	errUnexpected1xx     = errors.New("proxy: unexpected 101 from upstream")
 	errBadBody           = errors.New("proxy: malformed chunked body from upstream")
+	errIdle408           = errors.New("proxy: 408 Request Timeout on a reused upstream connection")
 )
 
 // dialError marks an error from dialling: nothing of the request was sent.
@@ -56,15 +58,13 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// errStale marks an attempt on a reused connection that ended before any
-// response byte arrived: the backend had most likely closed it while idle.
-var errStale = errors.New("proxy: reused upstream connection closed")
-
-// staleError is an attempt that failed with errStale; err is the cause.
+// staleError marks an attempt on a reused connection the backend had most
+// likely closed while idle: it ended before any response byte arrived, or (the
+// peek skipped) the response was a 408 sent before the close.
 type staleError struct{ err error }
 
-func (e *staleError) Error() string   { return e.err.Error() }
-func (e *staleError) Unwrap() []error { return []error{errStale, e.err} }
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, leanMaxBody); return &b }}
 
@@ -224,6 +224,7 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 	tried := triedBuf[:0]
 	var lastErr error
 	retried := false
+	idem := idempotent(r)
 	for range maxAttempts {
 		t := p.claim(key, tried)
 		if t == nil {
@@ -231,9 +232,8 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 		}
 		tried = append(tried, t)
 		t.stats.requests.Add(1)
-		resend := idempotent(r)
-		done, abort, err := p.leanAttempt(ctx, w, r, t, body, !resend, false)
-		if !done && resend && errors.Is(err, errStale) && ctx.Err() == nil {
+		done, abort, err := p.leanAttempt(ctx, w, r, t, body, !idem, false)
+		if _, stale := err.(*staleError); stale && idem {
 			done, abort, err = p.leanAttempt(ctx, w, r, t, body, false, true)
 		}
 		t.release()
@@ -255,7 +255,7 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 		}
 		// Sent (perhaps in part) but no response: like the transport on a reused
 		// connection, send again only an idempotent request, and only once.
-		if retried || !idempotent(r) || isTimeout(err) {
+		if retried || !idem || isTimeout(err) {
 			break
 		}
 		retried = true
@@ -271,7 +271,8 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 // attempt failed, and nothing was written to w except 1xx responses.
 //
 // check and fresh are passed to the pool's get; a failure on a reused
-// connection before any response byte arrived is a staleError.
+// connection before any response byte arrived, or a 408 on one that was not
+// checked, is returned as a *staleError.
 func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.Request, t *target, body []byte, check, fresh bool) (done, abort bool, err error) {
 	pc, err := t.pool.get(ctx, p, t.addr, check, fresh)
 	if err != nil {
@@ -311,6 +312,12 @@ func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.
 	var hd head
 	if err := p.readHead(pc, w, r, &hd); err != nil {
 		return false, false, err
+	}
+	if hd.status == http.StatusRequestTimeout && pc.reused && !check {
+		// Most likely sent unasked by a backend closing the idle connection
+		// (the peek that would have seen it was skipped); the request may be
+		// repeated on a new connection (RFC 9110, section 15.5.9).
+		return false, false, &staleError{errIdle408}
 	}
 	if p.opts.ResponseHeaderTimeout > 0 {
 		_ = pc.nc.SetReadDeadline(time.Time{})

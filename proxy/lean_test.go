@@ -117,6 +117,46 @@ func TestStaleIdleConnectionGET(t *testing.T) {
 	}
 }
 
+// TestIdle408: a backend that sends "408 Request Timeout" on an idle
+// connection before closing it (as some servers do) fails no idempotent
+// request: the 408 is not taken for the response, and the request goes once
+// more over a new connection.
+func TestIdle408(t *testing.T) {
+	idle, closed, done := make(chan struct{}), make(chan struct{}, 1), make(chan struct{})
+	var conns atomic.Int64
+	addr := rawServer(t, func(c net.Conn) {
+		conns.Add(1)
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		select {
+		case <-idle:
+		case <-done:
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		_ = c.Close()
+		closed <- struct{}{}
+	})
+	t.Cleanup(func() { close(done) })
+	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	setTargets(t, p, map[string]int{addr: 1})
+	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("first GET: %d %q %v", code, body, err)
+	}
+	idle <- struct{}{}
+	<-closed // the 408 is waiting in the idle connection
+	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("GET after an idle 408: %d %q %v, want 200 from a new connection", code, body, err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d upstream connections, want 2", n)
+	}
+}
+
 // TestNoResponseResentOnce: a backend that reads each request and closes the
 // connection without answering gets an idempotent request twice (the reused
 // connection, then a new one) and a POST without an Idempotency-Key once.
@@ -241,7 +281,7 @@ func TestMaxConnsPerTarget(t *testing.T) {
 	// Every request is claimed (limit at the backend, the rest waiting for a
 	// connection) before any is released.
 	for p.Stats()[b.addr()].InFlight < n {
-		runtime_Gosched()
+		runtime.Gosched()
 	}
 	if a := active.Load(); a > limit {
 		t.Fatalf("%d requests at the backend, cap %d", a, limit)
@@ -272,12 +312,8 @@ func TestExpectContinue(t *testing.T) {
 	b := newBackend(t, "b", nil)
 	p, front, _ := newFront(t, Options{})
 	setTargets(t, p, map[string]int{b.addr(): 1})
-	conn, err := net.Dial("tcp", front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialRaw(t, front.Listener.Addr().String())
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	_, _ = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 	br := bufio.NewReader(conn)
 	line, err := br.ReadString('\n')
@@ -314,7 +350,7 @@ func TestInterimResponsesTrailersChunked(t *testing.T) {
 	setTargets(t, p, map[string]int{b.addr(): 1})
 	for _, chunkedReq := range []bool{false, true} {
 		var hints []int
-		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textprotoHeader) error {
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
 			if h.Get("Link") != "" {
 				hints = append(hints, code)
 			}
@@ -410,7 +446,3 @@ func TestMalformedBackendHeaders(t *testing.T) {
 		})
 	}
 }
-
-type textprotoHeader = textproto.MIMEHeader
-
-func runtime_Gosched() { runtime.Gosched() }

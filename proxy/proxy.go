@@ -1,8 +1,10 @@
 // Package proxy is a traffic-switching HTTP reverse proxy for zero-downtime deploys.
 //
-// A Proxy is an http.Handler built on net/http/httputil.ReverseProxy. It sends each
-// request to one of a weighted set of upstream addresses ("127.0.0.1:8080" style),
-// and the set can be replaced at any time with SetTargets while requests flow:
+// A Proxy is an http.Handler. It sends each request to one of a weighted set of
+// upstream addresses ("127.0.0.1:8080" style), over its own pooled HTTP/1.1
+// connections or (upgrades, Expect, large or streamed bodies) through
+// net/http/httputil.ReverseProxy, and the set can be replaced at any time with
+// SetTargets while requests flow:
 //
 //   - the set is swapped atomically; requests never see a half-built set;
 //   - a removed target receives no new request, and SetTargets returns only once the
@@ -70,9 +72,11 @@ type Options struct {
 	// DefaultDownTime (2s); a negative value disables passive marking.
 	DownTime time.Duration
 
-	// Transport sends requests upstream. Nil means a tuned *http.Transport: HTTP/1.1
-	// only, no environment proxy, no transparent compression, DefaultDialTimeout,
-	// 256 idle connections per target. Close closes its idle connections.
+	// Transport sends requests upstream. Nil means the proxy's own pooled HTTP/1.1
+	// connections for most requests and, for the rest (upgrades, Expect, large or
+	// streamed bodies), a tuned *http.Transport: HTTP/1.1 only, no environment
+	// proxy, no transparent compression, DefaultDialTimeout, 256 idle connections
+	// per target. Close closes their idle connections.
 	Transport http.RoundTripper
 
 	// StickyHeader, when set, names a request header whose value pins the request to
@@ -125,8 +129,9 @@ type Options struct {
 
 	// IdleConnTimeout is how long an idle upstream connection is kept for
 	// reuse. Zero means DefaultIdleConnTimeout (90s). Independently of it, an
-	// idle connection is checked before reuse (on Linux, a non-blocking peek),
-	// so one the backend closed meanwhile is not used.
+	// idle connection the backend closed meanwhile fails no request: it is
+	// checked before reuse (on Linux, a non-blocking peek), or, for an
+	// idempotent request, the request is sent again on a new connection.
 	IdleConnTimeout time.Duration
 
 	// MaxConnsPerTarget, when positive, caps the connections to each target
@@ -462,9 +467,10 @@ func (p *Proxy) Stats() map[string]TargetStats {
 	return m
 }
 
-// Close closes the idle upstream connections of the transport. Requests in flight
-// are not interrupted and the Proxy stays usable (new connections are dialled as
-// needed); call Close when the Proxy is no longer used so no connection outlives it.
+// Close closes the idle upstream connections (the proxy's own and the transport's).
+// Requests in flight are not interrupted and the Proxy stays usable (new connections
+// are dialled as needed); call Close when the Proxy is no longer used so no
+// connection outlives it.
 func (p *Proxy) Close() error {
 	for _, e := range p.set.Load().all {
 		e.t.pool.closeIdle(false)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -423,12 +422,8 @@ func TestUpgradePassesThrough(t *testing.T) {
 	p, front, _ := newFront(t, Options{})
 	setTargets(t, p, map[string]int{b.addr(): 1})
 
-	conn, err := net.Dial("tcp", front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialRaw(t, front.Listener.Addr().String())
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 	br := bufio.NewReader(conn)
 	res, err := http.ReadResponse(br, nil)

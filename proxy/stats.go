@@ -76,7 +76,9 @@ type TargetStats struct {
 	// InFlight is the number of requests in flight at the snapshot (a gauge).
 	InFlight int64
 	// Requests counts the attempts sent to the target, including those that failed
-	// to connect (a request retried on another target counts once on each).
+	// to connect (a request retried on another target counts once on each; one
+	// sent again over a new connection after the backend had closed the pooled
+	// one counts once).
 	Requests uint64
 	// Errors counts the attempts that failed: 5xx responses and transport errors.
 	Errors uint64

@@ -14,8 +14,8 @@ const maxAttempts = 8
 
 // upstream is the RoundTripper the ReverseProxy uses: it picks and claims a target
 // for each attempt, sends the request with the real transport, and retries on
-// another target when the connection could not be made. Keeping the upstream path
-// behind this one type makes it simple to swap for a leaner one later.
+// another target when the connection could not be made. The requests the lean
+// path (lean.go) does not take come through here.
 type upstream struct{ p *Proxy }
 
 func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
