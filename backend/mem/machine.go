@@ -118,22 +118,27 @@ func (m *Machine) Start(ctx context.Context) error {
 		m.state = deploy.StateStarted
 		return nil
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The address is known now; a booting app listens on it after the delay.
+	var ln net.Listener
+	var res *reservation
+	if f.BootDelay > 0 {
+		res, err = reserve()
+		if err == nil {
+			m.addr = res.addr
+		}
+	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+		m.addr = ln.Addr().String()
+	}
 	if err != nil {
+		cancel()
 		m.state = deploy.StateStopped
 		m.exitLocked(deploy.ExitStatus{Code: ExitCrashed, Reason: err.Error()})
 		return err
 	}
-	m.addr = ln.Addr().String()
 	m.srv = m.newServer(h)
-	if f.BootDelay > 0 {
-		// The port is reserved now; the app listens on it after the delay.
-		ln.Close()
-		ln = nil
-	}
 	m.state = deploy.StateStarted
 	m.bg.Add(1)
-	go m.serve(runCtx, ln, f.BootDelay)
+	go m.serve(runCtx, ln, res, f.BootDelay)
 	if f.CrashAfter > 0 {
 		m.timers = append(m.timers, time.AfterFunc(f.CrashAfter, func() { m.kill(ExitCrashed, "crashed (injected)") }))
 	}
@@ -144,18 +149,20 @@ func (m *Machine) Start(ctx context.Context) error {
 	return nil
 }
 
-func (m *Machine) serve(ctx context.Context, ln net.Listener, delay time.Duration) {
+// serve serves on ln, or, for a booting app, listens on res after delay.
+func (m *Machine) serve(ctx context.Context, ln net.Listener, res *reservation, delay time.Duration) {
 	defer m.bg.Done()
 	if ln == nil {
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			res.close()
 			return
 		case <-t.C:
 		}
 		var err error
-		if ln, err = net.Listen("tcp", m.Addr()); err != nil {
+		if ln, err = res.listen(); err != nil {
 			go m.kill(ExitCrashed, "listen after boot: "+err.Error())
 			return
 		}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -172,7 +174,12 @@ func TestMemFaults(t *testing.T) {
 		b.Inject(mem.Fault{Image: "app:v1", BootDelay: 200 * time.Millisecond})
 		m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1"})
 		_, err := client.Get("http://" + m.Addr() + "/")
-		assert.Error(t, err, "not listening during boot")
+		assert.ErrorIs(t, err, syscall.ECONNREFUSED, "not listening during boot")
+		// The port is held meanwhile: nothing else can take it.
+		if ln, err := net.Listen("tcp", m.Addr()); err == nil {
+			ln.Close()
+			t.Fatalf("%s could be taken during the boot delay", m.Addr())
+		}
 		require.Eventually(t, func() bool {
 			resp, err := client.Get("http://" + m.Addr() + "/")
 			if err != nil {
@@ -181,6 +188,18 @@ func TestMemFaults(t *testing.T) {
 			resp.Body.Close()
 			return resp.StatusCode == 200
 		}, 5*time.Second, 20*time.Millisecond)
+	})
+	t.Run("stopped during boot", func(t *testing.T) {
+		b := newBackend(t)
+		b.Inject(mem.Fault{Image: "app:v1", BootDelay: time.Minute})
+		m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1"})
+		require.NoError(t, m.Stop(ctx))
+		_, err := m.Wait(ctx)
+		require.NoError(t, err)
+		require.NoError(t, m.Destroy(ctx))
+		ln, err := net.Listen("tcp", m.Addr())
+		require.NoError(t, err, "the reserved port is given back")
+		ln.Close()
 	})
 	t.Run("unhealthy nth", func(t *testing.T) {
 		b := newBackend(t)
