@@ -83,10 +83,11 @@ func TestStaleIdleConnectionPOST(t *testing.T) {
 	}
 }
 
-// TestStaleIdleConnectionGET: an idempotent request skips the peek; when the
-// reused connection turns out closed, it goes once more over one new
-// connection to the same target (the only one), and the lost attempt is not
-// counted as an error.
+// TestStaleIdleConnectionGET: after the backend closed its idle connections, a
+// GET and a POST with an Idempotency-Key succeed over one new connection to
+// the same target (the only one), and no error is counted. The peek they skip
+// cannot be seen from outside; TestNoResponseResentOnce shows the resend that
+// stands in for it.
 func TestStaleIdleConnectionGET(t *testing.T) {
 	b := newBackend(t, "b", nil)
 	rec := &dialRecorder{}
