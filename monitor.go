@@ -41,7 +41,9 @@ func (m *Monitor) SetTargets(ctx context.Context, targets map[string]int) error 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.desired = copyWeights(targets)
-	for a := range m.down { // forget the state of targets no longer wanted
+	// Forget the state of targets no longer wanted: every target ever checked
+	// has a fails entry (down and passes are subsets), not only the ones down.
+	for a := range m.fails {
 		if _, ok := targets[a]; !ok {
 			delete(m.down, a)
 			delete(m.fails, a)

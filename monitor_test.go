@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -131,4 +132,29 @@ func TestStatusShowsHeldOutMachine(t *testing.T) {
 	assert.Contains(t, st[0].Health, "critical")
 	assert.Equal(t, 1, st[1].Weight)
 	assert.Equal(t, 1, mon.Targets()[m.Addr()], "still wanted")
+}
+
+type checkFunc func(context.Context, deploy.Machine) error
+
+func (f checkFunc) Check(ctx context.Context, m deploy.Machine) error { return f(ctx, m) }
+
+// A target that leaves the wanted set and comes back starts afresh: a failure
+// counted before it left does not count toward taking it out of traffic.
+func TestMonitorForgetsRemovedTargets(t *testing.T) {
+	e := testenv.New(t)
+	res := e.MustDeploy(t, rolling.Strategy{}, "v1", 1)
+	m, err := e.Backend.Machine(res.Machines[0])
+	require.NoError(t, err)
+	mon := &deploy.Monitor{Router: e.Proxy, Backend: e.Backend, App: testenv.App, Failures: 2}
+	ctx := context.Background()
+	failing := checkFunc(func(context.Context, deploy.Machine) error { return errors.New("failing") })
+	want := map[string]int{m.Addr(): 1}
+	require.NoError(t, mon.SetTargets(ctx, want))
+	mon.Round(ctx, failing, 0) // one failure of the two that take it out
+	require.NoError(t, mon.SetTargets(ctx, map[string]int{}))
+	require.NoError(t, mon.SetTargets(ctx, want))
+	mon.Round(ctx, failing, 0)
+	assert.Empty(t, mon.Down(), "the failure counted before it left is forgotten")
+	mon.Round(ctx, failing, 0)
+	assert.Equal(t, []string{m.Addr()}, mon.Down())
 }
