@@ -34,7 +34,9 @@ type Deployer struct {
 
 	// WaitTimeout bounds each machine's health wait; 0 means DefaultWaitTimeout.
 	WaitTimeout time.Duration
-	// Timeout bounds a whole deploy, rollback included; 0 means no bound beyond ctx.
+	// Timeout bounds a whole deploy; 0 means no bound beyond ctx. The cleanup or
+	// rollback after a failure (a timeout included) runs past it, bounded by the
+	// wait timeout plus a minute.
 	Timeout time.Duration
 	// NoAutoRollback keeps a partly moved fleet on failure instead of restoring
 	// the previous version (new machines that never took traffic are destroyed anyway).
@@ -229,9 +231,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 		return fail(err)
 	}
 	defer unlock()
-	res, err = d.deploy(ctx, req, strat, res)
-	d.finishRelease(context.WithoutCancel(ctx), res)
-	return res, err
+	return d.deploy(ctx, req, strat, res)
 }
 
 func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res *Result) (*Result, error) {
@@ -264,6 +264,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		}
 		res.Release = rel.Version
 		spec.Version = "v" + strconv.Itoa(rel.Version)
+		defer d.finishRelease(context.WithoutCancel(ctx), rel, res)
 	}
 	if spec.Version == "" {
 		spec.Version = nextVersion(old)
@@ -281,11 +282,10 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	if hc == nil {
 		hc = d.Health
 	}
-	r := newRollout(spec, count, old, d.Backend, d.Router, hc, routes, func(e Event) {
-		res.Counts[e.Type]++ // guarded: emit is serialised below
+	r := newRollout(spec, count, old, d.Backend, d.Router, hc, routes, serialize(func(e Event) {
+		res.Counts[e.Type]++
 		d.event(log, e)
-	})
-	r.emit = serialize(r.emit)
+	}))
 	r.Logger = log
 	r.WaitTimeout = req.WaitTimeout
 	if r.WaitTimeout <= 0 {
@@ -328,16 +328,9 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	return res, err
 }
 
-// finishRelease records the outcome in the release history.
-func (d *Deployer) finishRelease(ctx context.Context, res *Result) {
-	if d.Store == nil || res.Release == 0 {
-		return
-	}
-	rel, err := d.Store.Get(ctx, res.App, res.Release)
-	if err != nil {
-		d.logger().Error("release history: cannot read the release to finish it", "app", res.App, "version", res.Release, "error", err)
-		return
-	}
+// finishRelease records the outcome res of the deploy of rel, as Store.Create
+// returned it, in the release history.
+func (d *Deployer) finishRelease(ctx context.Context, rel Release, res *Result) {
 	rel.Finished = res.Finished
 	rel.Spec.Version = res.Version
 	switch res.Status {

@@ -26,7 +26,7 @@ import (
 // cell is one fault injected into a deploy of v2 over 3 machines of v1.
 type cell struct {
 	name    string
-	setup   func(e *testenv.Env)       // inject faults before the deploy
+	setup   func(e *testenv.Env)       // inject faults (and tune the Deployer) before the deploy
 	trigger func(ev deploy.Event) bool // when set, act at the first matching event
 	act     func(e *testenv.Env, ev deploy.Event, cancel context.CancelFunc)
 	release []string // a release command for the deploy
@@ -87,8 +87,10 @@ func faultCells() []cell {
 		{name: "crashes on boot", setup: func(e *testenv.Env) {
 			e.Backend.Inject(mem.Fault{Image: "v2", BootDelay: time.Hour, CrashAfter: 30 * time.Millisecond})
 		}, want: deploy.ErrExited},
-		{name: "never healthy", setup: func(e *testenv.Env) { e.Backend.Inject(mem.Fault{Image: "v2", Unhealthy: true}) },
-			want: deploy.ErrUnhealthy, healthBlind: true},
+		{name: "never healthy", setup: func(e *testenv.Env) {
+			e.Backend.Inject(mem.Fault{Image: "v2", Unhealthy: true})
+			e.Deployer.WaitTimeout = 300 * time.Millisecond
+		}, want: deploy.ErrUnhealthy, healthBlind: true},
 		crashAfterTraffic(),
 		{name: "slow shutdown past its stop timeout", setup: func(e *testenv.Env) {
 			e.Backend.Inject(mem.Fault{Image: "v1", SlowShutdown: time.Hour})
@@ -166,9 +168,6 @@ func runCell(t *testing.T, s deploy.Strategy, c cell) matrixRow {
 	})
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
 	e.Deployer.Backend = retry.Wrap(e.Backend, retry.Options{InitialInterval: time.Millisecond})
-	if c.name == "never healthy" {
-		e.Deployer.WaitTimeout = 300 * time.Millisecond
-	}
 	if c.healthBlind && s.Name() == "immediate" {
 		c.want = nil // it routes once the port listens, by design
 	}

@@ -88,6 +88,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	newest := Release{}
 	if len(running) > 0 {
 		newest = running[0]
+		res.Version = "v" + strconv.Itoa(newest.Version)
 	}
 	finish := len(olds) == 0 && len(news) > 0 && len(news) >= newest.Count && allRouted(news, routes)
 	if len(running) > 0 && !finish {
@@ -100,13 +101,9 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		if _, err := d.undo(ctx, r); err != nil {
 			errs = append(errs, err)
 		}
-		res.Version = "v" + strconv.Itoa(newest.Version)
 		if prev != nil {
 			res.FromVersion = "v" + strconv.Itoa(prev.Version)
 		}
-	}
-	if finish {
-		res.Version = "v" + strconv.Itoa(newest.Version)
 	}
 
 	for _, rel := range running {

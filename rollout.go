@@ -176,11 +176,7 @@ func (r *Rollout) waitTimeout() time.Duration {
 func (r *Rollout) Routes() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]int, len(r.routes))
-	for a, w := range r.routes {
-		out[a] = w
-	}
-	return out
+	return copyWeights(r.routes)
 }
 
 // Route replaces the router's target set with weights, keyed by machine.

@@ -75,15 +75,28 @@ func TestBluegreenOneNeverHealthy(t *testing.T) {
 	testenv.AssertNoFailures(t, run.Stop())
 }
 
-func TestBluegreenHoldPromote(t *testing.T) {
-	e, run := start(t, 2)
-	gate := bluegreen.NewGate()
+// deployHeld starts a gated deploy of 2 machines of v2 and returns once it
+// holds, with the channel its error will come on.
+func deployHeld(t *testing.T, e *testenv.Env, gate *bluegreen.Gate) <-chan error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		_, err := e.Deploy(context.Background(), bluegreen.Strategy{Gate: gate}, "v2", 2)
 		done <- err
 	}()
-	<-gate.Held()
+	select {
+	case <-gate.Held():
+		return done
+	case err := <-done:
+		t.Fatalf("the deploy returned before it held: %v", err)
+		return nil
+	}
+}
+
+func TestBluegreenHoldPromote(t *testing.T) {
+	e, run := start(t, 2)
+	gate := bluegreen.NewGate()
+	done := deployHeld(t, e, gate)
 	assert.Equal(t, map[string]int{"v1": 2, "v2": 2}, e.Versions(t))
 	only(t, run, "v1") // held: new machines run, old ones serve
 	require.NoError(t, gate.Promote())
@@ -97,12 +110,7 @@ func TestBluegreenHoldPromote(t *testing.T) {
 func TestBluegreenHoldAbort(t *testing.T) {
 	e, run := start(t, 2)
 	gate := bluegreen.NewGate()
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.Deploy(context.Background(), bluegreen.Strategy{Gate: gate}, "v2", 2)
-		done <- err
-	}()
-	<-gate.Held()
+	done := deployHeld(t, e, gate)
 	require.NoError(t, gate.Abort())
 	assert.ErrorIs(t, <-done, deploy.ErrAborted)
 	only(t, run, "v1")
