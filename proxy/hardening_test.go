@@ -324,13 +324,7 @@ func TestMaxBodyBytes(t *testing.T) {
 // TestGracefulShutdownDrains: Shutdown while a slow request is in flight lets it
 // complete, then returns.
 func TestGracefulShutdownDrains(t *testing.T) {
-	started := make(chan struct{})
-	release := make(chan struct{})
-	b := newBackend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		<-release
-		_, _ = io.WriteString(w, "slow done")
-	})
+	b, started, release := heldBackend(t, "slow done")
 	p := New(Options{})
 	defer p.Close()
 	setTargets(t, p, map[string]int{b.addr(): 1})
@@ -344,16 +338,7 @@ func TestGracefulShutdownDrains(t *testing.T) {
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	type result struct {
-		code int
-		body string
-		err  error
-	}
-	res := make(chan result, 1)
-	go func() {
-		code, body, err := do(&http.Client{Transport: tr}, "GET", "http://"+ln.Addr().String(), "", nil)
-		res <- result{code, body, err}
-	}()
+	res := goGet(&http.Client{Transport: tr}, "http://"+ln.Addr().String())
 	<-started
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(context.Background()) }()

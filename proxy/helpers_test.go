@@ -116,6 +116,44 @@ func do(c *http.Client, method, url, body string, hdr http.Header) (int, string,
 	return res.StatusCode, string(b), err
 }
 
+// result is the outcome of a request made by goGet.
+type result struct {
+	code int
+	body string
+	err  error
+}
+
+// goGet sends a GET to url from a new goroutine; the channel delivers its result.
+func goGet(c *http.Client, url string) <-chan result {
+	res := make(chan result, 1)
+	go func() {
+		code, body, err := do(c, "GET", url, "", nil)
+		res <- result{code, body, err}
+	}()
+	return res
+}
+
+// heldBackend starts a backend for one request: it closes started when the
+// request arrives, then answers reply once release is closed (by the test, or
+// at cleanup if a failed test did not).
+func heldBackend(t *testing.T, reply string) (b *backend, started, release chan struct{}) {
+	t.Helper()
+	started, release = make(chan struct{}), make(chan struct{})
+	b = newBackend(t, "held", func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		_, _ = io.WriteString(w, reply)
+	})
+	t.Cleanup(func() { // runs before the backend's own cleanup, which waits for the request
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	return b, started, release
+}
+
 // dialRaw connects to addr for a raw exchange, with a deadline so that a
 // test never hangs on it. The caller closes the connection.
 func dialRaw(t testing.TB, addr string) net.Conn {

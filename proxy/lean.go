@@ -132,7 +132,7 @@ func (cp *connPool) get(ctx context.Context, p *Proxy, addr string, check, fresh
 			return nil, ctx.Err()
 		}
 	}
-	oldest := now() - int64(p.idleTimeout)
+	oldest := now() - int64(p.opts.IdleConnTimeout)
 	for !fresh {
 		cp.mu.Lock()
 		n := len(cp.idle)
@@ -150,7 +150,7 @@ func (cp *connPool) get(ctx context.Context, p *Proxy, addr string, check, fresh
 		}
 		_ = pc.nc.Close()
 	}
-	nc, err := p.dial(ctx, addr)
+	nc, err := p.dial(ctx, "tcp", addr)
 	if err != nil {
 		cp.release()
 		return nil, &dialError{err}
@@ -193,13 +193,6 @@ func (cp *connPool) closeIdle(final bool) {
 	for _, pc := range idle {
 		_ = pc.nc.Close()
 	}
-}
-
-func (p *Proxy) dial(ctx context.Context, addr string) (net.Conn, error) {
-	if p.opts.DialContext != nil {
-		return p.opts.DialContext(ctx, "tcp", addr)
-	}
-	return p.dialer.DialContext(ctx, "tcp", addr)
 }
 
 // serveLean proxies r on the lean path (see leanOK).
@@ -335,27 +328,18 @@ func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.
 
 	fl := flusherOf(w)
 	switch hd.mode {
-	case bodyNone:
-		reusable = hd.keepAlive
-		return true, false, nil
 	case bodyLength:
-		if err := pc.copyN(w, hd.length, fl); err != nil {
-			return true, true, err
-		}
-		reusable = hd.keepAlive
-		return true, false, nil
+		err = pc.copyN(w, hd.length, fl)
 	case bodyChunked:
-		if err := pc.copyChunked(w, h, fl); err != nil {
-			return true, true, err
-		}
-		reusable = hd.keepAlive
-		return true, false, nil
-	default: // until close
-		if err := pc.copyN(w, -1, fl); err != nil {
-			return true, true, err
-		}
-		return true, false, nil
+		err = pc.copyChunked(w, h, fl)
+	case bodyClose: // readHead cleared keepAlive
+		err = pc.copyN(w, -1, fl)
 	}
+	if err != nil {
+		return true, true, err
+	}
+	reusable = hd.keepAlive
+	return true, false, nil
 }
 
 func flusherOf(w http.ResponseWriter) func() {

@@ -18,32 +18,39 @@ import (
 )
 
 // rawServer serves each accepted loopback connection with serve, which may
-// return without closing it, until the test ends.
-func rawServer(t *testing.T, serve func(net.Conn)) string {
-	t.Helper()
+// return without closing it, until the test ends: cleanup closes the
+// connections still open and waits for serve to return.
+func rawServer(tb testing.TB, serve func(net.Conn)) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	var conns []net.Conn // read only once accepting is closed
+	accepting := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(accepting)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			conns = append(conns, c)
+			wg.Go(func() {
 				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 				serve(c)
-			}()
+			})
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		<-accepting
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		wg.Wait()
+	})
 	return ln.Addr().String()
 }
 

@@ -93,7 +93,9 @@ type Options struct {
 	// that failed before reaching its target can be sent again (the body has then
 	// been read by the transport but not delivered). Requests with larger bodies are
 	// still proxied, only not retried once their body was read. Zero means
-	// DefaultMaxReplayBytes (64 KiB); a negative value keeps nothing.
+	// DefaultMaxReplayBytes (64 KiB); a negative value keeps nothing. It applies
+	// to the bodies sent through httputil.ReverseProxy: the lean path keeps a
+	// body of up to 16 KiB whole, whatever this limit.
 	MaxReplayBytes int
 
 	// ErrorLog receives upstream errors and drain timeouts. Nil means the log
@@ -128,8 +130,8 @@ type Options struct {
 	ResponseHeaderTimeout time.Duration
 
 	// IdleConnTimeout is how long an idle upstream connection is kept for
-	// reuse. Zero means DefaultIdleConnTimeout (90s). Independently of it, an
-	// idle connection the backend closed meanwhile fails no request: it is
+	// reuse. Zero or negative means DefaultIdleConnTimeout (90s). Independently
+	// of it, an idle connection the backend closed meanwhile fails no request: it is
 	// checked before reuse (on Linux, a non-blocking peek), or, for an
 	// idempotent request, the request is sent again on a new connection.
 	IdleConnTimeout time.Duration
@@ -144,13 +146,12 @@ type Options struct {
 // Proxy is a reverse proxy over a weighted, atomically replaceable set of targets.
 // Create one with New; it is safe for concurrent use.
 type Proxy struct {
-	opts        Options
-	transport   http.RoundTripper
-	rp          *httputil.ReverseProxy
-	dialer      *net.Dialer
-	idleTimeout time.Duration
-	set         atomic.Pointer[targetSet]
-	sem         chan struct{} // serializes SetTargets (a mutex that respects ctx)
+	opts      Options
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // Options.DialContext or the default dialer
+	transport http.RoundTripper
+	rp        *httputil.ReverseProxy
+	set       atomic.Pointer[targetSet]
+	sem       chan struct{} // serializes SetTargets (a mutex that respects ctx)
 }
 
 // New returns a Proxy with no targets: until SetTargets is called it answers 503.
@@ -167,15 +168,12 @@ func New(opts Options) *Proxy {
 	if opts.IdleConnTimeout <= 0 {
 		opts.IdleConnTimeout = DefaultIdleConnTimeout
 	}
-	p := &Proxy{opts: opts, sem: make(chan struct{}, 1), idleTimeout: opts.IdleConnTimeout}
-	p.dialer = &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
-	p.transport = opts.Transport
+	p := &Proxy{opts: opts, dial: opts.DialContext, transport: opts.Transport, sem: make(chan struct{}, 1)}
+	if p.dial == nil {
+		p.dial = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	if p.transport == nil {
-		tr := newTransport(opts.DialContext)
-		tr.ResponseHeaderTimeout = max(opts.ResponseHeaderTimeout, 0)
-		tr.IdleConnTimeout = opts.IdleConnTimeout
-		tr.MaxConnsPerHost = max(opts.MaxConnsPerTarget, 0)
-		p.transport = tr
+		p.transport = p.newTransport()
 	}
 	p.set.Store(emptySet)
 	p.rp = &httputil.ReverseProxy{
@@ -188,18 +186,19 @@ func New(opts Options) *Proxy {
 	return p
 }
 
-func newTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
-	if dial == nil {
-		dial = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
-	}
+// newTransport returns the fallback transport for the requests the lean path
+// does not take, with the same dialer and limits as the lean path's pool.
+func (p *Proxy) newTransport() *http.Transport {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true) // HTTP/1.1 only: no HTTP/2 (upgrades pass through as on HTTP/1.1)
 	return &http.Transport{
 		Proxy:                 nil, // targets are direct addresses; never use HTTP_PROXY
-		DialContext:           dial,
+		DialContext:           p.dial,
 		MaxIdleConns:          0, // no global limit; per host below
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   maxIdlePerTarget,
+		MaxConnsPerHost:       max(p.opts.MaxConnsPerTarget, 0),
+		IdleConnTimeout:       p.opts.IdleConnTimeout,
+		ResponseHeaderTimeout: max(p.opts.ResponseHeaderTimeout, 0),
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
 		Protocols:             protocols,

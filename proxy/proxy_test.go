@@ -153,16 +153,7 @@ func TestDrainWaitsForSlowRequest(t *testing.T) {
 	p, front, c := newFront(t, Options{})
 	setTargets(t, p, map[string]int{slow.addr(): 1})
 
-	type result struct {
-		code int
-		body string
-		err  error
-	}
-	res := make(chan result, 1)
-	go func() {
-		code, body, err := do(c, "GET", front.URL, "", nil)
-		res <- result{code, body, err}
-	}()
+	res := goGet(c, front.URL)
 	<-started
 
 	begin := time.Now()
@@ -181,26 +172,13 @@ func TestDrainWaitsForSlowRequest(t *testing.T) {
 }
 
 func TestDrainTimeout(t *testing.T) {
-	started := make(chan struct{})
-	release := make(chan struct{})
-	hang := newBackend(t, "hang", func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		<-release
-		_, _ = io.WriteString(w, "released")
-	})
+	hang, started, release := heldBackend(t, "released")
 	other := newBackend(t, "other", nil)
 	const timeout = 150 * time.Millisecond
 	p, front, c := newFront(t, Options{DrainTimeout: timeout, ErrorLog: discardLog()})
 	setTargets(t, p, map[string]int{hang.addr(): 1})
 
-	res := make(chan error, 1)
-	go func() {
-		code, body, err := do(c, "GET", front.URL, "", nil)
-		if err == nil && (code != 200 || body != "released") {
-			err = fmt.Errorf("got %d %q", code, body)
-		}
-		res <- err
-	}()
+	res := goGet(c, front.URL)
 	<-started
 
 	begin := time.Now()
@@ -236,8 +214,8 @@ func TestDrainTimeout(t *testing.T) {
 	<-tgt.drained
 
 	close(release)
-	if err := <-res; err != nil {
-		t.Fatalf("hanging request: %v", err)
+	if r := <-res; r.err != nil || r.code != 200 || r.body != "released" {
+		t.Fatalf("hanging request: %d %q %v", r.code, r.body, r.err)
 	}
 }
 
