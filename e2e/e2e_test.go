@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
-	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -21,19 +20,12 @@ func TestDockerZeroDowntime(t *testing.T) {
 			run := e.Start(t)
 			before := run.Mark()
 			res := e.MustDeploy(t, s, "v2", 3)
-			after := run.Mark()
-			waitAnswers(t, run, after, 100)
-			lr := run.Stop()
-			testenv.AssertNoFailures(t, lr)
+			after := settle(t, run)
 			t.Logf("during the deploy: %v; after it: %v", run.Epoch(before), run.Epoch(after))
 			if res.Status != deploy.StatusSucceeded || res.FromVersion != "v1" || res.Version != "v2" || len(res.Machines) != 3 {
 				t.Errorf("result: status %s, %s -> %s, machines %v", res.Status, res.FromVersion, res.Version, res.Machines)
 			}
-			if got := run.Epoch(after); got["v2"] == 0 || len(got) != 1 {
-				t.Errorf("after the deploy, served by %v; want v2 only", got)
-			}
-			wantVersions(t, "containers", e.Versions(t), map[string]int{"v2": 3})
-			wantVersions(t, "routed", e.RoutedVersions(t), map[string]int{"v2": 3})
+			e.wantOnly(t, run, after, "v2")
 		})
 	}
 }
@@ -47,10 +39,7 @@ func TestDockerReleaseCommandFails(t *testing.T) {
 		Spec: e.Spec("v2"), Count: 3, Strategy: rolling.Strategy{},
 		ReleaseCommand: []string{"/app", "migrate", "1"}, ReleaseCommandTimeout: time.Minute,
 	})
-	after := run.Mark()
-	waitAnswers(t, run, after, 100)
-	lr := run.Stop()
-	testenv.AssertNoFailures(t, lr)
+	after := settle(t, run)
 	var rce *deploy.ReleaseCommandError
 	if !errors.Is(err, deploy.ErrAborted) || !errors.As(err, &rce) {
 		t.Fatalf("deploy: %v; want a ReleaseCommandError wrapping ErrAborted", err)
@@ -59,11 +48,7 @@ func TestDockerReleaseCommandFails(t *testing.T) {
 	if rce.Code != 1 || !strings.Contains(strings.Join(rce.Tail, "\n"), "migrate: failed, exiting with code 1") {
 		t.Errorf("release command error: code %d, tail %q", rce.Code, rce.Tail)
 	}
-	if got := run.Epoch(after); got["v1"] == 0 || len(got) != 1 {
-		t.Errorf("after the deploy, served by %v; want v1 only", got)
-	}
-	wantVersions(t, "containers", e.Versions(t), map[string]int{"v1": 3})
-	wantVersions(t, "routed", e.RoutedVersions(t), map[string]int{"v1": 3})
+	e.wantOnly(t, run, after, "v1")
 }
 
 // A new image whose health check never passes: the old containers serve on,
@@ -76,10 +61,7 @@ func TestDockerUnhealthyNewImage(t *testing.T) {
 	res, err := e.Deployer.Deploy(ctxFor(t, 2*time.Minute), deploy.Request{
 		Spec: spec, Count: 3, Strategy: rolling.Strategy{}, WaitTimeout: 3 * time.Second,
 	})
-	after := run.Mark()
-	waitAnswers(t, run, after, 100)
-	lr := run.Stop()
-	testenv.AssertNoFailures(t, lr)
+	after := settle(t, run)
 	if !errors.Is(err, deploy.ErrUnhealthy) {
 		t.Fatalf("deploy: %v; want ErrUnhealthy", err)
 	}
@@ -87,9 +69,5 @@ func TestDockerUnhealthyNewImage(t *testing.T) {
 	if res.Status != deploy.StatusFailed {
 		t.Errorf("status %s, want failed (no traffic had moved)", res.Status)
 	}
-	if got := run.Epoch(after); got["v1"] == 0 || len(got) != 1 {
-		t.Errorf("after the deploy, served by %v; want v1 only", got)
-	}
-	wantVersions(t, "containers", e.Versions(t), map[string]int{"v1": 3})
-	wantVersions(t, "routed", e.RoutedVersions(t), map[string]int{"v1": 3})
+	e.wantOnly(t, run, after, "v1")
 }

@@ -144,10 +144,27 @@ func wantVersions(t *testing.T, what string, got, want map[string]int) {
 	}
 }
 
-// waitAnswers waits until n requests sent during epoch got an answer (or failed).
-func waitAnswers(t *testing.T, r *load.Run, epoch int64, n int64) {
+// settle waits until 100 requests sent from now on got an answer (or
+// failed), stops the load and fails the test if any request failed. It
+// returns the epoch of those requests.
+func settle(t *testing.T, r *load.Run) int64 {
 	t.Helper()
-	if err := r.WaitEpoch(ctxFor(t, 20*time.Second), epoch, n); err != nil {
+	after := r.Mark()
+	if err := r.WaitEpoch(ctxFor(t, 20*time.Second), after, 100); err != nil {
 		t.Fatal(err)
 	}
+	testenv.AssertNoFailures(t, r.Stop())
+	return after
+}
+
+// wantOnly checks that version alone answered the requests of epoch after,
+// and that the app's containers are 3 of version, all routed.
+func (e *env) wantOnly(t *testing.T, r *load.Run, after int64, version string) {
+	t.Helper()
+	if got := r.Epoch(after); got[version] == 0 || len(got) != 1 {
+		t.Errorf("after the deploy, served by %v; want %s only", got, version)
+	}
+	want := map[string]int{version: 3}
+	wantVersions(t, "containers", e.Versions(t), want)
+	wantVersions(t, "routed", e.RoutedVersions(t), want)
 }

@@ -162,27 +162,11 @@ func testGetMissing(t *testing.T, h Harness, _ string) {
 	}
 }
 
-func testGracefulStop(t *testing.T, h Harness, app string) {
-	m := launch(t, h, h.Serve(app, "v1"))
-	get(t, h, m)
-	ctx := ctxFor(t, h)
-	if err := m.Stop(ctx); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	st, err := m.Wait(ctx)
-	if err != nil {
-		t.Fatalf("wait: %v", err)
-	}
-	if st.Code != 0 {
-		t.Errorf("graceful stop: %s, want exit code 0", st)
-	}
-	if s := m.State(); s != deploy.StateStopped {
-		t.Errorf("state %s, want stopped", s)
-	}
-}
-
-func testStopKills(t *testing.T, h Harness, app string) {
-	m := launch(t, h, h.Stubborn(app, time.Second))
+// stopServing launches spec, waits until it serves, stops it and returns its
+// exit and how long Stop and Wait took.
+func stopServing(t *testing.T, h Harness, spec deploy.MachineSpec) (deploy.Machine, deploy.ExitStatus, time.Duration) {
+	t.Helper()
+	m := launch(t, h, spec)
 	get(t, h, m)
 	ctx := ctxFor(t, h)
 	start := time.Now()
@@ -193,10 +177,25 @@ func testStopKills(t *testing.T, h Harness, app string) {
 	if err != nil {
 		t.Fatalf("wait: %v", err)
 	}
+	return m, st, time.Since(start)
+}
+
+func testGracefulStop(t *testing.T, h Harness, app string) {
+	m, st, _ := stopServing(t, h, h.Serve(app, "v1"))
+	if st.Code != 0 {
+		t.Errorf("graceful stop: %s, want exit code 0", st)
+	}
+	if s := m.State(); s != deploy.StateStopped {
+		t.Errorf("state %s, want stopped", s)
+	}
+}
+
+func testStopKills(t *testing.T, h Harness, app string) {
+	_, st, took := stopServing(t, h, h.Stubborn(app, time.Second))
 	if st.Code != 137 {
 		t.Errorf("stop past timeout: %s, want exit code 137 (killed)", st)
 	}
-	if took := time.Since(start); took < 900*time.Millisecond {
+	if took < 900*time.Millisecond {
 		t.Errorf("killed after %s, before the 1s stop timeout", took)
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -332,9 +334,7 @@ func (b *Backend) removeQuietly(ref string) {
 
 func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string, error) {
 	l := make(map[string]string, len(spec.Labels)+8)
-	for k, v := range spec.Labels {
-		l[k] = v
-	}
+	maps.Copy(l, spec.Labels)
 	l[LabelManaged] = "true"
 	l[LabelNamespace] = b.opts.Namespace
 	l[LabelMachine] = id
@@ -354,7 +354,7 @@ func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string,
 		l[LabelCmd] = string(js)
 	}
 	if len(spec.Env) > 0 {
-		js, _ := json.Marshal(sortedKeys(spec.Env))
+		js, _ := json.Marshal(slices.Sorted(maps.Keys(spec.Env)))
 		l[LabelEnvKeys] = string(js)
 	}
 	return l, nil
@@ -434,21 +434,13 @@ func normalize(s deploy.MachineSpec) deploy.MachineSpec {
 		s.Port = DefaultPort
 	}
 	labels := make(map[string]string, len(s.Labels)+2)
-	for k, v := range s.Labels {
-		labels[k] = v
-	}
+	maps.Copy(labels, s.Labels)
 	labels[deploy.LabelApp] = s.App
 	if s.Version != "" {
 		labels[deploy.LabelVersion] = s.Version
 	}
 	s.Labels = labels
-	if s.Env != nil {
-		env := make(map[string]string, len(s.Env))
-		for k, v := range s.Env {
-			env[k] = v
-		}
-		s.Env = env
-	}
+	s.Env = maps.Clone(s.Env)
 	if s.Cmd != nil {
 		s.Cmd = append([]string(nil), s.Cmd...)
 	}

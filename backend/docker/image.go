@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,13 +76,13 @@ func (o ImageOptions) changes(defaultCmd []string) ([]string, error) {
 		}
 		out = append(out, "EXPOSE "+strconv.Itoa(port)+"/tcp")
 	}
-	for _, k := range sortedKeys(o.Env) {
+	for _, k := range slices.Sorted(maps.Keys(o.Env)) {
 		if k == "" || strings.ContainsAny(k, "= \t\n") {
 			return nil, fmt.Errorf("env key %q", k)
 		}
 		out = append(out, "ENV "+k+"="+dockerfileQuote(o.Env[k]))
 	}
-	for _, k := range sortedKeys(o.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(o.Labels)) {
 		out = append(out, "LABEL "+dockerfileQuote(k)+"="+dockerfileQuote(o.Labels[k]))
 	}
 	return out, nil
@@ -224,15 +225,6 @@ func (b *Backend) RemoveImage(ctx context.Context, image string) error {
 		return wrapErr("remove image "+image, "", err)
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // dockerfileQuote double-quotes s for an ENV or LABEL instruction.

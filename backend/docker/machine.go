@@ -274,16 +274,17 @@ func (m *Machine) Stop(ctx context.Context) error {
 		}
 		return wrapErr("stop", m.id, err)
 	}
-	timer := time.NewTimer(m.spec.StopTimeoutOrDefault())
-	defer timer.Stop()
+	tctx, tcancel := context.WithTimeout(ctx, m.spec.StopTimeoutOrDefault())
+	_, werr := w.result(tctx, nil)
+	tcancel()
 	var stopErr error
-	done, werr := w.poll(ctx.Done(), timer.C)
-	if done {
-		if werr != nil && !cerrdefs.IsNotFound(werr) && ctx.Err() == nil {
-			stopErr = wrapErr("stop", m.id, werr)
-		}
-	} else {
+	switch {
+	case werr != nil && tctx.Err() != nil:
+		// The stop timeout passed or ctx ended (the wait request, cut by ctx,
+		// may say so first): the process may still run.
 		stopErr = m.kill(ctx)
+	case werr != nil && !cerrdefs.IsNotFound(werr):
+		stopErr = wrapErr("stop", m.id, werr)
 	}
 	// Record how it ended.
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -591,23 +592,6 @@ func (w *waiter) result(ctx context.Context, stop <-chan struct{}) (container.Wa
 		return container.WaitResponse{}, ctx.Err()
 	case <-stop:
 		return container.WaitResponse{}, errNeverStarted
-	}
-}
-
-// poll reports whether the wait ended (with its error), or false when done or
-// timeout fired first.
-func (w *waiter) poll(done <-chan struct{}, timeout <-chan time.Time) (bool, error) {
-	select {
-	case <-w.res.Result:
-		w.consumed = true
-		return true, nil
-	case err := <-w.res.Error:
-		w.consumed = true
-		return true, err
-	case <-done:
-		return false, nil
-	case <-timeout:
-		return false, nil
 	}
 }
 

@@ -3,6 +3,7 @@ package mem_test
 import (
 	"context"
 	"io"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,7 +21,11 @@ func TestConformance(t *testing.T) {
 	b.Inject(mem.Fault{Image: "stubborn", SlowShutdown: time.Hour})
 	b.RegisterCommand("exit", func(_ context.Context, args []string, _ map[string]string, out *mem.Output) int {
 		io.WriteString(out, args[0]+"\n")
-		return map[string]int{"0": 0, "3": 3}[args[1]]
+		code, err := strconv.Atoi(args[1])
+		if err != nil {
+			return 2
+		}
+		return code
 	})
 	backendtest.Run(t, backendtest.Harness{
 		Backend: b,
@@ -31,7 +36,7 @@ func TestConformance(t *testing.T) {
 			return deploy.MachineSpec{App: app, Image: "stubborn", StopTimeout: stop}
 		},
 		Exit: func(app, line string, code int) deploy.MachineSpec {
-			return deploy.MachineSpec{App: app, Image: "serve:v1", Cmd: []string{"exit", line, map[int]string{0: "0", 3: "3"}[code]}}
+			return deploy.MachineSpec{App: app, Image: "serve:v1", Cmd: []string{"exit", line, strconv.Itoa(code)}}
 		},
 	})
 }

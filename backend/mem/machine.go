@@ -379,6 +379,12 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	if err := m.b.opErr(OpDestroy, m.spec.Image, m.id, m.nth); err != nil {
 		return err
 	}
+	m.destroy()
+	return nil
+}
+
+// destroy kills the machine if it runs and removes it, with no injected fault.
+func (m *Machine) destroy() {
 	m.kill(ExitKilled, "destroyed while running")
 	m.mu.Lock()
 	if m.state == deploy.StateCreated {
@@ -387,7 +393,6 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	m.state = deploy.StateDestroyed
 	m.mu.Unlock()
 	m.b.forget(m.id)
-	return nil
 }
 
 // Logs returns the machine's output (a command override's writes). With

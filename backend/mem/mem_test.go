@@ -253,6 +253,21 @@ func TestMemFaults(t *testing.T) {
 	})
 }
 
+func TestMemCloseIgnoresFaults(t *testing.T) {
+	b := newBackend(t)
+	b.Inject(mem.Fault{Op: mem.OpDestroy}) // every Destroy fails
+	m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1"})
+	require.ErrorIs(t, m.Destroy(context.Background()), mem.ErrInjected)
+	require.NoError(t, b.Close())
+	assert.Equal(t, deploy.StateDestroyed, m.State(), "Close destroys the machine whatever the faults")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := m.Wait(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, mem.ExitKilled, st.Code)
+	assert.Zero(t, b.Count())
+}
+
 func TestMemList(t *testing.T) {
 	b := newBackend(t)
 	launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1"})

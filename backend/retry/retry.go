@@ -17,8 +17,8 @@ import (
 )
 
 // Options bound the retries. The zero value allows 5 attempts within 30s,
-// starting about 50ms apart and growing 1.5 times each retry (with ±50%
-// jitter), each wait at most a quarter of MaxElapsed.
+// starting about 50ms apart and growing 1.5 times each retry up to a quarter
+// of MaxElapsed, with ±50% jitter on each wait.
 type Options struct {
 	MaxAttempts     uint          // attempts per call, the first included; 0 means 5
 	MaxElapsed      time.Duration // time per call, all attempts included; 0 means 30s
