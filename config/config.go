@@ -209,42 +209,27 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(data)
-	if err != nil {
-		// Parse returns one *Error or a join of them; they are pointers, so
-		// naming the file in each changes the returned error too.
-		errs := []error{err}
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			if _, isErr := err.(*Error); !isErr {
-				errs = j.Unwrap()
-			}
-		}
-		for _, e := range errs {
-			var ce *Error
-			if errors.As(e, &ce) {
-				ce.File = filepath.Base(path)
-			}
-		}
-		return nil, err
-	}
-	return c, nil
+	return parse(data, filepath.Base(path))
 }
 
 // Parse parses the content of a fly.toml and validates it. When several values
 // are wrong, the error joins one *Error per key, in file order.
-func Parse(data []byte) (c *Config, err error) {
+func Parse(data []byte) (*Config, error) { return parse(data, "") }
+
+// parse is Parse, with file (when not "") named in every *Error.
+func parse(data []byte, file string) (*Config, error) {
 	raw := map[string]any{}
 	if _, err := decodeTOML(data, &raw); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			line, col := syntaxPos(data, pe.Position)
-			return nil, &Error{Line: line, Column: col, Err: &SyntaxError{Err: pe}}
+			return nil, &Error{File: file, Line: line, Column: col, Err: &SyntaxError{Err: pe}}
 		}
-		return nil, &Error{Err: err}
+		return nil, &Error{File: file, Err: err}
 	}
 	loc := locate(string(data))
 	d := &decoder{}
-	c = d.decode(raw)
+	c := d.decode(raw)
 	failed := map[string]bool{}
 	for _, e := range d.errs {
 		failed[e.Key] = true
@@ -256,6 +241,7 @@ func Parse(data []byte) (c *Config, err error) {
 	}
 	if len(d.errs) > 0 {
 		for _, e := range d.errs {
+			e.File = file
 			e.Line, e.Column = loc.find(e.Key)
 		}
 		return nil, joinErrors(d.errs)

@@ -372,7 +372,8 @@ func (l *locator) value(path string) {
 	}
 }
 
-// multiline skips a """ or ”' string.
+// multiline skips a multi-line string, basic or literal (q is its three
+// opening quotes).
 func (l *locator) multiline(q string) {
 	j := l.i + 3
 	for j < len(l.src) {

@@ -69,7 +69,7 @@ func (c *Config) Plan() (Plan, error) {
 	}
 	p.ReleaseCommand, _ = SplitCommand(c.Deploy.ReleaseCommand) // validated above
 
-	port := 0
+	port := DefaultPort
 	if c.HTTPService != nil {
 		port = orDefault(c.HTTPService.InternalPort)
 	} else {
@@ -79,9 +79,6 @@ func (c *Config) Plan() (Plan, error) {
 				break
 			}
 		}
-	}
-	if port == 0 {
-		port = DefaultPort
 	}
 	p.Spec = deploy.MachineSpec{
 		App:         c.App,

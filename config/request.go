@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -45,25 +44,13 @@ func (p Plan) Health() deploy.HealthChecker {
 		switch c.Type {
 		case CheckHTTP:
 			h := health.HTTP{
-				Method: c.Method, Path: c.Path, Scheme: c.Protocol,
+				Method: c.Method, Path: c.Path, Scheme: c.Protocol, TLSSkipVerify: c.TLSSkipVerify,
 				Timeout: c.Timeout, Interval: c.Interval, GracePeriod: c.GracePeriod,
 			}
 			if len(c.Headers) > 0 {
 				h.Headers = http.Header{}
 				for k, v := range c.Headers {
 					h.Headers.Set(k, v)
-				}
-			}
-			if c.TLSSkipVerify {
-				// Like health.HTTP's default client (no keep-alives, redirects
-				// not followed; the check's Timeout bounds each request), but
-				// without verifying the certificate.
-				h.Client = &http.Client{
-					Transport: &http.Transport{
-						DisableKeepAlives: true,
-						TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // the check asked for it
-					},
-					CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 				}
 			}
 			all = append(all, h)

@@ -66,16 +66,19 @@ func (c *Config) validate() []*Error {
 		}
 	}
 
+	check := func(key string, chk Check, kind string) {
+		for _, e := range chk.validate(kind) {
+			e.Key = key + "." + e.Key
+			errs = append(errs, e)
+		}
+	}
 	checks := func(base string, list []Check, kind string) {
 		for i, chk := range list {
 			key := index(base, i)
 			if strings.HasPrefix(chk.Name, base) {
 				key = chk.Name // the path it was decoded from
 			}
-			for _, e := range chk.validate(kind) {
-				e.Key = key + "." + e.Key
-				errs = append(errs, e)
-			}
+			check(key, chk, kind)
 		}
 	}
 	if hs := c.HTTPService; hs != nil {
@@ -102,14 +105,7 @@ func (c *Config) validate() []*Error {
 			add(key, "missing type (want http or tcp)")
 			continue
 		}
-		for _, e := range chk.validate("") {
-			if e.Key == "" {
-				e.Key = key
-			} else {
-				e.Key = key + "." + e.Key
-			}
-			errs = append(errs, e)
-		}
+		check(key, chk, "")
 	}
 	return errs
 }

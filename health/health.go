@@ -7,6 +7,7 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,14 +40,27 @@ type HTTP struct {
 	GracePeriod time.Duration // before the first check; default 0
 	Threshold   int           // consecutive passes to count as healthy; default 1
 
-	Client *http.Client // nil: a client without keep-alives (checks leave no idle connections)
+	// TLSSkipVerify makes an https check accept any certificate (fly's
+	// tls_skip_verify). It applies to the default client, not to Client.
+	TLSSkipVerify bool
+
+	// Client sends the checks. nil: a client without keep-alives (checks leave
+	// no idle connections) that does not follow redirects.
+	Client *http.Client
 }
 
-var defaultClient = &http.Client{
-	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	},
+var (
+	defaultClient  = newClient(nil)
+	insecureClient = newClient(&tls.Config{InsecureSkipVerify: true}) // for TLSSkipVerify
+)
+
+func newClient(tc *tls.Config) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tc},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
 }
 
 // Check sends one request to m's address.
@@ -86,7 +100,11 @@ func (h HTTP) Check(ctx context.Context, m deploy.Machine) error {
 		}
 	}
 	client := h.Client
-	if client == nil {
+	switch {
+	case client != nil:
+	case h.TLSSkipVerify:
+		client = insecureClient
+	default:
 		client = defaultClient
 	}
 	resp, err := client.Do(req)

@@ -77,22 +77,34 @@ func TestWaitHealthyThresholdAndGrace(t *testing.T) {
 	b := newBackend(t)
 	b.Inject(mem.Fault{Image: "v1", BootDelay: 150 * time.Millisecond})
 	m := start(t, b, "v1")
-	checks := 0
-	counting := countingCheck{HTTP: health.HTTP{Path: "/health", Interval: 20 * time.Millisecond, GracePeriod: 50 * time.Millisecond, Threshold: 3}, n: &checks}
+	counting := &countingCheck{HTTP: health.HTTP{Path: "/health", Interval: 20 * time.Millisecond, GracePeriod: 50 * time.Millisecond, Threshold: 3}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	began := time.Now()
 	require.NoError(t, deploy.WaitHealthy(ctx, m, counting))
-	assert.GreaterOrEqual(t, checks, 4, "failed during boot, then 3 consecutive passes")
+	assert.GreaterOrEqual(t, counting.first.Sub(began), 50*time.Millisecond, "no check within the grace period")
+	assert.Positive(t, counting.fails, "failed during boot")
+	assert.Equal(t, 3, counting.passes, "then 3 consecutive passes")
 }
 
+// countingCheck counts an HTTP check's results and notes when it first ran.
 type countingCheck struct {
 	health.HTTP
-	n *int
+	first         time.Time
+	passes, fails int
 }
 
-func (c countingCheck) Check(ctx context.Context, m deploy.Machine) error {
-	*c.n++
-	return c.HTTP.Check(ctx, m)
+func (c *countingCheck) Check(ctx context.Context, m deploy.Machine) error {
+	if c.first.IsZero() {
+		c.first = time.Now()
+	}
+	err := c.HTTP.Check(ctx, m)
+	if err != nil {
+		c.fails++
+	} else {
+		c.passes++
+	}
+	return err
 }
 
 func TestWaitHealthyFailsFastOnCrash(t *testing.T) {
