@@ -325,7 +325,8 @@ func (s *Server) decide(promote bool) http.HandlerFunc {
 	}
 }
 
-// op is one running operation: the frames it produced so far.
+// op is one running operation: the frames it produced that its one reader,
+// stream, has not taken yet.
 type op struct {
 	mu     sync.Mutex
 	frames []frame
@@ -342,10 +343,14 @@ func (o *op) add(f frame) {
 	o.more = make(chan struct{})
 }
 
-func (o *op) since(i int) ([]frame, bool, <-chan struct{}) {
+// take returns the frames added since the last take, whether the last frame
+// is among them, and a channel closed when more are added.
+func (o *op) take() ([]frame, bool, <-chan struct{}) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.frames[i:], o.done, o.more
+	fs := o.frames
+	o.frames = nil
+	return fs, o.done, o.more
 }
 
 // operate runs fn under the server's lifetime and streams its events and
@@ -376,15 +381,13 @@ func (s *Server) operate(w http.ResponseWriter, r *http.Request, fn func(context
 func stream(w http.ResponseWriter, ctx context.Context, o *op) {
 	fl, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
-	next := 0
 	for {
-		frames, done, more := o.since(next)
+		frames, done, more := o.take()
 		for _, f := range frames {
 			if err := enc.Encode(f); err != nil {
 				return // the client went away; the operation goes on
 			}
 		}
-		next += len(frames)
 		if fl != nil {
 			fl.Flush()
 		}
@@ -420,7 +423,9 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	}()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	stream(w, ctx, o)
+	// Until the client goes away: a shutdown ends Logs, whose last frame then
+	// tells the client the stream ended, not broke.
+	stream(w, r.Context(), o)
 	cancel()
 	<-done
 }

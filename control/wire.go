@@ -223,23 +223,32 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 // Unwrap returns the sentinel error of e's kind, or nil.
-func (e *Error) Unwrap() error { return kinds[e.Kind] }
-
-var kinds = map[string]error{
-	"invalid":     deploy.ErrInvalid,
-	"not_found":   deploy.ErrNotFound,
-	"in_progress": deploy.ErrDeployInProgress,
-	"aborted":     deploy.ErrAborted,
-	"unhealthy":   deploy.ErrUnhealthy,
-	"exited":      deploy.ErrExited,
-	"canceled":    context.Canceled,
-	"deadline":    context.DeadlineExceeded,
-	"no_app":      ErrNoApp,
-	"not_held":    ErrNotHeld,
+func (e *Error) Unwrap() error {
+	for _, k := range kinds {
+		if k.kind == e.Kind {
+			return k.err
+		}
+	}
+	return nil
 }
 
-// kindOrder is the order kinds are matched in: the most telling first.
-var kindOrder = []string{"invalid", "aborted", "in_progress", "not_held", "no_app", "unhealthy", "exited", "not_found", "canceled", "deadline"}
+// kinds names the sentinel errors that cross the socket, in the order toError
+// matches them: the most telling first.
+var kinds = []struct {
+	kind string
+	err  error
+}{
+	{"invalid", deploy.ErrInvalid},
+	{"aborted", deploy.ErrAborted},
+	{"in_progress", deploy.ErrDeployInProgress},
+	{"not_held", ErrNotHeld},
+	{"no_app", ErrNoApp},
+	{"unhealthy", deploy.ErrUnhealthy},
+	{"exited", deploy.ErrExited},
+	{"not_found", deploy.ErrNotFound},
+	{"canceled", context.Canceled},
+	{"deadline", context.DeadlineExceeded},
+}
 
 func toError(err error) *Error {
 	if err == nil {
@@ -249,9 +258,9 @@ func toError(err error) *Error {
 	if errors.As(err, &e) {
 		return &Error{Kind: e.Kind, Message: err.Error()}
 	}
-	for _, k := range kindOrder {
-		if errors.Is(err, kinds[k]) {
-			return &Error{Kind: k, Message: err.Error()}
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			return &Error{Kind: k.kind, Message: err.Error()}
 		}
 	}
 	return &Error{Message: err.Error()}
