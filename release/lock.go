@@ -13,6 +13,9 @@ import (
 	deploy "github.com/cutover/deploy"
 )
 
+// lockFile is the name of an app's deploy lock in its directory.
+const lockFile = "deploy.lock"
+
 // lockInfo is a deploy lock: who holds it and until when.
 type lockInfo struct {
 	Owner   string    `json:"owner"`
@@ -77,7 +80,7 @@ func (f *File) Lock(ctx context.Context, app, owner string, ttl time.Duration) e
 			return heldErr(app, l)
 		}
 		data, _ := json.Marshal(lockInfo{Owner: owner, Expires: now.Add(ttl)})
-		return writeAtomic(f.appDir(app), "deploy.lock", data)
+		return writeAtomic(f.appDir(app), lockFile, data)
 	})
 }
 
@@ -91,7 +94,7 @@ func (f *File) Unlock(ctx context.Context, app, owner string) error {
 		if err != nil || l.Owner != owner {
 			return err
 		}
-		if err := os.Remove(filepath.Join(f.appDir(app), "deploy.lock")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(filepath.Join(f.appDir(app), lockFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("release: unlock %s: %w", app, err)
 		}
 		return nil
@@ -100,7 +103,7 @@ func (f *File) Unlock(ctx context.Context, app, owner string) error {
 
 func (f *File) readLock(app string) (lockInfo, error) {
 	var l lockInfo
-	data, err := os.ReadFile(filepath.Join(f.appDir(app), "deploy.lock"))
+	data, err := os.ReadFile(filepath.Join(f.appDir(app), lockFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return l, nil
 	}
