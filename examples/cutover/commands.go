@@ -35,8 +35,7 @@ func (c *common) connect(ctx context.Context, args []string) (*control.Client, e
 	if err != nil {
 		return nil, err
 	}
-	cl, _, err := c.dial(ctx, plan.Spec.App)
-	return cl, err
+	return c.dial(ctx, plan.Spec.App)
 }
 
 func noArgs(c *common, pos []string) error {
@@ -89,7 +88,7 @@ func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cl, _, err := c.dial(ctx, plan.Spec.App)
+	cl, err := c.dial(ctx, plan.Spec.App)
 	if err != nil {
 		return err
 	}
@@ -104,16 +103,14 @@ func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
 
 // finish shows the end of a deploy or rollback and returns its error.
 func finish(r renderer, res *control.Result, err error) error {
-	if err != nil {
-		if res != nil {
-			if _, ok := r.(*jsonRenderer); ok {
-				r.done(res)
-			}
-		}
-		return failure(res, err)
+	if err == nil {
+		r.done(res)
+		return nil
 	}
-	r.done(res)
-	return nil
+	if _, ok := r.(*jsonRenderer); ok && res != nil {
+		r.done(res) // --json ends with the result line, failed or not
+	}
+	return failure(res, err)
 }
 
 func runRollback(ctx context.Context, args []string, stdout, _ io.Writer) error {
@@ -142,7 +139,7 @@ current one. VERSION is a number such as 3 or v3; see cutover releases.`, stdout
 	if err != nil {
 		return err
 	}
-	cl, _, err := c.dial(ctx, plan.Spec.App)
+	cl, err := c.dial(ctx, plan.Spec.App)
 	if err != nil {
 		return err
 	}
@@ -318,36 +315,31 @@ With -f, follow new lines until interrupted.`, stdout)
 }
 
 func runPromote(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	return decide(ctx, "promote", args, stdout)
+	return decide(ctx, args, stdout, "promote",
+		"Let a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) switch all traffic to its new machines.",
+		(*control.Client).Promote,
+		"promoted: the held deploy switches traffic to its new machines (cutover status shows it)")
 }
 
 func runAbort(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	return decide(ctx, "abort", args, stdout)
+	return decide(ctx, args, stdout, "abort",
+		"Make a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) remove its new machines; the old ones keep serving.",
+		(*control.Client).Abort,
+		"aborted: the held deploy removes its new machines; the old ones keep serving")
 }
 
-func decide(ctx context.Context, verb string, args []string, stdout io.Writer) error {
-	about := "Let a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) switch all traffic to its new machines."
-	if verb == "abort" {
-		about = "Make a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) remove its new machines; the old ones keep serving."
-	}
+// decide runs the command verb: call gives the decision to the daemon, and
+// done is printed once it took it.
+func decide(ctx context.Context, args []string, stdout io.Writer, verb, about string, call func(*control.Client, context.Context) error, done string) error {
 	c := newFlags(verb, "", about, stdout)
 	cl, err := c.connect(ctx, args)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	if verb == "promote" {
-		err = cl.Promote(ctx)
-	} else {
-		err = cl.Abort(ctx)
-	}
-	if err != nil {
+	if err := call(cl, ctx); err != nil {
 		return err
 	}
-	if verb == "promote" {
-		fmt.Fprintln(stdout, "promoted: the held deploy switches traffic to its new machines (cutover status shows it)")
-	} else {
-		fmt.Fprintln(stdout, "aborted: the held deploy removes its new machines; the old ones keep serving")
-	}
+	fmt.Fprintln(stdout, done)
 	return nil
 }

@@ -45,8 +45,7 @@ func (c *common) parse(args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := c.fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				c.fs.Usage()
+			if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
 				return nil, errHelp
 			}
 			return nil, usagef("%v (see cutover %s --help)", err, c.fs.Name())
@@ -92,8 +91,7 @@ func (c *common) load() (config.Plan, error) {
 		return config.Plan{}, usagef("%s not found: pass -c PATH or create one (app = \"NAME\" and [build] image = \"IMAGE\" are enough)", c.cfgPath)
 	}
 	if err != nil {
-		var ce *config.Error
-		if errors.As(err, &ce) || errors.Is(err, config.ErrInvalid) {
+		if errors.Is(err, config.ErrInvalid) { // every *config.Error wraps it
 			more, first := firstErr(err)
 			msg := first.Error()
 			if more > 0 {
@@ -127,25 +125,25 @@ func firstErr(err error) (int, error) {
 
 // dial connects to the daemon of the state directory and checks it runs the
 // app of fly.toml (and the backend asked for, if any).
-func (c *common) dial(ctx context.Context, app string) (*control.Client, control.Info, error) {
+func (c *common) dial(ctx context.Context, app string) (*control.Client, error) {
 	cl := control.Dial(c.socket())
 	info, err := cl.Info(ctx)
 	if err != nil {
 		cl.Close()
 		if errors.Is(err, control.ErrUnreachable) {
-			return nil, info, fmt.Errorf("cannot reach the cutover daemon at %s: start it with `cutover serve -c %s`", c.socket(), c.cfgPath)
+			return nil, fmt.Errorf("cannot reach the cutover daemon at %s: start it with `cutover serve -c %s`", c.socket(), c.cfgPath)
 		}
-		return nil, info, err
+		return nil, err
 	}
 	if info.App != app {
 		cl.Close()
-		return nil, info, usagef("the daemon at %s runs app %q, but %s is for app %q: pass the right -c or --state-dir", c.socket(), info.App, c.cfgPath, app)
+		return nil, usagef("the daemon at %s runs app %q, but %s is for app %q: pass the right -c or --state-dir", c.socket(), info.App, c.cfgPath, app)
 	}
 	if c.backend != "" && c.backend != info.Backend {
 		cl.Close()
-		return nil, info, usagef("the daemon at %s runs the %s backend, not %s: restart it with `cutover serve --backend %s`", c.socket(), info.Backend, c.backend, c.backend)
+		return nil, usagef("the daemon at %s runs the %s backend, not %s: restart it with `cutover serve --backend %s`", c.socket(), info.Backend, c.backend, c.backend)
 	}
-	return cl, info, nil
+	return cl, nil
 }
 
 // addBackendFlag adds --backend to a client command.

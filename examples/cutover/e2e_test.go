@@ -439,7 +439,7 @@ func TestBadInput(t *testing.T) {
 	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort"} {
 		r := e.run(cmd, "--help")
 		assert.Equal(t, 0, r.code)
-		assert.Contains(t, r.stdout, "Usage: cutover "+cmd)
+		assert.Equal(t, 1, strings.Count(r.stdout, "Usage: cutover "+cmd+" "), "the usage once: %q", r.stdout)
 	}
 
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "broken.toml"), []byte("app = \"x\"\n[deploy]\nstrategy = \"blue-green\"\nwait_timeout = -1\n"), 0o644))

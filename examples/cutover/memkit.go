@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/internal/demo"
 )
@@ -64,5 +63,3 @@ func imageTag(image string) string {
 	}
 	return "latest"
 }
-
-var _ deploy.Backend = (*mem.Backend)(nil)

@@ -121,7 +121,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); _ = d.mon.Run(monCtx) }()
 
-	srv := &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: logs.logger("http: ")}
+	srv := proxy.NewServer("", px, proxy.ServerOptions{ErrorLog: logs.logger("http: ")}) // safe timeouts and header limits
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub) }()
 
