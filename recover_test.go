@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -26,7 +25,7 @@ func crashDuring(t *testing.T, e *testenv.Env, store deploy.Store, s deploy.Stra
 	defer cancel()
 	d := &deploy.Deployer{
 		Backend: proc.Backend(e.Backend), Router: proc.Router(e.Proxy), Store: proc.Store(store),
-		Health: e.Deployer.Health, Strategy: s, LockTTL: 200 * time.Millisecond,
+		Health: e.Deployer.Health, Strategy: s, LockTTL: 500 * time.Millisecond,
 		OnEvent: func(ev deploy.Event) {
 			if !proc.Dead() && at(ev) {
 				proc.Die()
@@ -69,12 +68,12 @@ func TestRecoverInterruptedDeploys(t *testing.T) {
 			run := e.Load(t)
 			crashDuring(t, e, store, c.strategy, "v2", c.at)
 
-			// A new Deployer: the lock of the dead one expires, then Recover cleans up.
-			res, err := e.Deployer.Recover(context.Background(), testenv.App)
-			for deadline := time.Now().Add(10 * time.Second); errors.Is(err, deploy.ErrDeployInProgress) && time.Now().Before(deadline); {
-				time.Sleep(20 * time.Millisecond) // the dead deployer's lock expires after its 200ms ttl
-				res, err = e.Deployer.Recover(context.Background(), testenv.App)
-			}
+			// A new Deployer: the lock of the dead one holds until it expires,
+			// then Recover cleans up.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, locked, err := crash.Recover(ctx, e.Deployer, testenv.App)
+			assert.True(t, locked, "the dead deployer's lock held until its ttl")
 			require.NoError(t, err)
 			require.NotNil(t, res)
 			assert.Equal(t, c.status, res.Status)

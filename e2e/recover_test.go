@@ -55,7 +55,10 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 				WaitTimeout: e.Deployer.WaitTimeout, LockTTL: time.Second, OnEvent: e.Deployer.OnEvent,
 			}
 			start := time.Now()
-			res, err := d.Recover(ctxFor(t, 2*time.Minute), e.App)
+			res, locked, err := crash.Recover(ctxFor(t, 2*time.Minute), d, e.App)
+			if !locked {
+				t.Error("the dead deployer's lock did not hold until its ttl")
+			}
 			if err != nil {
 				t.Fatalf("Recover: %v", err)
 			}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/cutover/deploy"
 )
@@ -34,8 +35,14 @@ func (p *Process) or(f func() error) error {
 // Backend returns b as seen by the process.
 func (p *Process) Backend(b deploy.Backend) deploy.Backend { return backend{b, p} }
 
-// Store returns s as seen by the process.
-func (p *Process) Store(s deploy.Store) deploy.Store { return store{s, p} }
+// Store returns s as seen by the process; when s is a deploy.Locker, so is the
+// result, and a dead process neither renews nor releases its lock.
+func (p *Process) Store(s deploy.Store) deploy.Store {
+	if l, ok := s.(deploy.Locker); ok {
+		return lockingStore{store{s, p}, l}
+	}
+	return store{s, p}
+}
 
 // Router returns r as seen by the process.
 func (p *Process) Router(r deploy.Router) deploy.Router { return router{r, p} }
@@ -93,6 +100,19 @@ func (s store) Update(ctx context.Context, r deploy.Release) error {
 	return s.p.or(func() error { return s.Store.Update(ctx, r) })
 }
 
+type lockingStore struct {
+	store
+	l deploy.Locker
+}
+
+func (s lockingStore) Lock(ctx context.Context, app, owner string, ttl time.Duration) error {
+	return s.p.or(func() error { return s.l.Lock(ctx, app, owner, ttl) })
+}
+
+func (s lockingStore) Unlock(ctx context.Context, app, owner string) error {
+	return s.p.or(func() error { return s.l.Unlock(ctx, app, owner) })
+}
+
 type router struct {
 	deploy.Router
 	p *Process
@@ -100,4 +120,21 @@ type router struct {
 
 func (r router) SetTargets(ctx context.Context, t map[string]int) error {
 	return r.p.or(func() error { return r.Router.SetTargets(ctx, t) })
+}
+
+// Recover runs d.Recover for app and, while the dead process's deploy lock
+// holds (ErrDeployInProgress), again every 20ms until ctx ends. locked reports
+// that the first attempt found the lock held.
+func Recover(ctx context.Context, d *deploy.Deployer, app string) (res *deploy.Result, locked bool, err error) {
+	res, err = d.Recover(ctx, app)
+	locked = errors.Is(err, deploy.ErrDeployInProgress)
+	for errors.Is(err, deploy.ErrDeployInProgress) {
+		select {
+		case <-ctx.Done():
+			return nil, locked, err
+		case <-time.After(20 * time.Millisecond): // the lock's expiry is not observable
+		}
+		res, err = d.Recover(ctx, app)
+	}
+	return res, locked, err
 }
