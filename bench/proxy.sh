@@ -73,6 +73,15 @@ http {
 }
 NGINX
 
+# A server left over from an earlier run would answer in place of the one
+# started here, so refuse to run while any of the ports is taken.
+for port in $P_BACKEND $P_BASELINE $P_PROXY $P_NGINX; do
+	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+		echo "bench/proxy.sh: 127.0.0.1:$port is already in use; stop what listens there" >&2
+		exit 1
+	fi
+done
+
 declare -A pid
 "$tmp/backend" -addr 127.0.0.1:$P_BACKEND & pids+=($!) pid[direct]=$!
 "$tmp/baseline" -addr 127.0.0.1:$P_BASELINE -target http://127.0.0.1:$P_BACKEND & pids+=($!) pid[baseline]=$!
@@ -84,6 +93,12 @@ for port in $P_BACKEND $P_BASELINE $P_PROXY $P_NGINX; do
 		if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
 		sleep 0.1 # waiting for a server process to listen
 	done
+done
+for n in direct baseline proxy nginx; do
+	if ! kill -0 "${pid[$n]}" 2>/dev/null; then
+		echo "bench/proxy.sh: the $n server exited at start" >&2
+		exit 1
+	fi
 done
 
 if command -v wrk >/dev/null 2>&1; then
