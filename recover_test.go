@@ -16,6 +16,12 @@ import (
 	"github.com/cutover/deploy/strategy/rolling"
 )
 
+// dyingLockTTL is the deploy lock's ttl in the process that dies. The lock
+// outlives the death by at least two thirds of it (it is renewed every third),
+// which must cover the time to the first Recover on a loaded machine (-race,
+// packages in parallel); Recover then waits out the rest.
+const dyingLockTTL = 1500 * time.Millisecond
+
 // crashDuring deploys version with s on a Deployer that dies at the first event
 // for which at returns true, and throws that Deployer away.
 func crashDuring(t *testing.T, e *testenv.Env, store deploy.Store, s deploy.Strategy, version string, at func(deploy.Event) bool) {
@@ -25,7 +31,7 @@ func crashDuring(t *testing.T, e *testenv.Env, store deploy.Store, s deploy.Stra
 	defer cancel()
 	d := &deploy.Deployer{
 		Backend: proc.Backend(e.Backend), Router: proc.Router(e.Proxy), Store: proc.Store(store),
-		Health: e.Deployer.Health, Strategy: s, LockTTL: 500 * time.Millisecond,
+		Health: e.Deployer.Health, Strategy: s, LockTTL: dyingLockTTL,
 		OnEvent: func(ev deploy.Event) {
 			if !proc.Dead() && at(ev) {
 				proc.Die()

@@ -34,17 +34,12 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 			e := newEnv(t)
 			store := release.NewMemory()
 			e.Deployer.Store = store
-			e.Deployer.LockTTL = time.Second
 			run := e.Start(t)
 
-			crashDuring(t, e, store, c.strategy, c.at)
-			t.Logf("after the crash: containers %v, routed %v", e.Versions(t), e.RoutedVersions(t))
-			rel, err := store.Get(ctxFor(t, 10*time.Second), e.App, 2)
-			if err != nil || rel.Status != deploy.ReleaseRunning {
-				t.Fatalf("release v2 after the crash: %v, %v; want running", rel.Status, err)
-			}
-
-			// A new process: a new client, a new Deployer, the same store and proxy.
+			// The process that recovers: a new client and a new Deployer on the same
+			// store and proxy. Its client is made before the crash so that nothing
+			// slow runs between the crash and the first Recover, which must still
+			// find the dead deployer's lock.
 			fresh, err := docker.New(ctxFor(t, 10*time.Second), docker.Options{Namespace: namespace})
 			if err != nil {
 				t.Fatal(err)
@@ -54,10 +49,16 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 				Backend: fresh, Router: e.Proxy, Store: store, Health: e.Deployer.Health,
 				WaitTimeout: e.Deployer.WaitTimeout, LockTTL: time.Second, OnEvent: e.Deployer.OnEvent,
 			}
+
+			crashDuring(t, e, store, c.strategy, c.at)
+			rel, err := store.Get(ctxFor(t, 10*time.Second), e.App, 2)
+			if err != nil || rel.Status != deploy.ReleaseRunning {
+				t.Fatalf("release v2 after the crash: %v, %v; want running", rel.Status, err)
+			}
 			start := time.Now()
 			res, locked, err := crash.Recover(ctxFor(t, 2*time.Minute), d, e.App)
 			if !locked {
-				t.Error("the dead deployer's lock did not hold until its ttl")
+				t.Errorf("the dead deployer's lock did not hold until its ttl (%v)", dyingLockTTL)
 			}
 			if err != nil {
 				t.Fatalf("Recover: %v", err)
@@ -84,6 +85,12 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 	}
 }
 
+// dyingLockTTL is the deploy lock's ttl in the process that dies: it lasts at
+// least two thirds of it after the death (it is renewed every third), long
+// enough for the test to reach Recover on a loaded machine, and Recover waits
+// out the rest.
+const dyingLockTTL = 3 * time.Second
+
 // crashDuring deploys v2 with s through a Deployer and a Docker client of
 // their own, which die at the first event for which at returns true: every
 // later call they make fails and the deploy's context is cancelled. Both are
@@ -100,7 +107,7 @@ func crashDuring(t *testing.T, e *env, store deploy.Store, s deploy.Strategy, at
 	defer cancel()
 	d := &deploy.Deployer{
 		Backend: proc.Backend(b), Router: proc.Router(e.Proxy), Store: proc.Store(store),
-		Health: e.Deployer.Health, Strategy: s, WaitTimeout: e.Deployer.WaitTimeout, LockTTL: time.Second,
+		Health: e.Deployer.Health, Strategy: s, WaitTimeout: e.Deployer.WaitTimeout, LockTTL: dyingLockTTL,
 		OnEvent: func(ev deploy.Event) {
 			e.Deployer.OnEvent(ev)
 			if !proc.Dead() && at(ev) {
