@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/cutover/deploy/proxy"
 )
@@ -54,4 +55,20 @@ func Example() {
 	// 200 hello from v1
 	// 200 hello from v2
 	// 1 request(s) on v2
+}
+
+// ExampleHistogram_Observe builds a latency distribution outside the Proxy, as a
+// router of one's own does to report TargetStats.
+func ExampleHistogram_Observe() {
+	var h proxy.Histogram
+	for i := 1; i <= 100; i++ {
+		h.Observe(time.Duration(i) * time.Millisecond)
+	}
+	s := proxy.TargetStats{Requests: 100, Errors: 2, Latency: h}
+	fmt.Println(s.Latency.Count(), s.Latency.Mean(), s.ErrorRate())
+	p99 := s.Quantile(0.99)
+	fmt.Println(p99 > 90*time.Millisecond && p99 < 110*time.Millisecond) // within a bucket of 99ms
+	// Output:
+	// 100 50.5ms 0.02
+	// true
 }

@@ -627,6 +627,21 @@ func TestHistogram(t *testing.T) {
 	if (Histogram{}).Quantile(0.5) != 0 {
 		t.Error("empty histogram quantile")
 	}
+	// Observe builds the same snapshot as the live histogram; negative counts as 0.
+	var o Histogram
+	for range 98 {
+		o.Observe(time.Millisecond)
+	}
+	o.Observe(50 * time.Millisecond)
+	o.Observe(200 * time.Millisecond)
+	if o != s {
+		t.Errorf("Observe built %+v, the live histogram %+v", o, s)
+	}
+	var neg Histogram
+	neg.Observe(-time.Second)
+	if neg.Count() != 1 || neg.Sum() != 0 || neg.Quantile(1) > 1024*time.Nanosecond { // the first bucket, [0, 1024ns)
+		t.Errorf("Observe(-1s): count %d, sum %v, max %v", neg.Count(), neg.Sum(), neg.Quantile(1))
+	}
 	// Bucket bounds contain their values, everywhere in the range.
 	for ns := int64(1); ns < 1<<42; ns = ns*5/4 + 1 {
 		lo, hi := bucketBounds(bucketOf(ns))

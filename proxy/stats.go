@@ -121,6 +121,16 @@ type Histogram struct {
 	sum    time.Duration
 }
 
+// Observe adds one observation, d (a negative d counts as 0). The Proxy fills its
+// histograms itself; Observe is for building statistics elsewhere, such as a
+// router of one's own that reports TargetStats to strategy/canary.
+func (h *Histogram) Observe(d time.Duration) {
+	d = max(d, 0)
+	h.counts[bucketOf(int64(d))]++
+	h.count++
+	h.sum += d
+}
+
 // Count returns the number of observations.
 func (h Histogram) Count() uint64 { return h.count }
 

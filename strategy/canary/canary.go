@@ -9,9 +9,10 @@
 // leaves traffic, drains and is destroyed, and the old machines keep serving.
 // After the last step the remaining machines are started and all traffic moves.
 //
-// The router must report statistics (proxy.Proxy does). For sticky assignment,
-// so that one user sees one version for the whole canary, set the proxy's
-// StickyHeader or StickyCookie.
+// The router must report statistics: proxy.Proxy does, and a router of one's
+// own implements Observer, building latencies with proxy.Histogram.Observe. For
+// sticky assignment, so that one user sees one version for the whole canary,
+// set the proxy's StickyHeader or StickyCookie.
 package canary
 
 import (
@@ -72,7 +73,9 @@ type Strategy struct {
 	Parallel int // machines started at once for the final roll-out; 0 means all
 }
 
-// Observer is a router that reports per-target traffic statistics, such as *proxy.Proxy.
+// Observer is a router that reports per-target traffic statistics, such as
+// *proxy.Proxy, keyed by machine address; the canary compares windows between
+// two calls (see proxy.TargetStats.Sub).
 type Observer interface {
 	Stats() map[string]proxy.TargetStats
 }

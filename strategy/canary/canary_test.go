@@ -19,6 +19,7 @@ import (
 	"github.com/cutover/deploy/internal/demo"
 	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/internal/testenv"
+	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -200,6 +201,56 @@ func TestCanaryNeedsObserver(t *testing.T) {
 }
 
 type plainRouter struct{ deploy.Router }
+
+// A router of one's own drives a canary by reporting TargetStats it builds with
+// proxy.Histogram.Observe. This one routes through the proxy but reports that
+// the canary answers in 2s where the old machines answer in 10ms, so the
+// analysis rolls the canary back on latency.
+func TestCanaryOwnObserver(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	r := &slowCanary{Router: e.Proxy, p: e.Proxy, old: map[string]bool{}}
+	for addr := range e.Proxy.Stats() {
+		r.old[addr] = true
+	}
+	e.Deployer.Router = r
+	s := canary.Strategy{Steps: []canary.Step{{Percent: 10}}, Bake: 100 * time.Millisecond, Analysis: canary.Analysis{Interval: 20 * time.Millisecond}}
+	res, err := e.Deploy(context.Background(), s, "v2", 2)
+	require.ErrorIs(t, err, canary.ErrAnalysis)
+	assert.ErrorContains(t, err, "p99 latency")
+	assert.Equal(t, deploy.StatusRolledBack, res.Status)
+	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
+	assert.Equal(t, map[string]int{"v1": 2}, e.RoutedVersions(t))
+}
+
+// slowCanary routes through p and reports, for each of p's targets, 100 more
+// requests at every call: answered in 10ms by the old machines, in 2s by the others.
+type slowCanary struct {
+	deploy.Router
+	p     *proxy.Proxy
+	old   map[string]bool
+	mu    sync.Mutex
+	calls int
+}
+
+func (r *slowCanary) Stats() map[string]proxy.TargetStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	out := map[string]proxy.TargetStats{}
+	for addr := range r.p.Stats() {
+		latency := 2 * time.Second
+		if r.old[addr] {
+			latency = 10 * time.Millisecond
+		}
+		s := proxy.TargetStats{Requests: uint64(100 * r.calls)}
+		for range s.Requests {
+			s.Latency.Observe(latency)
+		}
+		out[addr] = s
+	}
+	return out
+}
 
 func keys(m map[string]int64) []string {
 	var out []string
