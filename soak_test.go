@@ -34,7 +34,7 @@ func TestSoak(t *testing.T) {
 	strategies := []deploy.Strategy{
 		rolling.Strategy{},
 		bluegreen.Strategy{},
-		canary.Strategy{Steps: []canary.Step{{Percent: 10, Machines: 1}, {Percent: 50}}, Bake: 100 * time.Millisecond},
+		canary.Strategy{Steps: []canary.Step{{Percent: 10, Machines: 1}, {Percent: 50}}, Bake: 100 * time.Millisecond, Analysis: loadedAnalysis},
 		rolling.Strategy{MaxUnavailable: 2},
 	}
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)

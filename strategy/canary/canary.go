@@ -3,10 +3,12 @@
 //
 // Each step routes the canary machines at a traffic share through the router's
 // weights (no cookie needed) and holds it for a bake time. During the bake the
-// canary's error rate (5xx plus transport errors) and p99 latency are compared
-// with the old machines' over the same window, from the router's per-target
-// statistics; a failing comparison or health check aborts at once: the canary
-// leaves traffic, drains and is destroyed, and the old machines keep serving.
+// canary's error rate (5xx plus transport errors) and tail latency (p99, or a
+// lower percentile while the canary has served too few requests to estimate
+// p99; see Analysis) are compared with the old machines' over the same window,
+// from the router's per-target statistics. A failing comparison or health
+// check aborts at once: the canary leaves traffic, drains and is destroyed, and
+// the old machines keep serving.
 // After the last step the remaining machines are started and all traffic moves.
 //
 // The router must report statistics: proxy.Proxy does, and a router of one's
@@ -19,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cutover/deploy"
@@ -50,8 +53,12 @@ type Analysis struct {
 	// MaxErrorRateIncrease is how much the canary's error rate may exceed the
 	// baseline's (0.02 = 2 percentage points). Default 0.02.
 	MaxErrorRateIncrease float64
-	// The canary's p99 latency may not exceed both MaxLatencyRatio times the
-	// baseline's p99 and the baseline's p99 plus LatencySlack. Defaults 2 and 100ms.
+	// The canary's tail latency may not exceed both MaxLatencyRatio times the
+	// baseline's and the baseline's plus LatencySlack. Defaults 2 and 100ms.
+	// Both are taken at p99 or, while the canary has served fewer than 500
+	// requests in the window, at the highest whole percentile with at least 5
+	// of them above it (p90 at 50 requests, p95 at 100): the slowest of a few
+	// requests says little, and one slow request must not fail a canary.
 	MaxLatencyRatio float64
 	LatencySlack    time.Duration
 	// MinRequests the canary must serve in a step before a verdict on its figures;
@@ -255,21 +262,37 @@ type verdict struct {
 	tooFew  bool // fewer canary requests than MinRequests: no verdict on figures
 }
 
+// minTail is the fewest of the canary's requests in a window that lie above the
+// latency percentile the analysis compares (see Analysis.MaxLatencyRatio).
+const minTail = 5
+
+// percentile returns the latency percentile compared for a canary with n
+// latency observations: 99, or the highest whole percentile with minTail of
+// them above it, and at least 50.
+func percentile(n uint64) int {
+	if n == 0 {
+		return 99
+	}
+	p := int(math.Floor(100 * (1 - minTail/float64(n))))
+	return min(max(p, 50), 99)
+}
+
 // judge compares the canary's traffic since start with the baseline's.
 func (a Analysis) judge(old, canaries []deploy.Machine, start, now map[string]proxy.TargetStats) verdict {
 	c := window(canaries, start, now)
 	b := window(old, start, now)
-	cp99, bp99 := c.Quantile(0.99), b.Quantile(0.99)
-	sum := fmt.Sprintf("canary: %d requests, %.1f%% errors, p99 %s; baseline: %d requests, %.1f%% errors, p99 %s",
-		c.Requests, 100*c.ErrorRate(), cp99, b.Requests, 100*b.ErrorRate(), bp99)
+	pc := percentile(c.Latency.Count())
+	cq, bq := c.Quantile(float64(pc)/100), b.Quantile(float64(pc)/100)
+	sum := fmt.Sprintf("canary: %d requests, %.1f%% errors, p%d %s; baseline: %d requests, %.1f%% errors, p%d %s",
+		c.Requests, 100*c.ErrorRate(), pc, cq, b.Requests, 100*b.ErrorRate(), pc, bq)
 	if c.Requests < a.MinRequests {
 		return verdict{summary: sum + fmt.Sprintf(" (fewer than %d canary requests: no verdict on figures)", a.MinRequests), tooFew: true}
 	}
 	if c.ErrorRate() > b.ErrorRate()+a.MaxErrorRateIncrease {
 		return verdict{summary: sum, err: fmt.Errorf("%w: error rate %.1f%% vs baseline %.1f%% (allowed +%.1f points)", ErrAnalysis, 100*c.ErrorRate(), 100*b.ErrorRate(), 100*a.MaxErrorRateIncrease)}
 	}
-	if b.Requests > 0 && cp99 > time.Duration(float64(bp99)*a.MaxLatencyRatio) && cp99 > bp99+a.LatencySlack {
-		return verdict{summary: sum, err: fmt.Errorf("%w: p99 latency %s vs baseline %s", ErrAnalysis, cp99, bp99)}
+	if b.Requests > 0 && cq > time.Duration(float64(bq)*a.MaxLatencyRatio) && cq > bq+a.LatencySlack {
+		return verdict{summary: sum, err: fmt.Errorf("%w: p%d latency %s vs baseline %s", ErrAnalysis, pc, cq, bq)}
 	}
 	return verdict{summary: sum}
 }

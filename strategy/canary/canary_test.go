@@ -203,50 +203,99 @@ func TestCanaryNeedsObserver(t *testing.T) {
 type plainRouter struct{ deploy.Router }
 
 // A router of one's own drives a canary by reporting TargetStats it builds with
-// proxy.Histogram.Observe. This one routes through the proxy but reports that
-// the canary answers in 2s where the old machines answer in 10ms, so the
-// analysis rolls the canary back on latency.
+// proxy.Histogram.Observe. This one reports that the canary answers in 2s where
+// the old machines answer in 10ms, so the analysis rolls the canary back on
+// latency: at p95, the highest percentile with 5 of the window's 100 canary
+// requests above it.
 func TestCanaryOwnObserver(t *testing.T) {
 	e := testenv.New(t)
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
-	r := &slowCanary{Router: e.Proxy, p: e.Proxy, old: map[string]bool{}}
-	for addr := range e.Proxy.Stats() {
-		r.old[addr] = true
-	}
-	e.Deployer.Router = r
-	s := canary.Strategy{Steps: []canary.Step{{Percent: 10}}, Bake: 100 * time.Millisecond, Analysis: canary.Analysis{Interval: 20 * time.Millisecond}}
-	res, err := e.Deploy(context.Background(), s, "v2", 2)
+	e.Deployer.Router = newStatsRouter(e, func(old bool, _ int) []time.Duration {
+		if old {
+			return repeat(100, 10*time.Millisecond)
+		}
+		return repeat(100, 2*time.Second)
+	})
+	res, err := e.Deploy(context.Background(), oneStep, "v2", 2)
 	require.ErrorIs(t, err, canary.ErrAnalysis)
-	assert.ErrorContains(t, err, "p99 latency")
+	assert.ErrorContains(t, err, "p95 latency 2")
 	assert.Equal(t, deploy.StatusRolledBack, res.Status)
 	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
 	assert.Equal(t, map[string]int{"v1": 2}, e.RoutedVersions(t))
 }
 
-// slowCanary routes through p and reports, for each of p's targets, 100 more
-// requests at every call: answered in 10ms by the old machines, in 2s by the others.
-type slowCanary struct {
-	deploy.Router
-	p     *proxy.Proxy
-	old   map[string]bool
-	mu    sync.Mutex
-	calls int
+// One slow request among a canary's first 51 does not fail it: with that few
+// requests the analysis compares p90, not the slowest of them.
+func TestCanaryOneSlowRequestPasses(t *testing.T) {
+	e := testenv.New(t)
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	var verdicts []string
+	e.OnEvent(func(ev deploy.Event) {
+		if ev.Type == deploy.CanaryAnalysis {
+			verdicts = append(verdicts, ev.Message)
+		}
+	})
+	e.Deployer.Router = newStatsRouter(e, func(old bool, seen int) []time.Duration {
+		if old {
+			return repeat(100, 10*time.Millisecond)
+		}
+		more := repeat(50, 10*time.Millisecond)
+		if seen == 2 { // the first request after the step began is slow
+			more = append(more, 2*time.Second)
+		}
+		return more
+	})
+	res := e.MustDeploy(t, oneStep, "v2", 2)
+	assert.Equal(t, deploy.StatusSucceeded, res.Status)
+	require.Len(t, verdicts, 1)
+	t.Log(verdicts[0])
 }
 
-func (r *slowCanary) Stats() map[string]proxy.TargetStats {
+// oneStep is a canary of one 10% step, judged every 20ms for 100ms.
+var oneStep = canary.Strategy{Steps: []canary.Step{{Percent: 10}}, Bake: 100 * time.Millisecond, Analysis: canary.Analysis{Interval: 20 * time.Millisecond}}
+
+func repeat(n int, d time.Duration) []time.Duration {
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = d
+	}
+	return out
+}
+
+// statsRouter routes through e's proxy and reports statistics of its own for the
+// proxy's targets: at every call, each target serves the requests, with the
+// latencies, that more returns for it; old tells the machines routed when the
+// router was made, seen counts the calls the target was in (1 at the first).
+type statsRouter struct {
+	deploy.Router
+	p     *proxy.Proxy
+	more  func(old bool, seen int) []time.Duration
+	old   map[string]bool
+	mu    sync.Mutex
+	seen  map[string]int
+	stats map[string]proxy.TargetStats
+}
+
+func newStatsRouter(e *testenv.Env, more func(old bool, seen int) []time.Duration) *statsRouter {
+	r := &statsRouter{Router: e.Proxy, p: e.Proxy, more: more, old: map[string]bool{}, seen: map[string]int{}, stats: map[string]proxy.TargetStats{}}
+	for addr := range e.Proxy.Stats() {
+		r.old[addr] = true
+	}
+	return r
+}
+
+func (r *statsRouter) Stats() map[string]proxy.TargetStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls++
 	out := map[string]proxy.TargetStats{}
 	for addr := range r.p.Stats() {
-		latency := 2 * time.Second
-		if r.old[addr] {
-			latency = 10 * time.Millisecond
+		r.seen[addr]++
+		s := r.stats[addr]
+		for _, d := range r.more(r.old[addr], r.seen[addr]) {
+			s.Requests++
+			s.Latency.Observe(d)
 		}
-		s := proxy.TargetStats{Requests: uint64(100 * r.calls)}
-		for range s.Requests {
-			s.Latency.Observe(latency)
-		}
+		r.stats[addr] = s
 		out[addr] = s
 	}
 	return out
