@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cutover/deploy"
@@ -273,8 +272,8 @@ func percentile(n uint64) int {
 	if n == 0 {
 		return 99
 	}
-	p := int(math.Floor(100 * (1 - minTail/float64(n))))
-	return min(max(p, 50), 99)
+	above := (100*minTail + n - 1) / n // minTail as a percentage of n, rounded up
+	return 100 - int(min(max(above, 1), 50))
 }
 
 // judge compares the canary's traffic since start with the baseline's.
