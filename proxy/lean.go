@@ -26,9 +26,9 @@ import (
 // backend closed while idle never fails a request: before a request that may
 // not be sent twice (a POST, say) reuses one, a non-blocking peek checks it; an
 // idempotent request skips that syscall, and if the reused connection turns out
-// closed before any response byte arrived (or answers 408, which a backend may
-// send before closing an idle connection), it is sent once more on a new
-// connection to the same target. Every other request goes through
+// closed before any response byte arrived (or answers a 408 that closes it,
+// which a backend may send before closing an idle connection), it is sent once
+// more on a new connection to the same target. Every other request goes through
 // httputil.ReverseProxy and net/http's Transport, which handle 100-continue,
 // upgrades, request trailers and bodies that stream while the response comes.
 
@@ -60,7 +60,7 @@ func (e *dialError) Unwrap() error { return e.err }
 
 // staleError marks an attempt on a reused connection the backend had most
 // likely closed while idle: it ended before any response byte arrived, or (the
-// peek skipped) the response was a 408 sent before the close.
+// peek skipped) the response was a 408 that closes the connection.
 type staleError struct{ err error }
 
 func (e *staleError) Error() string { return e.err.Error() }
@@ -264,8 +264,8 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 // attempt failed, and nothing was written to w except 1xx responses.
 //
 // check and fresh are passed to the pool's get; a failure on a reused
-// connection before any response byte arrived, or a 408 on one that was not
-// checked, is returned as a *staleError.
+// connection before any response byte arrived, or a 408 that closes one that
+// was not checked, is returned as a *staleError.
 func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.Request, t *target, body []byte, check, fresh bool) (done, abort bool, err error) {
 	pc, err := t.pool.get(ctx, p, t.addr, check, fresh)
 	if err != nil {
@@ -306,10 +306,11 @@ func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.
 	if err := p.readHead(pc, w, r, &hd); err != nil {
 		return false, false, err
 	}
-	if hd.status == http.StatusRequestTimeout && pc.reused && !check {
+	if hd.status == http.StatusRequestTimeout && !hd.keepAlive && pc.reused && !check {
 		// Most likely sent unasked by a backend closing the idle connection
 		// (the peek that would have seen it was skipped); the request may be
-		// repeated on a new connection (RFC 9110, section 15.5.9).
+		// repeated on a new connection (RFC 9110, section 15.5.9). A 408 that
+		// keeps the connection open is the backend's answer and is passed on.
 		return false, false, &staleError{errIdle408}
 	}
 	if p.opts.ResponseHeaderTimeout > 0 {

@@ -165,6 +165,40 @@ func TestIdle408(t *testing.T) {
 	}
 }
 
+// TestKeepAlive408PassedOn: a 408 that keeps the connection open is the
+// backend's answer, not an idle close: the client gets it, and the request is
+// not sent again.
+func TestKeepAlive408PassedOn(t *testing.T) {
+	var hits atomic.Int64
+	addr := rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for n := 0; ; n++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			hits.Add(1)
+			if n == 0 {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			} else {
+				_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+			}
+		}
+	})
+	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	setTargets(t, p, map[string]int{addr: 1})
+	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("first GET: %d %q %v", code, body, err)
+	}
+	if code, _, err := do(c, "GET", front.URL, "", nil); err != nil || code != http.StatusRequestTimeout {
+		t.Fatalf("second GET: %d %v, want the backend's 408", code, err)
+	}
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("the backend got %d requests, want 2 (the 408 was not resent)", n)
+	}
+}
+
 // TestNoResponseResentOnce: a backend that reads each request and closes the
 // connection without answering gets an idempotent request twice (the reused
 // connection, then a new one) and a POST without an Idempotency-Key once.
