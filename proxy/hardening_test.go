@@ -316,6 +316,7 @@ func TestMaxBodyBytes(t *testing.T) {
 	if res.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("chunked body above the limit: %d", res.StatusCode)
 	}
+	b.srv.Close() // waits for the backend's handlers, so the count is final
 	if n := oversized.Load(); n != 0 {
 		t.Fatalf("oversized body delivered to the backend %d times", n)
 	}
