@@ -6,7 +6,8 @@
 # for DUR (5) seconds at 32 connections (wrk with 2 threads; nginx and wrk are
 # installed from Debian when missing, and bench/loadgen drives the load if wrk
 # cannot be), and prints each one's min/median/max requests/s, median p50 and
-# p99, and failures. The last line is
+# p99, failures, the median CPU time per request of the server under test and
+# of the backend (from /proc), and its share of the direct rate. The last line is
 #   ratio_vs_httputil=X.XX ratio_vs_nginx=Y.YY
 # this proxy's median requests/s over the baseline's and over nginx's.
 set -euo pipefail

@@ -131,9 +131,11 @@ type Options struct {
 
 	// IdleConnTimeout is how long an idle upstream connection is kept for
 	// reuse. Zero or negative means DefaultIdleConnTimeout (90s). Independently
-	// of it, an idle connection the backend closed meanwhile fails no request: it is
-	// checked before reuse (on Linux, a non-blocking peek), or, for an
-	// idempotent request, the request is sent again on a new connection.
+	// of it, an idle connection the backend closed meanwhile fails no idempotent
+	// request: it is sent again on a new connection. Before another request
+	// (a POST without an Idempotency-Key) reuses one, a non-blocking peek checks
+	// it on Linux; elsewhere, or when the close races the write, that request
+	// fails with 502.
 	IdleConnTimeout time.Duration
 
 	// MaxConnsPerTarget, when positive, caps the connections to each target
