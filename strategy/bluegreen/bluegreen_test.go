@@ -31,7 +31,9 @@ func start(t *testing.T, n int) (*testenv.Env, *load.Run) {
 func only(t *testing.T, run *load.Run, version string) {
 	t.Helper()
 	epoch := run.Mark()
-	require.Eventually(t, func() bool { return run.Epoch(epoch)[version] >= 50 }, 10*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, run.WaitEpoch(ctx, epoch, 50))
 	got := run.Epoch(epoch) // one snapshot: two reads could see different counts
 	assert.Equal(t, map[string]int64{version: got[version]}, got)
 }

@@ -28,7 +28,9 @@ func TestImmediateReportsDowntime(t *testing.T) {
 	assert.GreaterOrEqual(t, res.Downtime, 100*time.Millisecond, "the new machines listen only after their boot delay")
 	assert.Zero(t, res.Counts[deploy.MachineHealthy], "no health wait")
 	epoch := run.Mark()
-	require.Eventually(t, func() bool { return run.Epoch(epoch)["v2"] >= 50 }, 10*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, run.WaitEpoch(ctx, epoch, 50))
 	got := run.Epoch(epoch) // one snapshot: two reads could see different counts
 	assert.Equal(t, map[string]int64{"v2": got["v2"]}, got)
 	lr := run.Stop()
