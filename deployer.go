@@ -287,10 +287,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		d.event(log, e)
 	}))
 	r.Logger = log
-	r.WaitTimeout = req.WaitTimeout
-	if r.WaitTimeout <= 0 {
-		r.WaitTimeout = d.WaitTimeout
-	}
+	r.WaitTimeout = waitTimeout(req.WaitTimeout, d.WaitTimeout)
 
 	r.Emit(Event{Type: DeployStarted, Version: spec.Version, Message: fmt.Sprintf("strategy=%s machines=%d from=%q", res.Strategy, count, res.FromVersion)})
 	if len(req.ReleaseCommand) > 0 {
@@ -481,7 +478,7 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	return moved, errors.Join(errs...)
 }
 
-func (r *Rollout) undoTimeout() time.Duration { return r.waitTimeout() + time.Minute }
+func (r *Rollout) undoTimeout() time.Duration { return r.WaitTimeout + time.Minute }
 
 func (d *Deployer) event(log hclog.Logger, e Event) {
 	args := []any{"machine", e.Machine, "version", e.Version}

@@ -94,7 +94,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	if len(running) > 0 && !finish {
 		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, d.Health, routes, emit)
 		r.Logger = log
-		r.WaitTimeout = d.WaitTimeout
+		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = news
 		r.moved = true
 		r.restore = prev

@@ -22,7 +22,7 @@ type Rollout struct {
 	Backend     Backend       // creates machines
 	Router      Router        // moves traffic
 	Health      HealthChecker // nil: DialCheck
-	WaitTimeout time.Duration // per machine health wait; 0 means DefaultWaitTimeout
+	WaitTimeout time.Duration // per machine health wait, as the Deployer resolved it (never 0)
 	Logger      hclog.Logger  // never nil when built by the Deployer
 
 	emit func(Event)
@@ -154,7 +154,7 @@ func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) (
 // WaitHealthy waits, within the rollout's wait timeout, until m passes its
 // health checks, and emits MachineHealthy or MachineUnhealthy.
 func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
-	ctx, cancel := context.WithTimeout(ctx, r.waitTimeout())
+	ctx, cancel := context.WithTimeout(ctx, r.WaitTimeout)
 	defer cancel()
 	if err := WaitHealthy(ctx, m, r.Health); err != nil {
 		r.emitFor(MachineUnhealthy, m, "", err)
@@ -164,12 +164,14 @@ func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
 	return nil
 }
 
-// waitTimeout is WaitTimeout, or DefaultWaitTimeout when it is not set.
-func (r *Rollout) waitTimeout() time.Duration {
-	if r.WaitTimeout <= 0 {
-		return DefaultWaitTimeout
+// waitTimeout returns the first positive of ts, or DefaultWaitTimeout.
+func waitTimeout(ts ...time.Duration) time.Duration {
+	for _, t := range ts {
+		if t > 0 {
+			return t
+		}
 	}
-	return r.WaitTimeout
+	return DefaultWaitTimeout
 }
 
 // Routes returns a copy of the target set last given to the Router.

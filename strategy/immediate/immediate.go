@@ -46,11 +46,7 @@ func (Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 
 // listening waits, within the wait timeout, until m accepts connections.
 func listening(ctx context.Context, r *deploy.Rollout, m deploy.Machine) error {
-	wt := r.WaitTimeout
-	if wt <= 0 {
-		wt = deploy.DefaultWaitTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, wt)
+	ctx, cancel := context.WithTimeout(ctx, r.WaitTimeout)
 	defer cancel()
 	if err := deploy.WaitHealthy(ctx, m, deploy.DialCheck{}); err != nil {
 		return &deploy.PhaseError{Machine: m.ID(), Phase: "listen", Err: err}
