@@ -19,11 +19,16 @@ type reservation struct {
 
 // reserve binds a TCP socket to a free port on 127.0.0.1 without listening.
 func reserve() (*reservation, error) {
+	// As package net does: no fork may copy the descriptor before it is close-on-exec.
+	syscall.ForkLock.RLock()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("mem: reserve a port: %w", err)
 	}
-	syscall.CloseOnExec(fd)
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		syscall.Close(fd)
 		return nil, fmt.Errorf("mem: reserve a port: %w", err)
