@@ -22,6 +22,7 @@ type common struct {
 	cfgPath  string
 	stateDir string
 	backend  string // optional on client commands: checked against the daemon's
+	usage    func() // prints the usage to stdout
 }
 
 func newFlags(name, synopsis, about string, stdout io.Writer) *common {
@@ -30,7 +31,8 @@ func newFlags(name, synopsis, about string, stdout io.Writer) *common {
 	c.fs.StringVar(&c.cfgPath, "c", "fly.toml", "path to the app's fly.toml")
 	c.fs.StringVar(&c.cfgPath, "config", "fly.toml", "same as -c")
 	c.fs.StringVar(&c.stateDir, "state-dir", "", "state directory: release history, control socket (default .cutover next to fly.toml)")
-	c.fs.Usage = func() {
+	c.fs.Usage = func() {} // Parse calls it on every flag error; parse prints the usage for --help only
+	c.usage = func() {
 		fmt.Fprintf(stdout, "Usage: cutover %s %s\n\n%s\n\nFlags:\n", name, synopsis, strings.TrimSpace(about))
 		c.fs.SetOutput(stdout)
 		c.fs.PrintDefaults()
@@ -45,7 +47,8 @@ func (c *common) parse(args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := c.fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
+			if errors.Is(err, flag.ErrHelp) {
+				c.usage()
 				return nil, errHelp
 			}
 			return nil, usagef("%v (see cutover %s --help)", err, c.fs.Name())

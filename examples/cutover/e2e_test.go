@@ -430,6 +430,7 @@ func TestBadInput(t *testing.T) {
 		assert.Contains(t, out, c.want, "cutover %v", c.args)
 		if c.code != 0 {
 			assert.Equal(t, 1, strings.Count(out, "\n"), "one line: %q", out)
+			assert.Empty(t, r.stdout, "cutover %v: nothing on stdout", c.args)
 		}
 	}
 	r := e.run("--help")
