@@ -177,8 +177,8 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 			continue
 		}
 		var releaseCmd []string
-		if p := (config.Plan{}); json.Unmarshal(r.Config, &p) == nil {
-			releaseCmd = p.ReleaseCommand
+		if req, err := config.FromRelease(r); err == nil {
+			releaseCmd = req.ReleaseCommand
 		}
 		if err := d.kit.prepare(ctx, r.Image, releaseCmd); err != nil {
 			return nil, err
