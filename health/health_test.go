@@ -3,6 +3,7 @@ package health_test
 import (
 	"context"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -83,15 +84,16 @@ func TestWaitHealthyThresholdAndGrace(t *testing.T) {
 	began := time.Now()
 	require.NoError(t, deploy.WaitHealthy(ctx, m, counting))
 	assert.GreaterOrEqual(t, counting.first.Sub(began), 50*time.Millisecond, "no check within the grace period")
-	assert.Positive(t, counting.fails, "failed during boot")
-	assert.Equal(t, 3, counting.passes, "then 3 consecutive passes")
+	fails := slices.Index(counting.passed, true)
+	assert.Positive(t, fails, "failed during boot")
+	assert.Equal(t, []bool{true, true, true}, counting.passed[max(fails, 0):], "then exactly 3 consecutive passes")
 }
 
-// countingCheck counts an HTTP check's results and notes when it first ran.
+// countingCheck records an HTTP check's results and notes when it first ran.
 type countingCheck struct {
 	health.HTTP
-	first         time.Time
-	passes, fails int
+	first  time.Time
+	passed []bool // each check's result, in order
 }
 
 func (c *countingCheck) Check(ctx context.Context, m deploy.Machine) error {
@@ -99,11 +101,7 @@ func (c *countingCheck) Check(ctx context.Context, m deploy.Machine) error {
 		c.first = time.Now()
 	}
 	err := c.HTTP.Check(ctx, m)
-	if err != nil {
-		c.fails++
-	} else {
-		c.passes++
-	}
+	c.passed = append(c.passed, err == nil)
 	return err
 }
 
