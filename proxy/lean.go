@@ -22,7 +22,14 @@ import (
 // Content-Length and unknown transfer codings are rejected with 502, so no
 // response can be smuggled) and streamed to the client. No goroutine runs per
 // connection or per request: a client that goes away interrupts the upstream
-// read through a past deadline (context.AfterFunc). A pooled connection the
+// exchange through a past deadline (context.AfterFunc). That hook costs five
+// allocations and about 0.5 µs on a fresh request context, so it is armed only
+// when the exchange may block for long: before a write that does not fit the
+// connection's 4 KB write buffer, when the response head takes longer than
+// hookDelay (the first wait is bounded by a deadline that ends then), and
+// before a blocking read of the response body. A response that arrives whole
+// within hookDelay never pays for it, and a client gone before then is noticed
+// when hookDelay ends. A pooled connection the
 // backend closed while idle never fails a request: before a request that may
 // not be sent twice (a POST, say) reuses one, a non-blocking peek checks it; an
 // idempotent request skips that syscall, and if the reused connection turns out
@@ -42,6 +49,9 @@ const (
 	maxIdlePerTarget = 256
 	// DefaultIdleConnTimeout is how long an idle upstream connection is kept.
 	DefaultIdleConnTimeout = 90 * time.Second
+	// hookDelay is how long the wait for a response head may run before the
+	// client-disconnect hook is armed (see the comment above).
+	hookDelay = 10 * time.Millisecond
 )
 
 var (
@@ -87,23 +97,77 @@ func (p *Proxy) leanOK(r *http.Request) bool {
 // pconn is a pooled upstream connection.
 type pconn struct {
 	nc     net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	idleAt int64 // now() when put back
+	br     *bufio.Reader // reads through pc.Read
+	bw     *bufio.Writer // writes through pc.Write
+	idleAt int64         // now() when put back
 	reused bool
 	cancel func() // interrupts blocked reads and writes (the client went away)
 	peek   peeker
-	long   []byte  // a line longer than br's buffer
-	hdr    []byte  // the header block: names and values
-	offs   []int32 // per field: name start, value start, value end in hdr
-	num    [20]byte
+
+	// The attempt in progress (see arm). The read deadline is not cleared
+	// when an attempt ends; the next one sets its own.
+	ctx   context.Context
+	stop  func() bool // stops the armed hook; nil while none is armed
+	soft  bool        // the read deadline only ends the first wait (hookDelay)
+	hard  time.Time   // the read deadline after it: the response-header timeout, or none
+	final bool        // bw's last flush, which fits its buffer: no hook needed
+
+	long []byte  // a line longer than br's buffer
+	hdr  []byte  // the header block: names and values
+	offs []int32 // per field: name start, value start, value end in hdr
+	num  [20]byte
 }
 
 func newPconn(nc net.Conn) *pconn {
-	pc := &pconn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	pc := &pconn{nc: nc}
+	pc.br = bufio.NewReaderSize(pc, 16<<10)
+	pc.bw = bufio.NewWriterSize(pc, 4<<10)
 	pc.cancel = func() { _ = nc.SetDeadline(aLongTimeAgo) }
 	pc.peek.init(nc)
 	return pc
+}
+
+// arm makes sure the client-disconnect hook is armed for the attempt, and
+// reports the client's context error if it went away. Whoever moves the read
+// deadline checks the context after it (arm does), so a past deadline the hook
+// set is never overwritten unnoticed.
+func (pc *pconn) arm() error {
+	if err := pc.ctx.Err(); err != nil {
+		return err
+	}
+	if pc.stop == nil && pc.ctx.Done() != nil {
+		pc.stop = context.AfterFunc(pc.ctx, pc.cancel)
+	}
+	return nil
+}
+
+// Read reads from the upstream connection for br. When the first wait for the
+// response ends at hookDelay, it moves the deadline to the response-header
+// timeout (or none), arms the hook and reads on.
+func (pc *pconn) Read(b []byte) (int, error) {
+	n, err := pc.nc.Read(b)
+	if err != nil && pc.soft && isTimeout(err) {
+		pc.soft = false
+		_ = pc.nc.SetReadDeadline(pc.hard)
+		if err := pc.arm(); err != nil {
+			return 0, err
+		}
+		n, err = pc.nc.Read(b)
+	}
+	return n, err
+}
+
+// Write writes to the upstream connection for bw. Only the last flush of a
+// request that fits bw's buffer goes out without the hook: on a connection
+// with nothing left unsent it cannot block. Anything larger might, on a
+// backend that does not read.
+func (pc *pconn) Write(b []byte) (int, error) {
+	if !pc.final {
+		if err := pc.arm(); err != nil {
+			return 0, err
+		}
+	}
+	return pc.nc.Write(b)
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
@@ -272,14 +336,12 @@ func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.
 		return false, false, err
 	}
 	reusable := false
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, pc.cancel)
-	}
+	pc.ctx, pc.stop = ctx, nil
 	defer func() {
-		if stop != nil && !stop() {
+		if pc.stop != nil && !pc.stop() {
 			reusable = false // the deadline was moved: the connection is spoiled
 		}
+		pc.ctx, pc.stop, pc.soft = nil, nil, false
 		if reusable {
 			t.pool.put(pc)
 		} else {
@@ -289,10 +351,27 @@ func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.
 
 	start := now()
 	p.writeRequest(pc, r, t.addr, body)
-	if d := p.opts.ResponseHeaderTimeout; d > 0 {
-		_ = pc.nc.SetReadDeadline(time.Now().Add(d))
+	// The wait for the response head: the first hookDelay of it is soft
+	// (see pc.Read), the rest ends at the response-header timeout.
+	t0 := time.Now()
+	rht := p.opts.ResponseHeaderTimeout
+	pc.hard = time.Time{}
+	if rht > 0 {
+		pc.hard = t0.Add(rht)
 	}
+	pc.soft = pc.stop == nil && (rht <= 0 || rht > hookDelay)
+	if pc.soft {
+		_ = pc.nc.SetReadDeadline(t0.Add(hookDelay))
+	} else {
+		_ = pc.nc.SetReadDeadline(pc.hard)
+		if pc.stop != nil && ctx.Err() != nil {
+			// The hook (armed by a write) fired before the deadline moved.
+			return false, false, ctx.Err()
+		}
+	}
+	pc.final = true
 	err = pc.bw.Flush()
+	pc.final = false
 	if err == nil {
 		_, err = pc.br.Peek(1) // the first response byte
 	}
@@ -313,9 +392,12 @@ func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.
 		// keeps the connection open is the backend's answer and is passed on.
 		return false, false, &staleError{errIdle408}
 	}
-	if p.opts.ResponseHeaderTimeout > 0 {
+	// A body that is not already buffered is read with no deadline and the
+	// hook armed; one that is needs neither.
+	if hd.mode != bodyNone && (hd.mode != bodyLength || int64(pc.br.Buffered()) < hd.length) {
+		pc.soft = false
 		_ = pc.nc.SetReadDeadline(time.Time{})
-		if err := ctx.Err(); err != nil {
+		if err := pc.arm(); err != nil {
 			return false, false, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
 	"runtime"
@@ -270,19 +271,144 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	}
 }
 
+// TestResponseHeaderTimeout: a backend slower than the response-header timeout
+// gets a 502, whether the timeout is shorter than the first, hook-less wait for
+// the response (hookDelay) or longer.
 func TestResponseHeaderTimeout(t *testing.T) {
-	release := make(chan struct{})
-	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
-	defer close(release)
-	p, front, c := newFront(t, Options{ResponseHeaderTimeout: 50 * time.Millisecond, ErrorLog: discardLog()})
+	for _, d := range []time.Duration{hookDelay / 2, 5 * hookDelay} {
+		t.Run(d.String(), func(t *testing.T) {
+			release := make(chan struct{})
+			b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			})
+			defer close(release)
+			p, front, c := newFront(t, Options{ResponseHeaderTimeout: d, ErrorLog: discardLog()})
+			setTargets(t, p, map[string]int{b.addr(): 1})
+			if code, _, err := do(c, "GET", front.URL, "", nil); err != nil || code != http.StatusBadGateway {
+				t.Fatalf("slow upstream: %d %v, want 502", code, err)
+			}
+		})
+	}
+}
+
+// TestSlowHeadAndBody: the first wait for a response ends at hookDelay without
+// failing it, and the response-header timeout covers the head only. A head
+// that starts and trickles in after hookDelay, and a body that comes after the
+// timeout, reach the client whole.
+func TestSlowHeadAndBody(t *testing.T) {
+	const rht = 8 * hookDelay
+	for _, tc := range []struct{ name, framing, part1, part2 string }{
+		{"length", "Content-Length: 10\r\n", "hello", "world"},
+		{"chunked", "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n", "5\r\nworld\r\n0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The pauses are the behaviour under test: a backend this slow.
+			addr := rawServer(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				steps := []struct {
+					pause time.Duration
+					data  string
+				}{
+					{2 * hookDelay, "HTTP/1.1 200 OK\r\n"},
+					{2 * hookDelay, "X-Slow: yes\r\n" + tc.framing + "\r\n" + tc.part1},
+					{rht, tc.part2},
+				}
+				for _, s := range steps {
+					time.Sleep(s.pause)
+					if _, err := io.WriteString(c, s.data); err != nil {
+						return
+					}
+				}
+			})
+			p, front, c := newFront(t, Options{ResponseHeaderTimeout: rht, ErrorLog: discardLog()})
+			setTargets(t, p, map[string]int{addr: 1})
+			res, err := c.Get(front.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil || res.StatusCode != 200 || res.Header.Get("X-Slow") != "yes" || string(body) != "helloworld" {
+				t.Fatalf("got %d %v %q %v, want 200 with X-Slow and helloworld", res.StatusCode, res.Header, body, err)
+			}
+		})
+	}
+}
+
+// TestPeekAfterDeadlinePassed: an attempt leaves its connection's read deadline
+// set (the next attempt sets its own), so the peek before a POST reuses a
+// pooled connection must not trip over a deadline that passed while it was idle.
+func TestPeekAfterDeadlinePassed(t *testing.T) {
+	b := newBackend(t, "b", nil)
+	rec := &dialRecorder{}
+	p, front, c := newFront(t, Options{DialContext: rec.DialContext})
 	setTargets(t, p, map[string]int{b.addr(): 1})
-	if code, _, err := do(c, "GET", front.URL, "", nil); err != nil || code != http.StatusBadGateway {
-		t.Fatalf("slow upstream: %d %v, want 502", code, err)
+	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "b" {
+		t.Fatalf("GET: %d %q %v", code, body, err)
+	}
+	// What must happen here is time passing: the GET's read deadline, hookDelay
+	// after it was sent, passes while the connection is idle.
+	time.Sleep(2 * hookDelay)
+	if code, body, err := do(c, "POST", front.URL, "x", nil); err != nil || code != 200 || body != "b:x" {
+		t.Fatalf("POST: %d %q %v", code, body, err)
+	}
+	if n := rec.count(); n != 1 {
+		t.Fatalf("%d upstream connections, want 1: the idle one was not reused", n)
+	}
+}
+
+// TestClientGoneDuringBlockedWrite: a request head larger than the upstream
+// write buffer arms the client-disconnect hook before it is written, so a
+// client that goes away while the proxy is stuck writing to a backend that
+// does not read ends the attempt.
+func TestClientGoneDuringBlockedWrite(t *testing.T) {
+	accepted := make(chan struct{}, 1)
+	hold := make(chan struct{})
+	addr := rawServer(t, func(c net.Conn) {
+		select {
+		case accepted <- struct{}{}:
+		default:
+		}
+		<-hold // never reads
+	})
+	p := New(Options{ErrorLog: discardLog()})
+	t.Cleanup(func() { _ = p.Close() })
+	setTargets(t, p, map[string]int{addr: 1})
+	front := httptest.NewUnstartedServer(p)
+	front.Config.MaxHeaderBytes = 64 << 20
+	front.Start()
+	t.Cleanup(front.Close)
+	t.Cleanup(func() { close(hold) }) // first: lets a stuck attempt end before front.Close waits for it
+
+	conn := dialRaw(t, front.Listener.Addr().String())
+	defer conn.Close()
+	// 16 MB is far more than the loopback socket buffers hold for a backend that
+	// does not read, so the proxy's write blocks.
+	if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: app\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 16<<20)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy did not connect to the backend")
+	}
+	_ = conn.Close()
+	for deadline := time.Now().Add(10 * time.Second); p.Stats()[addr].InFlight != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the attempt is still writing to a backend that does not read, 10s after the client went away")
+		}
 	}
 }
 

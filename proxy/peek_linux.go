@@ -10,7 +10,7 @@ import (
 // Either way the connection is not used.
 type peeker struct {
 	raw syscall.RawConn
-	fn  func(fd uintptr) bool
+	fn  func(fd uintptr)
 	n   int
 	err error
 	buf [1]byte
@@ -26,17 +26,18 @@ func (pk *peeker) init(nc net.Conn) {
 		return
 	}
 	pk.raw = raw
-	pk.fn = func(fd uintptr) bool {
+	pk.fn = func(fd uintptr) {
 		pk.n, _, pk.err = syscall.Recvfrom(int(fd), pk.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true
 	}
 }
 
+// alive peeks through Control, not Read: the peek never waits, and an idle
+// connection's read deadline may have passed (attempts leave theirs set).
 func (pk *peeker) alive() bool {
 	if pk.raw == nil {
 		return true
 	}
-	if err := pk.raw.Read(pk.fn); err != nil {
+	if err := pk.raw.Control(pk.fn); err != nil {
 		return false
 	}
 	return pk.err == syscall.EAGAIN
