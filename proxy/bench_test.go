@@ -98,6 +98,7 @@ func BenchmarkHandler(b *testing.B) {
 			}
 			setTargets(b, p, set)
 			base := httptest.NewRequest("GET", "http://app.example/path?q=1", nil)
+			base.RequestURI = "/path?q=1" // origin-form, as a server reads it from most clients
 			base.Header.Set("User-Agent", "bench")
 			base.Header.Set("Accept", "*/*")
 			harness := testing.AllocsPerRun(100, func() {
