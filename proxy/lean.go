@@ -901,9 +901,12 @@ func isCanonical(k string) bool {
 }
 
 // isTokenChar reports whether c may appear in a header field name (RFC 9110 token).
-func isTokenChar(c byte) bool {
-	if c >= 0x80 || c <= ' ' || c == 0x7f {
-		return false
+func isTokenChar(c byte) bool { return tokenChars[c] }
+
+// tokenChars marks the visible ASCII characters other than delimiters.
+var tokenChars = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
 	}
-	return !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, rune(c))
-}
+	return t
+}()

@@ -614,3 +614,15 @@ func TestMalformedBackendHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestIsTokenChar checks every byte against RFC 9110's tchar.
+func TestIsTokenChar(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		want := 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+		if got := isTokenChar(b); got != want {
+			t.Errorf("isTokenChar(%q) = %v, want %v", b, got, want)
+		}
+	}
+}
