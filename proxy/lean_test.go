@@ -60,18 +60,24 @@ func rawServer(tb testing.TB, serve func(net.Conn)) string {
 func scriptedBackend(t *testing.T, resp string) string {
 	t.Helper()
 	return rawServer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if line == "\r\n" {
-				break
-			}
+		if skipRequestHead(bufio.NewReader(c)) {
+			_, _ = io.WriteString(c, resp)
 		}
-		_, _ = io.WriteString(c, resp)
 	})
+}
+
+// skipRequestHead reads a request head up to its empty line, and reports
+// whether it got there.
+func skipRequestHead(br *bufio.Reader) bool {
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return false
+		}
+		if line == "\r\n" {
+			return true
+		}
+	}
 }
 
 // TestStaleIdleConnectionPOST: the backend closed the pooled connection while
@@ -307,15 +313,8 @@ func TestSlowHeadAndBody(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// The pauses are the behaviour under test: a backend this slow.
 			addr := rawServer(t, func(c net.Conn) {
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
+				if !skipRequestHead(bufio.NewReader(c)) {
+					return
 				}
 				steps := []struct {
 					pause time.Duration
