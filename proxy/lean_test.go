@@ -305,7 +305,7 @@ func TestResponseHeaderTimeout(t *testing.T) {
 // that starts and trickles in after hookDelay, and a body that comes after the
 // timeout, reach the client whole.
 func TestSlowHeadAndBody(t *testing.T) {
-	const rht = 8 * hookDelay
+	const rht = 40 * hookDelay // far above the head's 2*2*hookDelay, so a loaded machine does not fail it
 	for _, tc := range []struct{ name, framing, part1, part2 string }{
 		{"length", "Content-Length: 10\r\n", "hello", "world"},
 		{"chunked", "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n", "5\r\nworld\r\n0\r\n\r\n"},
@@ -322,7 +322,7 @@ func TestSlowHeadAndBody(t *testing.T) {
 				}{
 					{2 * hookDelay, "HTTP/1.1 200 OK\r\n"},
 					{2 * hookDelay, "X-Slow: yes\r\n" + tc.framing + "\r\n" + tc.part1},
-					{rht, tc.part2},
+					{rht + 2*hookDelay, tc.part2},
 				}
 				for _, s := range steps {
 					time.Sleep(s.pause)
