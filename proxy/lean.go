@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,9 +147,16 @@ func (pc *pconn) arm() error {
 // timeout (or none), arms the hook and reads on.
 func (pc *pconn) Read(b []byte) (int, error) {
 	n, err := pc.nc.Read(b)
-	if err != nil && pc.soft && isTimeout(err) {
+	if err != nil && pc.soft && errors.Is(err, os.ErrDeadlineExceeded) {
 		pc.soft = false
-		_ = pc.nc.SetReadDeadline(pc.hard)
+		dl := pc.hard
+		if !dl.IsZero() && time.Until(dl) < lastLook {
+			// This goroutine ran only after the timeout had (nearly) passed; a
+			// response that came in time must still be read, as a single
+			// blocking read would have.
+			dl = time.Now().Add(lastLook)
+		}
+		_ = pc.nc.SetReadDeadline(dl)
 		if err := pc.arm(); err != nil {
 			return 0, err
 		}
@@ -156,6 +164,10 @@ func (pc *pconn) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// lastLook is how long a read whose response-header timeout passed while it
+// waited to run still looks for a response that arrived in time.
+const lastLook = time.Millisecond
 
 // Write writes to the upstream connection for bw. Only the last flush of a
 // request that fits bw's buffer goes out without the hook: on a connection

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -293,10 +295,64 @@ func TestResponseHeaderTimeout(t *testing.T) {
 			defer close(release)
 			p, front, c := newFront(t, Options{ResponseHeaderTimeout: d, ErrorLog: discardLog()})
 			setTargets(t, p, map[string]int{b.addr(): 1})
+			start := time.Now()
 			if code, _, err := do(c, "GET", front.URL, "", nil); err != nil || code != http.StatusBadGateway {
 				t.Fatalf("slow upstream: %d %v, want 502", code, err)
 			}
+			if took := time.Since(start); took < d {
+				t.Fatalf("502 after %v, before the %v timeout", took, d)
+			}
 		})
+	}
+}
+
+// lateConn is an upstream connection whose reader, once its first wait ends
+// at a deadline, calls late before going on: a goroutine that runs late.
+type lateConn struct {
+	net.Conn
+	once sync.Once
+	late func()
+}
+
+func (c *lateConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.once.Do(c.late)
+	}
+	return n, err
+}
+
+// TestLateWakeReadsResponse: the response arrives after the first wait ended
+// (hookDelay) and before the response-header timeout, but the proxy's
+// goroutine runs only after the timeout has passed. The response is still
+// passed on, as a single blocking read until the timeout would have.
+func TestLateWakeReadsResponse(t *testing.T) {
+	const rht = 500 * time.Millisecond
+	written := make(chan struct{})
+	addr := rawServer(t, func(c net.Conn) {
+		if !skipRequestHead(bufio.NewReader(c)) {
+			return
+		}
+		time.Sleep(3 * hookDelay) // after the first wait, well before rht
+		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err == nil {
+			close(written)
+		}
+	})
+	var d net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &lateConn{Conn: nc, late: func() {
+			<-written
+			time.Sleep(rht) // run only once the timeout has passed
+		}}, nil
+	}
+	p, front, c := newFront(t, Options{ResponseHeaderTimeout: rht, DialContext: dial, ErrorLog: discardLog()})
+	setTargets(t, p, map[string]int{addr: 1})
+	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("got %d %q %v, want 200 ok", code, body, err)
 	}
 }
 
