@@ -361,25 +361,25 @@ func (p *Proxy) leanAttempt(ctx context.Context, w http.ResponseWriter, r *http.
 		}
 	}()
 
-	start := now()
 	p.writeRequest(pc, r, t.addr, body)
 	// The wait for the response head: the first hookDelay of it is soft
 	// (see pc.Read), the rest ends at the response-header timeout.
 	t0 := time.Now()
+	start := int64(t0.Sub(epoch)) // now(), without reading the clock again
 	rht := p.opts.ResponseHeaderTimeout
 	pc.hard = time.Time{}
 	if rht > 0 {
 		pc.hard = t0.Add(rht)
 	}
 	pc.soft = pc.stop == nil && (rht <= 0 || rht > hookDelay)
+	dl := pc.hard
 	if pc.soft {
-		_ = pc.nc.SetReadDeadline(t0.Add(hookDelay))
-	} else {
-		_ = pc.nc.SetReadDeadline(pc.hard)
-		if pc.stop != nil && ctx.Err() != nil {
-			// The hook (armed by a write) fired before the deadline moved.
-			return false, false, ctx.Err()
-		}
+		dl = t0.Add(hookDelay)
+	}
+	_ = pc.nc.SetReadDeadline(dl)
+	if pc.stop != nil && ctx.Err() != nil {
+		// The hook (armed by a write) fired before the deadline moved.
+		return false, false, ctx.Err()
 	}
 	pc.final = true
 	err = pc.bw.Flush()
