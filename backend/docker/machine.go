@@ -275,8 +275,8 @@ func (m *Machine) Stop(ctx context.Context) error {
 		return wrapErr("stop", m.id, err)
 	}
 	tctx, tcancel := context.WithTimeout(ctx, m.spec.StopTimeoutOrDefault())
+	defer tcancel() // not before the switch: a cancelled tctx would read as a timeout
 	_, werr := w.result(tctx, nil)
-	tcancel()
 	var stopErr error
 	switch {
 	case werr != nil && tctx.Err() != nil:
