@@ -89,17 +89,20 @@ declare -A pid
 "$tmp/proxy" -addr 127.0.0.1:$P_PROXY -targets 127.0.0.1:$P_BACKEND & pids+=($!) pid[proxy]=$!
 nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!) pid[nginx]=$!
 
-for port in $P_BACKEND $P_BASELINE $P_PROXY $P_NGINX; do
-	for _ in $(seq 100); do
-		if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
-		sleep 0.1 # waiting for a server process to listen
-	done
-done
+declare -A port=([direct]=$P_BACKEND [baseline]=$P_BASELINE [proxy]=$P_PROXY [nginx]=$P_NGINX)
 for n in direct baseline proxy nginx; do
-	if ! kill -0 "${pid[$n]}" 2>/dev/null; then
-		echo "bench/proxy.sh: the $n server exited at start" >&2
-		exit 1
-	fi
+	for try in $(seq 101); do
+		if ! kill -0 "${pid[$n]}" 2>/dev/null; then
+			echo "bench/proxy.sh: the $n server exited at start" >&2
+			exit 1
+		fi
+		if (exec 3<>/dev/tcp/127.0.0.1/${port[$n]}) 2>/dev/null; then break; fi
+		if [ "$try" = 101 ]; then
+			echo "bench/proxy.sh: the $n server is not listening on ${port[$n]} after 10s" >&2
+			exit 1
+		fi
+		sleep 0.1 # waiting for the server process to listen
+	done
 done
 
 if command -v wrk >/dev/null 2>&1; then
