@@ -170,6 +170,23 @@ func (e *Env) Events() []deploy.Event {
 	return append([]deploy.Event(nil), e.events...)
 }
 
+// OnlyVersion waits (up to 10s) for n requests sent from now on, then checks
+// in one snapshot that version answered all of them. Waiting for n requests of
+// any outcome, not n of version, makes a wrong version fail at once instead of
+// hiding behind the wait.
+func OnlyVersion(t testing.TB, run *load.Run, version string, n int64) {
+	t.Helper()
+	epoch := run.Mark()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := run.WaitEpoch(ctx, epoch, n); err != nil {
+		t.Fatal(err)
+	}
+	if got := run.Epoch(epoch); len(got) != 1 || got[version] == 0 {
+		t.Errorf("requests answered by %v, want only %s", got, version)
+	}
+}
+
 // AssertNoFailures fails the test when res has failed requests, listing them.
 func AssertNoFailures(t testing.TB, res load.Result) {
 	t.Helper()

@@ -28,16 +28,6 @@ func start(t *testing.T, n int) (*testenv.Env, *load.Run) {
 	return e, run
 }
 
-func only(t *testing.T, run *load.Run, version string) {
-	t.Helper()
-	epoch := run.Mark()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, run.WaitEpoch(ctx, epoch, 50))
-	got := run.Epoch(epoch) // one snapshot: two reads could see different counts
-	assert.Equal(t, map[string]int64{version: got[version]}, got)
-}
-
 func TestBluegreenUnderLoad(t *testing.T) {
 	e, run := start(t, 3)
 	// Bounded parallelism: never more than 2 machines booting at once.
@@ -58,7 +48,7 @@ func TestBluegreenUnderLoad(t *testing.T) {
 	})
 	res := e.MustDeploy(t, bluegreen.Strategy{Parallel: 2}, "v2", 5)
 	assert.Equal(t, deploy.StatusSucceeded, res.Status)
-	only(t, run, "v2")
+	testenv.OnlyVersion(t, run, "v2", 50)
 	testenv.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v2": 5}, e.Versions(t))
 	assert.Equal(t, 2, most)
@@ -73,7 +63,7 @@ func TestBluegreenOneNeverHealthy(t *testing.T) {
 	assert.Equal(t, deploy.StatusFailed, res.Status, "no traffic had moved")
 	assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t), "no new machine remains")
 	assert.Equal(t, map[string]int{"v1": 3}, e.RoutedVersions(t))
-	only(t, run, "v1")
+	testenv.OnlyVersion(t, run, "v1", 50)
 	testenv.AssertNoFailures(t, run.Stop())
 }
 
@@ -100,11 +90,11 @@ func TestBluegreenHoldPromote(t *testing.T) {
 	gate := bluegreen.NewGate()
 	done := deployHeld(t, e, gate)
 	assert.Equal(t, map[string]int{"v1": 2, "v2": 2}, e.Versions(t))
-	only(t, run, "v1") // held: new machines run, old ones serve
+	testenv.OnlyVersion(t, run, "v1", 50) // held: new machines run, old ones serve
 	require.NoError(t, gate.Promote())
 	require.NoError(t, <-done)
 	assert.ErrorIs(t, gate.Abort(), bluegreen.ErrNotHeld)
-	only(t, run, "v2")
+	testenv.OnlyVersion(t, run, "v2", 50)
 	testenv.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v2": 2}, e.Versions(t))
 }
@@ -115,7 +105,7 @@ func TestBluegreenHoldAbort(t *testing.T) {
 	done := deployHeld(t, e, gate)
 	require.NoError(t, gate.Abort())
 	assert.ErrorIs(t, <-done, deploy.ErrAborted)
-	only(t, run, "v1")
+	testenv.OnlyVersion(t, run, "v1", 50)
 	testenv.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
 }

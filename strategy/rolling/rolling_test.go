@@ -32,12 +32,7 @@ func TestRollingUnderLoad(t *testing.T) {
 	for _, v := range []string{"v2", "v3", "v4", "v5", "v6"} {
 		res := e.MustDeploy(t, rolling.Strategy{}, v, 3)
 		assert.Equal(t, deploy.StatusSucceeded, res.Status)
-		epoch := run.Mark()
-		// Requests sent after the deploy returned: only the new version.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		require.NoError(t, run.WaitEpoch(ctx, epoch, 50))
-		cancel()
-		assert.Equal(t, []string{v}, keys(run.Epoch(epoch)), "after deploying %s", v)
+		testenv.OnlyVersion(t, run, v, 50) // requests sent after the deploy returned
 		assert.Equal(t, map[string]int{v: 3}, e.Versions(t))
 	}
 	testenv.AssertNoFailures(t, run.Stop())
@@ -49,9 +44,7 @@ func TestRollingOneMachineUnderLoad(t *testing.T) {
 	run := e.Load(t)
 	require.NoError(t, run.WaitRequests(context.Background(), 100))
 	e.MustDeploy(t, rolling.Strategy{}, "v2", 1)
-	epoch := run.Mark()
-	require.Eventually(t, func() bool { return run.Epoch(epoch)["v2"] >= 50 }, 10*time.Second, 5*time.Millisecond)
-	assert.Equal(t, []string{"v2"}, keys(run.Epoch(epoch)))
+	testenv.OnlyVersion(t, run, "v2", 50)
 	testenv.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v2": 1}, e.Versions(t))
 }
@@ -92,8 +85,7 @@ func TestRollingNeverHealthy(t *testing.T) {
 	assert.Equal(t, deploy.StatusFailed, res.Status)
 	assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t))
 	assert.Equal(t, map[string]int{"v1": 3}, e.RoutedVersions(t))
-	epoch := run.Mark()
-	require.Eventually(t, func() bool { return run.Epoch(epoch)["v1"] >= 50 }, 10*time.Second, 5*time.Millisecond)
+	testenv.OnlyVersion(t, run, "v1", 50)
 	testenv.AssertNoFailures(t, run.Stop())
 }
 
@@ -161,8 +153,7 @@ func TestRollingMachineKilledWhileRouted(t *testing.T) {
 	m, err := e.Backend.Machine(res.Machines[0])
 	require.NoError(t, err)
 	m.Kill()
-	n := run.Mark()
-	require.Eventually(t, func() bool { return run.Epoch(n)["v1"] >= 500 }, 10*time.Second, 5*time.Millisecond)
+	testenv.OnlyVersion(t, run, "v1", 500)
 	testenv.AssertNoFailures(t, run.Stop())
 }
 
@@ -181,9 +172,7 @@ func TestRollingRollsBackOnThirdMachine(t *testing.T) {
 	assert.Equal(t, 1, res.Counts[deploy.DeployRolledBack])
 	assert.Equal(t, map[string]int{"v1": 5}, e.Versions(t))
 	assert.Equal(t, map[string]int{"v1": 5}, e.RoutedVersions(t))
-	epoch := run.Mark()
-	require.Eventually(t, func() bool { return run.Epoch(epoch)["v1"] >= 100 }, 10*time.Second, 5*time.Millisecond)
-	assert.Equal(t, []string{"v1"}, keys(run.Epoch(epoch)))
+	testenv.OnlyVersion(t, run, "v1", 100)
 	testenv.AssertNoFailures(t, run.Stop())
 }
 
@@ -227,12 +216,4 @@ func TestRollingMaxUnavailable(t *testing.T) {
 	_, err := e.Deploy(context.Background(), rolling.Strategy{MaxUnavailable: math.NaN()}, "v2", 2)
 	assert.ErrorIs(t, err, deploy.ErrInvalid)
 	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
-}
-
-func keys(m map[string]int64) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
