@@ -10,9 +10,19 @@ func TestPercentile(t *testing.T) {
 		if got := percentile(tc.n); got != tc.want {
 			t.Errorf("percentile(%d) = %d, want %d", tc.n, got, tc.want)
 		}
-		// At least minTail observations lie above it, but at the floor (p50).
-		if got := percentile(tc.n); tc.n > 0 && got > 50 && float64(tc.n)*float64(100-got)/100 < minTail {
-			t.Errorf("percentile(%d) = %d leaves fewer than %d above it", tc.n, got, minTail)
+	}
+	// The rule for every n up to well past 500: the highest whole percentile,
+	// from p50 to p99, with at least minTail observations above it.
+	for n := uint64(1); n <= 2000; n++ {
+		got := uint64(percentile(n))
+		if got < 50 || got > 99 {
+			t.Fatalf("percentile(%d) = %d, outside p50-p99", n, got)
+		}
+		if got > 50 && n*(100-got) < 100*minTail {
+			t.Fatalf("percentile(%d) = %d leaves fewer than %d above it", n, got, minTail)
+		}
+		if got < 99 && n*(99-got) >= 100*minTail {
+			t.Fatalf("percentile(%d) = %d, but p%d also leaves %d above it", n, got, got+1, minTail)
 		}
 	}
 }
