@@ -10,13 +10,26 @@
 # of the backend (from /proc), and its share of the direct rate. The last line is
 #   ratio_vs_httputil=X.XX ratio_vs_nginx=Y.YY
 # this proxy's median requests/s over the baseline's and over nginx's.
+#
+# ABLATION=1 adds the measuring devices of bench/ablation to each round
+# (featureless, ownloop, raw: see its package doc) and prints each server's
+# median requests/s over the baseline's; the last line is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-5}
 RUNS=${RUNS:-3}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
+ABLATION=${ABLATION:-}
 P_BACKEND=18080 P_BASELINE=18081 P_PROXY=18082 P_NGINX=18083
+declare -A port=([direct]=$P_BACKEND [baseline]=$P_BASELINE [proxy]=$P_PROXY [nginx]=$P_NGINX)
+names=(direct baseline proxy nginx)
+ablations=()
+if [ -n "$ABLATION" ]; then
+	ablations=(featureless ownloop raw)
+	port+=([featureless]=18084 [ownloop]=18085 [raw]=18086)
+	names+=("${ablations[@]}")
+fi
 
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
@@ -48,6 +61,7 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 go build -o "$tmp/" ./bench/backend ./bench/baseline ./bench/proxy ./bench/loadgen
+for n in "${ablations[@]}"; do go build -o "$tmp/" "./bench/ablation/$n"; done
 
 cat >"$tmp/nginx.conf" <<NGINX
 worker_processes auto;
@@ -76,9 +90,9 @@ NGINX
 
 # A server left over from an earlier run would answer in place of the one
 # started here, so refuse to run while any of the ports is taken.
-for port in $P_BACKEND $P_BASELINE $P_PROXY $P_NGINX; do
-	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-		echo "bench/proxy.sh: 127.0.0.1:$port is already in use; stop what listens there" >&2
+for n in "${names[@]}"; do
+	if (exec 3<>/dev/tcp/127.0.0.1/${port[$n]}) 2>/dev/null; then
+		echo "bench/proxy.sh: 127.0.0.1:${port[$n]} is already in use; stop what listens there" >&2
 		exit 1
 	fi
 done
@@ -88,9 +102,11 @@ declare -A pid
 "$tmp/baseline" -addr 127.0.0.1:$P_BASELINE -target http://127.0.0.1:$P_BACKEND & pids+=($!) pid[baseline]=$!
 "$tmp/proxy" -addr 127.0.0.1:$P_PROXY -targets 127.0.0.1:$P_BACKEND & pids+=($!) pid[proxy]=$!
 nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!) pid[nginx]=$!
+for n in "${ablations[@]}"; do
+	"$tmp/$n" -addr 127.0.0.1:${port[$n]} -target 127.0.0.1:$P_BACKEND & pids+=($!) pid[$n]=$!
+done
 
-declare -A port=([direct]=$P_BACKEND [baseline]=$P_BASELINE [proxy]=$P_PROXY [nginx]=$P_NGINX)
-for n in direct baseline proxy nginx; do
+for n in "${names[@]}"; do
 	for try in $(seq 101); do
 		if ! kill -0 "${pid[$n]}" 2>/dev/null; then
 			echo "bench/proxy.sh: the $n server exited at start" >&2
@@ -152,13 +168,8 @@ measure() {
 		printf "%s %s %s %s %.1f %.1f\n", f[1], f[2], f[3], f[4], s / t * 1e6 / r, b / t * 1e6 / r }'
 }
 
-names=(direct baseline proxy nginx)
-declare -A url=(
-	[direct]=http://127.0.0.1:$P_BACKEND/
-	[baseline]=http://127.0.0.1:$P_BASELINE/
-	[proxy]=http://127.0.0.1:$P_PROXY/
-	[nginx]=http://127.0.0.1:$P_NGINX/
-)
+declare -A url
+for n in "${names[@]}"; do url[$n]=http://127.0.0.1:${port[$n]}/; done
 for n in "${names[@]}"; do measure "$n" 1 >/dev/null; done # warm-up
 declare -A res
 for run in $(seq "$RUNS"); do
@@ -181,5 +192,12 @@ for n in "${names[@]}"; do
 		"$(col 5 | median)" "$(col 6 | median)" \
 		"$(awk -v a="${med[$n]}" -v b="${med[direct]}" 'BEGIN {printf "%.2f", a/b}')"
 done
+if [ -n "$ABLATION" ]; then
+	line="# median requests/s over the baseline's:"
+	for n in proxy nginx "${ablations[@]}"; do
+		line+=" $n $(awk -v a="${med[$n]}" -v b="${med[baseline]}" 'BEGIN {printf "%.2f", a/b}')"
+	done
+	echo "$line"
+fi
 awk -v p="${med[proxy]}" -v b="${med[baseline]}" -v n="${med[nginx]}" \
 	'BEGIN { printf "ratio_vs_httputil=%.2f ratio_vs_nginx=%.2f\n", p/b, p/n }'
