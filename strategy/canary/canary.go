@@ -273,7 +273,7 @@ func percentile(n uint64) int {
 		return 99
 	}
 	above := (100*minTail + n - 1) / n // minTail as a percentage of n, rounded up
-	return 100 - int(min(above, 50)) // above >= 1 for any n > 0
+	return 100 - int(min(above, 50))   // above >= 1 for any n > 0
 }
 
 // judge compares the canary's traffic since start with the baseline's.
