@@ -30,15 +30,20 @@ import (
 // hookDelay (the first wait is bounded by a deadline that ends then), and
 // before a blocking read of the response body. A response that arrives whole
 // within hookDelay never pays for it, and a client gone before then is noticed
-// when hookDelay ends. A pooled connection the
-// backend closed while idle never fails a request: before a request that may
-// not be sent twice (a POST, say) reuses one, a non-blocking peek checks it; an
-// idempotent request skips that syscall, and if the reused connection turns out
-// closed before any response byte arrived (or answers a 408 that closes it,
-// which a backend may send before closing an idle connection), it is sent once
-// more on a new connection to the same target. Every other request goes through
-// httputil.ReverseProxy and net/http's Transport, which handle 100-continue,
-// upgrades, request trailers and bodies that stream while the response comes.
+// when hookDelay ends.
+//
+// A pooled connection the backend closed while idle fails no idempotent
+// request: if the reused connection turns out closed before any response byte
+// arrived (or answers a 408 that closes it, which a backend may send before
+// closing an idle connection), the request is sent once more on a new
+// connection to the same target, so it skips the check below. Before a request
+// that may not be sent twice (a POST, say) reuses one, a non-blocking peek
+// checks it on Linux; elsewhere, or when the close races the write, that
+// request fails (see Options.IdleConnTimeout).
+//
+// Every other request goes through httputil.ReverseProxy and net/http's
+// Transport, which handle 100-continue, upgrades, request trailers and bodies
+// that stream while the response comes.
 
 const (
 	// leanMaxBody is the largest request body the lean path buffers and sends;
