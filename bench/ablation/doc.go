@@ -6,7 +6,7 @@
 //
 //   - featureless: net/http's server, a pooled upstream connection and a pooled
 //     copy buffer; no weights, statistics, retries, timeouts or header rules.
-//   - ownloop: this module's Proxy with every feature of bench/proxy, served by
+//   - ownloop: this module's Proxy as bench/proxy builds it, served by
 //     its own HTTP/1.1 connection loop (http.ReadRequest and a minimal
 //     ResponseWriter) instead of net/http's server.
 //   - raw: no net/http at all; request and response heads are copied line by

@@ -1,12 +1,11 @@
 // Command proxy runs this module's proxy for bench/proxy.sh with every feature
-// on: a weighted target set (replaced once at start, through SetTargets, so
-// draining and claims are live), per-target statistics, dial retries,
-// X-Forwarded-* headers, a response-header timeout, client-disconnect
-// cancellation, a body size limit, and NewServer's safe server defaults.
+// on (bench/internal/featured: weighted targets installed through SetTargets,
+// per-target statistics, dial retries, X-Forwarded-* headers, a response-header
+// timeout, client-disconnect cancellation, a body size limit) under NewServer's
+// safe server defaults.
 package main
 
 import (
-	"context"
 	"flag"
 	"log"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cutover/deploy/bench/internal/featured"
 	"github.com/cutover/deploy/proxy"
 )
 
@@ -33,16 +33,8 @@ func main() {
 		}
 		time.AfterFunc(*profileTime, func() { pprof.StopCPUProfile(); f.Close() })
 	}
-	p := proxy.New(proxy.Options{
-		DrainTimeout:          10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		MaxBodyBytes:          10 << 20,
-	})
-	set := map[string]int{}
-	for _, t := range strings.Split(*targets, ",") {
-		set[t] = 100
-	}
-	if err := p.SetTargets(context.Background(), set); err != nil {
+	p, err := featured.New(strings.Split(*targets, ","))
+	if err != nil {
 		log.Fatal(err)
 	}
 	srv := proxy.NewServer(*addr, p, proxy.ServerOptions{})

@@ -1,9 +1,10 @@
 // Command ownloop is a measuring device of bench/proxy.sh (ABLATION=1): this
-// module's Proxy, configured as bench/proxy is, served by its own HTTP/1.1
-// connection loop (http.ReadRequest and a minimal ResponseWriter) instead of
-// net/http's server. It shows what leaving net/http's server would be worth. Not
-// for production: it has no timeouts, no client-disconnect detection, no
-// Expect or upgrade handling and no graceful shutdown.
+// module's Proxy, built as bench/proxy builds it (bench/internal/featured),
+// served by its own HTTP/1.1 connection loop (http.ReadRequest and a minimal
+// ResponseWriter) instead of net/http's server. It shows what leaving
+// net/http's server would be worth. Not for production: it has no timeouts, no
+// client-disconnect detection, no Expect or upgrade handling and no graceful
+// shutdown.
 package main
 
 import (
@@ -14,9 +15,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"time"
 
-	"github.com/cutover/deploy/proxy"
+	"github.com/cutover/deploy/bench/internal/featured"
 )
 
 // writer is a minimal http.ResponseWriter: Content-Length bodies as given,
@@ -69,6 +69,7 @@ func serve(c net.Conn, h http.Handler) {
 	defer c.Close()
 	r := bufio.NewReaderSize(c, 4096)
 	w := &writer{w: bufio.NewWriterSize(c, 4096)}
+	remote := c.RemoteAddr().String()
 	for {
 		if _, err := r.Peek(1); err != nil {
 			return
@@ -79,7 +80,7 @@ func serve(c net.Conn, h http.Handler) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		req = req.WithContext(ctx)
-		req.RemoteAddr = c.RemoteAddr().String()
+		req.RemoteAddr = remote
 		w.h, w.wrote, w.chunked = make(http.Header), false, false
 		h.ServeHTTP(w, req)
 		cancel()
@@ -97,12 +98,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:18085", "listen address (loopback)")
 	target := flag.String("target", "127.0.0.1:18080", "upstream host:port")
 	flag.Parse()
-	p := proxy.New(proxy.Options{
-		DrainTimeout:          10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		MaxBodyBytes:          10 << 20,
-	})
-	if err := p.SetTargets(context.Background(), map[string]int{*target: 100}); err != nil {
+	p, err := featured.New([]string{*target})
+	if err != nil {
 		log.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", *addr)
