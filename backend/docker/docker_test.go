@@ -6,7 +6,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -331,28 +334,112 @@ func TestCancelledContext(t *testing.T) {
 		t.Fatalf("cancelled calls took %v", d)
 	}
 
-	// A stop cancelled while it waits for the app kills it and returns promptly.
-	s := spec(app, "v1")
-	s.Env["IGNORE_SIGTERM"] = "1"
-	s.StopTimeout = time.Minute
-	slow := launch(t, b, s)
-	get(t, slow, "/health")
-	sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer scancel()
-	start = time.Now()
-	if err := slow.Stop(sctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Stop: %v, want DeadlineExceeded", err)
+	if ms, err := b.List(ctxFor(t, 10*time.Second), app); err != nil || len(ms) != 1 {
+		t.Fatalf("List = %v, %v; want the launched machine only", ids(ms), err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("cancelled Stop took %v", d)
+}
+
+// A Stop cut short while the stop signal is on its way, or once the app has it,
+// kills the app and returns promptly (backendtest covers a ctx that ended
+// before Stop). The engine is reached through engineProxy, so that ctx ends at
+// a known step however slow the engine is.
+func TestStopCancelled(t *testing.T) {
+	engine(t)
+	stubborn := func(app string) deploy.MachineSpec {
+		s := spec(app, "v1")
+		s.Env["IGNORE_SIGTERM"] = "1"
+		s.StopTimeout = time.Minute
+		return s
 	}
-	st, err := slow.Wait(ctxFor(t, 10*time.Second))
-	if err != nil || st.Code != 137 {
-		t.Fatalf("Wait after cancelled stop = %v, %v; want 137", st, err)
+	killed := func(t *testing.T, m deploy.Machine) {
+		t.Helper()
+		st, err := m.Wait(ctxFor(t, 10*time.Second))
+		if err != nil || st.Code != 137 {
+			t.Fatalf("Wait after the cancelled stop = %v, %v; want 137", st, err)
+		}
+		if got := m.State(); got != deploy.StateStopped {
+			t.Fatalf("State = %v, want stopped", got)
+		}
 	}
-	if ms, err := b.List(ctxFor(t, 10*time.Second), app); err != nil || len(ms) != 2 {
-		t.Fatalf("List = %v, %v; want the two launched machines only", ids(ms), err)
+
+	t.Run("while the engine holds the signal", func(t *testing.T) {
+		b := engineProxy(t, func(w http.ResponseWriter, r *http.Request, engine http.Handler) {
+			if r.URL.Query().Get("signal") == "SIGTERM" {
+				<-r.Context().Done() // never forwarded: the caller gives up
+				return
+			}
+			engine.ServeHTTP(w, r)
+		})
+		m := launch(t, b, stubborn(newApp(t, tb)))
+		get(t, m, "/health")
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if err := m.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Stop: %v, want DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("cancelled Stop took %v", d)
+		}
+		killed(t, m)
+	})
+
+	t.Run("once the engine has the signal", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		b := engineProxy(t, func(w http.ResponseWriter, r *http.Request, engine http.Handler) {
+			engine.ServeHTTP(w, r)
+			if r.URL.Query().Get("signal") == "SIGTERM" {
+				// The app has the signal; Stop may be reading this answer or
+				// waiting for the exit when ctx ends, and either must kill.
+				cancel()
+			}
+		})
+		m := launch(t, b, stubborn(newApp(t, tb)))
+		get(t, m, "/health")
+		start := time.Now()
+		if err := m.Stop(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Stop: %v, want Canceled", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("cancelled Stop took %v", d)
+		}
+		killed(t, m)
+	})
+}
+
+// engineProxy returns a Backend in testNamespace whose engine requests pass
+// through a proxy on loopback. It forwards every request to the engine but
+// the container kill requests, which it hands to kill with the forwarding
+// handler.
+func engineProxy(t *testing.T, kill func(w http.ResponseWriter, r *http.Request, engine http.Handler)) *Backend {
+	t.Helper()
+	dial := tb.cli.Dialer()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
+	engine := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme, r.Out.URL.Host = "http", "docker"
+		},
+		Transport:     tr,
+		FlushInterval: -1,
 	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/kill") {
+			kill(w, r, engine)
+			return
+		}
+		engine.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		tr.CloseIdleConnections()
+	})
+	b, err := New(ctxFor(t, 10*time.Second), Options{Host: "tcp://" + srv.Listener.Addr().String(), Namespace: testNamespace})
+	if err != nil {
+		t.Fatalf("New through the proxy: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }
 
 func TestConcurrentLaunches(t *testing.T) {

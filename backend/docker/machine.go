@@ -265,26 +265,32 @@ func (m *Machine) Stop(ctx context.Context) error {
 	}
 	w := m.b.startWait(ctx, m.cid, container.WaitConditionNotRunning)
 	defer w.close()
-	if _, err := m.b.cli.ContainerKill(ctx, m.cid, client.ContainerKillOptions{Signal: sig}); err != nil && !cerrdefs.IsConflict(err) {
-		// Conflict: it is not running any more, and the wait below returns at once.
-		if cerrdefs.IsNotFound(err) {
-			m.markDestroyed()
-		} else {
-			m.setStateIf(deploy.StateStopping, deploy.StateStarted)
-		}
-		return wrapErr("stop", m.id, err)
-	}
-	tctx, tcancel := context.WithTimeout(ctx, m.spec.StopTimeoutOrDefault())
-	defer tcancel() // not before the switch: a cancelled tctx would read as a timeout
-	_, werr := w.result(tctx, nil)
 	var stopErr error
+	_, serr := m.b.cli.ContainerKill(ctx, m.cid, client.ContainerKillOptions{Signal: sig})
 	switch {
-	case werr != nil && tctx.Err() != nil:
-		// The stop timeout passed or ctx ended (the wait request, cut by ctx,
-		// may say so first): the process may still run.
+	case serr == nil || cerrdefs.IsConflict(serr):
+		// Conflict: it is not running any more, and the wait returns at once.
+		tctx, tcancel := context.WithTimeout(ctx, m.spec.StopTimeoutOrDefault())
+		_, werr := w.result(tctx, nil)
+		switch {
+		case werr != nil && tctx.Err() != nil:
+			// The stop timeout passed or ctx ended (the wait request, cut by
+			// ctx, may say so first): the process may still run.
+			stopErr = m.kill(ctx)
+		case werr != nil && !cerrdefs.IsNotFound(werr):
+			stopErr = wrapErr("stop", m.id, werr)
+		}
+		tcancel() // not before the switch: a cancelled tctx would read as a timeout
+	case ctx.Err() != nil:
+		// ctx ended before or while the signal was sent (it may have
+		// arrived): a stop cut short kills, as one cut during the wait does.
 		stopErr = m.kill(ctx)
-	case werr != nil && !cerrdefs.IsNotFound(werr):
-		stopErr = wrapErr("stop", m.id, werr)
+	case cerrdefs.IsNotFound(serr):
+		m.markDestroyed()
+		return wrapErr("stop", m.id, serr)
+	default:
+		m.setStateIf(deploy.StateStopping, deploy.StateStarted)
+		return wrapErr("stop", m.id, serr)
 	}
 	// Record how it ended.
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
