@@ -89,6 +89,8 @@ type Machine interface {
 	// Wait blocks until the machine's process exits, or ctx ends.
 	Wait(ctx context.Context) (ExitStatus, error)
 	// Stop sends the stop signal, waits up to the spec's stop timeout, then kills.
+	// If ctx ends before the process exits, even before the signal is sent, the
+	// machine is killed and ctx's error returned: ctx bounds the grace, not the stop.
 	Stop(ctx context.Context) error
 	// Destroy removes the machine. Destroying a destroyed machine is not an error.
 	Destroy(ctx context.Context) error

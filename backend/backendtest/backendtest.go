@@ -47,6 +47,7 @@ func Run(t *testing.T, h Harness) {
 		{"GetMissingIsNotFound", testGetMissing},
 		{"GracefulStopExitsZero", testGracefulStop},
 		{"StopPastTimeoutKills", testStopKills},
+		{"StopWithEndedContextKills", testStopEndedContext},
 		{"DestroyTwice", testDestroyTwice},
 		{"CancelledContextReturnsPromptly", testCancelled},
 		{"ConcurrentLaunches", testConcurrent},
@@ -197,6 +198,32 @@ func testStopKills(t *testing.T, h Harness, app string) {
 	}
 	if took < 900*time.Millisecond {
 		t.Errorf("killed after %s, before the 1s stop timeout", took)
+	}
+}
+
+// A Stop given a context that has already ended kills the machine at once
+// (ctx bounds the grace, not the stop) and returns ctx's error.
+func testStopEndedContext(t *testing.T, h Harness, app string) {
+	m := launch(t, h, h.Stubborn(app, time.Minute))
+	get(t, h, m)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if err := m.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("stop with an ended ctx: %v, want context.Canceled", err)
+	}
+	st, err := m.Wait(ctxFor(t, h))
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if st.Code != 137 {
+		t.Errorf("stop with an ended ctx: %s, want exit code 137 (killed)", st)
+	}
+	if took := time.Since(start); took > h.Timeout/2 {
+		t.Errorf("stop with an ended ctx took %s", took)
+	}
+	if s := m.State(); s != deploy.StateStopped {
+		t.Errorf("state %s, want stopped", s)
 	}
 }
 

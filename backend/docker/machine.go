@@ -219,8 +219,9 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 
 // Stop sends the spec's stop signal (default SIGTERM), waits up to the spec's
 // stop timeout (default 10s) for the process to exit, then sends SIGKILL. If
-// ctx ends first, the container is killed and ctx's error returned. Stopping
-// a stopped machine does nothing; stopping a destroyed one is ErrNotFound.
+// ctx ends before the process exits, even before the signal is sent, the
+// container is killed and ctx's error returned. Stopping a stopped machine
+// does nothing; stopping a destroyed one is ErrNotFound.
 func (m *Machine) Stop(ctx context.Context) error {
 	m.mu.Lock()
 	st := m.state
@@ -233,6 +234,13 @@ func (m *Machine) Stop(ctx context.Context) error {
 		return err
 	}
 	c, err := m.inspect(ctx)
+	if err != nil && ctx.Err() != nil {
+		// ctx ended first, which still kills (the signal below fails at once
+		// and kill has a context of its own): look with a context of its own.
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		c, err = m.inspect(ictx)
+		cancel()
+	}
 	if err != nil {
 		return err
 	}

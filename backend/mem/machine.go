@@ -250,7 +250,8 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 
 // Stop shuts the app down gracefully: in-flight requests finish within the
 // spec's stop timeout, after which the machine is killed (exit 137). If ctx
-// ends first the machine is killed and ctx's error returned.
+// ends first the machine is killed and ctx's error returned; if it has ended
+// already, the machine is killed at once.
 func (m *Machine) Stop(ctx context.Context) error {
 	if err := m.b.opErr(OpStop, m.spec.Image, m.id, m.nth); err != nil {
 		return err
@@ -276,6 +277,10 @@ func (m *Machine) Stop(ctx context.Context) error {
 	m.state = deploy.StateStopping
 	slow := m.fault.SlowShutdown
 	m.mu.Unlock()
+	if err := ctx.Err(); err != nil { // no time left for a graceful stop
+		m.kill(ExitKilled, "killed: stop cancelled")
+		return err
+	}
 
 	timeout := m.spec.StopTimeoutOrDefault()
 	deadline := time.NewTimer(timeout)
