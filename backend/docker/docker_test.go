@@ -351,8 +351,19 @@ func TestStopCancelled(t *testing.T) {
 		s.StopTimeout = time.Minute
 		return s
 	}
-	killed := func(t *testing.T, m deploy.Machine) {
+	// stopCutShort launches a stubborn app through b, stops it with ctx, and
+	// checks that Stop returned want promptly and the app was killed.
+	stopCutShort := func(t *testing.T, b *Backend, ctx context.Context, want error) {
 		t.Helper()
+		m := launch(t, b, stubborn(newApp(t, tb)))
+		get(t, m, "/health")
+		start := time.Now()
+		if err := m.Stop(ctx); !errors.Is(err, want) {
+			t.Fatalf("Stop: %v, want %v", err, want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("cancelled Stop took %v", d)
+		}
 		st, err := m.Wait(ctxFor(t, 10*time.Second))
 		if err != nil || st.Code != 137 {
 			t.Fatalf("Wait after the cancelled stop = %v, %v; want 137", st, err)
@@ -370,18 +381,9 @@ func TestStopCancelled(t *testing.T) {
 			}
 			engine.ServeHTTP(w, r)
 		})
-		m := launch(t, b, stubborn(newApp(t, tb)))
-		get(t, m, "/health")
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		start := time.Now()
-		if err := m.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Stop: %v, want DeadlineExceeded", err)
-		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Fatalf("cancelled Stop took %v", d)
-		}
-		killed(t, m)
+		stopCutShort(t, b, ctx, context.DeadlineExceeded)
 	})
 
 	t.Run("once the engine has the signal", func(t *testing.T) {
@@ -395,16 +397,7 @@ func TestStopCancelled(t *testing.T) {
 				cancel()
 			}
 		})
-		m := launch(t, b, stubborn(newApp(t, tb)))
-		get(t, m, "/health")
-		start := time.Now()
-		if err := m.Stop(ctx); !errors.Is(err, context.Canceled) {
-			t.Fatalf("Stop: %v, want Canceled", err)
-		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Fatalf("cancelled Stop took %v", d)
-		}
-		killed(t, m)
+		stopCutShort(t, b, ctx, context.Canceled)
 	})
 }
 
