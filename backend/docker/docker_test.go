@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,7 +377,7 @@ func TestStopCancelled(t *testing.T) {
 
 	t.Run("while the engine holds the signal", func(t *testing.T) {
 		b := engineProxy(t, func(w http.ResponseWriter, r *http.Request, engine http.Handler) {
-			if r.URL.Query().Get("signal") == "SIGTERM" {
+			if isKill(r, "SIGTERM") {
 				<-r.Context().Done() // never forwarded: the caller gives up
 				return
 			}
@@ -391,7 +393,7 @@ func TestStopCancelled(t *testing.T) {
 		defer cancel()
 		b := engineProxy(t, func(w http.ResponseWriter, r *http.Request, engine http.Handler) {
 			engine.ServeHTTP(w, r)
-			if r.URL.Query().Get("signal") == "SIGTERM" {
+			if isKill(r, "SIGTERM") {
 				// The app has the signal; Stop may be reading this answer or
 				// waiting for the exit when ctx ends, and either must kill.
 				cancel()
@@ -401,11 +403,69 @@ func TestStopCancelled(t *testing.T) {
 	})
 }
 
+// An engine answer given before Start took effect and delivered after Start
+// returned (a Refresh or State that raced Start on a busy engine) does not
+// turn the running machine back into a created one.
+func TestStaleInspectAfterStart(t *testing.T) {
+	engine(t)
+	var armed, held atomic.Bool
+	startSeen, staleHeld := make(chan struct{}), make(chan struct{})
+	startGo, staleGo := make(chan struct{}), make(chan struct{})
+	releaseStart, releaseStale := sync.OnceFunc(func() { close(startGo) }), sync.OnceFunc(func() { close(staleGo) })
+	b := engineProxy(t, func(w http.ResponseWriter, r *http.Request, engine http.Handler) {
+		switch {
+		case armed.Load() && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/start"):
+			close(startSeen)
+			<-startGo
+		case armed.Load() && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/json") && held.CompareAndSwap(false, true):
+			rec := httptest.NewRecorder()
+			engine.ServeHTTP(rec, r) // the container is not started yet
+			close(staleHeld)
+			<-staleGo
+			maps.Copy(w.Header(), rec.Header())
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return
+		}
+		engine.ServeHTTP(w, r)
+	})
+	t.Cleanup(releaseStart) // before the proxy closes: Cleanup runs last-in first
+	t.Cleanup(releaseStale)
+
+	ctx := ctxFor(t, 30*time.Second)
+	m, err := b.Create(ctx, spec(newApp(t, tb), "v1"))
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	armed.Store(true)
+	started := make(chan error, 1)
+	go func() { started <- m.Start(ctx) }()
+	<-startSeen // Start is under way
+	refreshed := make(chan error, 1)
+	go func() { refreshed <- m.(*Machine).Refresh(ctx) }()
+	<-staleHeld // the engine has answered "created"; the answer is held
+	releaseStart()
+	if err := <-started; err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	releaseStale()
+	if err := <-refreshed; err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	if got := m.State(); got != deploy.StateStarted {
+		t.Fatalf("State after a stale answer = %v, want started", got)
+	}
+	get(t, m, "/health")
+}
+
+func isKill(r *http.Request, signal string) bool {
+	return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/kill") && r.URL.Query().Get("signal") == signal
+}
+
 // engineProxy returns a Backend in testNamespace whose engine requests pass
-// through a proxy on loopback. It forwards every request to the engine but
-// the container kill requests, which it hands to kill with the forwarding
-// handler.
-func engineProxy(t *testing.T, kill func(w http.ResponseWriter, r *http.Request, engine http.Handler)) *Backend {
+// through a proxy on loopback, which hands each request to hook with the
+// handler that forwards it to the engine.
+func engineProxy(t *testing.T, hook func(w http.ResponseWriter, r *http.Request, engine http.Handler)) *Backend {
 	t.Helper()
 	dial := tb.cli.Dialer()
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
@@ -417,11 +477,7 @@ func engineProxy(t *testing.T, kill func(w http.ResponseWriter, r *http.Request,
 		FlushInterval: -1,
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/kill") {
-			kill(w, r, engine)
-			return
-		}
-		engine.ServeHTTP(w, r)
+		hook(w, r, engine)
 	}))
 	t.Cleanup(func() {
 		srv.Close()

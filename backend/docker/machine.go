@@ -435,8 +435,12 @@ func (m *Machine) observe(engine deploy.MachineState, addr string) {
 	switch {
 	case engine == "", m.state == deploy.StateDestroyed:
 	case engine == deploy.StateStarted && m.state == deploy.StateStopping:
-	case engine == deploy.StateCreated && m.state == deploy.StateStopped:
-		// stopped before it started
+	case engine == deploy.StateCreated && m.state != deploy.StateCreated:
+		// The engine says "created" only before a container's first start: the
+		// machine was stopped before it started, or this answer is older than
+		// what the cache knows (an inspect that raced Start and arrived after
+		// it). Taking it would leave a running machine "created" for good,
+		// since State asks the engine only while a machine runs.
 	case engine == deploy.StateDestroyed:
 		m.markDestroyedLocked()
 	default:
