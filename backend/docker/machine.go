@@ -24,6 +24,16 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 // refreshTimeout bounds the engine look-up State makes for a running machine.
 const refreshTimeout = 2 * time.Second
 
+// ownTimeout bounds the engine calls made with ownContext.
+const ownTimeout = 10 * time.Second
+
+// ownContext returns a context for the engine calls that finish what a method
+// began whatever its ctx does (kill, record the exit): ctx's values, no
+// cancellation, ownTimeout.
+func ownContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), ownTimeout)
+}
+
 // Machine is one container. It implements deploy.Machine and deploy.LogReader.
 // Its methods are safe for concurrent use.
 type Machine struct {
@@ -122,7 +132,9 @@ func (m *Machine) Start(ctx context.Context) error {
 		} else {
 			m.setStateIf(deploy.StateStarting, prev)
 			if ctx.Err() == nil {
-				_ = m.Refresh(context.WithoutCancel(ctx))
+				octx, cancel := ownContext(ctx)
+				_ = m.Refresh(octx)
+				cancel()
 			}
 		}
 		return wrapErr("start", m.id, err)
@@ -207,7 +219,9 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 		return deploy.ExitStatus{}, fmt.Errorf("docker: wait %s: %s", m.id, res.Error.Message)
 	}
 	oom := false
-	if c, err := m.inspect(context.WithoutCancel(ctx)); err == nil {
+	octx, cancel := ownContext(ctx)
+	defer cancel()
+	if c, err := m.inspect(octx); err == nil {
 		m.observeInspect(c)
 		oom = c.State != nil && c.State.OOMKilled
 	} else {
@@ -233,14 +247,11 @@ func (m *Machine) Stop(ctx context.Context) error {
 		_, err := m.Wait(ctx)
 		return err
 	}
-	c, err := m.inspect(ctx)
-	if err != nil && ctx.Err() != nil {
-		// ctx ended first, which still kills (the signal below fails at once
-		// and kill has a context of its own): look with a context of its own.
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		c, err = m.inspect(ictx)
-		cancel()
-	}
+	// A context of its own: a ctx that has ended still stops (the signal below
+	// then fails at once, and kill has a context of its own too).
+	octx, cancel := ownContext(ctx)
+	c, err := m.inspect(octx)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -301,9 +312,9 @@ func (m *Machine) Stop(ctx context.Context) error {
 		return wrapErr("stop", m.id, serr)
 	}
 	// Record how it ended.
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	octx, cancel = ownContext(ctx)
 	defer cancel()
-	if c, err := m.inspect(ictx); err == nil {
+	if c, err := m.inspect(octx); err == nil {
 		m.observeInspect(c)
 		if st, ok := exitedState(c); ok {
 			m.recordExit(st.ExitCode, st.OOMKilled)
@@ -324,7 +335,7 @@ func (m *Machine) kill(ctx context.Context) error {
 	m.mu.Lock()
 	m.killReason = reason
 	m.mu.Unlock()
-	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	kctx, cancel := ownContext(ctx)
 	defer cancel()
 	_, kerr := m.b.cli.ContainerKill(kctx, m.cid, client.ContainerKillOptions{Signal: "SIGKILL"})
 	if kerr == nil {
