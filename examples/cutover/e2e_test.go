@@ -24,6 +24,7 @@ import (
 
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/internal/testenv"
 )
 
 var (
@@ -299,10 +300,7 @@ func scenario(t *testing.T, e *env, backend string, images, versions [3]string) 
 	assert.Equal(t, "v4", res.Version)
 
 	// After the rollback only images[1] serves.
-	epoch := run.Mark()
-	require.Eventually(t, func() bool { return run.Epoch(epoch)[versions[1]] >= 50 }, time.Minute, 10*time.Millisecond)
-	served := run.Epoch(epoch) // one reading: the load goes on, so two would differ
-	assert.Equal(t, map[string]int64{versions[1]: served[versions[1]]}, served, "only %s serves", versions[1])
+	testenv.OnlyVersion(t, run, versions[1], 50)
 
 	r = e.run("releases")
 	require.Equal(t, 0, r.code, r.stderr)
