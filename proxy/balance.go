@@ -63,7 +63,7 @@ func rank(t *target, tried []*target, soft, hard int64) (r int64, full bool) {
 // left; full then reports that some were left out only for being at the hard
 // limit (the request may wait for one). soft and hard are the limits, 0 for
 // none.
-func (s *targetSet) pick(key string, tried []*target, soft, hard int64) (t *target, full bool) {
+func (s *targetSet) pick(key string, tried []*target, soft, hard int64) (*target, bool) {
 	n := len(s.routes)
 	if n == 0 {
 		return nil, false
@@ -80,19 +80,15 @@ func (s *targetSet) pick(key string, tried []*target, soft, hard int64) (t *targ
 	i := s.position()
 	r := &s.routes[i]
 	best, bestRank := r.t, int64(excluded)
-	if rk, f := rank(r.t, tried, soft, hard); rk >= 0 {
+	if rk, _ := rank(r.t, tried, soft, hard); rk >= 0 {
 		bestRank = rk
-	} else {
-		full = f
 	}
 	if k := uint64(r.hi - r.lo); k > 1 {
 		// Another member of the class: i plus 1..k-1, modulo the class.
 		j := int(r.lo) + int((uint64(i-int(r.lo))+1+rand.Uint64N(k-1))%k)
 		c := s.routes[j].t
-		if rk, f := rank(c, tried, soft, hard); rk >= 0 && (bestRank < 0 || rk < bestRank) {
+		if rk, _ := rank(c, tried, soft, hard); rk >= 0 && (bestRank < 0 || rk < bestRank) {
 			best, bestRank = c, rk
-		} else if rk < 0 {
-			full = full || f
 		}
 	}
 	if bestRank >= 0 && bestRank < tierSoft {

@@ -12,6 +12,9 @@
 //   - a request whose connection to a target cannot be made (dial error, connection
 //     refused) is retried on another target, and the failing target is skipped for a
 //     short while, so a machine that dies abruptly costs no failed request;
+//   - within the weights, a request goes to the less loaded of two targets
+//     (fewer requests in flight), and Options.Concurrency can cap each
+//     target's requests in flight, queueing the rest briefly;
 //   - per-target counters and a latency histogram support canary analysis;
 //   - a client that goes away cancels its upstream request at once, or, if it
 //     leaves in the first 10 ms of the wait for a response head, when those
