@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -284,5 +285,51 @@ func TestConcurrencyValidate(t *testing.T) {
 		if got := p.Concurrency(); got != c {
 			t.Errorf("Concurrency() = %+v, want %+v", got, c)
 		}
+	}
+}
+
+// TestQueueServedByNewTargets: requests waiting for a full target are served
+// by targets added meanwhile (a bluegreen switch), and a waiting client that
+// goes away leaves the queue.
+func TestQueueServedByNewTargets(t *testing.T) {
+	bs, open := gatedBackends(t, 1)
+	fresh := newBackend(t, "fresh", nil)
+	p, front, c := newFront(t, Options{Concurrency: Concurrency{HardLimit: 1, QueueTimeout: time.Minute}})
+	setTargets(t, p, map[string]int{bs[0].addr(): 1})
+	held := goGet(c, front.URL)
+	waitUntil(t, "the target is full", func() bool { return bs[0].active.Load() == 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", front.URL, nil)
+	gone := make(chan error, 1)
+	go func() {
+		res, err := c.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		gone <- err
+	}()
+	waitUntil(t, "a request waits", func() bool { return p.QueueStats().Waiting == 1 })
+	cancel()
+	<-gone
+	waitUntil(t, "the gone request leaves the queue", func() bool { return p.QueueStats().Waiting == 0 })
+
+	var waiting []<-chan result
+	for i := 1; i <= 3; i++ {
+		waiting = append(waiting, goGet(c, front.URL))
+		waitUntil(t, "requests wait", func() bool { return p.QueueStats().Waiting == int64(i) })
+	}
+	setTargets(t, p, map[string]int{bs[0].addr(): 0, fresh.addr(): 1})
+	for _, ch := range waiting {
+		if r := <-ch; r.err != nil || r.code != 200 || r.body != "fresh" {
+			t.Fatalf("%d %q %v, want 200 from fresh", r.code, r.body, r.err)
+		}
+	}
+	open()
+	if r := <-held; r.err != nil || r.code != 200 {
+		t.Fatalf("held: %d %q %v", r.code, r.body, r.err)
+	}
+	if qs := p.QueueStats(); qs.Queued != 4 || qs.Shed != 0 {
+		t.Errorf("queue stats %+v, want 4 queued (one gone), none shed", qs)
 	}
 }
