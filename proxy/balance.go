@@ -105,18 +105,19 @@ func (s *targetSet) position() int {
 		return 0
 	}
 	u := s.seq.Add(1) * 0x9E3779B97F4A7C15 // frac(i*phi) as a 64-bit fixed-point number
-	if s.routes[0].hi == int32(n) {        // one weight: the position is an index
+	if len(s.cls) == 1 {                   // one weight: the position is an index
 		i, _ := bits.Mul64(u, uint64(n))
 		return int(i)
 	}
 	pos, _ := bits.Mul64(u, s.total) // in [0, total)
-	i, _ := slices.BinarySearchFunc(s.routes, pos, func(r route, pos uint64) int {
-		if r.cum <= pos {
+	c, _ := slices.BinarySearchFunc(s.cls, pos, func(c class, pos uint64) int {
+		if c.end <= pos {
 			return -1
 		}
 		return 1
 	})
-	return i
+	cl := &s.cls[c]
+	return int(cl.lo) + int((pos-cl.start)/cl.weight)
 }
 
 // scan is pick's slow path: the best-ranked target of route i's class, unless

@@ -118,7 +118,15 @@ type targetSet struct {
 	all    []entry // every target, weight 0 included, sorted by address
 	routes []route // targets of positive weight, sorted by weight, then address
 	total  uint64  // sum of the weights of routes
+	cls    []class // the weight classes of routes, in order
 	seq    atomic.Uint64
+}
+
+// class is a run of routes of one weight: routes[lo:hi].
+type class struct {
+	start, end uint64 // the cumulative weights before and after it
+	weight     uint64
+	lo         int32
 }
 
 var emptySet = &targetSet{}
@@ -172,6 +180,11 @@ func newTargetSet(old *targetSet, targets map[string]int, q *queue) *targetSet {
 		} else {
 			s.routes[i].hi = int32(i + 1)
 		}
+	}
+	for i := 0; i < len(s.routes); {
+		r := &s.routes[i]
+		s.cls = append(s.cls, class{start: r.cum - uint64(r.weight), end: s.routes[r.hi-1].cum, weight: uint64(r.weight), lo: r.lo})
+		i = int(r.hi)
 	}
 	return s
 }
