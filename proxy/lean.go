@@ -300,8 +300,11 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 	retried := false
 	idem := idempotent(r)
 	for range maxAttempts {
-		t := p.claim(key, tried)
+		t, err := p.claim(ctx, key, tried)
 		if t == nil {
+			if lastErr == nil || !errors.Is(err, errNoTargets) {
+				lastErr = err
+			}
 			break
 		}
 		tried = append(tried, t)

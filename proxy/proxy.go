@@ -12,6 +12,9 @@
 //   - a request whose connection to a target cannot be made (dial error, connection
 //     refused) is retried on another target, and the failing target is skipped for a
 //     short while, so a machine that dies abruptly costs no failed request;
+//   - within the weights, a request goes to the less loaded of two targets
+//     (fewer requests in flight), and Options.Concurrency can cap each
+//     target's requests in flight, queueing the rest briefly;
 //   - per-target counters and a latency histogram support canary analysis;
 //   - a client that goes away cancels its upstream request at once, or, if it
 //     leaves in the first 10 ms of the wait for a response head, when those
@@ -147,6 +150,13 @@ type Options struct {
 	// It applies to the lean path's pool and, separately, to the fallback
 	// transport. Zero means no cap.
 	MaxConnsPerTarget int
+
+	// Concurrency limits the requests each target has in flight (soft and
+	// hard limits, and a queue for the requests that find every target at its
+	// hard limit); SetConcurrency changes it later. The zero value means no
+	// limits. Invalid values are taken as the nearest valid ones (see
+	// Concurrency.Validate).
+	Concurrency Concurrency
 }
 
 // Proxy is a reverse proxy over a weighted, atomically replaceable set of targets.
@@ -158,6 +168,9 @@ type Proxy struct {
 	rp        *httputil.ReverseProxy
 	set       atomic.Pointer[targetSet]
 	sem       chan struct{} // serializes SetTargets (a mutex that respects ctx)
+	limits    atomic.Pointer[limits]
+	queue     queue
+	rr        bool // weighted round robin instead of least-loaded picking (tests compare them)
 }
 
 // New returns a Proxy with no targets: until SetTargets is called it answers 503.
@@ -182,6 +195,8 @@ func New(opts Options) *Proxy {
 		p.transport = p.newTransport()
 	}
 	p.set.Store(emptySet)
+	p.limits.Store(opts.Concurrency.resolve())
+	p.queue.p = p
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:       p.rewrite,
 		Transport:     upstream{p},
@@ -342,6 +357,9 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 	case errors.Is(err, errNoTargets):
 		writeError(w, http.StatusServiceUnavailable, "no healthy targets")
+	case errors.Is(err, errOverloaded):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "service unavailable: every target is at its concurrency limit")
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		w.WriteHeader(http.StatusBadGateway)
@@ -392,11 +410,12 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 	defer func() { <-p.sem }()
 
 	old := p.set.Load()
-	next := newTargetSet(old, targets)
+	next := newTargetSet(old, targets, &p.queue)
 	for _, e := range next.all {
 		e.t.pool.init(p.opts.MaxConnsPerTarget)
 	}
 	p.set.Store(next)
+	p.queue.pump() // requests waiting for room may find it in the new set
 
 	var removed []*target
 	for _, e := range old.all {

@@ -50,11 +50,12 @@ func TestPickShares(t *testing.T) {
 			m[fmt.Sprintf("127.0.0.1:%d", 1000+i)] = w
 			total += w
 		}
-		s := newTargetSet(emptySet, m)
+		s := newTargetSet(emptySet, m, nil)
 		got := map[string]int{}
 		const n = 10000
 		for range n {
-			got[s.pick("", nil).addr]++
+			t, _ := s.pick("", nil, 0, 0)
+			got[t.addr]++
 		}
 		for addr, w := range m {
 			want := float64(w) / float64(total)
@@ -198,7 +199,7 @@ func TestDrainTimeout(t *testing.T) {
 	p2, _, _ := newFront(t, Options{DrainTimeout: time.Hour})
 	setTargets(t, p2, map[string]int{hang.addr(): 1})
 	// Claim the target directly to simulate a request in flight.
-	tgt := p2.claim("", nil)
+	tgt, _ := p2.claim(context.Background(), "", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err = p2.SetTargets(ctx, map[string]int{other.addr(): 1})

@@ -42,6 +42,7 @@ func bucketBounds(i int) (lo, hi int64) {
 type counters struct {
 	requests atomic.Uint64
 	errors   atomic.Uint64
+	queued   atomic.Uint64
 	latency  histogram
 }
 
@@ -59,7 +60,7 @@ func (h *histogram) observe(ns int64) {
 }
 
 func (c *counters) snapshot() TargetStats {
-	s := TargetStats{Requests: c.requests.Load(), Errors: c.errors.Load()}
+	s := TargetStats{Requests: c.requests.Load(), Errors: c.errors.Load(), Queued: c.queued.Load()}
 	for i := range c.latency.buckets {
 		n := c.latency.buckets[i].Load()
 		s.Latency.counts[i] = n
@@ -82,6 +83,10 @@ type TargetStats struct {
 	Requests uint64
 	// Errors counts the attempts that failed: 5xx responses and transport errors.
 	Errors uint64
+	// Queued counts the requests the target got after waiting in the queue for
+	// a target under its hard limit (see Concurrency; Proxy.QueueStats has the
+	// queue's own counters).
+	Queued uint64
 	// Latency is the distribution of the time to response headers, over the
 	// attempts that got a response (5xx included).
 	Latency Histogram
@@ -109,6 +114,7 @@ func (s TargetStats) Sub(earlier TargetStats) TargetStats {
 	d := s
 	d.Requests -= earlier.Requests
 	d.Errors -= earlier.Errors
+	d.Queued -= min(earlier.Queued, d.Queued)
 	d.Latency = s.Latency.Sub(earlier.Latency)
 	return d
 }
@@ -196,6 +202,7 @@ func (s TargetStats) Add(o TargetStats) TargetStats {
 	s.InFlight += o.InFlight
 	s.Requests += o.Requests
 	s.Errors += o.Errors
+	s.Queued += o.Queued
 	s.Latency = s.Latency.Add(o.Latency)
 	return s
 }

@@ -1,8 +1,8 @@
 package proxy
 
 import (
+	"cmp"
 	"math"
-	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -25,27 +25,49 @@ type target struct {
 
 	stats counters
 	pool  connPool // the lean path's connections
+	q     *queue   // the proxy's queue of requests waiting for a target (limits.go)
 }
 
-func newTarget(addr string) *target {
-	return &target{addr: addr, seed: hashString(addr), drained: make(chan struct{})}
+func newTarget(addr string, q *queue) *target {
+	return &target{addr: addr, seed: hashString(addr), drained: make(chan struct{}), q: q}
 }
 
-// claim registers a request on t. It fails, leaving no trace, when t was removed:
-// the caller must then pick again from the current set. Incrementing before checking
-// pairs with markRemoved storing before reading the count, so either the request sees
+// claim registers a request on t. It fails, leaving no trace, when t was removed
+// (the caller must then pick again from the current set) or, with hard > 0, when t
+// already has hard requests in flight (full). Incrementing before checking pairs
+// with markRemoved storing before reading the count, so either the request sees
 // the removal or the remover sees the request.
-func (t *target) claim() bool {
-	t.inflight.Add(1)
-	if t.removed.Load() {
-		t.release()
-		return false
+func (t *target) claim(hard int64) (ok, full bool) {
+	if hard > 0 {
+		for {
+			n := t.inflight.Load()
+			if n >= hard {
+				return false, true
+			}
+			if t.inflight.CompareAndSwap(n, n+1) {
+				break
+			}
+		}
+	} else {
+		t.inflight.Add(1)
 	}
-	return true
+	if t.removed.Load() {
+		t.unclaim()
+		return false, false
+	}
+	return true, false
 }
 
-// release ends a claim.
+// release ends a claim, and lets a waiting request (see queue) have the room.
 func (t *target) release() {
+	t.unclaim()
+	if q := t.q; q != nil && q.waiting.Load() > 0 {
+		q.pump()
+	}
+}
+
+// unclaim ends a claim without looking at the queue.
+func (t *target) unclaim() {
 	if t.inflight.Add(-1) == 0 && t.removed.Load() {
 		t.drainOnce.Do(func() { close(t.drained) })
 	}
@@ -81,25 +103,35 @@ type entry struct {
 	weight int
 }
 
-// route is a target of positive weight with its cumulative weight.
+// route is a target of positive weight with its cumulative weight and the
+// bounds of its weight class: the routes of the same weight, [lo, hi).
 type route struct {
 	t      *target
 	weight float64
 	cum    uint64 // sum of the weights up to and including this one
+	lo, hi int32  // the routes of this one's weight class
 }
 
 // targetSet is an immutable target set (only seq changes). Requests read it through
 // an atomic pointer; SetTargets builds a new one and swaps it in.
 type targetSet struct {
 	all    []entry // every target, weight 0 included, sorted by address
-	routes []route // targets of positive weight, sorted by address
+	routes []route // targets of positive weight, sorted by weight, then address
 	total  uint64  // sum of the weights of routes
+	cls    []class // the weight classes of routes, in order
 	seq    atomic.Uint64
+}
+
+// class is a run of routes of one weight: routes[lo:hi].
+type class struct {
+	start, end uint64 // the cumulative weights before and after it
+	weight     uint64
+	lo         int32
 }
 
 var emptySet = &targetSet{}
 
-func newTargetSet(old *targetSet, targets map[string]int) *targetSet {
+func newTargetSet(old *targetSet, targets map[string]int, q *queue) *targetSet {
 	s := &targetSet{all: make([]entry, 0, len(targets))}
 	var byAddr map[string]*target
 	if len(old.all) > 16 {
@@ -121,56 +153,40 @@ func newTargetSet(old *targetSet, targets map[string]int) *targetSet {
 			}
 		}
 		if t == nil {
-			t = newTarget(addr)
+			t = newTarget(addr, q)
 		}
 		s.all = append(s.all, entry{t: t, weight: w})
 	}
 	slices.SortFunc(s.all, func(a, b entry) int { return strings.Compare(a.t.addr, b.t.addr) })
 	for _, e := range s.all {
 		if e.weight > 0 {
-			s.total += uint64(e.weight)
-			s.routes = append(s.routes, route{t: e.t, weight: float64(e.weight), cum: s.total})
+			s.routes = append(s.routes, route{t: e.t, weight: float64(e.weight)})
 		}
+	}
+	slices.SortStableFunc(s.routes, func(a, b route) int { return cmp.Compare(a.weight, b.weight) })
+	for i := range s.routes {
+		r := &s.routes[i]
+		s.total += uint64(r.weight)
+		r.cum = s.total
+		if i > 0 && s.routes[i-1].weight == r.weight {
+			r.lo = s.routes[i-1].lo
+		} else {
+			r.lo = int32(i)
+		}
+	}
+	for i := len(s.routes) - 1; i >= 0; i-- {
+		if i+1 < len(s.routes) && s.routes[i+1].weight == s.routes[i].weight {
+			s.routes[i].hi = s.routes[i+1].hi
+		} else {
+			s.routes[i].hi = int32(i + 1)
+		}
+	}
+	for i := 0; i < len(s.routes); {
+		r := &s.routes[i]
+		s.cls = append(s.cls, class{start: r.cum - uint64(r.weight), end: s.routes[r.hi-1].cum, weight: uint64(r.weight), lo: r.lo})
+		i = int(r.hi)
 	}
 	return s
-}
-
-// pick chooses a target for a request, skipping the targets in tried and, unless
-// every remaining target is down, the targets marked down. It returns nil when no
-// target is left.
-//
-// Without a sticky key it walks a golden-ratio (Weyl) sequence over the cumulative
-// weights: shares are exact to within a few requests and consecutive requests are
-// spread rather than sent in runs. With a key it uses weighted rendezvous hashing.
-func (s *targetSet) pick(key string, tried []*target) *target {
-	n := len(s.routes)
-	if n == 0 {
-		return nil
-	}
-	if key != "" {
-		return s.pickSticky(key, tried)
-	}
-	u := s.seq.Add(1) * 0x9E3779B97F4A7C15 // frac(i*phi) as a 64-bit fixed-point number
-	pos, _ := bits.Mul64(u, s.total)       // in [0, total)
-	start := 0
-	if n > 1 {
-		start, _ = slices.BinarySearchFunc(s.routes, pos, func(r route, pos uint64) int {
-			if r.cum <= pos {
-				return -1
-			}
-			return 1
-		})
-	}
-	for pass := 0; pass < 2; pass++ {
-		for i := range n {
-			r := &s.routes[(start+i)%n]
-			if slices.Contains(tried, r.t) || (pass == 0 && r.t.isDown()) {
-				continue
-			}
-			return r.t
-		}
-	}
-	return nil
 }
 
 // pickSticky returns the eligible target with the highest weighted rendezvous score

@@ -28,8 +28,11 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	var lastErr error
 	connRetried := false
 	for range maxAttempts {
-		t := p.claim(key, tried)
+		t, err := p.claim(req.Context(), key, tried)
 		if t == nil {
+			if lastErr == nil || !errors.Is(err, errNoTargets) {
+				lastErr = err
+			}
 			break
 		}
 		tried = append(tried, t)
@@ -85,13 +88,42 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
-// claim picks a target from the current set and claims it, picking again from the
-// (newer) set when the picked target was removed meanwhile.
-func (p *Proxy) claim(key string, tried []*target) *target {
+// claim picks a target from the current set and claims it (see pick), or
+// waits in the queue when every target is at its hard limit. It returns
+// errNoTargets when no target is left, errOverloaded when the request cannot
+// wait or waited too long, or ctx's error.
+func (p *Proxy) claim(ctx context.Context, key string, tried []*target) (*target, error) {
+	lim := p.limits.Load()
+	if lim.hard > 0 && p.queue.waiting.Load() > 0 {
+		return p.queue.wait(ctx, key, tried, lim) // none overtakes a waiting request
+	}
+	t, full := p.tryClaim(key, tried, lim)
+	switch {
+	case t != nil:
+		return t, nil
+	case full:
+		return p.queue.wait(ctx, key, tried, lim)
+	}
+	return nil, errNoTargets
+}
+
+// tryClaim picks and claims a target, picking again from the (newer) set when
+// the picked target was removed or filled up meanwhile. It returns nil when
+// no target is left; full then reports that some were at their hard limit.
+func (p *Proxy) tryClaim(key string, tried []*target, lim *limits) (*target, bool) {
 	for {
-		t := p.set.Load().pick(key, tried)
-		if t == nil || t.claim() {
-			return t
+		var t *target
+		var full bool
+		if p.rr {
+			t = p.set.Load().pickRR(key, tried)
+		} else {
+			t, full = p.set.Load().pick(key, tried, lim.soft, lim.hard)
+		}
+		if t == nil {
+			return nil, full
+		}
+		if ok, _ := t.claim(lim.hard); ok {
+			return t, false
 		}
 	}
 }
