@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # bench/proxy.sh: throughput and latency of this proxy against the backend
-# reached directly, the tuned httputil baseline and nginx, on loopback.
+# reached directly, the tuned httputil baseline, nginx and Caddy, on loopback.
 #
-# Runs, interleaved, RUNS (3) rounds of: direct, baseline, proxy, nginx, each
-# for DUR (5) seconds at 32 connections (wrk with 2 threads; nginx and wrk are
-# installed from Debian when missing, and bench/loadgen drives the load if wrk
-# cannot be), and prints each one's min/median/max requests/s, median p50 and
-# p99, failures, the median CPU time per request of the server under test and
-# of the backend (from /proc), and its share of the direct rate. The last line is
+# Runs, interleaved, RUNS (3) rounds of: direct, baseline, proxy, nginx, caddy,
+# each for DUR (5) seconds at 32 connections (wrk with 2 threads; nginx and wrk
+# are installed from Debian when missing, and bench/loadgen drives the load if
+# wrk cannot be), and prints each one's min/median/max requests/s, median p50
+# and p99, failures, the median CPU time per request of the server under test
+# and of the backend (from /proc), and its share of the direct rate. The last
+# two lines are
+#   ratio_vs_caddy=Z.ZZ
 #   ratio_vs_httputil=X.XX ratio_vs_nginx=Y.YY
-# this proxy's median requests/s over the baseline's and over nginx's.
+# this proxy's median requests/s over Caddy's, the baseline's and nginx's.
+#
+# Caddy is its reverse_proxy handler (admin endpoint, automatic HTTPS and
+# access log off, bound to 127.0.0.1), built once with
+#   go install github.com/caddyserver/caddy/v2/cmd/caddy@$CADDY_VERSION
+# from the Go module proxy into CADDY_DIR (default
+# ~/.cache/cutover-bench/caddy-$CADDY_VERSION) and reused from there (the first
+# build compiles some 900 packages: 42 minutes on a 2-core machine busy with
+# other builds). CADDY=path
+# uses a caddy binary of your own instead. When it cannot be built the script
+# fails and says why (a comparison that silently lost a server would mislead);
+# CADDY=off runs without Caddy and leaves out the ratio_vs_caddy line.
 #
 # ABLATION=1 adds the measuring devices of bench/ablation to each round
 # (featureless, ownloop, raw: see its package doc) and prints each server's
@@ -21,9 +34,16 @@ RUNS=${RUNS:-3}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 ABLATION=${ABLATION:-}
-P_BACKEND=18080 P_BASELINE=18081 P_PROXY=18082 P_NGINX=18083
+CADDY=${CADDY:-}
+CADDY_VERSION=${CADDY_VERSION:-v2.11.9}
+CADDY_DIR=${CADDY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cutover-bench/caddy-$CADDY_VERSION}
+P_BACKEND=18080 P_BASELINE=18081 P_PROXY=18082 P_NGINX=18083 P_CADDY=18087
 declare -A port=([direct]=$P_BACKEND [baseline]=$P_BASELINE [proxy]=$P_PROXY [nginx]=$P_NGINX)
 names=(direct baseline proxy nginx)
+if [ "$CADDY" != off ]; then
+	port+=([caddy]=$P_CADDY)
+	names+=(caddy)
+fi
 ablations=()
 if [ -n "$ABLATION" ]; then
 	ablations=(featureless ownloop raw)
@@ -61,6 +81,47 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 go build -o "$tmp/" ./bench/backend ./bench/baseline ./bench/proxy ./bench/loadgen
+
+# Caddy: built once from the Go module proxy at a pinned version, then reused.
+if [ "$CADDY" != off ] && [ -z "$CADDY" ]; then
+	CADDY=$CADDY_DIR/caddy
+	if [ ! -x "$CADDY" ]; then
+		echo "# building caddy $CADDY_VERSION into $CADDY_DIR (once; later runs reuse it)" >&2
+		mkdir -p "$CADDY_DIR"
+		if ! (cd "$tmp" && GOBIN="$CADDY_DIR" GOFLAGS=-buildvcs=false \
+			go install "github.com/caddyserver/caddy/v2/cmd/caddy@$CADDY_VERSION") >"$tmp/caddy-build.log" 2>&1; then
+			tail -n 20 "$tmp/caddy-build.log" >&2
+			echo "bench/proxy.sh: could not build caddy $CADDY_VERSION with go install (output above)." >&2
+			echo "bench/proxy.sh: set CADDY=/path/to/caddy to use another build, or CADDY=off to run without Caddy." >&2
+			exit 1
+		fi
+	fi
+fi
+if [ "$CADDY" != off ]; then
+	if ! out=$("$CADDY" version 2>&1); then
+		echo "bench/proxy.sh: $CADDY does not run: $out (CADDY=off runs without Caddy)" >&2
+		exit 1
+	fi
+	# The module version it was built from (its own "caddy version" can say "unknown").
+	caddy_version=$(go version -m "$CADDY" 2>/dev/null | awk '$1 == "mod" { print $3; exit }')
+	caddy_version=${caddy_version:-$out}
+	# JSON config: no admin endpoint, no automatic HTTPS, no access log (Caddy
+	# logs no request unless a server asks for it), errors only.
+	cat >"$tmp/caddy.json" <<CADDYJSON
+{
+	"admin": {"disabled": true},
+	"logging": {"logs": {"default": {"level": "ERROR"}}},
+	"apps": {"http": {"servers": {"bench": {
+		"listen": ["127.0.0.1:$P_CADDY"],
+		"automatic_https": {"disable": true},
+		"routes": [{"handle": [{
+			"handler": "reverse_proxy",
+			"upstreams": [{"dial": "127.0.0.1:$P_BACKEND"}]
+		}]}]
+	}}}}
+}
+CADDYJSON
+fi
 for n in "${ablations[@]}"; do go build -o "$tmp/" "./bench/ablation/$n"; done
 
 cat >"$tmp/nginx.conf" <<NGINX
@@ -102,6 +163,11 @@ declare -A pid
 "$tmp/baseline" -addr 127.0.0.1:$P_BASELINE -target http://127.0.0.1:$P_BACKEND & pids+=($!) pid[baseline]=$!
 "$tmp/proxy" -addr 127.0.0.1:$P_PROXY -targets 127.0.0.1:$P_BACKEND & pids+=($!) pid[proxy]=$!
 nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!) pid[nginx]=$!
+if [ "$CADDY" != off ]; then
+	# Caddy's own state (autosave, storage) stays in the temporary folder.
+	XDG_CONFIG_HOME=$tmp/caddy-config XDG_DATA_HOME=$tmp/caddy-data \
+		"$CADDY" run --config "$tmp/caddy.json" >"$tmp/caddy.log" 2>&1 & pids+=($!) pid[caddy]=$!
+fi
 for n in "${ablations[@]}"; do
 	"$tmp/$n" -addr 127.0.0.1:${port[$n]} -target 127.0.0.1:$P_BACKEND & pids+=($!) pid[$n]=$!
 done
@@ -110,6 +176,7 @@ for n in "${names[@]}"; do
 	for try in $(seq 101); do
 		if ! kill -0 "${pid[$n]}" 2>/dev/null; then
 			echo "bench/proxy.sh: the $n server exited at start" >&2
+			[ "$n" != caddy ] || tail -n 20 "$tmp/caddy.log" >&2
 			exit 1
 		fi
 		if (exec 3<>/dev/tcp/127.0.0.1/${port[$n]}) 2>/dev/null; then break; fi
@@ -128,6 +195,7 @@ else
 	TOOL=loadgen
 	echo "# load tool: bench/loadgen -c $CONNS -d ${DUR}s (wrk not installed)"
 fi
+[ "$CADDY" = off ] || echo "# caddy: $CADDY, built from github.com/caddyserver/caddy/v2 $caddy_version"
 echo "# machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr), $(go version | cut -d' ' -f3)"
 
 # cputicks PID: user+system clock ticks of PID and its children (nginx workers).
@@ -194,10 +262,13 @@ for n in "${names[@]}"; do
 done
 if [ -n "$ABLATION" ]; then
 	line="# median requests/s over the baseline's:"
-	for n in proxy nginx "${ablations[@]}"; do
+	for n in proxy nginx ${port[caddy]:+caddy} "${ablations[@]}"; do
 		line+=" $n $(awk -v a="${med[$n]}" -v b="${med[baseline]}" 'BEGIN {printf "%.2f", a/b}')"
 	done
 	echo "$line"
+fi
+if [ "$CADDY" != off ]; then
+	awk -v p="${med[proxy]}" -v c="${med[caddy]}" 'BEGIN { printf "ratio_vs_caddy=%.2f\n", p/c }'
 fi
 awk -v p="${med[proxy]}" -v b="${med[baseline]}" -v n="${med[nginx]}" \
 	'BEGIN { printf "ratio_vs_httputil=%.2f ratio_vs_nginx=%.2f\n", p/b, p/n }'

@@ -218,6 +218,9 @@ func Parse(data []byte) (*Config, error) { return parse(data, "") }
 
 // parse is Parse, with file (when not "") named in every *Error.
 func parse(data []byte, file string) (*Config, error) {
+	// The TOML parser skips a UTF-8 byte order mark; so must the locator,
+	// or it finds no key of the file and errors lose their line and column.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	raw := map[string]any{}
 	if _, err := decodeTOML(data, &raw); err != nil {
 		var pe toml.ParseError

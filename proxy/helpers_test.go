@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if name := os.Getenv(childBackendEnv); name != "" {
+		os.Exit(runChildBackend(name)) // a backend process of TestTargetSIGKILL
+	}
 	goleak.VerifyTestMain(m)
 }
 

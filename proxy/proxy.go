@@ -11,7 +11,14 @@
 //     requests it was serving have completed (or Options.DrainTimeout has passed);
 //   - a request whose connection to a target cannot be made (dial error, connection
 //     refused) is retried on another target, and the failing target is skipped for a
-//     short while, so a machine that dies abruptly costs no failed request;
+//     short while. So when a machine dies abruptly (SIGKILL) while still routed,
+//     no request sent after its death fails. Those in flight on it fail when they
+//     cannot be sent again: a stream already under way is cut, an upload (not
+//     idempotent) is not resent; an idempotent request still waiting for its
+//     answer is sent once more, elsewhere. TestTargetSIGKILL kills one of three
+//     targets under a mixed load of GETs, streams and uploads: over 8 runs, 1 to
+//     4 requests failed per kill, never more than were in flight on it (3 to 7),
+//     and none of the ~2,000 sent after it;
 //   - within the weights, a request goes to the less loaded of two targets
 //     (fewer requests in flight), and Options.Concurrency can cap each
 //     target's requests in flight, queueing the rest briefly;
