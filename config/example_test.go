@@ -43,7 +43,9 @@ kill_timeout = 5                      # seconds
 	for _, c := range plan.Checks {
 		fmt.Println(c.Name, c.Type, c.Port, c.Path, c.Interval, c.Timeout)
 	}
-	fmt.Println("not interpreted:", cfg.Unknown)
+	for _, w := range plan.Warnings {
+		fmt.Println("warning:", w)
+	}
 
 	_, err = config.Parse([]byte("[deploy]\n  strategy = \"blue-green\"\n"))
 	fmt.Println(err)
@@ -51,6 +53,6 @@ kill_timeout = 5                      # seconds
 	// bluegreen registry.example.com/web:42 3000 SIGINT 5s
 	// release command ["bin/rails" "db:migrate"] within 5m0s
 	// http_service.checks[0] http 3000 /up 10s 2s
-	// not interpreted: [vm]
+	// warning: vm: machine sizes are the backend's; not applied
 	// line 2, column 3: deploy.strategy: unknown strategy "blue-green" (want rolling, bluegreen, canary or immediate)
 }
