@@ -59,6 +59,14 @@ type Plan struct {
 	Warnings []string
 }
 
+// SetImage sets the image of Spec and of every group's spec.
+func (p *Plan) SetImage(image string) {
+	p.Spec.Image = image
+	for i := range p.Groups {
+		p.Groups[i].Spec.Image = image
+	}
+}
+
 // Group is one process group of a Plan.
 type Group struct {
 	Name string
