@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -125,6 +126,15 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		d.event(log, e)
 	})
 	wait := waitTimeout(req.WaitTimeout, d.WaitTimeout)
+	shared := &sharedTargets{full: copyWeights(routes)}
+	if routes == nil {
+		shared.full = map[string]int{}
+		for _, m := range all {
+			if !noService(m.Spec()) {
+				shared.full[m.Addr()] = 1
+			}
+		}
+	}
 	newGroupRollout := func(i int) *Rollout {
 		hc := req.Groups[i].Health
 		if hc == nil {
@@ -132,7 +142,8 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 				hc = d.groupHealth(specs[i])
 			}
 		}
-		r := newRollout(specs[i], counts[i], oldBy[req.Groups[i].Name], d.Backend, d.Router, hc, routes, emit)
+		r := newRollout(specs[i], counts[i], oldBy[req.Groups[i].Name], d.Backend, d.Router, hc, shared.snapshot(), emit)
+		r.Router = &scopedRouter{rt: d.Router, shared: shared, r: r}
 		r.Logger = log.With("group", req.Groups[i].Name)
 		r.WaitTimeout = wait
 		return r
@@ -164,9 +175,6 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 			err = fmt.Errorf("group %s: %w", g.Name, err)
 			break
 		}
-		if !specs[i].NoService {
-			routes = r.Routes() // the next routed group starts from what this one left
-		}
 	}
 	if err == nil {
 		for _, r := range done { // every group is up: the last check of the first groups
@@ -176,7 +184,8 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		}
 	}
 	if err == nil && len(orphans) > 0 {
-		r := newRollout(specs[0], 0, orphans, d.Backend, d.Router, nil, routes, emit)
+		r := newRollout(specs[0], 0, orphans, d.Backend, d.Router, nil, shared.snapshot(), emit)
+		r.Router = &scopedRouter{rt: d.Router, shared: shared, r: r}
 		r.Logger = log
 		if rerr := r.Retire(ctx, orphans...); rerr != nil {
 			log.Warn("machines of groups no longer deployed were not all removed", "error", rerr)
@@ -232,3 +241,46 @@ func groupsRequest(rel Release) Request {
 	}
 	return req
 }
+
+// sharedTargets is the router's whole target set during a multi-group
+// deploy, which each group's rollout changes only in its own addresses.
+type sharedTargets struct {
+	mu   sync.Mutex
+	full map[string]int
+}
+
+func (s *sharedTargets) snapshot() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return copyWeights(s.full)
+}
+
+// scopedRouter is the Router of one group's rollout: it sets the targets of
+// that group's machines (its old ones and those it launched) and keeps every
+// other group's, so a group's strategy (or its undo) that routes "only the
+// new machines" leaves the other groups serving.
+type scopedRouter struct {
+	rt     Router
+	shared *sharedTargets
+	r      *Rollout // its RouteAddrs calls SetTargets with r.mu held, so r.byAddr may be read
+}
+
+// SetTargets replaces this group's targets with targets, keeping the others.
+func (s *scopedRouter) SetTargets(ctx context.Context, targets map[string]int) error {
+	s.shared.mu.Lock()
+	next := make(map[string]int, len(s.shared.full)+len(targets))
+	for a, w := range s.shared.full {
+		if s.r.byAddr[a] == nil {
+			next[a] = w
+		}
+	}
+	for a, w := range targets {
+		next[a] = w
+	}
+	s.shared.full = next
+	s.shared.mu.Unlock()
+	return s.rt.SetTargets(ctx, copyWeights(next))
+}
+
+// Unwrap returns the router it scopes, for callers that look for its abilities.
+func (s *scopedRouter) Unwrap() Router { return s.rt }
