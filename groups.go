@@ -102,7 +102,8 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		}
 		res.Release = rel.Version
 		version = "v" + strconv.Itoa(rel.Version)
-		defer d.finishGroupsRelease(context.WithoutCancel(ctx), rel, res)
+		fctx := context.WithoutCancel(ctx)
+		defer func() { d.finishGroupsRelease(fctx, rel, specs, res) }() // specs as labelled below
 	}
 	if version == "" {
 		version = nextVersion(all)
@@ -225,12 +226,127 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	return res, err
 }
 
-// finishGroupsRelease is finishRelease for a multi-group release.
-func (d *Deployer) finishGroupsRelease(ctx context.Context, rel Release, res *Result) {
+// finishGroupsRelease is finishRelease for a multi-group release: it records
+// the groups' specs as their machines run them (version and labels).
+func (d *Deployer) finishGroupsRelease(ctx context.Context, rel Release, specs []MachineSpec, res *Result) {
 	for i := range rel.Groups {
-		rel.Groups[i].Spec.Version = res.Version
+		rel.Groups[i].Spec = specs[i]
 	}
+	rel.Spec = specs[0]
 	d.finishRelease(ctx, rel, res)
+}
+
+// grouped reports whether recovering from newest to prev involves process groups.
+func grouped(newest Release, prev *Release) bool {
+	return len(newest.Groups) > 0 || prev != nil && len(prev.Groups) > 0
+}
+
+// groupsFinished reports whether an interrupted multi-group release had
+// finished: nothing of the previous release left, every group at its count,
+// and the machines of every serving group routed.
+func groupsFinished(newest Release, news, olds []Machine, routes map[string]int) bool {
+	if len(olds) > 0 || len(news) == 0 || len(newest.Groups) == 0 {
+		return false
+	}
+	first := newest.Groups[0].Name
+	by := map[string][]Machine{}
+	for _, m := range news {
+		by[groupOf(m, first)] = append(by[groupOf(m, first)], m)
+	}
+	for _, g := range newest.Groups {
+		ms := by[g.Name]
+		if len(ms) < g.Count || !g.Spec.NoService && !allRouted(ms, routes) {
+			return false
+		}
+	}
+	return true
+}
+
+// undoGroups restores every group of prev (the previous stable release, nil
+// for none) after the interrupted multi-group release newest: per group,
+// the machines of newest go and prev's are brought back to its count.
+func (d *Deployer) undoGroups(ctx context.Context, newest Release, prev *Release, news, olds []Machine, routes map[string]int, emit func(Event)) error {
+	first := ""
+	switch {
+	case prev != nil && len(prev.Groups) > 0:
+		first = prev.Groups[0].Name
+	case len(newest.Groups) > 0:
+		first = newest.Groups[0].Name
+	}
+	var names []string
+	seen := map[string]bool{}
+	addName := func(n string) {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	if prev != nil {
+		for _, g := range prev.Groups {
+			addName(g.Name)
+		}
+	}
+	for _, g := range newest.Groups {
+		addName(g.Name)
+	}
+	newBy, oldBy := map[string][]Machine{}, map[string][]Machine{}
+	for _, m := range news {
+		addName(groupOf(m, first))
+		newBy[groupOf(m, first)] = append(newBy[groupOf(m, first)], m)
+	}
+	for _, m := range olds {
+		addName(groupOf(m, first))
+		oldBy[groupOf(m, first)] = append(oldBy[groupOf(m, first)], m)
+	}
+	full := copyWeights(routes)
+	if routes == nil {
+		full = map[string]int{}
+		for _, m := range olds {
+			if !noService(m.Spec()) {
+				full[m.Addr()] = 1
+			}
+		}
+	}
+	shared := &sharedTargets{full: full}
+	var errs []error
+	for _, name := range names {
+		spec, count := newest.Spec, newest.Count
+		for _, g := range newest.Groups {
+			if g.Name == name {
+				spec, count = g.Spec, g.Count
+			}
+		}
+		var restore *Release
+		if prev != nil {
+			restore = &Release{} // a group prev does not have: none of it stays
+			if len(prev.Groups) == 0 && name == first {
+				restore = &Release{Spec: prev.Spec, Count: prev.Count}
+			}
+			for _, g := range prev.Groups {
+				if g.Name == name {
+					restore = &Release{Spec: g.Spec, Count: g.Count}
+				}
+			}
+		}
+		hc := d.Health
+		if restore != nil && restore.Count > 0 && restore.Spec.NoService || restore == nil && spec.NoService {
+			hc = StaysRunning{}
+		}
+		r := newRollout(spec, count, oldBy[name], d.Backend, d.Router, hc, shared.snapshot(), emit)
+		r.Router = &scopedRouter{rt: d.Router, shared: shared, r: r}
+		r.Logger = d.logger().With("app", newest.App, "group", name)
+		r.WaitTimeout = waitTimeout(d.WaitTimeout)
+		r.created = newBy[name]
+		for _, m := range r.created {
+			r.byAddr[m.Addr()] = m
+		}
+		r.moved = true
+		r.restore = restore
+		if _, err := d.undo(ctx, r); err != nil {
+			errs = append(errs, fmt.Errorf("group %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // groupsRequest is the request that redeploys a multi-group release.

@@ -11,6 +11,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/health"
+	"github.com/cutover/deploy/internal/crash"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy/bluegreen"
@@ -119,4 +120,76 @@ func TestGroupsSecondServingGroupFails(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]int{"web/v3": 2}, countValues(routedGroups(t, e)))
 	assert.Equal(t, map[string]int{"v3": 2}, e.Versions(t))
+}
+
+// A multi-group deploy whose process died is recovered group by group: each
+// group goes back to the previous release (or, finished, is kept).
+func TestGroupsRecover(t *testing.T) {
+	cases := []struct {
+		name   string
+		at     func(deploy.Event) bool
+		want   map[string]int
+		status deploy.Status
+	}{
+		{"after the web group moved", func(ev deploy.Event) bool {
+			return ev.Type == deploy.MachineDestroyed && ev.Version == "v1"
+		}, map[string]int{"web/v1": 2, "api/v1": 1, "worker/v1": 1}, deploy.StatusRolledBack},
+		{"as the first new machine is created", func(ev deploy.Event) bool {
+			return ev.Type == deploy.MachineCreated && ev.Version == "v2"
+		}, map[string]int{"web/v1": 2, "api/v1": 1, "worker/v1": 1}, deploy.StatusRolledBack},
+		{"at the very end", func(ev deploy.Event) bool { return ev.Type == deploy.DeploySucceeded },
+			map[string]int{"web/v2": 2, "api/v2": 1, "worker/v2": 1}, deploy.StatusSucceeded},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := groupsEnv(t)
+			store := e.Deployer.Store
+			e.Deployer.LockTTL = 200 * time.Millisecond
+			ctx := context.Background()
+			_, err := e.Deployer.Deploy(ctx, threeGroups(e, "v1", rolling.Strategy{}, nil))
+			require.NoError(t, err)
+			run := e.Load(t)
+
+			proc := &crash.Process{}
+			dctx, cancel := context.WithCancel(ctx)
+			d := &deploy.Deployer{
+				Backend: proc.Backend(e.Backend), Router: proc.Router(e.Proxy), Store: proc.Store(store),
+				Health: e.Deployer.Health, LockTTL: dyingLockTTL,
+				OnEvent: func(ev deploy.Event) {
+					if !proc.Dead() && c.at(ev) {
+						proc.Die()
+						cancel()
+					}
+				},
+			}
+			_, _ = d.Deploy(dctx, threeGroups(e, "v2", rolling.Strategy{}, nil))
+			cancel()
+			require.True(t, proc.Dead())
+
+			rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+			defer rcancel()
+			res, _, err := crash.Recover(rctx, e.Deployer, testenv.App)
+			require.NoError(t, err)
+			require.NotNil(t, res)
+			assert.Equal(t, c.status, res.Status)
+			ms, err := e.Backend.List(ctx, testenv.App)
+			require.NoError(t, err)
+			got := map[string]int{}
+			for _, m := range ms {
+				got[m.Spec().Labels[deploy.LabelGroup]+"/"+m.Spec().Version]++
+			}
+			assert.Equal(t, c.want, got, "no orphaned machine")
+			routed := countValues(routedGroups(t, e))
+			for k := range routed {
+				assert.NotContains(t, k, "worker")
+			}
+			assert.Equal(t, c.want[`web/v1`]+c.want[`web/v2`]+c.want[`api/v1`]+c.want[`api/v2`], len(e.Proxy.Targets()))
+			testenv.AssertNoFailures(t, run.Stop())
+
+			// And the app deploys again.
+			_, err = e.Deployer.Deploy(ctx, threeGroups(e, "v3", rolling.Strategy{}, nil))
+			require.NoError(t, err)
+			assert.Equal(t, map[string]int{"web/v3": 2, "api/v3": 1}, countValues(routedGroups(t, e)))
+		})
+	}
 }
