@@ -1,23 +1,35 @@
 // Package config loads fly.toml files: the app, its build image, the deploy
 // strategy and release command, environment, kill signal and timeout, the
-// http_service and services with their health checks, top-level checks and
-// processes.
+// http_service and services with their health checks and concurrency,
+// top-level checks, process groups, [[vm]] and [experimental].
 //
-// It reads the forms real files use: durations as strings ("5s", "1m30s") or
-// bare integers (seconds for kill_timeout, wait_timeout and
+// It reads the forms real files use, and the older ones flyctl's loader
+// normalises, as flyctl reads them: durations as strings ("5s", "1m30s") or
+// bare numbers (seconds for kill_timeout, wait_timeout and
 // release_command_timeout; milliseconds for a check's interval, timeout and
-// grace_period, the old format), ports written as strings, check headers as a
-// table or as an array of {name, value} tables, [processes] as a table or an
-// empty array. Keys it does not model (such as [[vm]], [mounts], [metrics],
-// [experimental]) are not errors: they are listed in Config.Unknown and kept in
-// Config.Raw.
+// grace_period; a float loses its fraction), whole floats where integers are
+// meant (internal_port = 8080.0), ports written as strings, check headers as
+// a table or as an array of {name, value} tables, [processes] as a table or
+// as an array of {name, command} tables ([[processes]]), [[env]], [[checks]]
+// with a name key, empty arrays for env, checks, processes and headers, a
+// service's concurrency as a table or "soft,hard", [experimental] kill_timeout
+// and cmd (used when the top-level key or a group command is absent). An
+// empty [[services]] is none. Keys it does not model (such as [mounts] or
+// [metrics]) are not errors: they are listed in Config.Unknown and kept in
+// Config.Raw; Config.Warnings says what was read differently than written,
+// and Plan.Warnings everything a deploy will not act on.
 //
 // Errors name the key and, when loading a file, its line and column:
 //
 //	fly.toml: line 12, column 3: deploy.strategy: unknown strategy "blue-green" (want rolling, bluegreen, canary or immediate)
 //
+// Where flyctl rejects a form, the error carries flyctl's words, such as
+// "Unknown type for service concurrency: int64" for concurrency = 20.
+//
 // Config.Plan turns a loaded config into what a deploy needs: the machine
-// spec, strategy name, health checks, release command and timeouts.
+// spec of each process group (its command, its service's port or none for a
+// worker, the other ports its checks probe), strategy name, health checks,
+// release command and timeouts.
 package config
 
 import (

@@ -462,7 +462,7 @@ kill_timeout = "30s"
 	assert.Equal(t, config.Check{Name: "services[0].tcp_checks[0]", Type: "tcp", Port: 9000, Interval: time.Second}, p.Checks[1])
 	assert.Equal(t, config.Check{Name: "a", Type: "tcp", Port: 3000}, p.Checks[2], "top-level check without a port uses the http_service's port")
 	assert.Equal(t, config.Check{Name: "b", Type: "http", Port: 9100, Path: "/metrics"}, p.Checks[3])
-	assert.Empty(t, p.Warnings)
+	assert.Equal(t, []string{"deploy.max_unavailable: used by the rolling strategy only, not canary"}, p.Warnings)
 
 	// Plan's result does not share maps with the config.
 	p.Spec.Env["MODE"] = "changed"

@@ -266,3 +266,54 @@ func TestFormErrorTexts(t *testing.T) {
 		assert.Regexp(t, lineCol, err.Error())
 	}
 }
+
+// What a file says that a deploy will not act on is in Plan.Warnings.
+func TestFormWarnings(t *testing.T) {
+	c, err := config.Parse([]byte(`app = "w"
+primary_region = "ams"
+swap_size_mb = 512
+[build]
+  image = "img"
+  dockerfile = "Dockerfile"
+[deploy]
+  strategy = "bluegreen"
+  max_unavailable = 2
+[processes]
+  web = "bin/web"
+[http_service]
+  internal_port = 8080
+  force_https = true
+  processes = ["web"]
+  [http_service.concurrency]
+    soft_limit = 10
+[[services]]
+  protocol = "udp"
+  internal_port = 53
+  processes = ["web"]
+  [[services.ports]]
+    port = 53
+[checks.x]
+  type = "tcp"
+  port = 9000
+  processes = ["gone"]
+  restart_limit = 3
+[experimental]
+  exec = ["/bin/init"]
+`))
+	require.NoError(t, err)
+	p, err := c.Plan()
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		"swap_size_mb: not read by cutover; ignored",
+		"build: cutover does not build images; only build.image is used",
+		"primary_region: cutover has no regions; ignored",
+		"deploy.max_unavailable: used by the rolling strategy only, not bluegreen",
+		`checks.x: process group "gone" does not exist; the check does not run there`,
+		"restart_limit: the Deployer does not restart machines; kept in the plan's checks",
+		"experimental.exec: not supported; ignored",
+		"http_service.force_https: the proxy does not redirect to https; ignored",
+		"http_service.concurrency: carried in the plan, not enforced by the proxy",
+		"services[0]: udp services are not routed; ignored",
+		"services[0].ports: public ports and handlers are the proxy's own configuration; ignored",
+	}, p.Warnings)
+}

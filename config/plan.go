@@ -275,6 +275,28 @@ func (c *Config) planWarnings() []string {
 	}
 	if c.Build.Image == "" {
 		w = append(w, "build.image is empty: cutover does not build images; set the image to deploy")
+	} else if c.Build.Dockerfile != "" || c.Build.Builder != "" || len(c.Build.Buildpacks) > 0 || len(c.Build.Args) > 0 {
+		w = append(w, "build: cutover does not build images; only build.image is used")
+	}
+	if c.PrimaryRegion != "" {
+		w = append(w, "primary_region: cutover has no regions; ignored")
+	}
+	if c.Deploy.MaxUnavailable != 0 && c.Deploy.Strategy != "" && c.Deploy.Strategy != StrategyRolling {
+		w = append(w, fmt.Sprintf("deploy.max_unavailable: used by the rolling strategy only, not %s", c.Deploy.Strategy))
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Checks)) {
+		for _, g := range c.Checks[name].Processes {
+			if _, ok := c.Processes[g]; !ok && (len(c.Processes) > 0 || g != "app") {
+				w = append(w, fmt.Sprintf("%s: process group %q does not exist; the check does not run there", join("checks", name), g))
+			}
+		}
+	}
+	restart := false
+	for _, chk := range c.allChecks() {
+		restart = restart || chk.RestartLimit > 0
+	}
+	if restart {
+		w = append(w, "restart_limit: the Deployer does not restart machines; kept in the plan's checks")
 	}
 	if e := c.Experimental; e != nil {
 		if len(e.Entrypoint) > 0 {
@@ -319,6 +341,22 @@ func (c *Config) planWarnings() []string {
 		w = append(w, "vm: machine sizes are the backend's; not applied")
 	}
 	return w
+}
+
+// allChecks returns every check of the config.
+func (c *Config) allChecks() []Check {
+	var out []Check
+	if c.HTTPService != nil {
+		out = append(out, c.HTTPService.Checks...)
+	}
+	for _, s := range c.Services {
+		out = append(out, s.HTTPChecks...)
+		out = append(out, s.TCPChecks...)
+	}
+	for _, chk := range c.Checks {
+		out = append(out, chk)
+	}
+	return out
 }
 
 func orDefault(port int) int {
