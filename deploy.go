@@ -36,7 +36,14 @@ type MachineSpec struct {
 	Cmd     []string          // command override; empty runs the image's default
 	Env     map[string]string // environment
 	Port    int               // internal port the app listens on (default 8080 where a backend needs one)
-	Labels  map[string]string // extra labels kept with the machine
+	// Ports are more ports the machine serves that must be reachable, such as
+	// a health check's own port; see PortAddresser and AddrOf.
+	Ports  []int
+	Labels map[string]string // extra labels kept with the machine
+	// NoService marks a machine that serves no traffic (a worker): the
+	// Deployer never routes it, and it is ready once started and running for
+	// DefaultStartupWindow (see StaysRunning) unless a health checker is given.
+	NoService bool
 
 	StopSignal  string        // signal sent on stop, such as "SIGTERM" (the default) or "SIGINT"
 	StopTimeout time.Duration // how long a stop waits before killing; 0 means 10s

@@ -21,6 +21,10 @@ const (
 	LabelApp     = "cutover.app"
 	LabelVersion = "cutover.version"
 	LabelRole    = "cutover.role" // "app" or "release_command"
+	// LabelGroup is the process group of a machine of a multi-group deploy.
+	LabelGroup = "cutover.group"
+	// LabelNoService is "true" on a machine whose spec has NoService.
+	LabelNoService = "cutover.noservice"
 )
 
 // Deployer runs deploys. Its zero value is not usable: set Backend and Router,
@@ -75,6 +79,10 @@ type Request struct {
 	// a timeout aborts the deploy with a *ReleaseCommandError.
 	ReleaseCommand        []string
 	ReleaseCommandTimeout time.Duration // 0: DefaultReleaseCommandTimeout
+
+	// Groups, when set, deploys several process groups in one release, each
+	// with the strategy (see Group); Spec is then the first group's.
+	Groups []Group
 
 	Description string          // recorded with the release
 	User        string          // recorded with the release
@@ -215,8 +223,20 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 	if d.Backend == nil || d.Router == nil {
 		return fail(fmt.Errorf("deployer: %w: Backend and Router must be set", ErrInvalid))
 	}
+	if len(req.Groups) > 0 && req.Spec.App == "" {
+		req.Spec = req.Groups[0].Spec
+		res.App, res.Version = req.Spec.App, req.Spec.Version
+	}
 	if err := validateSpec(req.Spec); err != nil {
 		return fail(err)
+	}
+	for _, g := range req.Groups {
+		if err := validateSpec(g.Spec); err != nil {
+			return fail(fmt.Errorf("group %q: %w", g.Name, err))
+		}
+		if g.Name == "" || g.Spec.App != req.Spec.App {
+			return fail(fmt.Errorf("group %q: %w: every group needs a name and the app %q", g.Name, ErrInvalid, req.Spec.App))
+		}
 	}
 	strat := req.Strategy
 	if strat == nil {
@@ -231,6 +251,9 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 		return fail(err)
 	}
 	defer unlock()
+	if len(req.Groups) > 0 {
+		return d.deployGroups(ctx, req, strat, res)
+	}
 	return d.deploy(ctx, req, strat, res)
 }
 
@@ -269,7 +292,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	if spec.Version == "" {
 		spec.Version = nextVersion(old)
 	}
-	spec.Labels = withLabels(spec.Labels, map[string]string{LabelApp: spec.App, LabelVersion: spec.Version, LabelRole: "app"})
+	spec.Labels = withLabels(spec.Labels, appLabels(spec))
 	res.Version = spec.Version
 	if len(old) > 0 {
 		res.FromVersion = old[0].Spec().Version
@@ -280,7 +303,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	}
 	hc := req.Health
 	if hc == nil {
-		hc = d.Health
+		hc = d.groupHealth(spec)
 	}
 	r := newRollout(spec, count, old, d.Backend, d.Router, hc, routes, serialize(func(e Event) {
 		res.Counts[e.Type]++
@@ -391,13 +414,16 @@ func (d *Deployer) Rollback(ctx context.Context, app string, version int) (*Resu
 			return nil, fmt.Errorf("rollback %s to v%d: %w: that release is %s, not a stable release (%s)", app, version, ErrInvalid, target.Status, target.Reason)
 		}
 	}
-	req := Request{Spec: target.Spec, Count: target.Count, Config: target.Config}
+	req := groupsRequest(*target)
 	if d.FromRelease != nil {
 		if req, err = d.FromRelease(*target); err != nil {
 			return nil, fmt.Errorf("rollback %s to v%d: %w", app, target.Version, err)
 		}
 	}
 	req.Spec.Version = ""
+	for i := range req.Groups {
+		req.Groups[i].Spec.Version = ""
+	}
 	req.Description = fmt.Sprintf("rollback to v%d", target.Version)
 	return d.Deploy(ctx, req)
 }
@@ -504,6 +530,7 @@ func (d *Deployer) event(log hclog.Logger, e Event) {
 // MachineStatus is one line of Deployer.Status, like `fly status`.
 type MachineStatus struct {
 	ID      string
+	Group   string // process group (LabelGroup); "" for a single-group app
 	Version string
 	Image   string
 	Addr    string
@@ -537,13 +564,17 @@ func (d *Deployer) Status(ctx context.Context, app string) ([]MachineStatus, err
 	}
 	out := make([]MachineStatus, 0, len(ms))
 	for _, m := range ms {
-		st := MachineStatus{ID: m.ID(), Version: m.Spec().Version, Image: m.Spec().Image, Addr: m.Addr(), State: m.State(), Weight: -1}
+		st := MachineStatus{ID: m.ID(), Group: m.Spec().Labels[LabelGroup], Version: m.Spec().Version, Image: m.Spec().Image, Addr: m.Addr(), State: m.State(), Weight: -1}
 		if weights != nil {
 			st.Weight = weights[m.Addr()]
 		}
 		if st.State == StateStarted {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := hc.Check(cctx, m); err != nil {
+			mhc := hc
+			if noService(m.Spec()) {
+				mhc = StaysRunning{}
+			}
+			if err := mhc.Check(cctx, m); err != nil {
 				st.Health = "critical: " + err.Error()
 			} else {
 				st.Health = "passing"

@@ -18,6 +18,12 @@
 // redeploys a stored release; Recover finishes or undoes a deploy whose
 // process died; Monitor keeps checking routed machines after a deploy.
 //
+// A Request with Groups deploys several process groups in one release, each
+// with the strategy; a spec with NoService (a worker) is never routed and is
+// ready once it stays running (StaysRunning). A machine may publish ports
+// besides its app port (MachineSpec.Ports, PortAddresser, AddrOf), which
+// health checks of those ports dial.
+//
 // This package imports only the standard library and go-hclog, and none of its
 // subpackages: strategies, backends and the proxy all point toward it.
 package deploy

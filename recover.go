@@ -91,7 +91,18 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		res.Version = "v" + strconv.Itoa(newest.Version)
 	}
 	finish := len(olds) == 0 && len(news) > 0 && len(news) >= newest.Count && allRouted(news, routes)
-	if len(running) > 0 && !finish {
+	groups := grouped(newest, prev)
+	if groups {
+		finish = groupsFinished(newest, news, olds, routes)
+	}
+	if len(running) > 0 && !finish && groups {
+		if err := d.undoGroups(ctx, newest, prev, news, olds, routes, emit); err != nil {
+			errs = append(errs, err)
+		}
+		if prev != nil {
+			res.FromVersion = "v" + strconv.Itoa(prev.Version)
+		}
+	} else if len(running) > 0 && !finish {
 		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, d.Health, routes, emit)
 		r.Logger = log
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)

@@ -34,6 +34,15 @@ type Release struct {
 	Spec        MachineSpec     `json:"spec"`
 	Count       int             `json:"count"`
 	Config      json.RawMessage `json:"config,omitempty"` // the deploy configuration used, for rollback
+	// Groups are the process groups of a multi-group release (Spec is the first's).
+	Groups []ReleaseGroup `json:"groups,omitempty"`
+}
+
+// ReleaseGroup is one process group of a release: its spec and count.
+type ReleaseGroup struct {
+	Name  string      `json:"name"`
+	Spec  MachineSpec `json:"spec"`
+	Count int         `json:"count"`
 }
 
 // Store keeps the release history of apps. Implementations are safe for concurrent use.

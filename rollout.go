@@ -36,6 +36,7 @@ type Rollout struct {
 	moved    bool            // traffic reached a new machine or left an old one
 	downtime time.Duration
 	restore  *Release // set by Recover: the release to restore on undo
+	unrouted bool     // Spec.NoService: routing calls change nothing
 }
 
 // newRollout returns a Rollout ready for a Strategy. onEvent may be nil.
@@ -47,6 +48,7 @@ func newRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router
 		Backend: b, Router: rt, Health: hc, Logger: hclog.NewNullLogger(),
 		emit:   onEvent,
 		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{}, oldIDs: map[string]bool{},
+		unrouted: spec.NoService,
 	}
 	for _, m := range old {
 		r.byAddr[m.Addr()] = m
@@ -194,6 +196,9 @@ func (r *Rollout) Route(ctx context.Context, weights map[Machine]int) error {
 
 // RouteAddrs is Route keyed by address.
 func (r *Rollout) RouteAddrs(ctx context.Context, next map[string]int) error {
+	if r.unrouted {
+		return nil // the machines serve no traffic: nothing to route or drain
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	prev := r.routes

@@ -1,23 +1,35 @@
 // Package config loads fly.toml files: the app, its build image, the deploy
 // strategy and release command, environment, kill signal and timeout, the
-// http_service and services with their health checks, top-level checks and
-// processes.
+// http_service and services with their health checks and concurrency,
+// top-level checks, process groups, [[vm]] and [experimental].
 //
-// It reads the forms real files use: durations as strings ("5s", "1m30s") or
-// bare integers (seconds for kill_timeout, wait_timeout and
+// It reads the forms real files use, and the older ones flyctl's loader
+// normalises, as flyctl reads them: durations as strings ("5s", "1m30s") or
+// bare numbers (seconds for kill_timeout, wait_timeout and
 // release_command_timeout; milliseconds for a check's interval, timeout and
-// grace_period, the old format), ports written as strings, check headers as a
-// table or as an array of {name, value} tables, [processes] as a table or an
-// empty array. Keys it does not model (such as [[vm]], [mounts], [metrics],
-// [experimental]) are not errors: they are listed in Config.Unknown and kept in
-// Config.Raw.
+// grace_period; a float loses its fraction), whole floats where integers are
+// meant (internal_port = 8080.0), ports written as strings, check headers as
+// a table or as an array of {name, value} tables, [processes] as a table or
+// as an array of {name, command} tables ([[processes]]), [[env]], [[checks]]
+// with a name key, empty arrays for env, checks, processes and headers, a
+// service's concurrency as a table or "soft,hard", [experimental] kill_timeout
+// and cmd (used when the top-level key or a group command is absent). An
+// empty [[services]] is none. Keys it does not model (such as [mounts] or
+// [metrics]) are not errors: they are listed in Config.Unknown and kept in
+// Config.Raw; Config.Warnings says what was read differently than written,
+// and Plan.Warnings everything a deploy will not act on.
 //
 // Errors name the key and, when loading a file, its line and column:
 //
 //	fly.toml: line 12, column 3: deploy.strategy: unknown strategy "blue-green" (want rolling, bluegreen, canary or immediate)
 //
+// Where flyctl rejects a form, the error carries flyctl's words, such as
+// "Unknown type for service concurrency: int64" for concurrency = 20.
+//
 // Config.Plan turns a loaded config into what a deploy needs: the machine
-// spec, strategy name, health checks, release command and timeouts.
+// spec of each process group (its command, its service's port or none for a
+// worker, the other ports its checks probe), strategy name, health checks,
+// release command and timeouts.
 package config
 
 import (
@@ -76,8 +88,19 @@ type Config struct {
 	Services []Service `json:"services,omitempty"`
 	// Checks is the top-level [checks.NAME] tables, by NAME.
 	Checks map[string]Check `json:"checks,omitempty"`
-	// Processes is [processes]: process group name to command line.
+	// Processes is [processes]: process group name to command line ("" runs
+	// the image's own command). The older [[processes]] array of {name,
+	// command} tables is read into it too.
 	Processes map[string]string `json:"processes,omitempty"`
+	// Experimental is [experimental], nil when absent.
+	Experimental *Experimental `json:"experimental,omitempty"`
+	// VM is [[vm]] (also read from [vm], [[compute]] and [[computes]]).
+	VM []VM `json:"vm,omitempty"`
+
+	// Warnings say what the loader read but will not act on, or read
+	// differently than written (a float truncated, a port key ignored), in
+	// file order. Plan adds its own to these.
+	Warnings []string `json:"-"`
 
 	// Unknown lists, in file order, the keys not decoded into a field above,
 	// such as "vm", "mounts", "experimental" or "http_service.concurrency".
@@ -112,19 +135,58 @@ type Deploy struct {
 	WaitTimeout time.Duration `json:"wait_timeout,omitempty"`
 }
 
-// HTTPService is [http_service].
-type HTTPService struct {
-	InternalPort int      `json:"internal_port,omitempty"` // 0: fly's default, 8080
-	ForceHTTPS   bool     `json:"force_https,omitempty"`
-	Processes    []string `json:"processes,omitempty"`
-	Checks       []Check  `json:"checks,omitempty"` // [[http_service.checks]], all of type http
+// Experimental is [experimental]: what fly still reads of it.
+type Experimental struct {
+	// Cmd replaces the image's command when no process group gives one. A
+	// string is one argument, as flyctl reads it (it is not split).
+	Cmd []string `json:"cmd,omitempty"`
+	// Entrypoint replaces the image's entrypoint.
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	// Exec is fly's init exec override; Plan warns that it is not supported.
+	Exec []string `json:"exec,omitempty"`
+	// AutoRollback is auto_rollback; nil when unset.
+	AutoRollback *bool `json:"auto_rollback,omitempty"`
+	// KillTimeout is kill_timeout, used when the top-level key is absent.
+	KillTimeout time.Duration `json:"kill_timeout,omitempty"`
 }
 
-// Service is one [[services]] entry.
+// VM is one [[vm]] entry: the machine size of the process groups it names
+// (every group when it names none). The library runs machines as the
+// backend does, so Plan only carries it.
+type VM struct {
+	Size      string   `json:"size,omitempty"`
+	Memory    string   `json:"memory,omitempty"` // as written; a bare integer means MB
+	CPUs      int      `json:"cpus,omitempty"`
+	CPUKind   string   `json:"cpu_kind,omitempty"`
+	MemoryMB  int      `json:"memory_mb,omitempty"`
+	Processes []string `json:"processes,omitempty"`
+}
+
+// Concurrency is [http_service.concurrency] or [services.concurrency]: how
+// many connections or requests a machine takes. The older "soft,hard"
+// string form of a service is read as type "requests".
+type Concurrency struct {
+	Type      string `json:"type,omitempty"` // "connections" or "requests"; "" is fly's default, connections
+	SoftLimit int    `json:"soft_limit,omitempty"`
+	HardLimit int    `json:"hard_limit,omitempty"`
+}
+
+// HTTPService is [http_service].
+type HTTPService struct {
+	InternalPort int          `json:"internal_port,omitempty"` // 0: fly's default, 8080
+	ForceHTTPS   bool         `json:"force_https,omitempty"`
+	Processes    []string     `json:"processes,omitempty"`
+	Concurrency  *Concurrency `json:"concurrency,omitempty"`
+	Checks       []Check      `json:"checks,omitempty"` // [[http_service.checks]], all of type http
+}
+
+// Service is one [[services]] entry. An entry with no key at all is dropped,
+// as flyctl drops it.
 type Service struct {
 	InternalPort int           `json:"internal_port,omitempty"`
 	Protocol     string        `json:"protocol,omitempty"` // "tcp" (default) or "udp"
 	Processes    []string      `json:"processes,omitempty"`
+	Concurrency  *Concurrency  `json:"concurrency,omitempty"`
 	Ports        []ServicePort `json:"ports,omitempty"`
 	HTTPChecks   []Check       `json:"http_checks,omitempty"`
 	TCPChecks    []Check       `json:"tcp_checks,omitempty"`
@@ -144,7 +206,9 @@ type Check struct {
 	// written, such as "services[0].http_checks[1]".
 	Name string `json:"name,omitempty"`
 	Type string `json:"type"` // http, tcp (or script, top-level only)
-	// Port is the port checked; 0 means the service's internal port (Plan fills it in).
+	// Port is the port checked; 0 means the service's internal port (Plan
+	// fills it in). Only a top-level check sets it: flyctl ignores a port
+	// key in a service's checks, and so does the loader (with a warning).
 	Port          int               `json:"port,omitempty"`
 	Method        string            `json:"method,omitempty"`   // upper case; "" means GET
 	Path          string            `json:"path,omitempty"`     // "" means "/"
@@ -157,6 +221,9 @@ type Check struct {
 	GracePeriod time.Duration `json:"grace_period,omitempty"`
 	// RestartLimit is fly's restart_limit, kept for callers that restart machines.
 	RestartLimit int `json:"restart_limit,omitempty"`
+	// Processes, for a top-level check, names the process groups it checks;
+	// empty means the default group.
+	Processes []string `json:"processes,omitempty"`
 }
 
 // Error is an error about one key of a config. Line and Column are 1-based
@@ -270,6 +337,19 @@ func parse(data []byte, file string) (*Config, error) {
 	c.Unknown = make([]string, len(kp))
 	for i, k := range kp {
 		c.Unknown[i] = k.key
+	}
+	for _, w := range d.warnings {
+		w.Line, w.Column = loc.find(w.Key)
+	}
+	sort.SliceStable(d.warnings, func(i, j int) bool {
+		a, b := d.warnings[i], d.warnings[j]
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Column < b.Column
+	})
+	for _, w := range d.warnings {
+		c.Warnings = append(c.Warnings, w.Error())
 	}
 	c.Raw = raw
 	return c, nil

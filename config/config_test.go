@@ -109,7 +109,11 @@ func TestConfigTestdataLoads(t *testing.T) {
 			p, err := c.Plan()
 			require.NoError(t, err)
 			assert.NotEmpty(t, p.StrategyName)
-			assert.Positive(t, p.Spec.Port)
+			if p.Spec.NoService { // a worker, or a default group with no service
+				assert.Zero(t, p.Spec.Port)
+			} else {
+				assert.Positive(t, p.Spec.Port)
+			}
 			assert.NotNil(t, c.Raw)
 		})
 	}
@@ -182,12 +186,11 @@ func TestConfigTestdataValues(t *testing.T) {
 		p, err := c.Plan()
 		require.NoError(t, err)
 		assert.Len(t, p.Checks, 1) // the tcp check
-		require.Len(t, p.Warnings, 1)
-		assert.Contains(t, p.Warnings[0], "script")
+		assert.Contains(t, p.Warnings, "check role: script checks are not supported; skipped")
 	})
 	t.Run("singular mount and metrics are kept as unknown", func(t *testing.T) {
 		c := load(t, "fly-apps__keydb__fly.toml")
-		assert.Equal(t, []string{"experimental", "mount"}, c.Unknown)
+		assert.Equal(t, []string{"experimental.private_network", "mount"}, c.Unknown)
 		assert.Equal(t, "/data", c.Raw["mount"].(map[string]any)["destination"])
 		assert.Contains(t, load(t, "fly-apps__redis__fly.toml").Unknown, "metrics")
 	})
@@ -229,7 +232,7 @@ func TestConfigBadValues(t *testing.T) {
 	}{
 		{"unknown strategy", "app = \"a\"\n[deploy]\n  strategy = \"blue-green\"\n", "deploy.strategy", 3,
 			`unknown strategy "blue-green" (want rolling, bluegreen, canary or immediate)`},
-		{"strategy not a string", "[deploy]\nstrategy = 1\n", "deploy.strategy", 2, "want a string, not a integer"},
+		{"strategy not a string", "[deploy]\nstrategy = 1\n", "deploy.strategy", 2, "want a string, not an integer"},
 		{"max_unavailable zero", "[deploy]\nmax_unavailable = 0\n", "deploy.max_unavailable", 2, "must be greater than 0"},
 		{"max_unavailable negative", "[deploy]\nmax_unavailable = -0.5\n", "deploy.max_unavailable", 2, "greater than 0"},
 		{"max_unavailable nan", "[deploy]\nmax_unavailable = nan\n", "deploy.max_unavailable", 2, "NaN must be a number greater than 0"},
@@ -240,7 +243,7 @@ func TestConfigBadValues(t *testing.T) {
 			`invalid duration "5 seconds" (want a duration such as "5s" or "1m30s", or an integer number of seconds)`},
 		{"duration without unit", "[[http_service.checks]]\ninterval = \"10\"\n", "http_service.checks[0].interval", 2,
 			"or an integer number of milliseconds"},
-		{"duration float", "[deploy]\nwait_timeout = 1.5\n", "deploy.wait_timeout", 2, "not a float"},
+		{"duration bool", "[deploy]\nwait_timeout = true\n", "deploy.wait_timeout", 2, "not a boolean"},
 		{"negative duration", "kill_timeout = \"-5s\"\n", "kill_timeout", 1, "must not be negative"},
 		{"negative integer duration", "[[services]]\n[[services.tcp_checks]]\ntimeout = -1\n", "services[0].tcp_checks[0].timeout", 3, "must not be negative"},
 		{"huge integer duration", "kill_timeout = 9223372036854775807\n", "kill_timeout", 1, "too large"},
@@ -250,7 +253,7 @@ func TestConfigBadValues(t *testing.T) {
 		{"port wrong type", "[http_service]\ninternal_port = true\n", "http_service.internal_port", 2, "want a port number, not a boolean"},
 		{"unknown check type", "[checks.x]\ntype = \"grpc\"\n", "checks.x.type", 2, `unknown check type "grpc" (want http or tcp)`},
 		{"missing check type", "[checks.x]\npath = \"/\"\n", "checks.x", 1, "missing type"},
-		{"check not a table", "[checks]\nx = 1\n", "checks.x", 2, "want a table, not a integer"},
+		{"check not a table", "[checks]\nx = 1\n", "checks.x", 2, "want a table, not an integer"},
 		{"bad method", "[[http_service.checks]]\nmethod = \"GE T\"\n", "http_service.checks[0].method", 2, `invalid HTTP method "GE T"`},
 		{"bad check protocol", "[[http_service.checks]]\nprotocol = \"ftp\"\n", "http_service.checks[0].protocol", 2, `unknown protocol "ftp" (want http or https)`},
 		{"bad check path", "[[http_service.checks]]\npath = \"health\"\n", "http_service.checks[0].path", 2, "must start with /"},
@@ -260,13 +263,12 @@ func TestConfigBadValues(t *testing.T) {
 		{"header value table", "[[http_service.checks]]\n[http_service.checks.headers]\nX = {a = 1}\n", "http_service.checks[0].headers.X", 3, "not a table"},
 		{"bad header name", "[[http_service.checks]]\nheaders = {\"X Y\" = \"z\"}\n", `http_service.checks[0].headers."X Y"`, 2, "invalid header name"},
 		{"headers wrong type", "[[http_service.checks]]\nheaders = \"X: y\"\n", "http_service.checks[0].headers", 2, "not a string"},
-		{"env value array", "[env]\nA = \"x\"\nB = [1]\n", "env.B", 3, "want a string, not a array"},
 		{"env not a table", "env = \"A=1\"\n", "env", 1, "want a table"},
-		{"processes non-empty array", "processes = [\"app\"]\n", "processes", 1, "non-empty array"},
+		{"processes a string", "processes = \"app\"\n", "processes", 1, "Unknown processes type: string"},
 		{"process command not a string", "[processes]\napp = 1\n", "processes.app", 2, "want a command line string"},
 		{"release command quote", "[deploy]\nrelease_command = \"sh -c 'migrate\"\n", "deploy.release_command", 2, "unterminated ' quote"},
 		{"kill signal", "kill_signal = \"SIGFOO\"\n", "kill_signal", 1, `unknown signal "SIGFOO"`},
-		{"http_service not a table", "http_service = 1\n", "http_service", 1, "want a table, not a integer"},
+		{"http_service not a table", "http_service = 1\n", "http_service", 1, "want a table, not an integer"},
 		{"services not tables", "services = [1]\n", "services[0]", 1, "want a table"},
 		{"buildpacks not strings", "[build]\nbuildpacks = [1]\n", "build.buildpacks[0]", 2, "want a string"},
 		{"second service", "[[services]]\ninternal_port = 1\n\n[[services]]\n  internal_port = 8080\n  [[services.http_checks]]\n    method = \"BAD METHOD\"\n",
@@ -376,9 +378,9 @@ func TestConfigHeaders(t *testing.T) {
 		want map[string]string
 	}{
 		{"inline table", `headers = { X-A = "1", Host = "example.com" }`, map[string]string{"X-A": "1", "Host": "example.com"}},
-		{"empty inline table", `headers = { }`, map[string]string{}},
+		{"empty inline table", `headers = { }`, nil},
 		{"sub-table", "[services.http_checks.headers]\nX-Forwarded-Proto = \"https\"\nX-N = 3", map[string]string{"X-Forwarded-Proto": "https", "X-N": "3"}},
-		{"empty sub-table", "[services.http_checks.headers]", map[string]string{}},
+		{"empty sub-table", "[services.http_checks.headers]", nil},
 		{"array of name/value", `headers = [{name = "X-A", value = "1"}, {name = "Host", value = "h"}]`, map[string]string{"X-A": "1", "Host": "h"}},
 		{"array of tables", "[[services.http_checks.headers]]\nname = \"X-A\"\nvalue = \"1\"", map[string]string{"X-A": "1"}},
 		{"none", ``, nil},
@@ -424,7 +426,9 @@ vm.size = "shared-cpu-1x"
 	assert.Equal(t, map[string]string{"PORT": "8080", "DEBUG": "false", "RATIO": "0.5"}, c.Env)
 	assert.Equal(t, &config.HTTPService{InternalPort: 3000, ForceHTTPS: true, Processes: []string{"app"}}, c.HTTPService)
 	assert.Equal(t, map[string]string{"app": "bin/server"}, c.Processes)
-	assert.Equal(t, []string{"vm", "experimental"}, c.Unknown, "in file order")
+	assert.Equal(t, []config.VM{{Size: "shared-cpu-1x"}}, c.VM)
+	assert.Equal(t, &config.Experimental{Cmd: []string{"x"}}, c.Experimental)
+	assert.Empty(t, c.Unknown)
 }
 
 func TestConfigPlan(t *testing.T) {
@@ -462,7 +466,8 @@ kill_timeout = "30s"
 	p, err := c.Plan()
 	require.NoError(t, err)
 	assert.Equal(t, deploy.MachineSpec{App: "web", Image: "registry/web:2", Env: map[string]string{"MODE": "prod"},
-		Port: 3000, StopSignal: "SIGINT", StopTimeout: 30 * time.Second}, p.Spec)
+		Port: 3000, Ports: []int{9000, 9100}, StopSignal: "SIGINT", StopTimeout: 30 * time.Second}, p.Spec,
+		"the other ports the checks probe are published")
 	assert.Equal(t, "canary", p.StrategyName)
 	assert.Equal(t, 0.5, p.MaxUnavailable)
 	assert.Equal(t, 2*time.Minute, p.WaitTimeout)
@@ -471,9 +476,9 @@ kill_timeout = "30s"
 	require.Len(t, p.Checks, 4)
 	assert.Equal(t, config.Check{Name: "http_service.checks[0]", Type: "http", Port: 3000, Path: "/up", Interval: 5 * time.Second}, p.Checks[0])
 	assert.Equal(t, config.Check{Name: "services[0].tcp_checks[0]", Type: "tcp", Port: 9000, Interval: time.Second}, p.Checks[1])
-	assert.Equal(t, config.Check{Name: "a", Type: "tcp", Port: 3000}, p.Checks[2], "top-level check without a port uses the app port")
+	assert.Equal(t, config.Check{Name: "a", Type: "tcp", Port: 3000}, p.Checks[2], "top-level check without a port uses the http_service's port")
 	assert.Equal(t, config.Check{Name: "b", Type: "http", Port: 9100, Path: "/metrics"}, p.Checks[3])
-	assert.Empty(t, p.Warnings)
+	assert.Equal(t, []string{"deploy.max_unavailable: used by the rolling strategy only, not canary"}, p.Warnings)
 
 	// Plan's result does not share maps with the config.
 	p.Spec.Env["MODE"] = "changed"
@@ -486,7 +491,8 @@ func TestConfigPlanDefaults(t *testing.T) {
 	p, err := c.Plan()
 	require.NoError(t, err)
 	assert.Equal(t, "rolling", p.StrategyName)
-	assert.Equal(t, config.DefaultPort, p.Spec.Port)
+	assert.Zero(t, p.Spec.Port, "no service: a worker, no port")
+	assert.True(t, p.Spec.NoService)
 	assert.Equal(t, config.DefaultMaxUnavailable, p.MaxUnavailable)
 	assert.Equal(t, config.DefaultWaitTimeout, p.WaitTimeout)
 	assert.Equal(t, config.DefaultReleaseCommandTimeout, p.ReleaseCommandTimeout)

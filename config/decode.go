@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -15,12 +14,17 @@ import (
 // that every error and every unknown key has its full path (with array
 // indices), which the locator maps back to a line and column.
 type decoder struct {
-	errs    []*Error
-	unknown []string
+	errs     []*Error
+	unknown  []string
+	warnings []*Error // what was read but is not acted on, or read differently than written
 }
 
 func (d *decoder) errorf(key, format string, args ...any) {
 	d.errs = append(d.errs, &Error{Key: key, Err: fmt.Errorf(format, args...)})
+}
+
+func (d *decoder) warnf(key, format string, args ...any) {
+	d.warnings = append(d.warnings, &Error{Key: key, Err: fmt.Errorf(format, args...)})
 }
 
 var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -65,6 +69,16 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// aType names a TOML value's type with its article: "an integer", "a string".
+func aType(v any) string {
+	n := typeName(v)
+	switch n[0] {
+	case 'a', 'e', 'i', 'o', 'u':
+		return "an " + n
+	}
+	return "a " + n
+}
+
 // table is one TOML table being decoded; it remembers which keys were used.
 type table struct {
 	d    *decoder
@@ -107,7 +121,7 @@ func (t *table) str(key string, dst *string) {
 	}
 	s, isStr := v.(string)
 	if !isStr {
-		t.d.errorf(p, "want a string, not a %s", typeName(v))
+		t.d.errorf(p, "want a string, not %s", aType(v))
 		return
 	}
 	*dst = s
@@ -120,7 +134,7 @@ func (t *table) boolean(key string, dst *bool) {
 	}
 	b, isBool := v.(bool)
 	if !isBool {
-		t.d.errorf(p, "want true or false, not a %s", typeName(v))
+		t.d.errorf(p, "want true or false, not %s", aType(v))
 		return
 	}
 	*dst = b
@@ -131,9 +145,9 @@ func (t *table) integer(key string, dst *int) {
 	if !ok {
 		return
 	}
-	n, isInt := v.(int64)
-	if !isInt {
-		t.d.errorf(p, "want an integer, not a %s", typeName(v))
+	n, err := wholeNumber(v)
+	if err != nil {
+		t.d.errorf(p, "%v", err)
 		return
 	}
 	if n < math.MinInt32 || n > math.MaxInt32 {
@@ -141,6 +155,22 @@ func (t *table) integer(key string, dst *int) {
 		return
 	}
 	*dst = int(n)
+}
+
+// wholeNumber reads an integer, or a float that is a whole number (8080.0),
+// which flyctl takes as the integer it is: its loader goes through JSON,
+// where 8080.0 and 8080 are the same number.
+func wholeNumber(v any) (int64, error) {
+	switch v := v.(type) {
+	case int64:
+		return v, nil
+	case float64:
+		if v != math.Trunc(v) || math.IsInf(v, 0) || v < math.MinInt64 || v >= math.MaxInt64 {
+			return 0, fmt.Errorf("want an integer, not the number %v (flyctl: cannot unmarshal number %v into an int)", v, v)
+		}
+		return int64(v), nil
+	}
+	return 0, fmt.Errorf("want an integer, not %s", aType(v))
 }
 
 // strs reads an array of strings; a single string counts as an array of one.
@@ -157,14 +187,14 @@ func (t *table) strs(key string, dst *[]string) {
 		for i, e := range v {
 			s, isStr := e.(string)
 			if !isStr {
-				t.d.errorf(index(p, i), "want a string, not a %s", typeName(e))
+				t.d.errorf(index(p, i), "want a string, not %s", aType(e))
 				return
 			}
 			out = append(out, s)
 		}
 		*dst = out
 	default:
-		t.d.errorf(p, "want an array of strings, not a %s", typeName(v))
+		t.d.errorf(p, "want an array of strings, not %s", aType(v))
 	}
 }
 
@@ -177,7 +207,7 @@ func (t *table) stringMap(key string) map[string]string {
 	}
 	m, isMap := v.(map[string]any)
 	if !isMap {
-		t.d.errorf(p, "want a table of names and values, not a %s", typeName(v))
+		t.d.errorf(p, "want a table of names and values, not %s", aType(v))
 		return nil
 	}
 	out := make(map[string]string, len(m))
@@ -203,7 +233,7 @@ func scalarText(v any) (string, error) {
 	case bool:
 		return strconv.FormatBool(v), nil
 	}
-	return "", fmt.Errorf("want a string, not a %s", typeName(v))
+	return "", fmt.Errorf("want a string, not %s", aType(v))
 }
 
 // duration reads a duration written as a string ("5s", "1m30s"; "" means
@@ -217,6 +247,9 @@ func (t *table) duration(key string, unit time.Duration, dst *time.Duration) {
 	if err != nil {
 		t.d.errorf(p, "%v", err)
 		return
+	}
+	if f, isFloat := v.(float64); isFloat && f != math.Trunc(f) {
+		t.d.warnf(p, "%v %s read as %v: flyctl drops the fraction", f, unitName(unit), d)
 	}
 	*dst = d
 }
@@ -245,15 +278,29 @@ func parseDuration(v any, unit time.Duration) (time.Duration, error) {
 			return 0, fmt.Errorf("duration %d %s is too large", v, unitName(unit))
 		}
 		return time.Duration(v) * unit, nil
+	case float64:
+		// flyctl truncates a float to a whole number of units (1.5 seconds is 1s).
+		if math.IsNaN(v) || v > float64(math.MaxInt64/unit) || v < float64(math.MinInt64/unit) {
+			return 0, fmt.Errorf("duration %v %s is out of range", v, unitName(unit))
+		}
+		return time.Duration(int64(v)) * unit, nil
 	}
-	return 0, fmt.Errorf("want a duration such as \"5s\" or an integer number of %s, not a %s", unitName(unit), typeName(v))
+	return 0, fmt.Errorf("want a duration such as \"5s\" or an integer number of %s, not %s", unitName(unit), aType(v))
 }
 
-// port reads a port written as an integer or a string of digits.
-func (t *table) port(key string, dst *int) {
+// port reads a port written as an integer, a whole float or a string of digits.
+func (t *table) port(key string, dst *int) { t.portAs(key, dst, false) }
+
+// portAs is port; with truncate a fractional float loses its fraction (with
+// a warning), as flyctl does for a service's internal_port and ports.
+func (t *table) portAs(key string, dst *int, truncate bool) {
 	v, p, ok := t.take(key)
 	if !ok {
 		return
+	}
+	if f, isFloat := v.(float64); isFloat && truncate && f != math.Trunc(f) && !math.IsNaN(f) && !math.IsInf(f, 0) {
+		t.d.warnf(p, "port %v read as %d: flyctl drops the fraction", f, int64(f))
+		v = math.Trunc(f)
 	}
 	n, err := parsePort(v)
 	if err != nil {
@@ -268,6 +315,11 @@ func parsePort(v any) (int, error) {
 	switch v := v.(type) {
 	case int64:
 		n = v
+	case float64:
+		var err error
+		if n, err = wholeNumber(v); err != nil {
+			return 0, err
+		}
 	case string:
 		var err error
 		n, err = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
@@ -275,7 +327,7 @@ func parsePort(v any) (int, error) {
 			return 0, fmt.Errorf("invalid port %q (want a number from 1 to 65535)", v)
 		}
 	default:
-		return 0, fmt.Errorf("want a port number, not a %s", typeName(v))
+		return 0, fmt.Errorf("want a port number, not %s", aType(v))
 	}
 	if n < 1 || n > 65535 {
 		return 0, fmt.Errorf("port %d out of range (want 1 to 65535)", n)
@@ -292,7 +344,7 @@ func (t *table) sub(key string) *table {
 	}
 	m, isMap := v.(map[string]any)
 	if !isMap {
-		t.d.errorf(p, "want a table, not a %s", typeName(v))
+		t.d.errorf(p, "want a table, not %s", aType(v))
 		return nil
 	}
 	return t.d.table(p, m)
@@ -319,14 +371,14 @@ func (t *table) tables(key string) []*table {
 		for i, e := range v {
 			m, isMap := e.(map[string]any)
 			if !isMap {
-				t.d.errorf(index(p, i), "want a table, not a %s", typeName(e))
+				t.d.errorf(index(p, i), "want a table, not %s", aType(e))
 				return nil
 			}
 			out = append(out, t.d.table(index(p, i), m))
 		}
 		return out
 	}
-	t.d.errorf(p, "want an array of tables, not a %s", typeName(v))
+	t.d.errorf(p, "want an array of tables, not %s", aType(v))
 	return nil
 }
 
@@ -357,13 +409,16 @@ func (d *decoder) decode(raw map[string]any) *Config {
 		t.done()
 	}
 
-	c.Env = top.stringMap("env")
+	c.Env = d.env(top)
 
 	if t := top.sub("http_service"); t != nil {
 		hs := &HTTPService{}
 		t.port("internal_port", &hs.InternalPort)
 		t.boolean("force_https", &hs.ForceHTTPS)
 		t.strs("processes", &hs.Processes)
+		if ct := t.sub("concurrency"); ct != nil {
+			hs.Concurrency = d.concurrency(ct)
+		}
 		for _, ct := range t.tables("checks") {
 			hs.Checks = append(hs.Checks, d.check(ct, CheckHTTP))
 		}
@@ -372,14 +427,18 @@ func (d *decoder) decode(raw map[string]any) *Config {
 	}
 
 	for _, st := range top.tables("services") {
+		if len(st.m) == 0 {
+			continue // flyctl drops a [[services]] with no key
+		}
 		var s Service
-		st.port("internal_port", &s.InternalPort)
+		st.portAs("internal_port", &s.InternalPort, true)
 		st.str("protocol", &s.Protocol)
 		s.Protocol = strings.ToLower(s.Protocol)
 		st.strs("processes", &s.Processes)
+		s.Concurrency = d.serviceConcurrency(st)
 		for _, pt := range st.tables("ports") {
 			var sp ServicePort
-			pt.port("port", &sp.Port)
+			pt.portAs("port", &sp.Port, true)
 			pt.strs("handlers", &sp.Handlers)
 			pt.boolean("force_https", &sp.ForceHTTPS)
 			pt.done()
@@ -395,47 +454,308 @@ func (d *decoder) decode(raw map[string]any) *Config {
 		c.Services = append(c.Services, s)
 	}
 
-	if t := top.sub("checks"); t != nil {
-		names := make([]string, 0, len(t.m))
-		for k := range t.m {
-			names = append(names, k)
+	c.Checks = d.topChecks(top)
+	c.Processes = d.processes(top)
+	c.Experimental = d.experimental(top)
+	if c.Experimental != nil && c.Experimental.KillTimeout != 0 {
+		if _, set := raw["kill_timeout"]; !set {
+			c.KillTimeout = c.Experimental.KillTimeout // flyctl uses it when the top-level key is absent
+		} else {
+			d.warnf("experimental.kill_timeout", "ignored: the top-level kill_timeout is set")
 		}
-		sort.Strings(names)
-		c.Checks = map[string]Check{}
-		for _, name := range names {
-			ct := t.sub(name)
-			if ct == nil {
-				continue
-			}
-			chk := d.check(ct, "")
-			chk.Name = name
-			c.Checks[name] = chk
-		}
-		t.done()
 	}
-
-	if v, p, ok := top.take("processes"); ok {
-		switch v := v.(type) {
-		case map[string]any:
-			c.Processes = make(map[string]string, len(v))
-			for k, e := range v {
-				s, isStr := e.(string)
-				if !isStr {
-					d.errorf(join(p, k), "want a command line string, not a %s", typeName(e))
-					continue
-				}
-				c.Processes[k] = s
-			}
-		case []any:
-			if len(v) > 0 {
-				d.errorf(p, "want a table of process name = command (an empty array is allowed), not a non-empty array")
-			}
-		default:
-			d.errorf(p, "want a table of process name = command, not a %s", typeName(v))
+	for _, key := range []string{"vm", "compute", "computes"} {
+		for _, vt := range top.tables(key) {
+			c.VM = append(c.VM, d.vm(vt))
 		}
 	}
 	top.done()
 	return c
+}
+
+// env reads [env] as flyctl does: a table, or an array of tables merged in
+// order ([[env]]), or an empty array. Values that are not strings are kept
+// as Go formats them (%v), as flyctl does.
+func (d *decoder) env(top *table) map[string]string {
+	v, p, ok := top.take("env")
+	if !ok {
+		return nil
+	}
+	out := map[string]string{}
+	var add func(p string, v any) bool
+	add = func(p string, v any) bool {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				switch e := e.(type) {
+				case string:
+					out[k] = e
+				case []any, []map[string]any, map[string]any:
+					d.warnf(join(p, k), "%s as a value: flyctl sets it to the text %q", aType(e), fmt.Sprintf("%v", e))
+					out[k] = fmt.Sprintf("%v", e)
+				default:
+					out[k] = fmt.Sprintf("%v", e)
+				}
+			}
+		case []map[string]any:
+			for i, m := range v {
+				add(index(p, i), m)
+			}
+		case []any:
+			for i, e := range v {
+				if !add(index(p, i), e) {
+					return false
+				}
+			}
+		default:
+			d.errorf(p, "want a table of names and values, not %s (flyctl: Do not know how to process 'env' section of type: %T)", aType(v), v)
+			return false
+		}
+		return true
+	}
+	if !add(p, v) {
+		return nil
+	}
+	return out
+}
+
+// processes reads [processes] (name = command) or the older [[processes]]
+// array of {name, command} tables, as flyctl does: an entry without a name
+// is dropped, one without a command runs the image's own, and an empty array
+// (or one with no named entry) means no processes.
+func (d *decoder) processes(top *table) map[string]string {
+	v, p, ok := top.take("processes")
+	if !ok {
+		return nil
+	}
+	var items []map[string]any
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]string, len(v))
+		for k, e := range v {
+			s, isStr := e.(string)
+			if !isStr {
+				d.errorf(join(p, k), "want a command line string, not %s", aType(e))
+				continue
+			}
+			out[k] = s
+		}
+		return out
+	case []map[string]any:
+		items = v
+	case []any:
+		for i, e := range v {
+			m, isMap := e.(map[string]any)
+			if !isMap {
+				d.warnf(index(p, i), "%s in processes: flyctl drops it", aType(e))
+				continue
+			}
+			items = append(items, m)
+		}
+	default:
+		d.errorf(p, "want a table of process name = command, not %s (flyctl: Unknown processes type: %T)", aType(v), v)
+		return nil
+	}
+	out := map[string]string{}
+	for i, m := range items {
+		ip := index(p, i)
+		name, has := m["name"]
+		if !has {
+			if len(m) > 0 {
+				d.warnf(ip, "a [[processes]] entry without a name: flyctl drops it")
+			}
+			continue
+		}
+		cmd := ""
+		if c, has := m["command"]; has {
+			cmd = castToString(c)
+		}
+		out[castToString(name)] = cmd
+		for k := range m {
+			if k != "name" && k != "command" {
+				d.unknown = append(d.unknown, join(ip, k))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func castToString(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+// topChecks reads the top-level checks: [checks.NAME] tables, or a list of
+// tables with a name key ([[checks]]), or an empty array (no checks).
+func (d *decoder) topChecks(top *table) map[string]Check {
+	v, p, ok := top.take("checks")
+	if !ok {
+		return nil
+	}
+	out := map[string]Check{}
+	one := func(path, name string, m map[string]any, named bool) {
+		ct := d.table(path, m)
+		if named {
+			ct.used["name"] = true
+		}
+		chk := d.check(ct, "")
+		chk.Name = name
+		out[name] = chk
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		t := d.table(p, v)
+		names := make([]string, 0, len(v))
+		for k := range v {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			t.used[name] = true
+			m, isMap := v[name].(map[string]any)
+			if !isMap {
+				d.errorf(join(p, name), "want a table, not %s", aType(v[name]))
+				continue
+			}
+			one(join(p, name), name, m, false)
+		}
+	case []map[string]any, []any:
+		var items []any
+		if ms, isMaps := v.([]map[string]any); isMaps {
+			for _, m := range ms {
+				items = append(items, m)
+			}
+		} else {
+			items = v.([]any)
+		}
+		for i, e := range items {
+			ip := index(p, i)
+			m, isMap := e.(map[string]any)
+			if !isMap {
+				d.errorf(ip, "want a table, not %s (flyctl: check item of unknown type: %T)", aType(e), e)
+				continue
+			}
+			name, isStr := m["name"].(string)
+			if !isStr {
+				d.errorf(ip, "check item name not a string")
+				continue
+			}
+			one(ip, name, m, true)
+		}
+	default:
+		d.errorf(p, "want a table of checks, not %s (flyctl: 'checks' section of unknown type: %T)", aType(v), v)
+		return nil
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// concurrency reads a {type, soft_limit, hard_limit} table.
+func (d *decoder) concurrency(t *table) *Concurrency {
+	c := &Concurrency{}
+	t.str("type", &c.Type)
+	t.integer("soft_limit", &c.SoftLimit)
+	t.integer("hard_limit", &c.HardLimit)
+	t.done()
+	return c
+}
+
+// serviceConcurrency reads a service's concurrency: a table, or the older
+// "soft,hard" string (type requests). Anything else is rejected as flyctl
+// rejects it.
+func (d *decoder) serviceConcurrency(st *table) *Concurrency {
+	v, p, ok := st.take("concurrency")
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		return d.concurrency(d.table(p, v))
+	case string:
+		left, right, found := strings.Cut(v, ",")
+		if !found {
+			d.errorf(p, "Unknown value '%s' for concurrency limits", v)
+			return nil
+		}
+		soft, err := strconv.Atoi(left)
+		if err == nil {
+			var hard int
+			if hard, err = strconv.Atoi(right); err == nil {
+				return &Concurrency{Type: "requests", SoftLimit: soft, HardLimit: hard}
+			}
+		}
+		d.errorf(p, "Can not convert '%s': %v", v, err)
+		return nil
+	}
+	d.errorf(p, "Unknown type for service concurrency: %T", v)
+	return nil
+}
+
+// experimental reads [experimental]: cmd, entrypoint and exec (a string or
+// an array of strings), auto_rollback and kill_timeout.
+func (d *decoder) experimental(top *table) *Experimental {
+	t := top.sub("experimental")
+	if t == nil {
+		return nil
+	}
+	e := &Experimental{}
+	for _, k := range []struct {
+		key string
+		dst *[]string
+	}{{"cmd", &e.Cmd}, {"entrypoint", &e.Entrypoint}, {"exec", &e.Exec}} {
+		v, p, ok := t.take(k.key)
+		if !ok {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			*k.dst = []string{v}
+		case []any:
+			out := make([]string, 0, len(v))
+			for _, x := range v {
+				s, isStr := x.(string)
+				if !isStr {
+					d.errorf(p, "could not cast %v of type %T to string on %s", x, x, k.key)
+					out = nil
+					break
+				}
+				out = append(out, s)
+			}
+			*k.dst = out
+		default:
+			d.errorf(p, "could not cast %v of type %T to []string on %s", v, v, k.key)
+		}
+	}
+	if _, has := t.m["auto_rollback"]; has {
+		var b bool
+		t.boolean("auto_rollback", &b)
+		e.AutoRollback = &b
+	}
+	t.duration("kill_timeout", time.Second, &e.KillTimeout)
+	t.done()
+	return e
+}
+
+// vm reads one [[vm]] entry.
+func (d *decoder) vm(t *table) VM {
+	var v VM
+	t.str("size", &v.Size)
+	if x, _, ok := t.take("memory"); ok {
+		v.Memory = castToString(x) // flyctl reads memory = 512 as "512"
+	}
+	t.integer("cpus", &v.CPUs)
+	t.str("cpu_kind", &v.CPUKind)
+	t.integer("memory_mb", &v.MemoryMB)
+	t.strs("processes", &v.Processes)
+	t.done()
+	return v
 }
 
 func (d *decoder) maxUnavailable(t *table, dst *float64) {
@@ -457,7 +777,7 @@ func (d *decoder) maxUnavailable(t *table, dst *float64) {
 		}
 		*dst = v
 	default:
-		d.errorf(p, "want a number of machines or a fraction such as 0.33, not a %s", typeName(v))
+		d.errorf(p, "want a number of machines or a fraction such as 0.33, not %s", aType(v))
 	}
 }
 
@@ -468,8 +788,11 @@ func (d *decoder) check(t *table, kind string) Check {
 	if kind == "" {
 		t.str("type", &c.Type)
 		c.Type = strings.ToLower(strings.TrimSpace(c.Type))
+		t.port("port", &c.Port)
+		t.strs("processes", &c.Processes)
+	} else if _, p, ok := t.take("port"); ok {
+		d.warnf(p, "ignored: fly checks a service on its internal_port")
 	}
-	t.port("port", &c.Port)
 	t.str("method", &c.Method)
 	c.Method = strings.ToUpper(strings.TrimSpace(c.Method))
 	t.str("path", &c.Path)
@@ -486,7 +809,8 @@ func (d *decoder) check(t *table, kind string) Check {
 }
 
 // headers reads check headers as a table (name = value) or as an array of
-// {name, value} tables; both may be empty.
+// {name, value} tables (a missing value is ""). Values that are not strings
+// are kept as their text. Empty headers, in either form, are none.
 func (d *decoder) headers(t *table) map[string]string {
 	v, p, ok := t.take("headers")
 	if !ok {
@@ -497,14 +821,13 @@ func (d *decoder) headers(t *table) map[string]string {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, e := range v {
-			s, err := scalarText(e)
-			if err != nil {
-				d.errorf(join(p, k), "header value: %v", err)
+			switch e.(type) {
+			case map[string]any, []any, []map[string]any:
+				d.errorf(join(p, k), "header value: want a string, not %s", aType(e))
 				continue
 			}
-			out[k] = s
+			out[k] = castToString(e)
 		}
-		return out
 	case []map[string]any:
 		for _, m := range v {
 			items = append(items, m)
@@ -512,35 +835,34 @@ func (d *decoder) headers(t *table) map[string]string {
 	case []any:
 		items = v
 	default:
-		d.errorf(p, "want a table of header names and values or an array of {name, value} tables, not a %s", typeName(v))
+		d.errorf(p, "want a table of header names and values or an array of {name, value} tables, not %s", aType(v))
 		return nil
 	}
 	for i, e := range items {
 		ip := index(p, i)
 		m, isMap := e.(map[string]any)
 		if !isMap {
-			d.errorf(ip, "want a {name, value} table, not a %s", typeName(e))
+			d.errorf(ip, "want a {name, value} table, not %s", aType(e))
 			continue
 		}
-		name, nameOK := m["name"].(string)
-		if !nameOK || name == "" {
-			d.errorf(ip, "header needs a name string")
+		name, has := m["name"]
+		if !has {
+			d.errorf(ip, "header needs a name (flyctl: Unsupported headers format)")
 			continue
 		}
-		val, err := scalarText(m["value"])
-		if _, has := m["value"]; !has {
-			err = errors.New("header needs a value")
+		val := ""
+		if x, has := m["value"]; has {
+			val = castToString(x)
 		}
-		if err != nil {
-			d.errorf(join(ip, "value"), "%v", err)
-			continue
-		}
-		out[name] = val
+		out[castToString(name)] = val
 		for k := range m {
 			if k != "name" && k != "value" {
 				d.unknown = append(d.unknown, join(ip, k))
 			}
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

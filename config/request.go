@@ -23,7 +23,7 @@ func (p Plan) Request() (deploy.Request, error) {
 	if err != nil {
 		return deploy.Request{}, fmt.Errorf("config: encode plan: %w", err)
 	}
-	return deploy.Request{
+	req := deploy.Request{
 		Spec:                  p.Spec,
 		Strategy:              s,
 		Health:                p.Health(),
@@ -31,20 +31,31 @@ func (p Plan) Request() (deploy.Request, error) {
 		ReleaseCommand:        p.ReleaseCommand,
 		ReleaseCommandTimeout: p.ReleaseCommandTimeout,
 		Config:                raw,
-	}, nil
+	}
+	if len(p.Groups) > 1 {
+		for _, g := range p.Groups {
+			req.Groups = append(req.Groups, deploy.Group{Name: g.Name, Spec: g.Spec, Count: g.Count, Health: checkers(g.Checks)})
+		}
+		req.Spec, req.Health = req.Groups[0].Spec, nil
+	}
+	return req, nil
 }
 
 // Health returns the plan's checks as one checker that passes when all pass,
 // or nil when the plan has none (the Deployer then waits for the port to
-// accept connections). Checks run against the machine's address, which
-// serves Spec.Port.
-func (p Plan) Health() deploy.HealthChecker {
+// accept connections, or, with Spec.NoService, for the machine to stay
+// running). Each check dials its own port: Spec.Port through the machine's
+// address, another port through deploy.AddrOf (Spec.Ports publishes it).
+func (p Plan) Health() deploy.HealthChecker { return checkers(p.Checks) }
+
+// checkers turns checks into one checker, nil when there are none.
+func checkers(checks []Check) deploy.HealthChecker {
 	var all health.All
-	for _, c := range p.Checks {
+	for _, c := range checks {
 		switch c.Type {
 		case CheckHTTP:
 			h := health.HTTP{
-				Method: c.Method, Path: c.Path, Scheme: c.Protocol, TLSSkipVerify: c.TLSSkipVerify,
+				Method: c.Method, Path: c.Path, Scheme: c.Protocol, TLSSkipVerify: c.TLSSkipVerify, Port: c.Port,
 				Timeout: c.Timeout, Interval: c.Interval, GracePeriod: c.GracePeriod,
 			}
 			if len(c.Headers) > 0 {
@@ -55,7 +66,7 @@ func (p Plan) Health() deploy.HealthChecker {
 			}
 			all = append(all, h)
 		case CheckTCP:
-			all = append(all, health.TCP{Timeout: c.Timeout, Interval: c.Interval, GracePeriod: c.GracePeriod})
+			all = append(all, health.TCP{Port: c.Port, Timeout: c.Timeout, Interval: c.Interval, GracePeriod: c.GracePeriod})
 		}
 	}
 	if len(all) == 0 {
@@ -76,6 +87,13 @@ func FromRelease(rel deploy.Release) (deploy.Request, error) {
 		return deploy.Request{}, fmt.Errorf("config: release v%d: stored configuration: %w", rel.Version, err)
 	}
 	p.Spec = rel.Spec
+	for _, rg := range rel.Groups { // the release's own specs and counts
+		for i := range p.Groups {
+			if p.Groups[i].Name == rg.Name {
+				p.Groups[i].Spec, p.Groups[i].Count = rg.Spec, rg.Count
+			}
+		}
+	}
 	req, err := p.Request()
 	if err != nil {
 		return deploy.Request{}, err

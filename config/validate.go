@@ -59,9 +59,8 @@ func (c *Config) validate() []*Error {
 		if name == "" {
 			add(key, "empty process group name")
 		}
-		if strings.TrimSpace(cmd) == "" {
-			add(key, "empty command for process group %q", name)
-		} else if _, err := SplitCommand(cmd); err != nil {
+		// An empty command runs the image's own, as on fly.
+		if _, err := SplitCommand(cmd); err != nil {
 			add(key, "%v", err)
 		}
 	}
@@ -80,6 +79,23 @@ func (c *Config) validate() []*Error {
 			}
 			check(key, chk, kind)
 		}
+	}
+	// As flyctl validates them: a service names only groups that exist. (A
+	// service naming none with [processes] set, which flyctl's validation
+	// also rejects, is a Plan warning: it goes to the default group.)
+	groups := func(key string, procs []string) {
+		for _, p := range procs {
+			if _, ok := c.Processes[p]; !ok && (len(c.Processes) > 0 || p != "app") {
+				add(key+".processes", "Service specifies '%s' as one of its processes, but no processes are defined with that name; "+
+					"update fly.toml [processes] to add '%s' process or remove it from service's processes list", p, p)
+			}
+		}
+	}
+	if hs := c.HTTPService; hs != nil {
+		groups("http_service", hs.Processes)
+	}
+	for i, s := range c.Services {
+		groups(index("services", i), s.Processes)
 	}
 	if hs := c.HTTPService; hs != nil {
 		port("http_service.internal_port", hs.InternalPort)

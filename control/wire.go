@@ -164,6 +164,7 @@ type TargetStats struct {
 // Machine is one machine in a Status.
 type Machine struct {
 	ID      string              `json:"id"`
+	Group   string              `json:"group,omitempty"` // process group of a multi-group app
 	Version string              `json:"version"`
 	Image   string              `json:"image"`
 	Addr    string              `json:"addr"`
@@ -177,7 +178,7 @@ type Machine struct {
 
 // FromMachineStatus returns the JSON form of s.
 func FromMachineStatus(s deploy.MachineStatus) Machine {
-	return Machine{ID: s.ID, Version: s.Version, Image: s.Image, Addr: s.Addr, State: s.State, Health: s.Health, Weight: s.Weight}
+	return Machine{ID: s.ID, Group: s.Group, Version: s.Version, Image: s.Image, Addr: s.Addr, State: s.State, Health: s.Health, Weight: s.Weight}
 }
 
 // Operation is what a daemon is doing now.

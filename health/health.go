@@ -34,6 +34,9 @@ type HTTP struct {
 	Headers http.Header // sent with each check; a "Host" entry sets the Host header
 	Status  int         // expected status; default 200
 	Scheme  string      // "http" (default) or "https"
+	// Port is the machine's port to check: 0 (or the spec's Port) checks its
+	// address; another port must be published (MachineSpec.Ports, see deploy.AddrOf).
+	Port int
 
 	Timeout     time.Duration // per check; default 2s
 	Interval    time.Duration // between checks; default 1s
@@ -63,9 +66,12 @@ func newClient(tc *tls.Config) *http.Client {
 	}
 }
 
-// Check sends one request to m's address.
+// Check sends one request to m's address (or the address of Port).
 func (h HTTP) Check(ctx context.Context, m deploy.Machine) error {
-	addr := m.Addr()
+	addr, err := deploy.AddrOf(m, h.Port)
+	if err != nil {
+		return err
+	}
 	if addr == "" {
 		return errors.New("machine has no address yet")
 	}
@@ -130,15 +136,19 @@ func (h HTTP) Policy() deploy.HealthPolicy {
 
 // TCP checks that the machine's address accepts a connection.
 type TCP struct {
+	Port        int           // as HTTP.Port: 0 checks the machine's address
 	Timeout     time.Duration // per check; default 2s
 	Interval    time.Duration // default 1s
 	GracePeriod time.Duration // default 0
 	Threshold   int           // default 1
 }
 
-// Check dials m's address.
+// Check dials m's address (or the address of Port).
 func (t TCP) Check(ctx context.Context, m deploy.Machine) error {
-	addr := m.Addr()
+	addr, err := deploy.AddrOf(m, t.Port)
+	if err != nil {
+		return err
+	}
 	if addr == "" {
 		return errors.New("machine has no address yet")
 	}

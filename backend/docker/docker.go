@@ -46,6 +46,7 @@ const (
 	LabelStopTimeout = "cutover.stop_timeout" // spec.StopTimeout as a Go duration, when set
 	LabelCmd         = "cutover.cmd"          // spec.Cmd as a JSON array, when set
 	LabelEnvKeys     = "cutover.env_keys"     // the spec's env keys as a JSON array, when set
+	LabelPorts       = "cutover.ports"        // spec.Ports as a JSON array, when set
 	LabelCreated     = "cutover.created"      // creation time (RFC 3339, nanoseconds), to order List
 )
 
@@ -154,6 +155,14 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	}
 	hcfg := &container.HostConfig{
 		PortBindings: network.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
+	}
+	for _, p := range extraPorts(spec) { // published on loopback too, each on an ephemeral host port
+		xp, ok := network.PortFrom(uint16(p), network.TCP)
+		if !ok {
+			return nil, fmt.Errorf("docker: create: %w: port %d", deploy.ErrInvalid, p)
+		}
+		cfg.ExposedPorts[xp] = struct{}{}
+		hcfg.PortBindings[xp] = []network.PortBinding{{HostIP: loopback, HostPort: ""}}
 	}
 	name := b.containerName(spec.App, id)
 	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hcfg, Name: name})
@@ -357,12 +366,27 @@ func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string,
 		js, _ := json.Marshal(slices.Sorted(maps.Keys(spec.Env)))
 		l[LabelEnvKeys] = string(js)
 	}
+	if len(spec.Ports) > 0 {
+		js, _ := json.Marshal(spec.Ports)
+		l[LabelPorts] = string(js)
+	}
 	return l, nil
+}
+
+// extraPorts returns the spec's Ports other than its app port.
+func extraPorts(s deploy.MachineSpec) []int {
+	var out []int
+	for _, p := range s.Ports {
+		if p != s.Port && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 var internalLabels = map[string]bool{
 	LabelManaged: true, LabelNamespace: true, LabelMachine: true, LabelPort: true,
-	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true,
+	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true, LabelPorts: true,
 }
 
 // adopt rebuilds a machine handle and its spec from an inspected container.
@@ -395,6 +419,10 @@ func adopt(b *Backend, c container.InspectResponse) (*Machine, error) {
 			spec.Cmd = c.Config.Cmd
 		}
 	}
+	if js := l[LabelPorts]; js != "" {
+		_ = json.Unmarshal([]byte(js), &spec.Ports)
+	}
+	spec.NoService = l[deploy.LabelNoService] == "true"
 	if js := l[LabelEnvKeys]; js != "" {
 		var keys []string
 		_ = json.Unmarshal([]byte(js), &keys)
@@ -420,6 +448,11 @@ func validate(s deploy.MachineSpec) error {
 	case s.Port < 0 || s.Port > 65535:
 		return fmt.Errorf("docker: spec: %w: port %d out of range", deploy.ErrInvalid, s.Port)
 	}
+	for _, p := range s.Ports {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("docker: spec: %w: port %d out of range", deploy.ErrInvalid, p)
+		}
+	}
 	for k := range s.Env {
 		if k == "" || strings.Contains(k, "=") {
 			return fmt.Errorf("docker: spec: %w: env key %q", deploy.ErrInvalid, k)
@@ -444,6 +477,7 @@ func normalize(s deploy.MachineSpec) deploy.MachineSpec {
 	if s.Cmd != nil {
 		s.Cmd = append([]string(nil), s.Cmd...)
 	}
+	s.Ports = slices.Clone(s.Ports)
 	return s
 }
 

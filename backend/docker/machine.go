@@ -46,16 +46,18 @@ type Machine struct {
 	mu           sync.Mutex
 	state        deploy.MachineState
 	addr         string
-	stopAsked    bool   // a Stop sent the stop signal
-	killReason   string // set before a Stop sends SIGKILL
+	ports        map[int]string // host address of each of spec.Ports, once started
+	stopAsked    bool           // a Stop sent the stop signal
+	killReason   string         // set before a Stop sends SIGKILL
 	exit         *deploy.ExitStatus
 	neverStarted chan struct{} // closed when a created machine is stopped or destroyed
 	closedNever  bool
 }
 
 var (
-	_ deploy.Machine   = (*Machine)(nil)
-	_ deploy.LogReader = (*Machine)(nil)
+	_ deploy.Machine       = (*Machine)(nil)
+	_ deploy.PortAddresser = (*Machine)(nil)
+	_ deploy.LogReader     = (*Machine)(nil)
 )
 
 // ID returns the machine ID (not the container ID; see ContainerID).
@@ -73,6 +75,21 @@ func (m *Machine) Addr() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.addr
+}
+
+// AddrOf returns "127.0.0.1:<host port>" for port, the app port or one of
+// the spec's Ports, once started; an error wrapping
+// deploy.ErrPortNotPublished before, or for another port.
+func (m *Machine) AddrOf(port int) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if port == m.spec.Port && m.addr != "" {
+		return m.addr, nil
+	}
+	if a := m.ports[port]; a != "" {
+		return a, nil
+	}
+	return "", fmt.Errorf("docker: machine %s: port %d: %w", m.id, port, deploy.ErrPortNotPublished)
 }
 
 // State returns the machine's state. While the machine runs (or is stopping)
@@ -428,6 +445,16 @@ func (m *Machine) observeInspect(c container.InspectResponse) {
 	addr := ""
 	if c.NetworkSettings != nil {
 		addr = hostAddr(c.NetworkSettings.Ports[portKey(m.spec.Port)])
+		for _, p := range extraPorts(m.spec) {
+			if a := hostAddr(c.NetworkSettings.Ports[portKey(p)]); a != "" {
+				m.mu.Lock()
+				if m.ports == nil {
+					m.ports = map[int]string{}
+				}
+				m.ports[p] = a
+				m.mu.Unlock()
+			}
+		}
 	}
 	status := container.ContainerState("")
 	if c.State != nil {

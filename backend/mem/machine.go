@@ -32,6 +32,8 @@ type Machine struct {
 	fault    Fault // the behaviour faults, read at Start
 	addr     string
 	srv      *http.Server
+	extra    map[int]string // spec.Ports -> address, once listening
+	extraSrv []*http.Server
 	cancel   context.CancelFunc // ends the command or the boot wait
 	killed   bool               // kill began: its exit status wins over a graceful one
 	timers   []*time.Timer
@@ -136,6 +138,11 @@ func (m *Machine) Start(ctx context.Context) error {
 		return err
 	}
 	m.srv = m.newServer(h)
+	for _, p := range m.spec.Ports {
+		if p > 0 && p != m.spec.Port {
+			m.extraSrv = append(m.extraSrv, m.newServer(m.b.portHandler(m.spec.Image, p, h)))
+		}
+	}
 	m.state = deploy.StateStarted
 	m.bg.Add(1)
 	go m.serve(runCtx, ln, res, f.BootDelay)
@@ -170,7 +177,53 @@ func (m *Machine) serve(ctx context.Context, ln net.Listener, res *reservation, 
 	m.mu.Lock()
 	srv := m.srv
 	m.mu.Unlock()
+	m.serveExtra(ctx)
 	_ = srv.Serve(ln) // returns on Shutdown or Close
+}
+
+// serveExtra listens on the spec's other ports, as the app does once it
+// listens on its own.
+func (m *Machine) serveExtra(ctx context.Context) {
+	var ports []int
+	for _, p := range m.spec.Ports {
+		if p > 0 && p != m.spec.Port {
+			ports = append(ports, p)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ctx.Err() != nil || m.state != deploy.StateStarted {
+		return
+	}
+	for i, srv := range m.extraSrv {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			continue // AddrOf reports the port unpublished
+		}
+		if m.extra == nil {
+			m.extra = map[int]string{}
+		}
+		m.extra[ports[i]] = ln.Addr().String()
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			_ = srv.Serve(ln)
+		}()
+	}
+}
+
+// AddrOf returns the address that serves port, one of the spec's Ports, once
+// the app listens; deploy.ErrPortNotPublished before, or for another port.
+func (m *Machine) AddrOf(port int) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if port == m.spec.Port && m.addr != "" {
+		return m.addr, nil
+	}
+	if a := m.extra[port]; a != "" {
+		return a, nil
+	}
+	return "", fmt.Errorf("mem: machine %s: port %d: %w", m.id, port, deploy.ErrPortNotPublished)
 }
 
 func (m *Machine) runCommand(ctx context.Context, fn CommandFunc) {
@@ -316,10 +369,13 @@ func (m *Machine) Stop(ctx context.Context) error {
 // shutdown stops the app gracefully, waiting for in-flight requests, and exits with code.
 func (m *Machine) shutdown(code int, reason string) {
 	m.mu.Lock()
-	srv, cancel := m.srv, m.cancel
+	srv, cancel, extra := m.srv, m.cancel, m.extraSrv
 	m.mu.Unlock()
 	if cancel != nil {
 		cancel() // ends a command override or a boot wait
+	}
+	for _, x := range extra {
+		_ = x.Shutdown(context.Background())
 	}
 	if srv != nil {
 		_ = srv.Shutdown(context.Background())
@@ -347,13 +403,16 @@ func (m *Machine) kill(code int, reason string) {
 		return
 	}
 	m.killed = true
-	srv, cancel := m.srv, m.cancel
+	srv, cancel, extra := m.srv, m.cancel, m.extraSrv
 	for _, t := range m.timers {
 		t.Stop()
 	}
 	m.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	for _, x := range extra {
+		x.Close()
 	}
 	if srv != nil {
 		srv.Close() // closes listeners and connections; a concurrent Shutdown returns

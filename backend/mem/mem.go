@@ -2,7 +2,9 @@
 //
 // An http.Handler is registered per image name; every machine serves its
 // image's handler on its own 127.0.0.1:0 listener, so health checks and proxy
-// traffic are real HTTP. A command override (MachineSpec.Cmd) runs a registered
+// traffic are real HTTP. The other ports of a spec (MachineSpec.Ports) get a
+// listener each too, once the app listens, serving the image's handler or one
+// registered for that port (RegisterPort); Machine.AddrOf finds them. A command override (MachineSpec.Cmd) runs a registered
 // Go func instead and exits with its code, as a release command does.
 //
 // Faults are injected per image, per Nth machine of an image, or per machine:
@@ -38,6 +40,7 @@ type Backend struct {
 
 	mu       sync.Mutex
 	images   map[string]http.Handler
+	ports    map[string]map[int]http.Handler // image -> extra port -> handler
 	commands map[string]CommandFunc
 	machines map[string]*Machine // not yet destroyed
 	faults   []*faultState
@@ -50,6 +53,7 @@ type Backend struct {
 func New() *Backend {
 	return &Backend{
 		images:   map[string]http.Handler{},
+		ports:    map[string]map[int]http.Handler{},
 		commands: map[string]CommandFunc{},
 		machines: map[string]*Machine{},
 		perImage: map[string]int{},
@@ -61,6 +65,28 @@ func (b *Backend) Register(image string, h http.Handler) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.images[image] = h
+}
+
+// RegisterPort makes machines of image serve h on port, one of their spec's
+// Ports (deploy.MachineSpec.Ports). A port of Ports with no handler
+// registered serves the image's handler.
+func (b *Backend) RegisterPort(image string, port int, h http.Handler) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ports[image] == nil {
+		b.ports[image] = map[int]http.Handler{}
+	}
+	b.ports[image][port] = h
+}
+
+// portHandler returns the handler of image's port, or h.
+func (b *Backend) portHandler(image string, port int, h http.Handler) http.Handler {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ph := b.ports[image][port]; ph != nil {
+		return ph
+	}
+	return h
 }
 
 // RegisterCommand makes a command override named name (MachineSpec.Cmd[0]) runnable.

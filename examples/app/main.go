@@ -13,6 +13,10 @@
 //
 // With the arguments "migrate [code]" it is a release command: it prints a few
 // lines, as a schema migration would, and exits with code (default 0).
+//
+// With the arguments "worker [args...]" it is a worker process group: it
+// prints one line (its version, $FLY_PROCESS_GROUP and args), serves nothing
+// and runs until SIGTERM or SIGINT, then exits 0.
 package main
 
 import (
@@ -73,7 +77,15 @@ func command(args []string) int {
 		fmt.Println("migrate: done")
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "app: unknown command %q (want migrate [exit-code])\n", args[0])
+	if args[0] == "worker" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		fmt.Printf("worker: version %s, group %s, args %q\n", os.Getenv("VERSION"), os.Getenv("FLY_PROCESS_GROUP"), args[1:])
+		<-ctx.Done()
+		fmt.Println("worker: stopping")
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "app: unknown command %q (want migrate [exit-code] or worker [args])\n", args[0])
 	return 2
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +46,7 @@ func noArgs(c *common, pos []string) error {
 	return nil
 }
 
-func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
+func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newFlags("deploy", "[--image IMG] [--strategy S] [--wait-timeout D] [--detach] [--count N] [--hold] [--json]", deployAbout, stdout)
 	c.addBackendFlag()
 	image := c.fs.String("image", "", "image to deploy (default: [build] image in fly.toml); on --backend mem any name works, its tag is the version it answers")
@@ -79,10 +80,16 @@ func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		plan.WaitTimeout = *wait
 	}
 	if *image != "" {
-		plan.Spec.Image = *image
+		plan.SetImage(*image)
 	}
 	if plan.Spec.Image == "" {
 		return usagef("no image to deploy: pass --image IMAGE or set [build] image in %s", c.cfgPath)
+	}
+	for _, w := range plan.Warnings { // what fly.toml says that this deploy will not act on
+		if *image != "" && strings.HasPrefix(w, "build.image is empty") {
+			continue
+		}
+		fmt.Fprintf(stderr, "warning: %s: %s\n", filepath.Base(c.cfgPath), w)
 	}
 	raw, err := json.Marshal(plan)
 	if err != nil {
@@ -274,7 +281,14 @@ now), traffic weight and proxy statistics, and the deploy running, if any.`, std
 	}
 	sort.Strings(vs)
 	fmt.Fprintf(stdout, "Machines (%d; versions %s)\n", len(st.Machines), strings.Join(vs, ", "))
+	groups := false
+	for _, m := range st.Machines {
+		groups = groups || m.Group != ""
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if groups {
+		fmt.Fprint(tw, "PROCESS\t")
+	}
 	fmt.Fprintln(tw, "ID\tVERSION\tIMAGE\tSTATE\tHEALTH\tWEIGHT\tREQUESTS\tERRORS\tP99\tADDRESS")
 	for _, m := range st.Machines {
 		weight := "-"
@@ -293,6 +307,9 @@ now), traffic weight and proxy statistics, and the deploy running, if any.`, std
 		req, errs, p99 := "-", "-", "-"
 		if s := m.Stats; s != nil {
 			req, errs, p99 = strconv.FormatUint(s.Requests, 10), strconv.FormatUint(s.Errors, 10), fmt.Sprintf("%.1fms", s.P99MS)
+		}
+		if groups {
+			fmt.Fprintf(tw, "%s\t", orDash(m.Group))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Version, m.Image, m.State, health, weight, req, errs, p99, m.Addr)
 	}

@@ -120,7 +120,7 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 		}
 	}
 	if args.Image != "" {
-		plan.Spec.Image = args.Image
+		plan.SetImage(args.Image)
 	}
 	if plan.Spec.Image == "" {
 		return nil, fmt.Errorf("%w: no image: pass --image IMAGE or set [build] image in fly.toml", deploy.ErrInvalid)
@@ -146,7 +146,15 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 	if err := d.kit.prepare(ctx, plan.Spec.Image, plan.ReleaseCommand); err != nil {
 		return nil, err
 	}
+	if d.kit.adapt != nil {
+		d.kit.adapt(&req)
+	}
 	req.Count = args.Count
+	if args.Count > 0 {
+		for i := range req.Groups { // --count sizes every process group
+			req.Groups[i].Count = args.Count
+		}
+	}
 	req.User = args.User
 	req.Description = args.Description
 	if req.Description == "" {
@@ -157,6 +165,7 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 		return nil, err
 	}
 	defer end()
+	d.dep.NoAutoRollback = plan.NoAutoRollback // experimental.auto_rollback = false; one operation runs at a time
 	return d.dep.Deploy(ctx, req)
 }
 
@@ -182,6 +191,13 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 		}
 		if err := d.kit.prepare(ctx, r.Image, releaseCmd); err != nil {
 			return nil, err
+		}
+		if d.kit.adapt != nil { // the release's specs were adapted when deployed; register its workers' commands
+			req := deploy.Request{Spec: r.Spec}
+			for _, g := range r.Groups {
+				req.Groups = append(req.Groups, deploy.Group{Spec: g.Spec})
+			}
+			d.kit.adapt(&req)
 		}
 		break
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/internal/demo"
 )
@@ -18,7 +19,9 @@ const memBootDelay = 300 * time.Millisecond
 // newMemKit returns the in-memory backend with a demo app: any image runs,
 // serving its tag as its version ("demo:v2" answers "v2"); a tag starting
 // with "crash" crashes after boot and one starting with "unhealthy" fails
-// its /health checks, to show failed deploys. Any release command succeeds.
+// its /health checks, to show failed deploys. Any release command succeeds;
+// a machine that serves runs the demo app whatever its command, and a worker
+// (a process group with no service) runs a demo worker until stopped.
 func newMemKit(logs *logRing) *backendKit {
 	b := mem.New()
 	b.Inject(mem.Fault{BootDelay: memBootDelay})
@@ -50,6 +53,26 @@ func newMemKit(logs *logRing) *backendKit {
 			}
 			logs.printf("mem: image %s registered (a demo app answering %q)", image, tag)
 			return nil
+		},
+		adapt: func(req *deploy.Request) {
+			specs := []*deploy.MachineSpec{&req.Spec}
+			for i := range req.Groups {
+				specs = append(specs, &req.Groups[i].Spec)
+			}
+			for _, s := range specs {
+				if !s.NoService {
+					s.Cmd = nil // the demo app serves, whatever the command
+					continue
+				}
+				if len(s.Cmd) == 0 {
+					s.Cmd = []string{"demo-worker"}
+				}
+				b.RegisterCommand(s.Cmd[0], func(ctx context.Context, args []string, env map[string]string, out *mem.Output) int {
+					fmt.Fprintf(out, "demo worker %q (group %s): working until stopped\n", strings.Join(args, " "), env["FLY_PROCESS_GROUP"])
+					<-ctx.Done()
+					return 0
+				})
+			}
 		},
 		close: b.Close,
 		note:  "the mem machines stopped with the daemon",

@@ -34,6 +34,10 @@ type backendKit struct {
 	backend deploy.Backend
 	// prepare makes sure image can run, or says what to do (an error wrapping deploy.ErrInvalid).
 	prepare func(ctx context.Context, image string, releaseCmd []string) error
+	// adapt, when set, adapts a request's specs to the backend (the mem
+	// backend runs its demo app whatever a serving machine's command, and a
+	// worker's command as a demo worker).
+	adapt func(req *deploy.Request)
 	// close releases the backend when the daemon stops.
 	close func() error
 	// note is said on shutdown about the machines.

@@ -6,6 +6,9 @@
 //	/        answers $VERSION
 //	/health  answers 200
 //
+// With $CHECK_PORT set it also serves, on that port, "check port" at every
+// path (for tests of a health check on its own port).
+//
 // It logs one line per request on stdout, and a line on stderr at start.
 // SIGTERM and SIGINT shut the server down gracefully (exit 0), unless
 // IGNORE_SIGTERM=1, in which case SIGTERM is ignored (for kill tests).
@@ -80,8 +83,20 @@ func serve() int {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "testapp: version %q listening on :%s\n", version, port)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if cp := os.Getenv("CHECK_PORT"); cp != "" {
+		cln, err := net.Listen("tcp", ":"+cp)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testapp:", err)
+			return 1
+		}
+		csrv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "check port")
+		})}
+		go func() { errc <- csrv.Serve(cln) }()
+		defer csrv.Close()
+	}
 
 	select {
 	case err := <-errc:
