@@ -23,6 +23,30 @@ func fixtureFiles(tb testing.TB) []string {
 	return files
 }
 
+// fixtureWarnings is what each fixture's Plan warns about: what the file says
+// and cutover reads without acting on it.
+var fixtureWarnings = map[string][]string{
+	"checks_no_parent.toml": {"build.image is empty: cutover does not build images; set the image to deploy"},
+	"comments.toml":         {"build.image is empty: cutover does not build images; set the image to deploy", "services[0].ports: public ports and handlers are the proxy's own configuration; ignored"},
+	"crlf.toml":             {"build.image is empty: cutover does not build images; set the image to deploy"},
+	"durations.toml":        {"build.image is empty: cutover does not build images; set the image to deploy"},
+	"empty_tables.toml":     {"build.image is empty: cutover does not build images; set the image to deploy"},
+	"headers_list.toml":     {"build.image is empty: cutover does not build images; set the image to deploy"},
+	"headers_table.toml":    {"build.image is empty: cutover does not build images; set the image to deploy"},
+	"inline_tables.toml": {
+		"build: cutover does not build images; only build.image is used",
+		"deploy.max_unavailable: used by the rolling strategy only, not bluegreen",
+		"http_service.force_https: the proxy does not redirect to https; ignored",
+	},
+	"processes.toml": {"build.image is empty: cutover does not build images; set the image to deploy"},
+	"services_v1.toml": {"build.image is empty: cutover does not build images; set the image to deploy",
+		"restart_limit: the Deployer does not restart machines; kept in the plan's checks", "services[0].ports: public ports and handlers are the proxy's own configuration; ignored"},
+	"string_ports.toml": {
+		"line 12, column 5: services[0].tcp_checks[0].port: ignored: fly checks a service on its internal_port",
+		"build.image is empty: cutover does not build images; set the image to deploy", "services[0].ports: public ports and handlers are the proxy's own configuration; ignored"},
+	"vm.toml": {"build.image is empty: cutover does not build images; set the image to deploy", "primary_region: cutover has no regions; ignored", "vm: machine sizes are the backend's; not applied"},
+}
+
 // TestFixtures loads each fixture of config/testdata, one per form of fly.toml
 // the loader reads, and compares the whole Config (but Raw) with what the file
 // says, then its Plan where the form changes it.
@@ -131,9 +155,10 @@ func TestFixtures(t *testing.T) {
 				Services: []config.Service{{
 					InternalPort: 10001,
 					Ports:        []config.ServicePort{{Port: 80, Handlers: []string{"http"}}},
-					TCPChecks: []config.Check{{Name: "services[0].tcp_checks[0]", Type: "tcp", Port: 10002,
+					TCPChecks: []config.Check{{Name: "services[0].tcp_checks[0]", Type: "tcp", // its port key is ignored, as flyctl does
 						Interval: 5 * time.Second}},
 				}},
+				Warnings: []string{"line 12, column 5: services[0].tcp_checks[0].port: ignored: fly checks a service on its internal_port"},
 			},
 			check: func(t *testing.T, c *config.Config, p config.Plan) {
 				assert.Equal(t, 10001, p.Spec.Port)
@@ -161,7 +186,10 @@ func TestFixtures(t *testing.T) {
 				App:           "vm",
 				PrimaryRegion: "ams",
 				HTTPService:   &config.HTTPService{InternalPort: 8080},
-				Unknown:       []string{"vm"},
+				VM: []config.VM{
+					{Size: "shared-cpu-1x", Memory: "512mb", CPUs: 1},
+					{Memory: "1024", Processes: []string{"worker"}},
+				},
 			},
 			check: func(t *testing.T, c *config.Config, p config.Plan) {
 				vms, ok := c.Raw["vm"].([]map[string]any)
@@ -206,11 +234,10 @@ func TestFixtures(t *testing.T) {
 		{
 			file: "empty_tables.toml",
 			want: config.Config{
-				App:    "empty",
-				Env:    map[string]string{},
-				Checks: map[string]config.Check{},
+				App: "empty",
+				Env: map[string]string{},
 				HTTPService: &config.HTTPService{Checks: []config.Check{
-					{Name: "http_service.checks[0]", Type: "http", Headers: map[string]string{}},
+					{Name: "http_service.checks[0]", Type: "http"}, // empty headers: none
 				}},
 			},
 			check: func(t *testing.T, c *config.Config, p config.Plan) {
@@ -275,7 +302,7 @@ func TestFixtures(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 			p, err := c.Plan()
 			require.NoError(t, err)
-			assert.Empty(t, p.Warnings)
+			assert.Equal(t, fixtureWarnings[tc.file], p.Warnings)
 			if tc.check != nil {
 				tc.check(t, c, p)
 			}
