@@ -565,6 +565,9 @@ func validateSpec(s MachineSpec) error {
 	case s.Port < 0 || s.Port > 65535:
 		return fmt.Errorf("spec: %w: port %d out of range", ErrInvalid, s.Port)
 	}
+	if err := s.Restart.Validate(); err != nil {
+		return fmt.Errorf("spec: %w", err)
+	}
 	return nil
 }
 
