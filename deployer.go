@@ -199,6 +199,14 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 	}, nil
 }
 
+// Lock takes app's deploy lock, as Deploy does, and returns its release.
+// While a deploy of app runs it fails with an error wrapping
+// ErrDeployInProgress, and while the lock is held Deploy does. A Monitor
+// holds it while it replaces a machine (Monitor.Lock).
+func (d *Deployer) Lock(ctx context.Context, app string) (unlock func(), err error) {
+	return d.acquire(ctx, app)
+}
+
 func newOwner() string {
 	host, _ := os.Hostname()
 	var b [4]byte

@@ -99,10 +99,18 @@ type RestartReporter interface {
 	Restarts() int
 }
 
-// RestartsOf returns m's restart count, or 0 when m does not report one.
+// RestartsOf returns m's restart count, or 0 when neither m nor a machine it
+// wraps (an Unwrap() Machine method, as backend/retry's) reports one.
 func RestartsOf(m Machine) int {
-	if r, ok := m.(RestartReporter); ok {
-		return r.Restarts()
+	for m != nil {
+		if r, ok := m.(RestartReporter); ok {
+			return r.Restarts()
+		}
+		u, ok := m.(interface{ Unwrap() Machine })
+		if !ok {
+			return 0
+		}
+		m = u.Unwrap()
 	}
 	return 0
 }
