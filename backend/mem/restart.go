@@ -34,7 +34,7 @@ func (m *Machine) maybeRestartLocked(code int) {
 		return
 	}
 	if !m.spec.Restart.Restarts(code, m.restarts) {
-			return
+		return
 	}
 	delay := m.b.RestartDelay
 	if delay <= 0 {
