@@ -203,7 +203,9 @@ func (m *Monitor) round(ctx context.Context, hc HealthChecker, timeout time.Dura
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, max(timeout, time.Second))
 			defer cancel()
-			err := hc.Check(cctx, mc)
+			// The target's address, not the machine's latest: a machine
+			// restarted elsewhere meanwhile fails here, and is followed there.
+			err := hc.Check(cctx, atAddr{mc, a})
 			rmu.Lock()
 			results[a] = err
 			rmu.Unlock()

@@ -11,6 +11,18 @@ import (
 // the next attempt.
 const replaceBackoff = time.Second
 
+// atAddr is a machine seen at one address: health checks of a target dial the
+// target, even if the machine has moved since it was listed.
+type atAddr struct {
+	Machine
+	addr string
+}
+
+func (m atAddr) Addr() string { return m.addr }
+
+// Unwrap returns the machine.
+func (m atAddr) Unwrap() Machine { return m.Machine }
+
 // lostMachine is a routed machine gone for good, to be replaced.
 type lostMachine struct {
 	addr string
@@ -96,9 +108,11 @@ func (m *Monitor) follow(ctx context.Context, byAddr, byID map[string]Machine, r
 		m.desired[mv.to] = w
 		m.down[mv.to] = true // until it passes its checks
 		m.ids[mv.to] = mv.mc.ID()
-		n := RestartsOf(mv.mc)
+		n, prev := RestartsOf(mv.mc), m.restarts[mv.mc.ID()]
 		m.restarts[mv.mc.ID()] = n
-		events = append(events, m.restartEvent(mv.mc, mv.to, n, "restarted at a new address (was "+mv.from+"); back in traffic once healthy"))
+		if n == 0 || n > prev { // not announced yet by its count
+			events = append(events, m.restartEvent(mv.mc, mv.to, n, "restarted at a new address (was "+mv.from+"); back in traffic once healthy"))
+		}
 	}
 	if len(moves) > 0 {
 		_ = m.applyLocked(ctx)

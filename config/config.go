@@ -78,6 +78,8 @@ type Config struct {
 	Checks map[string]Check `json:"checks,omitempty"`
 	// Processes is [processes]: process group name to command line.
 	Processes map[string]string `json:"processes,omitempty"`
+	// Restart is [[restart]]: restart policies by process group (see RestartPolicy).
+	Restart []Restart `json:"restart,omitempty"`
 
 	// Unknown lists, in file order, the keys not decoded into a field above,
 	// such as "vm", "mounts", "experimental" or "http_service.concurrency".

@@ -434,6 +434,7 @@ func (d *decoder) decode(raw map[string]any) *Config {
 			d.errorf(p, "want a table of process name = command, not a %s", typeName(v))
 		}
 	}
+	c.Restart = d.decodeRestarts(top) // config/restart.go
 	top.done()
 	return c
 }

@@ -23,7 +23,8 @@ const (
 type Plan struct {
 	// Spec is the machine to run: App, Image (from build.image; empty when the
 	// config builds from source, so set it before deploying), Env, Port,
-	// StopSignal (kill_signal) and StopTimeout (kill_timeout).
+	// StopSignal (kill_signal), StopTimeout (kill_timeout) and Restart (the
+	// [[restart]] of the "app" process group, see Config.RestartPolicy).
 	Spec deploy.MachineSpec
 	// StrategyName is rolling, bluegreen, canary or immediate (rolling when unset).
 	StrategyName string
@@ -87,6 +88,7 @@ func (c *Config) Plan() (Plan, error) {
 		Port:        port,
 		StopSignal:  c.KillSignal,
 		StopTimeout: c.KillTimeout,
+		Restart:     c.RestartPolicy(DefaultProcessGroup),
 	}
 
 	add := func(chk Check, defaultPort int) {

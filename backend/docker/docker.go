@@ -455,6 +455,7 @@ func normalize(s deploy.MachineSpec) deploy.MachineSpec {
 	}
 	s.Labels = labels
 	s.Env = maps.Clone(s.Env)
+	s.Restart = s.Restart.Normalized()
 	if s.Cmd != nil {
 		s.Cmd = append([]string(nil), s.Cmd...)
 	}

@@ -1,11 +1,13 @@
 package docker
 
 import (
+	"context"
 	"net"
 	"strconv"
 
 	"github.com/cutover/deploy"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 )
 
 // Restarts returns how many times the engine restarted the container under
@@ -74,4 +76,29 @@ func (m *Machine) newRunLocked(engine deploy.MachineState, restarts int) {
 		return
 	}
 	m.exit, m.stopAsked, m.killReason = nil, false, ""
+}
+
+// Signal sends sig (such as "SIGKILL") to the container's process through the
+// engine, as docker kill -s does. The engine counts it as a stop: the restart
+// policy does not restart the container when it exits.
+func (m *Machine) Signal(ctx context.Context, sig string) error {
+	if _, err := m.b.cli.ContainerKill(ctx, m.cid, client.ContainerKillOptions{Signal: sig}); err != nil {
+		return wrapErr("signal", m.id, err)
+	}
+	return nil
+}
+
+// PID returns the host's process ID of the container's main process, or 0
+// when it does not run. Killing it from the host (as a crash or the OOM
+// killer would) lets the restart policy restart the container.
+func (m *Machine) PID(ctx context.Context) (int, error) {
+	c, err := m.inspect(ctx)
+	if err != nil {
+		return 0, err
+	}
+	m.observeInspect(c)
+	if c.State == nil {
+		return 0, nil
+	}
+	return c.State.Pid, nil
 }
