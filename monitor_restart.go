@@ -84,6 +84,9 @@ func (m *Monitor) follow(ctx context.Context, byAddr, byID map[string]Machine, r
 				}
 			}
 		}
+		if !replace {
+			continue // only a replacement needs to know whether it is gone
+		}
 		why := ""
 		if mc == nil {
 			why = "gone from the backend"
@@ -96,7 +99,7 @@ func (m *Monitor) follow(ctx context.Context, byAddr, byID map[string]Machine, r
 		}
 		m.gone[a]++
 		spec, ok := m.specs[id]
-		if !replace || !ok || m.gone[a] < 2 || m.replacing[a] || now.Before(m.retryAt[a]) {
+		if !ok || m.gone[a] < 2 || m.replacing[a] || now.Before(m.retryAt[a]) {
 			continue
 		}
 		m.replacing[a] = true

@@ -59,7 +59,7 @@ func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, s
 	}
 	// A routed machine gone for good (its restart policy, from [[restart]],
 	// gave up) is replaced by one of its spec, never during a deploy.
-	d.mon.Replace, d.mon.Lock = true, d.dep.Lock
+	d.mon.Replace, d.mon.Lock, d.mon.ReplaceTimeout = true, d.dep.Lock, plan.WaitTimeout
 	return d
 }
 
