@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/demo"
 	"github.com/cutover/deploy/internal/testenv"
@@ -172,7 +173,8 @@ func (l *mixedLoad) waitOK(t *testing.T, n int64) {
 	require.Eventually(t, func() bool { return l.ok.Load() >= want }, 30*time.Second, time.Millisecond)
 }
 
-// waitFor returns the monitor's first event of type typ (others are logged), failing after 20s.
+// waitFor returns the monitor's first event of type typ (others are logged;
+// "" takes any), failing after 20s.
 func waitFor(t *testing.T, events <-chan deploy.Event, typ deploy.EventType) deploy.Event {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
@@ -180,7 +182,7 @@ func waitFor(t *testing.T, events <-chan deploy.Event, typ deploy.EventType) dep
 		select {
 		case ev := <-events:
 			t.Log("monitor:", ev)
-			if ev.Type == typ {
+			if ev.Type == typ || typ == "" {
 				return ev
 			}
 		case <-deadline:
@@ -331,6 +333,42 @@ func TestMonitorReplacesLostMachine(t *testing.T) {
 			assert.Equal(t, map[string]int{"v2": 3}, e.Versions(t))
 		})
 	}
+}
+
+// A killed machine that crashes again after each restart exhausts its
+// policy's retries and stays down; the Monitor then replaces it.
+func TestMonitorReplacesMachineOutOfRetries(t *testing.T) {
+	var crashing string
+	e, mon, events, load, victim, inFlight, killed := killUnderLoad(t, deploy.RestartPolicy{MaxRetries: 2}, func(t *testing.T, e *testenv.Env, id string) {
+		crashing = id
+		e.Backend.Inject(mem.Fault{Machine: id, CrashAfter: 100 * time.Millisecond}) // from its next start on
+		sigkill(t, e, id)
+	})
+	restarts := 0
+	var ev deploy.Event
+	for ev.Type != deploy.MachineReplaced {
+		ev = waitFor(t, events, "")
+		if ev.Type == deploy.MachineRestarted && ev.Machine == crashing {
+			restarts++
+		}
+	}
+	replaced := time.Now()
+	assert.Contains(t, ev.Message, victim)
+	assert.Contains(t, ev.Message, "no restart to come")
+	assert.LessOrEqual(t, restarts, 2, "restart events, at most one per restart")
+	assert.Len(t, e.Proxy.Targets(), 3, "count kept")
+	assert.Len(t, mon.Targets(), 3)
+	assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t))
+	require.Eventually(t, func() bool { return e.Proxy.Stats()[ev.Addr].Requests > 20 }, 10*time.Second, time.Millisecond)
+	load.waitOK(t, 200)
+	load.stop()
+	failed := load.failedSince(time.Time{})
+	t.Logf("%s crash-looped (%d restart events); %d in flight at the kill; %d requests failed; replaced after %v", victim, restarts, inFlight, len(failed), replaced.Sub(killed).Round(time.Millisecond))
+	for _, f := range failed {
+		t.Logf("failed at kill+%v: %s", f.at.Sub(killed).Round(time.Millisecond), f.err)
+	}
+	assert.Empty(t, failedBefore(failed, killed), "no failure before the kill")
+	assert.Empty(t, load.failedSince(replaced), "no failure after the replacement")
 }
 
 func failedBefore(fs []failure, t time.Time) []failure {

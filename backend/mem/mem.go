@@ -80,7 +80,8 @@ func (b *Backend) RegisterCommand(name string, fn CommandFunc) {
 	b.commands[name] = fn
 }
 
-// Inject adds a fault. Behaviour faults apply to machines started afterwards,
+// Inject adds a fault. Behaviour faults apply to machines started (or
+// restarted by their restart policy) afterwards,
 // Fault.Op errors to calls made afterwards.
 func (b *Backend) Inject(f Fault) {
 	b.mu.Lock()

@@ -61,9 +61,9 @@ func (m *Machine) cancelRestartLocked() bool {
 
 // restart begins a new run of the machine, as a restart policy does: the app
 // listens on a fresh loopback port (after the boot delay of its faults), and
-// the faults read at Start apply again (a machine that crashes after a delay
-// crashes again). Its ID stays; its Addr changes, as a Docker container's
-// ephemeral host port does.
+// its behaviour faults are read again, as at Start (a machine that crashes
+// after a delay crashes again). Its ID stays; its Addr changes, as a Docker
+// container's ephemeral host port does.
 func (m *Machine) restart() {
 	h, _, err := m.b.lookup(m.spec)
 	m.b.mu.Lock()
@@ -80,6 +80,10 @@ func (m *Machine) restart() {
 		m.state = deploy.StateStopped
 		return
 	}
+	// Behaviour faults are read again, as at Start: those injected since apply.
+	m.b.mu.Lock()
+	m.fault = m.b.faultsForLocked(m.spec.Image, m.id, m.nth)
+	m.b.mu.Unlock()
 	f := m.fault
 	var ln net.Listener
 	var res *reservation
