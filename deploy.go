@@ -47,6 +47,10 @@ type MachineSpec struct {
 
 	StopSignal  string        // signal sent on stop, such as "SIGTERM" (the default) or "SIGINT"
 	StopTimeout time.Duration // how long a stop waits before killing; 0 means 10s
+
+	// Restart says whether the backend restarts the machine when its process
+	// exits on its own; the zero value is on-failure with 10 retries, as on Fly.
+	Restart RestartPolicy
 }
 
 // StopTimeoutOrDefault returns StopTimeout, or 10s when it is zero or negative.

@@ -207,6 +207,14 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 	}, nil
 }
 
+// Lock takes app's deploy lock, as Deploy does, and returns its release.
+// While a deploy of app runs it fails with an error wrapping
+// ErrDeployInProgress, and while the lock is held Deploy does. A Monitor
+// holds it while it replaces a machine (Monitor.Lock).
+func (d *Deployer) Lock(ctx context.Context, app string) (unlock func(), err error) {
+	return d.acquire(ctx, app)
+}
+
 func newOwner() string {
 	host, _ := os.Hostname()
 	var b [4]byte
@@ -595,6 +603,9 @@ func validateSpec(s MachineSpec) error {
 		return fmt.Errorf("spec: %w: image is empty", ErrInvalid)
 	case s.Port < 0 || s.Port > 65535:
 		return fmt.Errorf("spec: %w: port %d out of range", ErrInvalid, s.Port)
+	}
+	if err := s.Restart.Validate(); err != nil {
+		return fmt.Errorf("spec: %w", err)
 	}
 	return nil
 }

@@ -16,7 +16,9 @@
 // serving and removes what it created; when traffic had already moved, the
 // previous version is restored (Result.Status is StatusRolledBack). Rollback
 // redeploys a stored release; Recover finishes or undoes a deploy whose
-// process died; Monitor keeps checking routed machines after a deploy.
+// process died; Monitor keeps checking routed machines after a deploy,
+// readmits those their backend restarted (MachineSpec.Restart) and replaces
+// those gone for good.
 //
 // A Request with Groups deploys several process groups in one release, each
 // with the strategy; a spec with NoService (a worker) is never routed and is

@@ -22,9 +22,11 @@ const (
 	MachineDraining   EventType = "machine_draining" // the machine left traffic; in-flight requests finish
 	MachineStopped    EventType = "machine_stopped"
 	MachineDestroyed  EventType = "machine_destroyed"
-	DeployHeld        EventType = "deploy_held"     // new machines are healthy; waiting for Promote or Abort
-	CanaryStep        EventType = "canary_step"     // a canary step began (Weight is the canary's share in percent)
-	CanaryAnalysis    EventType = "canary_analysis" // a canary step was analysed (Message has the figures)
+	MachineRestarted  EventType = "machine_restarted" // the backend restarted a machine that exited on its own (Monitor)
+	MachineReplaced   EventType = "machine_replaced"  // a new machine took the place of one gone for good (Monitor; Message names the old one)
+	DeployHeld        EventType = "deploy_held"       // new machines are healthy; waiting for Promote or Abort
+	CanaryStep        EventType = "canary_step"       // a canary step began (Weight is the canary's share in percent)
+	CanaryAnalysis    EventType = "canary_analysis"   // a canary step was analysed (Message has the figures)
 	DeploySucceeded   EventType = "deploy_succeeded"
 	DeployFailed      EventType = "deploy_failed"
 	DeployRolledBack  EventType = "deploy_rolled_back"

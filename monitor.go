@@ -15,6 +15,14 @@ import (
 //
 // Set Router, Backend, App and Health, give it to the Deployer as its Router,
 // and call Run in a goroutine.
+//
+// Machines that come back: a routed machine whose backend restarts it (its
+// spec's Restart policy) is followed to its new address and readmitted once
+// it passes Passes checks (MachineRestarted, then MachineHealthy). With
+// Replace set, a routed machine gone for good (removed, or stopped with no
+// restart to come) is replaced by Run with a new machine of the same spec,
+// which takes its place in traffic once healthy (MachineReplaced), so the
+// app keeps its count.
 type Monitor struct {
 	Router  Router        // the router that carries traffic, such as a proxy
 	Backend Backend       // to find the machine behind each address
@@ -25,14 +33,36 @@ type Monitor struct {
 	// Failures in a row that take a target out of traffic; 0 means 2.
 	Failures int
 	// Passes in a row that bring it back; 0 means the checker's threshold.
-	Passes  int
-	OnEvent func(Event) // MachineUnhealthy when a target leaves, MachineHealthy when it returns
+	Passes int
+	// OnEvent receives MachineUnhealthy when a target leaves, MachineHealthy
+	// when it returns, MachineRestarted and MachineReplaced. It is called
+	// from Run's goroutines, one event at a time.
+	OnEvent func(Event)
+
+	// Replace makes Run replace a routed machine gone for good (seen so in
+	// two rounds in a row) with a new machine of its spec; false leaves it out
+	// of traffic, as before.
+	Replace bool
+	// Lock, when set, is held while a machine is replaced, so that a
+	// replacement never races a deploy: set it to the Deployer's Lock. While
+	// it fails (a deploy runs) the replacement waits for a later round.
+	Lock func(ctx context.Context, app string) (unlock func(), err error)
+	// ReplaceTimeout bounds a replacement's health wait; 0 means DefaultWaitTimeout.
+	ReplaceTimeout time.Duration
 
 	mu      sync.Mutex // serializes changes to the real router
 	desired map[string]int
 	fails   map[string]int
 	passes  map[string]int
 	down    map[string]bool
+
+	ids       map[string]string      // desired address -> ID of the machine seen there
+	specs     map[string]MachineSpec // machine ID -> its spec, to replace it when gone
+	restarts  map[string]int         // machine ID -> restart count last seen
+	gone      map[string]int         // desired address -> rounds in a row its machine was gone for good
+	replacing map[string]bool        // desired address -> a replacement runs
+	retryAt   map[string]time.Time   // desired address -> no replacement before
+	evmu      sync.Mutex             // one OnEvent call at a time
 }
 
 // SetTargets records the targets the caller wants and applies them, minus the
@@ -48,6 +78,13 @@ func (m *Monitor) SetTargets(ctx context.Context, targets map[string]int) error 
 			delete(m.down, a)
 			delete(m.fails, a)
 			delete(m.passes, a)
+		}
+	}
+	for a := range m.ids {
+		if _, ok := targets[a]; !ok {
+			delete(m.ids, a)
+			delete(m.gone, a)
+			delete(m.retryAt, a)
 		}
 	}
 	return m.applyLocked(ctx)
@@ -103,23 +140,30 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var bg sync.WaitGroup
+	defer bg.Wait() // replacements end with ctx
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		m.Round(ctx, hc, interval)
+		m.round(ctx, hc, interval, &bg)
 	}
 }
 
-// Round runs one round of checks now.
+// Round runs one round of checks now. It follows restarted machines to their
+// new addresses but replaces none (only Run does).
 func (m *Monitor) Round(ctx context.Context, hc HealthChecker, timeout time.Duration) {
+	m.round(ctx, hc, timeout, nil)
+}
+
+// round runs one round; with bg, it starts the replacements it decides.
+func (m *Monitor) round(ctx context.Context, hc HealthChecker, timeout time.Duration, bg *sync.WaitGroup) {
 	if hc == nil {
 		hc = DialCheck{}
 	}
-	want := m.Targets()
-	if len(want) == 0 {
+	if len(m.Targets()) == 0 {
 		return
 	}
 	ms, err := m.Backend.List(ctx, m.App)
@@ -127,9 +171,25 @@ func (m *Monitor) Round(ctx context.Context, hc HealthChecker, timeout time.Dura
 		return // the backend is unreachable: change nothing
 	}
 	byAddr := make(map[string]Machine, len(ms))
+	byID := make(map[string]Machine, len(ms))
 	for _, mc := range ms {
-		byAddr[mc.Addr()] = mc
+		if a := mc.Addr(); a != "" {
+			byAddr[a] = mc
+		}
+		byID[mc.ID()] = mc
 	}
+	lost, events := m.follow(ctx, byAddr, byID, bg != nil && m.Replace)
+	m.emit(events...)
+	if bg != nil {
+		for _, l := range lost {
+			bg.Add(1)
+			go func() {
+				defer bg.Done()
+				m.replace(ctx, hc, l)
+			}()
+		}
+	}
+	want := m.Targets()
 	results := make(map[string]error, len(want))
 	var rmu sync.Mutex
 	var wg sync.WaitGroup
@@ -143,7 +203,9 @@ func (m *Monitor) Round(ctx context.Context, hc HealthChecker, timeout time.Dura
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, max(timeout, time.Second))
 			defer cancel()
-			err := hc.Check(cctx, mc)
+			// The target's address, not the machine's latest: a machine
+			// restarted elsewhere meanwhile fails here, and is followed there.
+			err := hc.Check(cctx, atAddr{mc, a})
 			rmu.Lock()
 			results[a] = err
 			rmu.Unlock()
@@ -201,10 +263,17 @@ func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr m
 	if changed {
 		_ = m.applyLocked(ctx)
 	}
-	if m.OnEvent != nil {
-		for _, e := range events {
-			m.OnEvent(e)
-		}
+	m.emit(events...)
+}
+
+func (m *Monitor) emit(events ...Event) {
+	if m.OnEvent == nil {
+		return
+	}
+	m.evmu.Lock()
+	defer m.evmu.Unlock()
+	for _, e := range events {
+		m.OnEvent(e)
 	}
 }
 

@@ -51,6 +51,7 @@ func (d *Deployer) runReleaseCommand(ctx context.Context, r *Rollout, cmd []stri
 	}
 	spec := r.Spec
 	spec.Cmd = cmd
+	spec.Restart = RestartPolicy{Policy: RestartNever} // it runs to completion, once
 	spec.Env = withLabels(spec.Env, map[string]string{"RELEASE_COMMAND": "1"})
 	spec.Labels = withLabels(spec.Labels, map[string]string{LabelRole: "release_command"})
 

@@ -338,10 +338,15 @@ func (r *Rollout) TrafficMoved() bool {
 }
 
 // checkAlive fails when a machine the rollout created exited before the deploy
-// ended (say it crashed after it took traffic), so the deploy is rolled back.
+// ended (say it crashed after it took traffic), so the deploy is rolled back,
+// even if its restart policy brought it back.
 func (r *Rollout) checkAlive(ctx context.Context) error {
 	for _, m := range r.Created() {
-		if st := m.State(); st != StateStarted {
+		st := m.State()                // first: it may bring the restart count up to date
+		if n := RestartsOf(m); n > 0 { // it crashed, and its restart policy brought it back
+			return phaseErr(m, "serve", fmt.Errorf("%w after it started: restarted %d time(s) by its restart policy", ErrExited, n))
+		}
+		if st != StateStarted {
 			reason := string(st)
 			wctx, cancel := context.WithTimeout(ctx, time.Second)
 			if es, err := m.Wait(wctx); err == nil {

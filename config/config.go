@@ -101,6 +101,8 @@ type Config struct {
 	// differently than written (a float truncated, a port key ignored), in
 	// file order. Plan adds its own to these.
 	Warnings []string `json:"-"`
+	// Restart is [[restart]]: restart policies by process group (see RestartPolicy).
+	Restart []Restart `json:"restart,omitempty"`
 
 	// Unknown lists, in file order, the keys not decoded into a field above,
 	// such as "vm", "mounts", "experimental" or "http_service.concurrency".

@@ -469,6 +469,7 @@ func (d *decoder) decode(raw map[string]any) *Config {
 			c.VM = append(c.VM, d.vm(vt))
 		}
 	}
+	c.Restart = d.decodeRestarts(top) // config/restart.go
 	top.done()
 	return c
 }

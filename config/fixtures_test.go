@@ -40,7 +40,7 @@ var fixtureWarnings = map[string][]string{
 	},
 	"processes.toml": {"build.image is empty: cutover does not build images; set the image to deploy"},
 	"services_v1.toml": {"build.image is empty: cutover does not build images; set the image to deploy",
-		"restart_limit: the Deployer does not restart machines; kept in the plan's checks", "services[0].ports: public ports and handlers are the proxy's own configuration; ignored"},
+		"restart_limit: a failing check does not restart a machine here; kept in the plan's checks", "services[0].ports: public ports and handlers are the proxy's own configuration; ignored"},
 	"string_ports.toml": {
 		"line 12, column 5: services[0].tcp_checks[0].port: ignored: fly checks a service on its internal_port",
 		"build.image is empty: cutover does not build images; set the image to deploy", "services[0].ports: public ports and handlers are the proxy's own configuration; ignored"},
@@ -308,6 +308,7 @@ func TestFixtures(t *testing.T) {
 			}
 		})
 	}
+	covered["restart.toml"] = true // TestRestartSections (restart_test.go)
 	for _, path := range fixtureFiles(t) {
 		assert.True(t, covered[filepath.Base(path)], "%s has no case in TestFixtures", path)
 	}

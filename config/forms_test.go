@@ -309,7 +309,7 @@ swap_size_mb = 512
 		"primary_region: cutover has no regions; ignored",
 		"deploy.max_unavailable: used by the rolling strategy only, not bluegreen",
 		`checks.x: process group "gone" does not exist; the check does not run there`,
-		"restart_limit: the Deployer does not restart machines; kept in the plan's checks",
+		"restart_limit: a failing check does not restart a machine here; kept in the plan's checks",
 		"experimental.exec: not supported; ignored",
 		"http_service.force_https: the proxy does not redirect to https; ignored",
 		"http_service.concurrency: carried in the plan, not enforced by the proxy",

@@ -27,7 +27,8 @@ type Plan struct {
 	// command, else experimental.cmd), Env, Port (the internal port of the
 	// group's http_service or first tcp service; 0 with NoService when it
 	// has none), Ports (the other ports its checks probe), StopSignal
-	// (kill_signal) and StopTimeout (kill_timeout, else experimental.kill_timeout).
+	// (kill_signal) and StopTimeout (kill_timeout, else experimental.kill_timeout)
+	// and Restart (the group's [[restart]], see Config.RestartPolicy).
 	Spec deploy.MachineSpec
 	// StrategyName is rolling, bluegreen, canary or immediate (rolling when unset).
 	StrategyName string
@@ -249,6 +250,7 @@ func (c *Config) group(name, def string, warnings *[]string) (Group, []*Error) {
 		NoService:   port == 0,
 		StopSignal:  c.KillSignal,
 		StopTimeout: c.KillTimeout,
+		Restart:     c.RestartPolicy(name),
 	}
 	if len(c.Processes) > 0 {
 		g.Spec.Labels = map[string]string{deploy.LabelGroup: name}
@@ -296,7 +298,7 @@ func (c *Config) planWarnings() []string {
 		restart = restart || chk.RestartLimit > 0
 	}
 	if restart {
-		w = append(w, "restart_limit: the Deployer does not restart machines; kept in the plan's checks")
+		w = append(w, "restart_limit: a failing check does not restart a machine here; kept in the plan's checks")
 	}
 	if e := c.Experimental; e != nil {
 		if len(e.Entrypoint) > 0 {

@@ -8,6 +8,13 @@
 // published on 127.0.0.1 with an ephemeral host port; Addr returns
 // "127.0.0.1:<port>".
 //
+// A machine's Restart policy becomes the container's restart policy (always
+// as "unless-stopped", on-failure with its retries, never as "no"). The engine
+// restarts a container whose process dies on its own (killed from outside the
+// engine, crashed); a kill sent through the engine (Stop, docker kill) is a
+// stop and is not restarted. A restarted container gets a new ephemeral host
+// port: List and State re-read Addr, and Restarts counts the restarts.
+//
 // No registry is needed: BuildBinaryImage and BuildGoImage make images from a
 // static binary with ImageImport.
 package docker
@@ -154,7 +161,8 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		cfg.StopTimeout = &secs
 	}
 	hcfg := &container.HostConfig{
-		PortBindings: network.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
+		PortBindings:  network.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
+		RestartPolicy: enginePolicy(spec.Restart),
 	}
 	for _, p := range extraPorts(spec) { // published on loopback too, each on an ephemeral host port
 		xp, ok := network.PortFrom(uint16(p), network.TCP)
@@ -285,7 +293,7 @@ func (b *Backend) handle(ctx context.Context, s container.Summary) (*Machine, er
 	m := b.machines[id]
 	b.mu.Unlock()
 	if m != nil && m.cid == s.ID {
-		m.observe(stateOf(s.State), "")
+		m.observe(stateOf(s.State), summaryAddr(s.Ports, m.spec.Port), -1)
 		return m, nil
 	}
 	res, err := b.cli.ContainerInspect(ctx, s.ID, client.ContainerInspectOptions{})
@@ -411,6 +419,9 @@ func adopt(b *Backend, c container.InspectResponse) (*Machine, error) {
 	if spec.Port == 0 {
 		spec.Port = DefaultPort
 	}
+	if c.HostConfig != nil {
+		spec.Restart = policyOf(c.HostConfig.RestartPolicy)
+	}
 	if d, err := time.ParseDuration(l[LabelStopTimeout]); err == nil {
 		spec.StopTimeout = d
 	}
@@ -453,6 +464,9 @@ func validate(s deploy.MachineSpec) error {
 			return fmt.Errorf("docker: spec: %w: port %d out of range", deploy.ErrInvalid, p)
 		}
 	}
+	if err := s.Restart.Validate(); err != nil {
+		return fmt.Errorf("docker: spec: %w", err)
+	}
 	for k := range s.Env {
 		if k == "" || strings.Contains(k, "=") {
 			return fmt.Errorf("docker: spec: %w: env key %q", deploy.ErrInvalid, k)
@@ -474,6 +488,7 @@ func normalize(s deploy.MachineSpec) deploy.MachineSpec {
 	}
 	s.Labels = labels
 	s.Env = maps.Clone(s.Env)
+	s.Restart = s.Restart.Normalized()
 	if s.Cmd != nil {
 		s.Cmd = append([]string(nil), s.Cmd...)
 	}

@@ -628,6 +628,7 @@ func TestCommandOverride(t *testing.T) {
 	app := newApp(t, b)
 	s := spec(app, "v1")
 	s.Cmd = []string{BinaryPath, "exit", "3"}
+	s.Restart = deploy.RestartPolicy{Policy: deploy.RestartNever}
 	s.Labels = map[string]string{deploy.LabelRole: "release_command"}
 	ctx := ctxFor(t, 30*time.Second)
 	m, err := b.Create(ctx, s)
@@ -794,6 +795,7 @@ func TestStateSeesExit(t *testing.T) {
 	app := newApp(t, b)
 	s := spec(app, "v1")
 	s.Cmd = []string{BinaryPath, "exit", "1"}
+	s.Restart = deploy.RestartPolicy{Policy: deploy.RestartNever}
 	m := launch(t, b, s)
 	// No Wait: State asks the engine while the machine is thought to run.
 	deadline := time.Now().Add(10 * time.Second)

@@ -52,6 +52,7 @@ type Machine struct {
 	exit         *deploy.ExitStatus
 	neverStarted chan struct{} // closed when a created machine is stopped or destroyed
 	closedNever  bool
+	restarts     int // the engine's RestartCount, as last seen
 }
 
 var (
@@ -180,7 +181,11 @@ func (m *Machine) Start(ctx context.Context) error {
 
 // Wait blocks until the container's process exits, or ctx ends. For a
 // created machine it waits for the next run to end. After Destroy it returns
-// the last exit seen, if any.
+// the last exit seen, if any. When the engine restarts the container under
+// its restart policy, Wait returns for the run that ended, with the reason
+// "exited; restarted by its restart policy" and the code the engine
+// reported, which may be 0 (the engine can lose it as it restarts); a Wait
+// begun after the restart waits for the next run.
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 	if st, ok := m.exitStatus(); ok {
 		return st, nil
@@ -217,7 +222,7 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 		}
 	}
 	m.mu.Lock()
-	never := m.neverStarted
+	never, restarts := m.neverStarted, m.restarts
 	m.mu.Unlock()
 	res, err := w.result(ctx, never)
 	if errors.Is(err, errNeverStarted) {
@@ -241,6 +246,9 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 	if c, err := m.inspect(octx); err == nil {
 		m.observeInspect(c)
 		oom = c.State != nil && c.State.OOMKilled
+		if m.Restarts() > restarts { // the engine restarted it already: a new run goes on
+			return deploy.ExitStatus{Code: int(res.StatusCode), Reason: "exited; restarted by its restart policy"}, nil
+		}
 	} else {
 		m.setStateIf(deploy.StateStarted, deploy.StateStopped)
 		m.setStateIf(deploy.StateStopping, deploy.StateStopped)
@@ -460,13 +468,17 @@ func (m *Machine) observeInspect(c container.InspectResponse) {
 	if c.State != nil {
 		status = c.State.Status
 	}
-	m.observe(stateOf(status), addr)
+	m.observe(stateOf(status), addr, c.RestartCount)
 }
 
-// observe merges an engine state (and the host address, when known) into the cache.
-func (m *Machine) observe(engine deploy.MachineState, addr string) {
+// observe merges an engine state (and the host address, when known) into the
+// cache; restarts is the engine's restart count, or -1 when unknown.
+func (m *Machine) observe(engine deploy.MachineState, addr string, restarts int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.state != deploy.StateDestroyed {
+		m.newRunLocked(engine, restarts)
+	}
 	if addr != "" {
 		m.addr = addr
 	}

@@ -42,6 +42,11 @@ type Machine struct {
 	exited   chan struct{}
 	bg       sync.WaitGroup
 
+	stopAsked      bool        // Stop or Destroy began: an exit now is not restarted
+	pendingRestart bool        // exited on its own; restartTimer will restart it
+	restartTimer   *time.Timer // the pending restart
+	restarts       int         // restarts done by the restart policy
+
 	unhealthy atomic.Bool
 	failing   atomic.Bool
 	out       *Output
@@ -146,6 +151,12 @@ func (m *Machine) Start(ctx context.Context) error {
 	m.state = deploy.StateStarted
 	m.bg.Add(1)
 	go m.serve(runCtx, ln, res, f.BootDelay)
+	m.armFaultsLocked(f)
+	return nil
+}
+
+// armFaultsLocked starts the timers of f's crash and exit faults for this run. m.mu is held.
+func (m *Machine) armFaultsLocked(f Fault) {
 	if f.CrashAfter > 0 {
 		m.timers = append(m.timers, time.AfterFunc(f.CrashAfter, func() { m.kill(ExitCrashed, "crashed (injected)") }))
 	}
@@ -153,7 +164,6 @@ func (m *Machine) Start(ctx context.Context) error {
 		code := f.ExitCode
 		m.timers = append(m.timers, time.AfterFunc(f.ExitAfter, func() { m.shutdown(code, "exited on its own (injected)") }))
 	}
-	return nil
 }
 
 // serve serves on ln, or, for a booting app, listens on res after delay.
@@ -289,10 +299,14 @@ func (m *Machine) wrap(h http.Handler) http.Handler {
 	})
 }
 
-// Wait blocks until the machine exits or ctx ends.
+// Wait blocks until the machine's current run exits or ctx ends. While a
+// restart is pending it returns the exit of the run that ended.
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
+	m.mu.Lock()
+	exited := m.exited
+	m.mu.Unlock()
 	select {
-	case <-m.exited:
+	case <-exited:
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.exit, nil
@@ -322,12 +336,19 @@ func (m *Machine) Stop(ctx context.Context) error {
 	case deploy.StateStopped:
 		m.mu.Unlock()
 		return nil
+	case deploy.StateStarting:
+		if m.cancelRestartLocked() { // down, waiting to restart: it stays down
+			m.stopAsked = true
+			m.mu.Unlock()
+			return nil
+		}
 	case deploy.StateStopping:
 		m.mu.Unlock()
 		_, err := m.Wait(ctx)
 		return err
 	}
 	m.state = deploy.StateStopping
+	m.stopAsked = true
 	slow := m.fault.SlowShutdown
 	m.mu.Unlock()
 	if err := ctx.Err(); err != nil { // no time left for a graceful stop
@@ -390,6 +411,7 @@ func (m *Machine) shutdown(code int, reason string) {
 		m.state = deploy.StateStopped
 	}
 	m.exitLocked(deploy.ExitStatus{Code: code, Reason: reason})
+	m.maybeRestartLocked(code)
 }
 
 // Kill ends the machine abruptly, as a crash or SIGKILL would: open
@@ -398,7 +420,7 @@ func (m *Machine) Kill() { m.kill(ExitKilled, "killed") }
 
 func (m *Machine) kill(code int, reason string) {
 	m.mu.Lock()
-	if m.state == deploy.StateDestroyed || m.state == deploy.StateStopped || m.state == deploy.StateCreated {
+	if m.state == deploy.StateDestroyed || m.state == deploy.StateStopped || m.state == deploy.StateCreated || m.pendingRestart {
 		m.mu.Unlock()
 		return
 	}
@@ -424,6 +446,7 @@ func (m *Machine) kill(code int, reason string) {
 		m.state = deploy.StateStopped
 	}
 	m.exitLocked(deploy.ExitStatus{Code: code, Reason: reason})
+	m.maybeRestartLocked(code)
 }
 
 // exitLocked records the first exit. m.mu is held.
@@ -449,6 +472,10 @@ func (m *Machine) Destroy(ctx context.Context) error {
 
 // destroy kills the machine if it runs and removes it, with no injected fault.
 func (m *Machine) destroy() {
+	m.mu.Lock()
+	m.stopAsked = true
+	m.cancelRestartLocked()
+	m.mu.Unlock()
 	m.kill(ExitKilled, "destroyed while running")
 	m.mu.Lock()
 	if m.state == deploy.StateCreated {

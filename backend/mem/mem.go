@@ -10,6 +10,11 @@
 // Faults are injected per image, per Nth machine of an image, or per machine:
 // boot delay, failure to start, a crash or exit after a delay, a failing health
 // endpoint, a slow shutdown, and errors on backend calls.
+//
+// A serving machine that exits on its own (a crash fault, Kill, an exit
+// fault) is restarted as its spec's Restart policy says, after RestartDelay,
+// on a new loopback port, as a Docker container's ephemeral port changes.
+// Command overrides run once and are never restarted.
 package mem
 
 import (
@@ -19,6 +24,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/cutover/deploy"
 )
@@ -37,6 +43,10 @@ type Backend struct {
 	// start failures and operation errors (boot delay, unhealthy endpoint,
 	// crash or exit after a delay) have no effect.
 	NoListen bool
+	// RestartDelay is how long a machine that exited on its own stays down
+	// before its restart policy restarts it; 0 means DefaultRestartDelay.
+	// Set it before machines start.
+	RestartDelay time.Duration
 
 	mu       sync.Mutex
 	images   map[string]http.Handler
@@ -96,7 +106,8 @@ func (b *Backend) RegisterCommand(name string, fn CommandFunc) {
 	b.commands[name] = fn
 }
 
-// Inject adds a fault. Behaviour faults apply to machines started afterwards,
+// Inject adds a fault. Behaviour faults apply to machines started (or
+// restarted by their restart policy) afterwards,
 // Fault.Op errors to calls made afterwards.
 func (b *Backend) Inject(f Fault) {
 	b.mu.Lock()

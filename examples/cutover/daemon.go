@@ -57,6 +57,9 @@ func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, s
 		WaitTimeout: plan.WaitTimeout,
 		OnEvent:     d.onEvent,
 	}
+	// A routed machine gone for good (its restart policy, from [[restart]],
+	// gave up) is replaced by one of its spec, never during a deploy.
+	d.mon.Replace, d.mon.Lock, d.mon.ReplaceTimeout = true, d.dep.Lock, plan.WaitTimeout
 	return d
 }
 

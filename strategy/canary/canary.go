@@ -225,6 +225,9 @@ func checkOnce(ctx context.Context, hc deploy.HealthChecker, m deploy.Machine, t
 	if st := m.State(); st != deploy.StateStarted {
 		return fmt.Errorf("%w: machine is %s", deploy.ErrExited, st)
 	}
+	if n := deploy.RestartsOf(m); n > 0 { // it crashed during the bake
+		return fmt.Errorf("%w: restarted %d time(s) by its restart policy", deploy.ErrExited, n)
+	}
 	if hc == nil {
 		hc = deploy.DialCheck{}
 	}

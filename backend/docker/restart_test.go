@@ -1,0 +1,149 @@
+package docker
+
+import (
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cutover/deploy"
+	"github.com/moby/moby/client"
+)
+
+// killProcess kills the container's main process with SIGKILL from the host,
+// as the kernel's OOM killer or a crash would: the engine sees the process
+// die on its own, and its restart policy applies. (A kill sent through the
+// engine, docker kill, counts as a stop and is not restarted.) It skips the
+// test when this process may not signal the container's.
+func killProcess(t *testing.T, m *Machine) {
+	t.Helper()
+	c, err := m.inspect(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State == nil || c.State.Pid == 0 {
+		t.Fatalf("container %s has no process", m.ID())
+	}
+	if err := syscall.Kill(c.State.Pid, syscall.SIGKILL); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			t.Skipf("cannot signal the container's process (run as root to test restarts): %v", err)
+		}
+		t.Fatal(err)
+	}
+}
+
+// waitRestarted polls List until m was restarted n times and runs again.
+func waitRestarted(t *testing.T, b *Backend, m *Machine, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := b.List(ctxFor(t, 10*time.Second), m.Spec().App); err != nil {
+			t.Fatal(err)
+		}
+		if m.Restarts() >= n && m.State() == deploy.StateStarted && m.Addr() != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("machine %s: %d restarts, %s, want %d restarts and started", m.ID(), m.Restarts(), m.State(), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A machine whose process is killed is restarted by the engine (the default
+// policy, on-failure), on a new host port that Addr follows; Wait returns the
+// killed run's exit, and a later Stop is not restarted.
+func TestRestartAfterKill(t *testing.T) {
+	b := engine(t)
+	app := newApp(t, b)
+	m := launch(t, b, spec(app, "v1")).(*Machine)
+	get(t, m, "/health")
+	before := m.Addr()
+	// Wait begun before the death returns its exit; one begun after the
+	// engine restarted the container waits for the next.
+	type waited struct {
+		st  deploy.ExitStatus
+		err error
+	}
+	wc := make(chan waited, 1)
+	go func() {
+		st, err := m.Wait(ctxFor(t, 60*time.Second))
+		wc <- waited{st, err}
+	}()
+	time.Sleep(500 * time.Millisecond) // let Wait reach the engine
+	killProcess(t, m)
+	if w := <-wc; w.err != nil || !strings.Contains(w.st.Reason, "restarted") {
+		t.Fatalf("Wait = %v, %v; want the exit of a restarted run", w.st, w.err)
+	}
+	waitRestarted(t, b, m, 1)
+	if m.Addr() == before {
+		t.Logf("the restart kept host port %s (the engine may reuse it)", before)
+	}
+	if got := get(t, m, "/"); got != "v1" {
+		t.Fatalf("GET / after the restart = %q", got)
+	}
+	// Adopted by a new handle, the machine keeps its policy and count.
+	b2, err := New(ctxFor(t, 10*time.Second), Options{Namespace: testNamespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	am, err := b2.Get(ctxFor(t, 10*time.Second), m.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := am.Spec().Restart.Normalized(); p.Policy != deploy.RestartOnFailure || p.MaxRetries != deploy.DefaultRestartRetries {
+		t.Errorf("adopted restart policy = %v", p)
+	}
+	if n := deploy.RestartsOf(am); n != 1 {
+		t.Errorf("adopted restarts = %d, want 1", n)
+	}
+	if am.Addr() != m.Addr() {
+		t.Errorf("adopted Addr = %s, want %s", am.Addr(), m.Addr())
+	}
+
+	if err := m.Stop(ctxFor(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the engine's first restart comes after 100ms
+	if _, err := b.List(ctxFor(t, 10*time.Second), app); err != nil {
+		t.Fatal(err)
+	}
+	if m.State() != deploy.StateStopped || m.Restarts() != 1 {
+		t.Fatalf("after Stop: %s with %d restarts, want stopped with 1", m.State(), m.Restarts())
+	}
+}
+
+// With policy never a killed process stays down; a kill through the engine
+// (docker kill -s KILL) is never restarted, whatever the policy.
+func TestNoRestart(t *testing.T) {
+	b := engine(t)
+	app := newApp(t, b)
+	s := spec(app, "v1")
+	s.Restart = deploy.RestartPolicy{Policy: deploy.RestartNever}
+	never := launch(t, b, s).(*Machine)
+	always := spec(app, "v1")
+	always.Restart = deploy.RestartPolicy{Policy: deploy.RestartAlways}
+	engineKilled := launch(t, b, always).(*Machine)
+	get(t, never, "/health")
+	get(t, engineKilled, "/health")
+	killProcess(t, never)
+	if _, err := b.cli.ContainerKill(ctxFor(t, 10*time.Second), engineKilled.cid, client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Machine{never, engineKilled} {
+		if st, err := m.Wait(ctxFor(t, 30*time.Second)); err != nil || st.Code != 137 {
+			t.Fatalf("Wait = %v, %v; want exit code 137", st, err)
+		}
+	}
+	time.Sleep(time.Second) // the engine's first restart comes after 100ms
+	if _, err := b.List(ctxFor(t, 10*time.Second), app); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Machine{never, engineKilled} {
+		if m.State() != deploy.StateStopped || m.Restarts() != 0 {
+			t.Errorf("%s: %s with %d restarts, want stopped with none", m.ID(), m.State(), m.Restarts())
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package mem
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cutover/deploy"
+)
+
+// DefaultRestartDelay is how long a machine that exited on its own stays down
+// before the backend restarts it, when Backend.RestartDelay is 0 (Docker's
+// first restart delay).
+const DefaultRestartDelay = 100 * time.Millisecond
+
+// Restarts returns how many times the backend restarted the machine after its
+// process exited on its own (deploy.RestartReporter).
+func (m *Machine) Restarts() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.restarts
+}
+
+var _ deploy.RestartReporter = (*Machine)(nil)
+
+// maybeRestartLocked schedules a restart of a machine whose run just ended
+// with code, as the spec's restart policy says: only a serving machine (not a
+// command override) that exited on its own (not by Stop or Destroy), while
+// the backend is open. Until the restart it is StateStarting, as Docker's
+// "restarting". m.mu is held.
+func (m *Machine) maybeRestartLocked(code int) {
+	if m.stopAsked || m.state != deploy.StateStopped || len(m.spec.Cmd) > 0 || m.b.NoListen {
+		return
+	}
+	if !m.spec.Restart.Restarts(code, m.restarts) {
+		return
+	}
+	delay := m.b.RestartDelay
+	if delay <= 0 {
+		delay = DefaultRestartDelay
+	}
+	m.state = deploy.StateStarting
+	m.pendingRestart = true
+	m.restartTimer = time.AfterFunc(delay, m.restart)
+}
+
+// cancelRestartLocked cancels a pending restart; it reports whether one was
+// pending (the machine is then stopped). m.mu is held.
+func (m *Machine) cancelRestartLocked() bool {
+	if !m.pendingRestart {
+		return false
+	}
+	m.pendingRestart = false
+	m.restartTimer.Stop()
+	if m.state == deploy.StateStarting {
+		m.state = deploy.StateStopped
+	}
+	return true
+}
+
+// restart begins a new run of the machine, as a restart policy does: the app
+// listens on a fresh loopback port (after the boot delay of its faults), and
+// its behaviour faults are read again, as at Start (a machine that crashes
+// after a delay crashes again). Its ID stays; its Addr changes, as a Docker
+// container's ephemeral host port does.
+func (m *Machine) restart() {
+	h, _, err := m.b.lookup(m.spec)
+	m.b.mu.Lock()
+	closed := m.b.closed
+	m.b.mu.Unlock()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.pendingRestart || m.stopAsked || m.state != deploy.StateStarting {
+		return // cancelled meanwhile
+	}
+	m.pendingRestart = false
+	if err != nil || closed {
+		m.state = deploy.StateStopped
+		return
+	}
+	// Behaviour faults are read again, as at Start: those injected since apply.
+	m.b.mu.Lock()
+	m.fault = m.b.faultsForLocked(m.spec.Image, m.id, m.nth)
+	m.b.mu.Unlock()
+	f := m.fault
+	var ln net.Listener
+	var res *reservation
+	if f.BootDelay > 0 {
+		if res, err = reserve(); err == nil {
+			m.addr = res.addr
+		}
+	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+		m.addr = ln.Addr().String()
+	}
+	if err != nil {
+		m.state = deploy.StateStopped
+		return
+	}
+	// A new run: a new exit to wait for.
+	m.restarts++
+	m.killed = false
+	m.timers = nil
+	m.exitOnce = sync.Once{}
+	m.exited = make(chan struct{})
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.srv = m.newServer(h)
+	m.state = deploy.StateStarted
+	m.bg.Add(1)
+	go m.serve(runCtx, ln, res, f.BootDelay)
+	m.armFaultsLocked(f)
+}
