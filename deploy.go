@@ -36,11 +36,20 @@ type MachineSpec struct {
 	Cmd     []string          // command override; empty runs the image's default
 	Env     map[string]string // environment
 	Port    int               // internal port the app listens on (default 8080 where a backend needs one)
+	// Protocol is what the app serves on Port: ProtocolHTTP (also when empty)
+	// or ProtocolTCP. DefaultCheck speaks it.
+	Protocol string
 	Labels  map[string]string // extra labels kept with the machine
 
 	StopSignal  string        // signal sent on stop, such as "SIGTERM" (the default) or "SIGINT"
 	StopTimeout time.Duration // how long a stop waits before killing; 0 means 10s
 }
+
+// Protocols of MachineSpec.Protocol.
+const (
+	ProtocolHTTP = "http"
+	ProtocolTCP  = "tcp"
+)
 
 // StopTimeoutOrDefault returns StopTimeout, or 10s when it is zero or negative.
 func (s MachineSpec) StopTimeoutOrDefault() time.Duration {

@@ -29,7 +29,7 @@ const (
 type Deployer struct {
 	Backend  Backend
 	Router   Router
-	Health   HealthChecker // nil: DialCheck
+	Health   HealthChecker // nil: DefaultCheck (the app answers; see DefaultCheck)
 	Strategy Strategy      // default strategy for requests that name none
 
 	// WaitTimeout bounds each machine's health wait; 0 means DefaultWaitTimeout.
@@ -533,7 +533,7 @@ func (d *Deployer) Status(ctx context.Context, app string) ([]MachineStatus, err
 	}
 	hc := d.Health
 	if hc == nil {
-		hc = DialCheck{}
+		hc = DefaultCheck{}
 	}
 	out := make([]MachineStatus, 0, len(ms))
 	for _, m := range ms {
@@ -564,6 +564,8 @@ func validateSpec(s MachineSpec) error {
 		return fmt.Errorf("spec: %w: image is empty", ErrInvalid)
 	case s.Port < 0 || s.Port > 65535:
 		return fmt.Errorf("spec: %w: port %d out of range", ErrInvalid, s.Port)
+	case s.Protocol != "" && s.Protocol != ProtocolHTTP && s.Protocol != ProtocolTCP:
+		return fmt.Errorf("spec: %w: protocol %q: want %q or %q", ErrInvalid, s.Protocol, ProtocolHTTP, ProtocolTCP)
 	}
 	return nil
 }

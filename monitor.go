@@ -19,7 +19,7 @@ type Monitor struct {
 	Router  Router        // the router that carries traffic, such as a proxy
 	Backend Backend       // to find the machine behind each address
 	App     string        // the app whose machines are checked
-	Health  HealthChecker // nil: DialCheck
+	Health  HealthChecker // nil: DefaultCheck
 	// Interval between rounds of checks; 0 means the checker's policy interval.
 	Interval time.Duration
 	// Failures in a row that take a target out of traffic; 0 means 2.
@@ -94,7 +94,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 	hc := m.Health
 	if hc == nil {
-		hc = DialCheck{}
+		hc = DefaultCheck{}
 	}
 	pol := PolicyOf(hc)
 	interval := m.Interval
@@ -116,7 +116,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 // Round runs one round of checks now.
 func (m *Monitor) Round(ctx context.Context, hc HealthChecker, timeout time.Duration) {
 	if hc == nil {
-		hc = DialCheck{}
+		hc = DefaultCheck{}
 	}
 	want := m.Targets()
 	if len(want) == 0 {

@@ -21,7 +21,7 @@ type Rollout struct {
 	Old         []Machine     // the machines serving before the deploy
 	Backend     Backend       // creates machines
 	Router      Router        // moves traffic
-	Health      HealthChecker // nil: DialCheck
+	Health      HealthChecker // nil: DefaultCheck
 	WaitTimeout time.Duration // per machine health wait, as the Deployer resolved it (never 0)
 	Logger      hclog.Logger  // never nil when built by the Deployer
 
@@ -154,13 +154,21 @@ func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) (
 // WaitHealthy waits, within the rollout's wait timeout, until m passes its
 // health checks, and emits MachineHealthy or MachineUnhealthy.
 func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
-	ctx, cancel := context.WithTimeout(ctx, r.WaitTimeout)
-	defer cancel()
-	if err := WaitHealthy(ctx, m, r.Health); err != nil {
+	if err := waitHealthy(ctx, m, r.Health, r.WaitTimeout); err != nil {
 		r.emitFor(MachineUnhealthy, m, "", err)
 		return phaseErr(m, "health", err)
 	}
 	r.emitFor(MachineHealthy, m, "", nil)
+	return nil
+}
+
+// WaitReady waits, within the rollout's wait timeout, until m's app answers
+// (DefaultCheck, whatever the rollout's health checks), with no event: the
+// readiness a strategy that skips health checks still needs before it routes.
+func (r *Rollout) WaitReady(ctx context.Context, m Machine) error {
+	if err := waitHealthy(ctx, m, DefaultCheck{}, r.WaitTimeout); err != nil {
+		return phaseErr(m, "ready", err)
+	}
 	return nil
 }
 

@@ -226,7 +226,7 @@ func checkOnce(ctx context.Context, hc deploy.HealthChecker, m deploy.Machine, t
 		return fmt.Errorf("%w: machine is %s", deploy.ErrExited, st)
 	}
 	if hc == nil {
-		hc = deploy.DialCheck{}
+		hc = deploy.DefaultCheck{}
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(timeout, time.Second))
 	defer cancel()
