@@ -30,7 +30,8 @@ type Machine struct {
 	mu       sync.Mutex
 	state    deploy.MachineState
 	fault    Fault // the behaviour faults, read at Start
-	addr     string
+	addr     string     // where clients reach the app: its own address, or its forwarder's
+	fwd      *forwarder // with Backend.PortForwarder; closed when the machine exits
 	srv      *http.Server
 	cancel   context.CancelFunc // ends the command or the boot wait
 	killed   bool               // kill began: its exit status wins over a graceful one
@@ -121,13 +122,22 @@ func (m *Machine) Start(ctx context.Context) error {
 	// The address is known now; a booting app listens on it after the delay.
 	var ln net.Listener
 	var res *reservation
-	if f.BootDelay > 0 {
+	if f.BootDelay > 0 || f.NeverListen {
 		res, err = reserve()
 		if err == nil {
 			m.addr = res.addr
 		}
 	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
 		m.addr = ln.Addr().String()
+	}
+	if err == nil && m.b.PortForwarder {
+		if m.fwd, err = newForwarder(m.addr); err == nil {
+			m.addr = m.fwd.addr()
+		} else if ln != nil {
+			ln.Close()
+		} else {
+			res.close()
+		}
 	}
 	if err != nil {
 		cancel()
@@ -138,7 +148,7 @@ func (m *Machine) Start(ctx context.Context) error {
 	m.srv = m.newServer(h)
 	m.state = deploy.StateStarted
 	m.bg.Add(1)
-	go m.serve(runCtx, ln, res, f.BootDelay)
+	go m.serve(runCtx, ln, res, f)
 	if f.CrashAfter > 0 {
 		m.timers = append(m.timers, time.AfterFunc(f.CrashAfter, func() { m.kill(ExitCrashed, "crashed (injected)") }))
 	}
@@ -149,22 +159,39 @@ func (m *Machine) Start(ctx context.Context) error {
 	return nil
 }
 
-// serve serves on ln, or, for a booting app, listens on res after delay.
-func (m *Machine) serve(ctx context.Context, ln net.Listener, res *reservation, delay time.Duration) {
+// serve serves on ln, or, for a booting app, listens on res after the boot
+// delay (never, with NeverListen). With CloseConns it closes every connection
+// it accepts instead of serving it.
+func (m *Machine) serve(ctx context.Context, ln net.Listener, res *reservation, f Fault) {
 	defer m.bg.Done()
 	if ln == nil {
-		t := time.NewTimer(delay)
+		var after <-chan time.Time
+		if !f.NeverListen {
+			t := time.NewTimer(f.BootDelay)
+			defer t.Stop()
+			after = t.C
+		}
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			res.close()
 			return
-		case <-t.C:
+		case <-after:
 		}
 		var err error
 		if ln, err = res.listen(); err != nil {
 			go m.kill(ExitCrashed, "listen after boot: "+err.Error())
 			return
+		}
+	}
+	if f.CloseConns {
+		stop := context.AfterFunc(ctx, func() { ln.Close() })
+		defer stop()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
 		}
 	}
 	m.mu.Lock()
@@ -374,6 +401,9 @@ func (m *Machine) exitLocked(st deploy.ExitStatus) {
 		for _, t := range m.timers {
 			t.Stop()
 		}
+		if m.fwd != nil {
+			m.fwd.close() // as Docker unpublishes a stopped container's port
+		}
 		m.out.close()
 		close(m.exited)
 	})
@@ -396,7 +426,11 @@ func (m *Machine) destroy() {
 		m.exitLocked(deploy.ExitStatus{Reason: "never started"})
 	}
 	m.state = deploy.StateDestroyed
+	fwd := m.fwd
 	m.mu.Unlock()
+	if fwd != nil {
+		fwd.wait()
+	}
 	m.b.forget(m.id)
 }
 

@@ -6,8 +6,10 @@
 // Go func instead and exits with its code, as a release command does.
 //
 // Faults are injected per image, per Nth machine of an image, or per machine:
-// boot delay, failure to start, a crash or exit after a delay, a failing health
-// endpoint, a slow shutdown, and errors on backend calls.
+// boot delay, an app that never listens or that closes every connection,
+// failure to start, a crash or exit after a delay, a failing health endpoint,
+// a slow shutdown, and errors on backend calls. Backend.PortForwarder fronts
+// machines with a port forwarder, as Docker does.
 package mem
 
 import (
@@ -35,6 +37,14 @@ type Backend struct {
 	// start failures and operation errors (boot delay, unhealthy endpoint,
 	// crash or exit after a delay) have no effect.
 	NoListen bool
+
+	// PortForwarder, set right after New and before any machine is created,
+	// fronts every machine the way Docker's published port does: a machine's
+	// Addr is a forwarder's 127.0.0.1 port, which accepts connections from the
+	// moment the machine starts, forwards each to the app, and closes it at once
+	// while the app does not accept (it boots, never listens, or shuts down).
+	// A bare successful dial then says nothing about the app, as on Docker.
+	PortForwarder bool
 
 	mu       sync.Mutex
 	images   map[string]http.Handler
