@@ -45,6 +45,9 @@ type Result struct {
 	ByBody   map[string]int64 // 2xx responses by body (the version that served)
 	Errors   []string         // the first few failures, for the log
 	Duration time.Duration
+	// FirstFailed is when the earliest failed request was sent, LastFailed
+	// when the latest failed request ended; zero with no failure.
+	FirstFailed, LastFailed time.Time
 }
 
 // String summarises the counts on one line.
@@ -96,11 +99,12 @@ func (r *Run) worker(ctx context.Context) {
 			return
 		}
 		epoch := r.epoch.Load()
+		sent := time.Now()
 		body, err := r.once(ctx)
 		if ctx.Err() != nil && err != nil {
 			return // the run ended mid-request; not a failure of the server
 		}
-		r.record(epoch, body, err)
+		r.record(epoch, sent, body, err)
 	}
 }
 
@@ -124,12 +128,16 @@ func (r *Run) once(ctx context.Context) (string, error) {
 	return string(b), nil
 }
 
-func (r *Run) record(epoch int64, body string, err error) {
+func (r *Run) record(epoch int64, sent time.Time, body string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.res.Requests++
 	if err != nil {
 		r.res.Failed++
+		if r.res.FirstFailed.IsZero() || sent.Before(r.res.FirstFailed) {
+			r.res.FirstFailed = sent
+		}
+		r.res.LastFailed = time.Now()
 		if len(r.res.Errors) < 10 {
 			r.res.Errors = append(r.res.Errors, err.Error())
 		}
