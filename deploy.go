@@ -39,7 +39,7 @@ type MachineSpec struct {
 	// Protocol is what the app serves on Port: ProtocolHTTP (also when empty)
 	// or ProtocolTCP. DefaultCheck speaks it.
 	Protocol string
-	Labels  map[string]string // extra labels kept with the machine
+	Labels   map[string]string // extra labels kept with the machine
 
 	StopSignal  string        // signal sent on stop, such as "SIGTERM" (the default) or "SIGINT"
 	StopTimeout time.Duration // how long a stop waits before killing; 0 means 10s

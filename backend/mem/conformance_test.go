@@ -3,9 +3,9 @@ package mem_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"io"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 

@@ -29,7 +29,7 @@ type Machine struct {
 
 	mu       sync.Mutex
 	state    deploy.MachineState
-	fault    Fault // the behaviour faults, read at Start
+	fault    Fault      // the behaviour faults, read at Start
 	addr     string     // where clients reach the app: its own address, or its forwarder's
 	fwd      *forwarder // with Backend.PortForwarder; closed when the machine exits
 	srv      *http.Server
