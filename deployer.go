@@ -415,13 +415,13 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	if moved && d.NoAutoRollback {
 		// Keep what serves; remove only new machines that never took traffic.
 		routes := r.Routes()
-		var errs []error
+		var idle []Machine
 		for _, m := range created {
 			if routes[m.Addr()] == 0 {
-				errs = append(errs, r.Retire(ctx, m))
+				idle = append(idle, m)
 			}
 		}
-		return false, errors.Join(errs...)
+		return false, r.Retire(ctx, idle...)
 	}
 
 	var errs []error
@@ -470,10 +470,14 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	for _, m := range keep {
 		kept[m.ID()] = true
 	}
+	var drop []Machine
 	for _, m := range created {
 		if !kept[m.ID()] {
-			errs = append(errs, r.Retire(ctx, m))
+			drop = append(drop, m)
 		}
+	}
+	if len(drop) > 0 {
+		errs = append(errs, r.Retire(ctx, drop...)) // together: they leave traffic together
 	}
 	return moved, errors.Join(errs...)
 }
