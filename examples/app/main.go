@@ -9,7 +9,9 @@
 //	/health  answers 200 "ok", or 503 when UNHEALTHY=1
 //
 // SIGTERM and SIGINT shut it down gracefully: it stops accepting, lets
-// requests in flight finish (up to 10s), then exits 0.
+// requests in flight finish (up to 10s), then exits 0. With LISTEN_AFTER set
+// (such as "2s") it listens only that long after it starts, as an app that
+// loads its config and connects to its database first.
 //
 // With the arguments "migrate [code]" it is a release command: it prints a few
 // lines, as a schema migration would, and exits with code (default 0).
@@ -45,7 +47,16 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
-	if err := serve(":"+port, v, os.Getenv("UNHEALTHY") == "1"); err != nil {
+	var listenAfter time.Duration
+	if s := os.Getenv("LISTEN_AFTER"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "app: LISTEN_AFTER=%q: %v\n", s, err)
+			os.Exit(2)
+		}
+		listenAfter = d
+	}
+	if err := serve(":"+port, v, os.Getenv("UNHEALTHY") == "1", listenAfter); err != nil {
 		fmt.Fprintln(os.Stderr, "app:", err)
 		os.Exit(1)
 	}
@@ -77,7 +88,7 @@ func command(args []string) int {
 	return 2
 }
 
-func serve(addr, version string, unhealthy bool) error {
+func serve(addr, version string, unhealthy bool, listenAfter time.Duration) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, version)
@@ -93,6 +104,15 @@ func serve(addr, version string, unhealthy bool) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if listenAfter > 0 {
+		fmt.Fprintf(os.Stderr, "app: booting; listening in %v\n", listenAfter)
+		select {
+		case <-time.After(listenAfter):
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "app: stopped while booting")
+			return nil
+		}
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	fmt.Fprintf(os.Stderr, "app: version %q listening on %s (unhealthy=%v)\n", version, addr, unhealthy)
