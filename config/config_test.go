@@ -446,7 +446,7 @@ kill_timeout = "30s"
 	p, err := c.Plan()
 	require.NoError(t, err)
 	assert.Equal(t, deploy.MachineSpec{App: "web", Image: "registry/web:2", Env: map[string]string{"MODE": "prod"},
-		Port: 3000, StopSignal: "SIGINT", StopTimeout: 30 * time.Second}, p.Spec)
+		Port: 3000, Protocol: "http", StopSignal: "SIGINT", StopTimeout: 30 * time.Second}, p.Spec)
 	assert.Equal(t, "canary", p.StrategyName)
 	assert.Equal(t, 0.5, p.MaxUnavailable)
 	assert.Equal(t, 2*time.Minute, p.WaitTimeout)

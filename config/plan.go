@@ -23,6 +23,7 @@ const (
 type Plan struct {
 	// Spec is the machine to run: App, Image (from build.image; empty when the
 	// config builds from source, so set it before deploying), Env, Port,
+	// Protocol (tcp for a [[services]] entry without an http handler, else http),
 	// StopSignal (kill_signal) and StopTimeout (kill_timeout).
 	Spec deploy.MachineSpec
 	// StrategyName is rolling, bluegreen, canary or immediate (rolling when unset).
@@ -69,13 +70,18 @@ func (c *Config) Plan() (Plan, error) {
 	}
 	p.ReleaseCommand, _ = SplitCommand(c.Deploy.ReleaseCommand) // validated above
 
-	port := DefaultPort
+	port, protocol := DefaultPort, ""
 	if c.HTTPService != nil {
-		port = orDefault(c.HTTPService.InternalPort)
+		port, protocol = orDefault(c.HTTPService.InternalPort), deploy.ProtocolHTTP
 	} else {
 		for _, s := range c.Services {
 			if s.Protocol == "" || s.Protocol == "tcp" {
-				port = orDefault(s.InternalPort)
+				port, protocol = orDefault(s.InternalPort), deploy.ProtocolTCP
+				for _, p := range s.Ports {
+					if slices.Contains(p.Handlers, "http") {
+						protocol = deploy.ProtocolHTTP // the edge speaks HTTP to the app
+					}
+				}
 				break
 			}
 		}
@@ -85,6 +91,7 @@ func (c *Config) Plan() (Plan, error) {
 		Image:       c.Build.Image,
 		Env:         maps.Clone(c.Env),
 		Port:        port,
+		Protocol:    protocol,
 		StopSignal:  c.KillSignal,
 		StopTimeout: c.KillTimeout,
 	}

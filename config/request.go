@@ -35,8 +35,8 @@ func (p Plan) Request() (deploy.Request, error) {
 }
 
 // Health returns the plan's checks as one checker that passes when all pass,
-// or nil when the plan has none (the Deployer then waits for the port to
-// accept connections). Checks run against the machine's address, which
+// or nil when the plan has none (the Deployer then uses deploy.DefaultCheck:
+// the app must answer an HTTP request, or for a tcp service keep a connection open). Checks run against the machine's address, which
 // serves Spec.Port.
 func (p Plan) Health() deploy.HealthChecker {
 	var all health.All
