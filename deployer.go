@@ -425,7 +425,17 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	}
 
 	var errs []error
-	keep := alive
+	// Only old machines that still run can serve again; one that stopped (an
+	// interrupted deploy may have stopped several at once) is replaced.
+	var keep, stopped []Machine
+	for _, m := range alive {
+		if m.State() == StateStarted {
+			keep = append(keep, m)
+		} else {
+			stopped = append(stopped, m)
+		}
+	}
+	alive = keep
 	want, spec := len(r.Old), MachineSpec{}
 	if len(r.Old) > 0 {
 		spec = r.Old[0].Spec()
@@ -470,7 +480,7 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	for _, m := range keep {
 		kept[m.ID()] = true
 	}
-	var drop []Machine
+	drop := stopped
 	for _, m := range created {
 		if !kept[m.ID()] {
 			drop = append(drop, m)
