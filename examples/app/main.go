@@ -7,6 +7,9 @@
 //
 //	/        answers the version: -version, else $VERSION, else "dev"
 //	/health  answers 200 "ok", or 503 when UNHEALTHY=1
+//	/slow    answers the version after 200ms
+//	/upload  (POST) reads the body, then answers the version
+//	/stream  answers the version one byte at a time, flushed, 20ms apart
 //
 // SIGTERM and SIGINT shut it down gracefully: it stops accepting, lets
 // requests in flight finish (up to 10s), then exits 0. With LISTEN_AFTER set
@@ -22,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -92,6 +96,29 @@ func serve(addr, version string, unhealthy bool, listenAfter time.Duration) erro
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, version)
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		fmt.Fprint(w, version)
+	})
+	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, version)
+	})
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		f, _ := w.(http.Flusher)
+		for i := range len(version) {
+			if i > 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			_, _ = w.Write([]byte{version[i]})
+			if f != nil {
+				f.Flush()
+			}
+		}
 	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		if unhealthy {
