@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/immediate"
@@ -12,7 +14,8 @@ import (
 )
 
 // The new version listens 2s after its container starts, and no health check
-// is configured, while 8 clients send requests through the proxy. Docker's
+// is configured, while 16 clients send a mix of requests through the proxy
+// (GETs, 200ms requests, 64 KiB uploads, streamed answers). Docker's
 // published port accepts connections from the start, so only a readiness that
 // waits for the app itself keeps traffic away from the new containers until
 // they listen: rolling, bluegreen and canary fail no request; immediate fails
@@ -28,7 +31,12 @@ func TestDockerLateListener(t *testing.T) {
 		t.Run(s.Name(), func(t *testing.T) {
 			e := newEnv(t)
 			e.Deployer.Health = nil // the default check
-			run := e.Start(t)
+			e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+			run := load.Start(context.Background(), e.URL, load.Options{Workers: 16, Duration: 3 * time.Minute, Mixed: true})
+			t.Cleanup(func() { run.Stop() })
+			if err := run.WaitRequests(ctxFor(t, 20*time.Second), 50); err != nil {
+				t.Fatal(err)
+			}
 			spec := e.Spec("v2")
 			spec.Env = map[string]string{"LISTEN_AFTER": late.String()}
 			start := time.Now()
