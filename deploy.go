@@ -38,8 +38,11 @@ type MachineSpec struct {
 	Port    int               // internal port the app listens on (default 8080 where a backend needs one)
 	// Ports are more ports the machine serves that must be reachable, such as
 	// a health check's own port; see PortAddresser and AddrOf.
-	Ports  []int
-	Labels map[string]string // extra labels kept with the machine
+	Ports []int
+	// Protocol is what the app serves on Port: ProtocolHTTP (also when empty)
+	// or ProtocolTCP. DefaultCheck speaks it.
+	Protocol string
+	Labels   map[string]string // extra labels kept with the machine
 	// NoService marks a machine that serves no traffic (a worker): the
 	// Deployer never routes it, and it is ready once started and running for
 	// DefaultStartupWindow (see StaysRunning) unless a health checker is given.
@@ -52,6 +55,12 @@ type MachineSpec struct {
 	// exits on its own; the zero value is on-failure with 10 retries, as on Fly.
 	Restart RestartPolicy
 }
+
+// Protocols of MachineSpec.Protocol.
+const (
+	ProtocolHTTP = "http"
+	ProtocolTCP  = "tcp"
+)
 
 // StopTimeoutOrDefault returns StopTimeout, or 10s when it is zero or negative.
 func (s MachineSpec) StopTimeoutOrDefault() time.Duration {

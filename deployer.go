@@ -33,7 +33,7 @@ const (
 type Deployer struct {
 	Backend  Backend
 	Router   Router
-	Health   HealthChecker // nil: DialCheck
+	Health   HealthChecker // nil: DefaultCheck (the app answers; see DefaultCheck)
 	Strategy Strategy      // default strategy for requests that name none
 
 	// WaitTimeout bounds each machine's health wait; 0 means DefaultWaitTimeout.
@@ -449,17 +449,27 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	if moved && d.NoAutoRollback {
 		// Keep what serves; remove only new machines that never took traffic.
 		routes := r.Routes()
-		var errs []error
+		var idle []Machine
 		for _, m := range created {
 			if routes[m.Addr()] == 0 {
-				errs = append(errs, r.Retire(ctx, m))
+				idle = append(idle, m)
 			}
 		}
-		return false, errors.Join(errs...)
+		return false, r.Retire(ctx, idle...)
 	}
 
 	var errs []error
-	keep := alive
+	// Only old machines that still run can serve again; one that stopped (an
+	// interrupted deploy may have stopped several at once) is replaced.
+	var keep, stopped []Machine
+	for _, m := range alive {
+		if m.State() == StateStarted {
+			keep = append(keep, m)
+		} else {
+			stopped = append(stopped, m)
+		}
+	}
+	alive = keep
 	want, spec := len(r.Old), MachineSpec{}
 	if len(r.Old) > 0 {
 		spec = r.Old[0].Spec()
@@ -504,10 +514,14 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	for _, m := range keep {
 		kept[m.ID()] = true
 	}
+	drop := stopped
 	for _, m := range created {
 		if !kept[m.ID()] {
-			errs = append(errs, r.Retire(ctx, m))
+			drop = append(drop, m)
 		}
+	}
+	if len(drop) > 0 {
+		errs = append(errs, r.Retire(ctx, drop...)) // together: they leave traffic together
 	}
 	return moved, errors.Join(errs...)
 }
@@ -568,7 +582,7 @@ func (d *Deployer) Status(ctx context.Context, app string) ([]MachineStatus, err
 	}
 	hc := d.Health
 	if hc == nil {
-		hc = DialCheck{}
+		hc = DefaultCheck{}
 	}
 	out := make([]MachineStatus, 0, len(ms))
 	for _, m := range ms {
@@ -603,6 +617,8 @@ func validateSpec(s MachineSpec) error {
 		return fmt.Errorf("spec: %w: image is empty", ErrInvalid)
 	case s.Port < 0 || s.Port > 65535:
 		return fmt.Errorf("spec: %w: port %d out of range", ErrInvalid, s.Port)
+	case s.Protocol != "" && s.Protocol != ProtocolHTTP && s.Protocol != ProtocolTCP:
+		return fmt.Errorf("spec: %w: protocol %q: want %q or %q", ErrInvalid, s.Protocol, ProtocolHTTP, ProtocolTCP)
 	}
 	if err := s.Restart.Validate(); err != nil {
 		return fmt.Errorf("spec: %w", err)

@@ -26,6 +26,14 @@
 // besides its app port (MachineSpec.Ports, PortAddresser, AddrOf), which
 // health checks of those ports dial.
 //
+// A machine takes traffic only once its app answers. With no HealthChecker
+// configured, DefaultCheck decides: for an HTTP service (MachineSpec.Protocol
+// "http" or empty) an HTTP request must get a response, of any status; for a
+// TCP service the app must keep a connection open (DialCheck). A successful
+// dial alone is never enough: Docker's published port accepts connections
+// as soon as the container starts, before the app listens, and then closes
+// them; DialCheck and health.TCP count such a closed connection as a failure.
+//
 // This package imports only the standard library and go-hclog, and none of its
 // subpackages: strategies, backends and the proxy all point toward it.
 package deploy

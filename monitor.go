@@ -27,7 +27,7 @@ type Monitor struct {
 	Router  Router        // the router that carries traffic, such as a proxy
 	Backend Backend       // to find the machine behind each address
 	App     string        // the app whose machines are checked
-	Health  HealthChecker // nil: DialCheck
+	Health  HealthChecker // nil: DefaultCheck
 	// Interval between rounds of checks; 0 means the checker's policy interval.
 	Interval time.Duration
 	// Failures in a row that take a target out of traffic; 0 means 2.
@@ -131,7 +131,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 	hc := m.Health
 	if hc == nil {
-		hc = DialCheck{}
+		hc = DefaultCheck{}
 	}
 	pol := PolicyOf(hc)
 	interval := m.Interval
@@ -161,7 +161,7 @@ func (m *Monitor) Round(ctx context.Context, hc HealthChecker, timeout time.Dura
 // round runs one round; with bg, it starts the replacements it decides.
 func (m *Monitor) round(ctx context.Context, hc HealthChecker, timeout time.Duration, bg *sync.WaitGroup) {
 	if hc == nil {
-		hc = DialCheck{}
+		hc = DefaultCheck{}
 	}
 	if len(m.Targets()) == 0 {
 		return

@@ -21,7 +21,7 @@ type Rollout struct {
 	Old         []Machine     // the machines serving before the deploy
 	Backend     Backend       // creates machines
 	Router      Router        // moves traffic
-	Health      HealthChecker // nil: DialCheck
+	Health      HealthChecker // nil: DefaultCheck
 	WaitTimeout time.Duration // per machine health wait, as the Deployer resolved it (never 0)
 	Logger      hclog.Logger  // never nil when built by the Deployer
 
@@ -156,13 +156,21 @@ func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) (
 // WaitHealthy waits, within the rollout's wait timeout, until m passes its
 // health checks, and emits MachineHealthy or MachineUnhealthy.
 func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
-	ctx, cancel := context.WithTimeout(ctx, r.WaitTimeout)
-	defer cancel()
-	if err := WaitHealthy(ctx, m, r.Health); err != nil {
+	if err := waitHealthy(ctx, m, r.Health, r.WaitTimeout); err != nil {
 		r.emitFor(MachineUnhealthy, m, "", err)
 		return phaseErr(m, "health", err)
 	}
 	r.emitFor(MachineHealthy, m, "", nil)
+	return nil
+}
+
+// WaitReady waits, within the rollout's wait timeout, until m's app answers
+// (DefaultCheck, whatever the rollout's health checks), with no event: the
+// readiness a strategy that skips health checks still needs before it routes.
+func (r *Rollout) WaitReady(ctx context.Context, m Machine) error {
+	if err := waitHealthy(ctx, m, DefaultCheck{}, r.WaitTimeout); err != nil {
+		return phaseErr(m, "ready", err)
+	}
 	return nil
 }
 
@@ -254,35 +262,56 @@ func (r *Rollout) AddRoutes(ctx context.Context, w int, ms ...Machine) error {
 	return r.RouteAddrs(ctx, next)
 }
 
-// Retire takes machines out of traffic (waiting for them to drain), stops them
-// and destroys them.
+// MaxParallelStops bounds how many machines Retire stops at once.
+const MaxParallelStops = 8
+
+// Retire takes machines out of traffic together (waiting for them to drain),
+// then stops and destroys them concurrently, at most MaxParallelStops at a
+// time, so that one slow graceful shutdown does not delay the others.
 func (r *Rollout) Retire(ctx context.Context, ms ...Machine) error {
+	if len(ms) == 0 {
+		return nil
+	}
 	if err := r.Unroute(ctx, ms...); err != nil {
 		return err
 	}
-	var errs []error
 	for _, m := range ms {
 		if r.isOld(m) {
 			r.mu.Lock()
 			r.moved = true
 			r.mu.Unlock()
 		}
-		if err := r.stop(ctx, m); err != nil {
-			errs = append(errs, err)
-		}
-		if err := r.destroy(ctx, m); err != nil {
-			errs = append(errs, err)
-		}
 	}
+	errs := make([]error, len(ms))
+	sem := make(chan struct{}, MaxParallelStops)
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = errors.Join(r.stop(ctx, m), r.destroy(ctx, m))
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// stop stops a machine without destroying it, emitting MachineStopped.
+// stop stops a machine without destroying it, emitting MachineStopped with
+// its exit status (such as "exit code 0 (stopped)" or "exit code 137 (killed
+// after stop timeout)") when the backend reports it.
 func (r *Rollout) stop(ctx context.Context, m Machine) error {
 	if err := m.Stop(ctx); err != nil && !errors.Is(err, ErrNotFound) {
 		return phaseErr(m, "stop", err)
 	}
-	r.emitFor(MachineStopped, m, "", nil)
+	msg := ""
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if st, err := m.Wait(wctx); err == nil {
+		msg = st.String()
+	}
+	cancel()
+	r.emitFor(MachineStopped, m, msg, nil)
 	return nil
 }
 

@@ -466,7 +466,7 @@ kill_timeout = "30s"
 	p, err := c.Plan()
 	require.NoError(t, err)
 	assert.Equal(t, deploy.MachineSpec{App: "web", Image: "registry/web:2", Env: map[string]string{"MODE": "prod"},
-		Port: 3000, Ports: []int{9000, 9100}, StopSignal: "SIGINT", StopTimeout: 30 * time.Second}, p.Spec,
+		Port: 3000, Ports: []int{9000, 9100}, Protocol: "http", StopSignal: "SIGINT", StopTimeout: 30 * time.Second}, p.Spec,
 		"the other ports the checks probe are published")
 	assert.Equal(t, "canary", p.StrategyName)
 	assert.Equal(t, 0.5, p.MaxUnavailable)

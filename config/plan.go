@@ -26,7 +26,8 @@ type Plan struct {
 	// builds from source, so set it before deploying), Cmd (the group's
 	// command, else experimental.cmd), Env, Port (the internal port of the
 	// group's http_service or first tcp service; 0 with NoService when it
-	// has none), Ports (the other ports its checks probe), StopSignal
+	// has none), Protocol (tcp for a [[services]] entry without an http handler,
+	// else http), Ports (the other ports its checks probe), StopSignal
 	// (kill_signal) and StopTimeout (kill_timeout, else experimental.kill_timeout)
 	// and Restart (the group's [[restart]], see Config.RestartPolicy).
 	Spec deploy.MachineSpec
@@ -171,13 +172,13 @@ func (c *Config) group(name, def string, warnings *[]string) (Group, []*Error) {
 	if len(cmd) == 0 && c.Experimental != nil {
 		cmd = slices.Clone(c.Experimental.Cmd)
 	}
-	port := 0
+	port, protocol := 0, ""
 	hs := c.HTTPService
 	if hs != nil && !inGroup(hs.Processes, name, def) {
 		hs = nil
 	}
 	if hs != nil {
-		port = orDefault(hs.InternalPort)
+		port, protocol = orDefault(hs.InternalPort), deploy.ProtocolHTTP
 		g.Concurrency = hs.Concurrency
 	}
 	add := func(chk Check, defaultPort int) {
@@ -201,7 +202,12 @@ func (c *Config) group(name, def string, warnings *[]string) (Group, []*Error) {
 			continue
 		}
 		if port == 0 && (s.Protocol == "" || s.Protocol == "tcp") {
-			port = orDefault(s.InternalPort)
+			port, protocol = orDefault(s.InternalPort), deploy.ProtocolTCP
+			for _, sp := range s.Ports {
+				if slices.Contains(sp.Handlers, "http") {
+					protocol = deploy.ProtocolHTTP // the edge speaks HTTP to the app
+				}
+			}
 			if g.Concurrency == nil {
 				g.Concurrency = s.Concurrency
 			}
@@ -246,6 +252,7 @@ func (c *Config) group(name, def string, warnings *[]string) (Group, []*Error) {
 		Cmd:         cmd,
 		Env:         maps.Clone(c.Env),
 		Port:        port,
+		Protocol:    protocol,
 		Ports:       extra,
 		NoService:   port == 0,
 		StopSignal:  c.KillSignal,

@@ -42,8 +42,9 @@ func (p Plan) Request() (deploy.Request, error) {
 }
 
 // Health returns the plan's checks as one checker that passes when all pass,
-// or nil when the plan has none (the Deployer then waits for the port to
-// accept connections, or, with Spec.NoService, for the machine to stay
+// or nil when the plan has none (the Deployer then uses deploy.DefaultCheck:
+// the app must answer an HTTP request, or for a tcp service keep a connection
+// open; or, with Spec.NoService, for the machine to stay
 // running). Each check dials its own port: Spec.Port through the machine's
 // address, another port through deploy.AddrOf (Spec.Ports publishes it).
 func (p Plan) Health() deploy.HealthChecker { return checkers(p.Checks) }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -134,32 +133,26 @@ func (h HTTP) Policy() deploy.HealthPolicy {
 	return deploy.HealthPolicy{GracePeriod: h.GracePeriod, Interval: orDefault(h.Interval, DefaultInterval), Threshold: h.Threshold}
 }
 
-// TCP checks that the machine's address accepts a connection.
+// TCP checks that the machine's address accepts a connection and keeps it
+// open: a connection that the peer closes or resets within Hold fails, as a
+// port forwarder does while no app listens behind it (Docker's published
+// ports accept as soon as the container starts). It is deploy.DialCheck with
+// a policy of its own.
 type TCP struct {
 	Port        int           // as HTTP.Port: 0 checks the machine's address
 	Timeout     time.Duration // per check; default 2s
+	Hold        time.Duration // how long the peer must keep the connection open; default deploy.DefaultDialHold (200ms)
 	Interval    time.Duration // default 1s
 	GracePeriod time.Duration // default 0
 	Threshold   int           // default 1
 }
 
-// Check dials m's address (or the address of Port).
+// Check dials m's address (or the address of Port) and holds the connection open for Hold.
 func (t TCP) Check(ctx context.Context, m deploy.Machine) error {
-	addr, err := deploy.AddrOf(m, t.Port)
-	if err != nil {
-		return err
-	}
-	if addr == "" {
-		return errors.New("machine has no address yet")
-	}
-	ctx, cancel := context.WithTimeout(ctx, orDefault(t.Timeout, DefaultTimeout))
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
+	if err := (deploy.DialCheck{Port: t.Port, Timeout: orDefault(t.Timeout, DefaultTimeout), Hold: t.Hold}).Check(ctx, m); err != nil {
 		return fmt.Errorf("tcp check: %w", err)
 	}
-	return c.Close()
+	return nil
 }
 
 // Policy returns the check's timing.

@@ -138,3 +138,18 @@ func TestAllPolicy(t *testing.T) {
 	p := a.Policy()
 	assert.Equal(t, deploy.HealthPolicy{GracePeriod: 5 * time.Second, Interval: time.Second, Threshold: 2}, p)
 }
+
+// A TCP check fails on a connection that the peer closes at once (a port
+// forwarder with no app behind it) and passes on one it keeps open.
+func TestTCPCheckClosedAtOnce(t *testing.T) {
+	b := mem.New()
+	b.PortForwarder = true
+	defer b.Close()
+	b.Register("late", demo.Handler("late"))
+	b.Inject(mem.Fault{Image: "late", NeverListen: true})
+	b.Register("v1", demo.Handler("v1"))
+	ctx := context.Background()
+	err := health.TCP{}.Check(ctx, start(t, b, "late"))
+	assert.ErrorIs(t, err, deploy.ErrClosedAtOnce)
+	assert.NoError(t, health.TCP{}.Check(ctx, start(t, b, "v1")))
+}

@@ -321,7 +321,7 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		t.stats.errors.Add(1)
-		lastErr = err
+		lastErr = &targetError{addr: t.addr, err: err}
 		if ctx.Err() != nil {
 			break
 		}

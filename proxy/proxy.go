@@ -47,6 +47,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,8 +113,8 @@ type Options struct {
 	// body of up to 16 KiB whole, whatever this limit.
 	MaxReplayBytes int
 
-	// ErrorLog receives upstream errors and drain timeouts. Nil means the log
-	// package's standard logger.
+	// ErrorLog receives upstream errors (each naming the request and the
+	// target) and drain timeouts. Nil means the log package's standard logger.
 	ErrorLog *log.Logger
 
 	// MaxBodyBytes, when positive, bounds a request body: a request declaring a
@@ -178,7 +179,15 @@ type Proxy struct {
 	limits    atomic.Pointer[limits]
 	queue     queue
 	rr        bool // weighted round robin instead of least-loaded picking (tests compare them)
+
+	statsMu sync.Mutex
+	removed map[string]*target // removed targets whose statistics are kept, by address
+	order   []string           // addresses of removed, oldest first
 }
+
+// maxRemovedStats bounds how many removed targets' statistics are kept; the
+// oldest are forgotten first.
+const maxRemovedStats = 1024
 
 // New returns a Proxy with no targets: until SetTargets is called it answers 503.
 func New(opts Options) *Proxy {
@@ -371,7 +380,7 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; nobody reads this answer.
 		w.WriteHeader(http.StatusBadGateway)
 	default:
-		p.logf("proxy: %s %s: %v", r.Method, r.URL.Path, err)
+		p.logf("proxy: %s %s: %v", r.Method, r.URL.Path, err) // err names the target (targetError)
 		writeError(w, http.StatusBadGateway, "bad gateway: upstream unavailable")
 	}
 }
@@ -421,6 +430,7 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 	for _, e := range next.all {
 		e.t.pool.init(p.opts.MaxConnsPerTarget)
 	}
+	p.adoptStats(next)
 	p.set.Store(next)
 	p.queue.pump() // requests waiting for room may find it in the new set
 
@@ -432,7 +442,15 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 			removed = append(removed, e.t)
 		}
 	}
-	if len(removed) == 0 || p.opts.DrainTimeout < 0 {
+	p.keepStats(removed)
+	if len(removed) == 0 {
+		return nil
+	}
+	// Once drained (or given up on), no idle connection may hold up the
+	// target's graceful shutdown: an HTTP server waits for a connection that
+	// never carried a request as for a busy one.
+	defer p.closeFallbackIdle()
+	if p.opts.DrainTimeout < 0 {
 		return nil
 	}
 	timer := time.NewTimer(p.opts.DrainTimeout)
@@ -484,11 +502,22 @@ func (p *Proxy) Targets() map[string]int {
 }
 
 // Stats returns a snapshot of the statistics of every target in the current set
-// (weight 0 included), keyed by address. Take two snapshots and subtract them with
-// TargetStats.Sub to look at a window.
+// (weight 0 included) and of the removed targets, keyed by address. A removed
+// target's statistics (Removed set, Weight 0) keep its totals until ResetStats
+// forgets them (or 1,024 later removals push them out), and an address added
+// again continues from them. Take two snapshots and subtract them with
+// TargetStats.Sub to look at a window, across removals too.
 func (p *Proxy) Stats() map[string]TargetStats {
 	s := p.set.Load()
-	m := make(map[string]TargetStats, len(s.all))
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	m := make(map[string]TargetStats, len(s.all)+len(p.removed))
+	for addr, t := range p.removed {
+		st := t.stats.snapshot()
+		st.InFlight = t.inflight.Load()
+		st.Removed = true
+		m[addr] = st
+	}
 	for _, e := range s.all {
 		st := e.t.stats.snapshot()
 		st.Weight = e.weight
@@ -496,6 +525,84 @@ func (p *Proxy) Stats() map[string]TargetStats {
 		m[e.t.addr] = st
 	}
 	return m
+}
+
+// ResetStats starts the statistics of addrs over, or of every target when
+// addrs is empty: a removed target's are forgotten, a current target's
+// counters start from zero (requests in flight meanwhile may or may not count).
+func (p *Proxy) ResetStats(addrs ...string) {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	all := len(addrs) == 0
+	want := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		want[a] = true
+	}
+	kept := p.order[:0]
+	for _, a := range p.order {
+		if all || want[a] {
+			delete(p.removed, a)
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	p.order = kept
+	for _, e := range p.set.Load().all {
+		if all || want[e.t.addr] {
+			e.t.stats.reset()
+		}
+	}
+}
+
+// keepStats remembers removed targets' statistics. SetTargets is serialized.
+func (p *Proxy) keepStats(removed []*target) {
+	if len(removed) == 0 {
+		return
+	}
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	if p.removed == nil {
+		p.removed = map[string]*target{}
+	}
+	for _, t := range removed {
+		if _, ok := p.removed[t.addr]; !ok {
+			p.order = append(p.order, t.addr)
+		}
+		p.removed[t.addr] = t
+	}
+	for len(p.order) > maxRemovedStats {
+		delete(p.removed, p.order[0])
+		p.order = p.order[1:]
+	}
+}
+
+// adoptStats gives the targets of next that were removed before the totals
+// they had, before next is published.
+func (p *Proxy) adoptStats(next *targetSet) {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	if len(p.removed) == 0 {
+		return
+	}
+	for _, e := range next.all {
+		if old, ok := p.removed[e.t.addr]; ok && old != e.t {
+			e.t.stats.add(&old.stats)
+			delete(p.removed, e.t.addr)
+			p.order = slices.DeleteFunc(p.order, func(a string) bool { return a == e.t.addr })
+		}
+	}
+}
+
+// closeFallbackIdle closes the idle connections of the proxy's own fallback
+// transport (a user's Transport is left alone). Its pool is not per target, so
+// other targets' idle connections go too; they are dialled again as needed.
+func (p *Proxy) closeFallbackIdle() {
+	if p.opts.Transport != nil {
+		return
+	}
+	if c, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // Close closes the idle upstream connections (the proxy's own and the transport's).

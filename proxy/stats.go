@@ -59,6 +59,26 @@ func (h *histogram) observe(ns int64) {
 	h.sum.Add(ns)
 }
 
+// add adds o's counts to c's; c is not yet in use.
+func (c *counters) add(o *counters) {
+	c.requests.Add(o.requests.Load())
+	c.errors.Add(o.errors.Load())
+	for i := range c.latency.buckets {
+		c.latency.buckets[i].Add(o.latency.buckets[i].Load())
+	}
+	c.latency.sum.Add(o.latency.sum.Load())
+}
+
+// reset starts c over from zero.
+func (c *counters) reset() {
+	c.requests.Store(0)
+	c.errors.Store(0)
+	for i := range c.latency.buckets {
+		c.latency.buckets[i].Store(0)
+	}
+	c.latency.sum.Store(0)
+}
+
 func (c *counters) snapshot() TargetStats {
 	s := TargetStats{Requests: c.requests.Load(), Errors: c.errors.Load(), Queued: c.queued.Load()}
 	for i := range c.latency.buckets {
@@ -76,6 +96,9 @@ type TargetStats struct {
 	Weight int
 	// InFlight is the number of requests in flight at the snapshot (a gauge).
 	InFlight int64
+	// Removed says the target left the set; its statistics are its totals,
+	// kept until Proxy.ResetStats.
+	Removed bool
 	// Requests counts the attempts sent to the target, including those that failed
 	// to connect (a request retried on another target counts once on each; one
 	// sent again over a new connection after the backend had closed the pooled
@@ -104,9 +127,9 @@ func (s TargetStats) ErrorRate() float64 {
 func (s TargetStats) Quantile(q float64) time.Duration { return s.Latency.Quantile(q) }
 
 // Sub returns the statistics of the window between earlier and s, two snapshots of
-// the same target. Weight and InFlight are s's. When s has fewer requests than
-// earlier, the target's counters started over (it was removed and added again), and
-// s is returned unchanged.
+// the same target. Weight, InFlight and Removed are s's. When s has fewer requests
+// than earlier, the target's counters started over (Proxy.ResetStats), and s is
+// returned unchanged.
 func (s TargetStats) Sub(earlier TargetStats) TargetStats {
 	if s.Requests < earlier.Requests || s.Errors < earlier.Errors || s.Latency.count < earlier.Latency.count {
 		return s

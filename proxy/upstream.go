@@ -64,7 +64,7 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		t.stats.errors.Add(1)
 		t.release()
-		lastErr = err
+		lastErr = &targetError{addr: t.addr, err: err}
 		if req.Context().Err() != nil || (body != nil && !body.b.replayable()) {
 			break
 		}
@@ -87,6 +87,15 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return nil, lastErr
 }
+
+// targetError is an upstream error with the target it came from, for the log.
+type targetError struct {
+	addr string
+	err  error
+}
+
+func (e *targetError) Error() string { return "target " + e.addr + ": " + e.err.Error() }
+func (e *targetError) Unwrap() error { return e.err }
 
 // claim picks a target from the current set and claims it (see pick), or
 // waits in the queue when every target is at its hard limit. It returns

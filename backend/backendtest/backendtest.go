@@ -28,8 +28,21 @@ type Harness struct {
 	Stubborn func(app string, stopTimeout time.Duration) deploy.MachineSpec
 	// Exit returns a spec whose command override prints line and exits with code.
 	Exit func(app, line string, code int) deploy.MachineSpec
+	// Boot returns a spec whose app behaves as b says while it boots, and
+	// serves as Serve's app once it listens. Nil skips the real-app cases.
+	Boot func(app string, b Boot) deploy.MachineSpec
 	// Timeout bounds each operation that must finish (start, stop, ...); 0 means 60s.
 	Timeout time.Duration
+}
+
+// Boot describes how an app behaves between its start and the moment it
+// serves, as real apps do. The zero value listens at once.
+type Boot struct {
+	ListenAfter time.Duration // the app listens only this long after it starts
+	NeverListen bool          // the app never listens
+	CloseConns  bool          // the app accepts every connection and closes it at once
+	ExitAfter   time.Duration // the app exits this long after it starts, before it listens
+	ExitCode    int           // with ExitAfter: the exit code
 }
 
 // Run runs the suite. Apps are named after the test, so a backend shared
@@ -60,6 +73,28 @@ func Run(t *testing.T, h Harness) {
 			tc.fn(t, h, app)
 		})
 	}
+	// Apps that behave as real ones do while they boot. Each case waits
+	// seconds, mostly idle, so they run in parallel (and all end here).
+	realApps := []struct {
+		name string
+		fn   func(*testing.T, Harness, string)
+	}{
+		{"ReadyOnlyOnceListeningLate", testListensLate},
+		{"NotReadyWhenConnectionsClose", testClosesConns},
+		{"NotReadyWhenNeverListening", testNeverListens},
+		{"ExitDuringBootFailsWaitAtOnce", testExitsDuringBoot},
+	}
+	t.Run("RealApps", func(t *testing.T) {
+		if h.Boot == nil {
+			t.Skip("Harness.Boot is nil")
+		}
+		for _, tc := range realApps {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				tc.fn(t, h, "bt-"+strings.ToLower(tc.name))
+			})
+		}
+	})
 }
 
 func ctxFor(t *testing.T, h Harness) context.Context {
@@ -361,5 +396,109 @@ func testExitCode(t *testing.T, h Harness, app string) {
 		if st.Code != code {
 			t.Errorf("command exit: %s, want code %d", st, code)
 		}
+	}
+}
+
+// The readiness checks a deploy can rely on: the default one, the TCP one
+// (deploy.DialCheck, which health.TCP is) and an HTTP check that wants any answer.
+var readiness = []struct {
+	name string
+	hc   deploy.HealthChecker
+}{
+	{"DefaultCheck", deploy.DefaultCheck{}},
+	{"DialCheck", deploy.DialCheck{}},
+	{"HTTPReadyCheck", deploy.HTTPReadyCheck{}},
+}
+
+// An app that listens 2s after it starts is not ready before: every readiness
+// check fails at first (whatever a port forwarder in front of it does), then
+// passes once it listens, and the first request after that is answered.
+func testListensLate(t *testing.T, h Harness, app string) {
+	const late = 2 * time.Second
+	m := launch(t, h, h.Boot(app, Boot{ListenAfter: late}))
+	started := time.Now()
+	for _, c := range readiness {
+		if err := c.hc.Check(ctxFor(t, h), m); err == nil && time.Since(started) < late/2 {
+			t.Errorf("%s passed %s after start, before the app listens (%s after start)", c.name, time.Since(started).Round(time.Millisecond), late)
+		}
+	}
+	ctx := ctxFor(t, h)
+	if err := deploy.WaitHealthy(ctx, m, deploy.DefaultCheck{}); err != nil {
+		t.Fatalf("wait for readiness: %v", err)
+	}
+	if took := time.Since(started); took < late/2 {
+		t.Errorf("ready %s after start; the app listens only %s after it", took.Round(time.Millisecond), late)
+	}
+	resp, err := client.Get("http://" + m.Addr() + "/") // once, no retry: ready means it answers
+	if err != nil {
+		t.Fatalf("first request once ready: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("first request once ready: status %d", resp.StatusCode)
+	}
+	for _, c := range readiness {
+		if err := c.hc.Check(ctx, m); err != nil {
+			t.Errorf("%s once the app listens: %v", c.name, err)
+		}
+	}
+}
+
+// waitFails checks that a wait of 2s for every readiness check ends in ErrUnhealthy.
+func waitFails(t *testing.T, h Harness, m deploy.Machine) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, c := range readiness {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err := deploy.WaitHealthy(ctx, m, c.hc)
+			cancel()
+			if !errors.Is(err, deploy.ErrUnhealthy) {
+				t.Errorf("%s: wait: %v, want ErrUnhealthy", c.name, err)
+				return
+			}
+			t.Logf("%s: %v", c.name, err)
+		}()
+	}
+	wg.Wait()
+	if st := m.State(); st != deploy.StateStarted {
+		t.Errorf("state %s, want started", st)
+	}
+}
+
+// An app that accepts every connection and closes it at once is never ready.
+func testClosesConns(t *testing.T, h Harness, app string) {
+	m := launch(t, h, h.Boot(app, Boot{CloseConns: true}))
+	waitFails(t, h, m)
+}
+
+// An app that never listens is never ready.
+func testNeverListens(t *testing.T, h Harness, app string) {
+	m := launch(t, h, h.Boot(app, Boot{NeverListen: true}))
+	waitFails(t, h, m)
+}
+
+// An app that exits while it boots fails the wait as soon as it exits, with
+// ErrExited, not at the wait's end, and its exit code is kept.
+func testExitsDuringBoot(t *testing.T, h Harness, app string) {
+	m := launch(t, h, h.Boot(app, Boot{ExitAfter: 500 * time.Millisecond, ExitCode: 3}))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctxFor(t, h), h.Timeout/2)
+	defer cancel()
+	err := deploy.WaitHealthy(ctx, m, deploy.DefaultCheck{})
+	if !errors.Is(err, deploy.ErrExited) {
+		t.Fatalf("wait: %v, want ErrExited", err)
+	}
+	if took := time.Since(start); took > h.Timeout/4 {
+		t.Errorf("wait ended %s after start; the app exited after 500ms", took)
+	}
+	st, err := m.Wait(ctxFor(t, h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Code != 3 {
+		t.Errorf("exit during boot: %s, want code 3", st)
 	}
 }

@@ -33,6 +33,22 @@ func TestConformance(t *testing.T) {
 			s.Restart = deploy.RestartPolicy{Policy: deploy.RestartNever} // it exits once
 			return s
 		},
+		Boot: func(app string, bt backendtest.Boot) deploy.MachineSpec {
+			s := spec(app, "v1")
+			switch {
+			case bt.ListenAfter > 0:
+				s.Env["LISTEN_AFTER"] = bt.ListenAfter.String()
+			case bt.NeverListen:
+				s.Env["NEVER_LISTEN"] = "1"
+			case bt.CloseConns:
+				s.Env["CLOSE_CONNS"] = "1"
+			}
+			if bt.ExitAfter > 0 {
+				s.Env["EXIT_AFTER"] = bt.ExitAfter.String()
+				s.Env["EXIT_CODE"] = strconv.Itoa(bt.ExitCode)
+			}
+			return s
+		},
 		Timeout: 30 * time.Second,
 	})
 }

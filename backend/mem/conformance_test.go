@@ -2,8 +2,10 @@ package mem_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +16,18 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	for _, fwd := range []bool{false, true} {
+		name := "Direct"
+		if fwd {
+			name = "PortForwarder" // as Docker fronts containers
+		}
+		t.Run(name, func(t *testing.T) { conformance(t, fwd) })
+	}
+}
+
+func conformance(t *testing.T, fwd bool) {
 	b := mem.New()
+	b.PortForwarder = fwd
 	defer b.Close()
 	b.Register("serve:v1", demo.Handler("v1"))
 	b.Register("stubborn", demo.Handler("stubborn"))
@@ -27,6 +40,8 @@ func TestConformance(t *testing.T) {
 		}
 		return code
 	})
+	var mu sync.Mutex
+	boots := 0
 	backendtest.Run(t, backendtest.Harness{
 		Backend: b,
 		Serve: func(app, version string) deploy.MachineSpec {
@@ -37,6 +52,18 @@ func TestConformance(t *testing.T) {
 		},
 		Exit: func(app, line string, code int) deploy.MachineSpec {
 			return deploy.MachineSpec{App: app, Image: "serve:v1", Cmd: []string{"exit", line, strconv.Itoa(code)}}
+		},
+		Boot: func(app string, bt backendtest.Boot) deploy.MachineSpec {
+			mu.Lock()
+			boots++
+			image := fmt.Sprintf("boot-%d", boots)
+			mu.Unlock()
+			b.Register(image, demo.Handler("v1"))
+			b.Inject(mem.Fault{
+				Image: image, BootDelay: bt.ListenAfter, CloseConns: bt.CloseConns,
+				NeverListen: bt.NeverListen || bt.ExitAfter > 0, ExitAfter: bt.ExitAfter, ExitCode: bt.ExitCode,
+			})
+			return deploy.MachineSpec{App: app, Image: image}
 		},
 	})
 }

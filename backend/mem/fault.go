@@ -31,6 +31,8 @@ type Fault struct {
 
 	// Behaviour.
 	BootDelay    time.Duration // the app listens only after this delay
+	NeverListen  bool          // the app never listens (a boot that never ends)
+	CloseConns   bool          // the app accepts every connection and closes it at once, serving nothing
 	FailStart    bool          // Start fails and the machine exits with code 1
 	CrashAfter   time.Duration // crash (connections reset, exit 1) this long after start
 	ExitAfter    time.Duration // exit on its own this long after start, with ExitCode
@@ -68,6 +70,8 @@ func (f *faultState) matches(image, id string, nth int) bool {
 func (f Fault) merge(g Fault) Fault {
 	f.BootDelay = max(f.BootDelay, g.BootDelay)
 	f.FailStart = f.FailStart || g.FailStart
+	f.NeverListen = f.NeverListen || g.NeverListen
+	f.CloseConns = f.CloseConns || g.CloseConns
 	if g.CrashAfter > 0 {
 		f.CrashAfter = g.CrashAfter
 	}

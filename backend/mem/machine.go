@@ -29,8 +29,9 @@ type Machine struct {
 
 	mu       sync.Mutex
 	state    deploy.MachineState
-	fault    Fault // the behaviour faults, read at Start
-	addr     string
+	fault    Fault      // the behaviour faults, read at Start
+	addr     string     // where clients reach the app: its own address, or its forwarder's
+	fwd      *forwarder // with Backend.PortForwarder; closed when the machine exits
 	srv      *http.Server
 	extra    map[int]string // spec.Ports -> address, once listening
 	extraSrv []*http.Server
@@ -125,17 +126,7 @@ func (m *Machine) Start(ctx context.Context) error {
 		m.state = deploy.StateStarted
 		return nil
 	}
-	// The address is known now; a booting app listens on it after the delay.
-	var ln net.Listener
-	var res *reservation
-	if f.BootDelay > 0 {
-		res, err = reserve()
-		if err == nil {
-			m.addr = res.addr
-		}
-	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
-		m.addr = ln.Addr().String()
-	}
+	ln, res, err := m.listenLocked(f)
 	if err != nil {
 		cancel()
 		m.state = deploy.StateStopped
@@ -150,9 +141,36 @@ func (m *Machine) Start(ctx context.Context) error {
 	}
 	m.state = deploy.StateStarted
 	m.bg.Add(1)
-	go m.serve(runCtx, ln, res, f.BootDelay)
+	go m.serve(runCtx, ln, res, f)
 	m.armFaultsLocked(f)
 	return nil
+}
+
+// listenLocked gives a run of the machine its address: a listener, or, for
+// an app that boots late or never listens, a reservation of the port it will
+// listen on; with the backend's PortForwarder, a forwarder in front of it
+// whose address becomes m.addr. m.mu is held.
+func (m *Machine) listenLocked(f Fault) (net.Listener, *reservation, error) {
+	var ln net.Listener
+	var res *reservation
+	var err error
+	if f.BootDelay > 0 || f.NeverListen {
+		if res, err = reserve(); err == nil {
+			m.addr = res.addr
+		}
+	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+		m.addr = ln.Addr().String()
+	}
+	if err == nil && m.b.PortForwarder {
+		if m.fwd, err = newForwarder(m.addr); err == nil {
+			m.addr = m.fwd.addr()
+		} else if ln != nil {
+			ln.Close()
+		} else {
+			res.close()
+		}
+	}
+	return ln, res, err
 }
 
 // armFaultsLocked starts the timers of f's crash and exit faults for this run. m.mu is held.
@@ -166,22 +184,39 @@ func (m *Machine) armFaultsLocked(f Fault) {
 	}
 }
 
-// serve serves on ln, or, for a booting app, listens on res after delay.
-func (m *Machine) serve(ctx context.Context, ln net.Listener, res *reservation, delay time.Duration) {
+// serve serves on ln, or, for a booting app, listens on res after the boot
+// delay (never, with NeverListen). With CloseConns it closes every connection
+// it accepts instead of serving it.
+func (m *Machine) serve(ctx context.Context, ln net.Listener, res *reservation, f Fault) {
 	defer m.bg.Done()
 	if ln == nil {
-		t := time.NewTimer(delay)
+		var after <-chan time.Time
+		if !f.NeverListen {
+			t := time.NewTimer(f.BootDelay)
+			defer t.Stop()
+			after = t.C
+		}
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			res.close()
 			return
-		case <-t.C:
+		case <-after:
 		}
 		var err error
 		if ln, err = res.listen(); err != nil {
 			go m.kill(ExitCrashed, "listen after boot: "+err.Error())
 			return
+		}
+	}
+	if f.CloseConns {
+		stop := context.AfterFunc(ctx, func() { ln.Close() })
+		defer stop()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
 		}
 	}
 	m.mu.Lock()
@@ -456,6 +491,9 @@ func (m *Machine) exitLocked(st deploy.ExitStatus) {
 		for _, t := range m.timers {
 			t.Stop()
 		}
+		if m.fwd != nil {
+			m.fwd.close() // as Docker unpublishes a stopped container's port
+		}
 		m.out.close()
 		close(m.exited)
 	})
@@ -482,7 +520,11 @@ func (m *Machine) destroy() {
 		m.exitLocked(deploy.ExitStatus{Reason: "never started"})
 	}
 	m.state = deploy.StateDestroyed
+	fwd := m.fwd
 	m.mu.Unlock()
+	if fwd != nil {
+		fwd.wait()
+	}
 	m.b.forget(m.id)
 }
 

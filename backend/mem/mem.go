@@ -8,8 +8,10 @@
 // Go func instead and exits with its code, as a release command does.
 //
 // Faults are injected per image, per Nth machine of an image, or per machine:
-// boot delay, failure to start, a crash or exit after a delay, a failing health
-// endpoint, a slow shutdown, and errors on backend calls.
+// boot delay, an app that never listens or that closes every connection,
+// failure to start, a crash or exit after a delay, a failing health endpoint,
+// a slow shutdown, and errors on backend calls. Backend.PortForwarder fronts
+// machines with a port forwarder, as Docker does.
 //
 // A serving machine that exits on its own (a crash fault, Kill, an exit
 // fault) is restarted as its spec's Restart policy says, after RestartDelay,
@@ -47,6 +49,14 @@ type Backend struct {
 	// before its restart policy restarts it; 0 means DefaultRestartDelay.
 	// Set it before machines start.
 	RestartDelay time.Duration
+
+	// PortForwarder, set right after New and before any machine is created,
+	// fronts every machine the way Docker's published port does: a machine's
+	// Addr is a forwarder's 127.0.0.1 port, which accepts connections from the
+	// moment the machine starts, forwards each to the app, and closes it at once
+	// while the app does not accept (it boots, never listens, or shuts down).
+	// A bare successful dial then says nothing about the app, as on Docker.
+	PortForwarder bool
 
 	mu       sync.Mutex
 	images   map[string]http.Handler

@@ -2,7 +2,6 @@ package mem
 
 import (
 	"context"
-	"net"
 	"sync"
 	"time"
 
@@ -85,15 +84,7 @@ func (m *Machine) restart() {
 	m.fault = m.b.faultsForLocked(m.spec.Image, m.id, m.nth)
 	m.b.mu.Unlock()
 	f := m.fault
-	var ln net.Listener
-	var res *reservation
-	if f.BootDelay > 0 {
-		if res, err = reserve(); err == nil {
-			m.addr = res.addr
-		}
-	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
-		m.addr = ln.Addr().String()
-	}
+	ln, res, err := m.listenLocked(f)
 	if err != nil {
 		m.state = deploy.StateStopped
 		return
@@ -109,6 +100,6 @@ func (m *Machine) restart() {
 	m.srv = m.newServer(h)
 	m.state = deploy.StateStarted
 	m.bg.Add(1)
-	go m.serve(runCtx, ln, res, f.BootDelay)
+	go m.serve(runCtx, ln, res, f)
 	m.armFaultsLocked(f)
 }

@@ -7,9 +7,14 @@
 //
 //	/        answers the version: -version, else $VERSION, else "dev"
 //	/health  answers 200 "ok", or 503 when UNHEALTHY=1
+//	/slow    answers the version after 200ms
+//	/upload  (POST) reads the body, then answers the version
+//	/stream  answers the version one byte at a time, flushed, 20ms apart
 //
 // SIGTERM and SIGINT shut it down gracefully: it stops accepting, lets
-// requests in flight finish (up to 10s), then exits 0.
+// requests in flight finish (up to 10s), then exits 0. With LISTEN_AFTER set
+// (such as "2s") it listens only that long after it starts, as an app that
+// loads its config and connects to its database first.
 //
 // With the arguments "migrate [code]" it is a release command: it prints a few
 // lines, as a schema migration would, and exits with code (default 0).
@@ -24,6 +29,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -49,7 +55,16 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
-	if err := serve(":"+port, v, os.Getenv("UNHEALTHY") == "1"); err != nil {
+	var listenAfter time.Duration
+	if s := os.Getenv("LISTEN_AFTER"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "app: LISTEN_AFTER=%q: %v\n", s, err)
+			os.Exit(2)
+		}
+		listenAfter = d
+	}
+	if err := serve(":"+port, v, os.Getenv("UNHEALTHY") == "1", listenAfter); err != nil {
 		fmt.Fprintln(os.Stderr, "app:", err)
 		os.Exit(1)
 	}
@@ -89,10 +104,33 @@ func command(args []string) int {
 	return 2
 }
 
-func serve(addr, version string, unhealthy bool) error {
+func serve(addr, version string, unhealthy bool, listenAfter time.Duration) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, version)
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		fmt.Fprint(w, version)
+	})
+	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, version)
+	})
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		f, _ := w.(http.Flusher)
+		for i := range len(version) {
+			if i > 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			_, _ = w.Write([]byte{version[i]})
+			if f != nil {
+				f.Flush()
+			}
+		}
 	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		if unhealthy {
@@ -105,6 +143,15 @@ func serve(addr, version string, unhealthy bool) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if listenAfter > 0 {
+		fmt.Fprintf(os.Stderr, "app: booting; listening in %v\n", listenAfter)
+		select {
+		case <-time.After(listenAfter):
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "app: stopped while booting")
+			return nil
+		}
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	fmt.Fprintf(os.Stderr, "app: version %q listening on %s (unhealthy=%v)\n", version, addr, unhealthy)

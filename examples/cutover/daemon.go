@@ -247,6 +247,9 @@ func (d *daemon) Status(ctx context.Context) (control.Status, error) {
 func (d *daemon) stats() map[string]control.TargetStats {
 	out := map[string]control.TargetStats{}
 	for a, s := range d.px.Stats() {
+		if s.Removed {
+			continue // the current targets only
+		}
 		out[a] = control.TargetStats{
 			Weight: s.Weight, InFlight: s.InFlight, Requests: s.Requests, Errors: s.Errors,
 			P50MS: ms(s.Quantile(0.5)), P99MS: ms(s.Quantile(0.99)), ErrorRate: s.ErrorRate(),

@@ -167,7 +167,7 @@ func (d *daemon) adopt(ctx context.Context) error {
 	}
 	hc := d.health
 	if hc == nil {
-		hc = deploy.DialCheck{}
+		hc = deploy.DefaultCheck{}
 	}
 	targets := map[string]int{}
 	for _, m := range ms {

@@ -6,6 +6,7 @@
 //
 //	go run ./examples/docker                       # rolling
 //	go run ./examples/docker -strategy bluegreen -json
+//	go run ./examples/docker -listen-after 2s -no-health   # v2 listens 2s after start; the default check
 //
 // It prints the same summary, and with -json the same last line, as
 // examples/quickstart. Containers publish their port on 127.0.0.1 only.
@@ -45,10 +46,12 @@ func main() {
 	machines := flag.Int("machines", 3, "containers in the app")
 	asJSON := flag.Bool("json", false, "end with one JSON line summarising the deploy")
 	workers := flag.Int("clients", 8, "concurrent clients sending requests through the proxy")
+	listenAfter := flag.Duration("listen-after", 0, "v2 listens only this long after its container starts, as a slow-booting app")
+	noHealth := flag.Bool("no-health", false, "configure no health check: the default check (the app answers HTTP) decides")
 	flag.Parse()
 	// Ctrl-C cancels the deploy (which then undoes itself) and the clean-up still runs.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *strat, *machines, *workers, *asJSON)
+	err := run(ctx, *strat, *machines, *workers, *asJSON, *listenAfter, *noHealth)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "examples/docker:", err)
@@ -59,7 +62,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, strategyName string, machines, workers int, asJSON bool) (err error) {
+func run(ctx context.Context, strategyName string, machines, workers int, asJSON bool, listenAfter time.Duration, noHealth bool) (err error) {
 	s, err := strategy.ByName(strategyName, 0)
 	if err != nil {
 		return err
@@ -136,8 +139,15 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 		WaitTimeout: 30 * time.Second,
 		OnEvent:     func(e deploy.Event) { fmt.Println(" ", e) },
 	}
+	if noHealth {
+		d.Health = nil // deploy.DefaultCheck
+	}
 	spec := func(v string) deploy.MachineSpec {
-		return deploy.MachineSpec{App: app, Image: images[v], Version: v, Port: 8080, StopTimeout: 5 * time.Second}
+		s := deploy.MachineSpec{App: app, Image: images[v], Version: v, Port: 8080, StopTimeout: 5 * time.Second}
+		if v == "v2" && listenAfter > 0 {
+			s.Env = map[string]string{"LISTEN_AFTER": listenAfter.String()}
+		}
+		return s
 	}
 
 	fmt.Printf("deploying v1 to %d containers behind %s\n", machines, url)

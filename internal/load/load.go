@@ -20,7 +20,14 @@ type Options struct {
 	Workers  int           // concurrent clients; default 8
 	Max      int64         // stop after this many requests in all; 0: no bound
 	Duration time.Duration // stop after this long; 0: no bound (Stop or ctx ends it)
+	// Mixed makes each worker cycle through GET /, GET /slow, POST /upload
+	// (a 64 KiB body) and GET /stream, which the app must answer with its
+	// version as / does (examples/app does); false sends GET / only.
+	Mixed bool
 }
+
+// upload is the body of the mixed load's POST /upload.
+var upload = strings.Repeat("u", 64<<10)
 
 // Run is a running load. Stop it to get its Result.
 type Run struct {
@@ -45,6 +52,9 @@ type Result struct {
 	ByBody   map[string]int64 // 2xx responses by body (the version that served)
 	Errors   []string         // the first few failures, for the log
 	Duration time.Duration
+	// FirstFailed is when the earliest failed request was sent, LastFailed
+	// when the latest failed request ended; zero with no failure.
+	FirstFailed, LastFailed time.Time
 }
 
 // String summarises the counts on one line.
@@ -82,30 +92,53 @@ func Start(ctx context.Context, baseURL string, opts Options) *Run {
 	}
 	r.res.ByBody = map[string]int64{}
 	r.start = time.Now()
-	for range opts.Workers {
+	for i := range opts.Workers {
 		r.wg.Add(1)
-		go r.worker(ctx)
+		go r.worker(ctx, i)
 	}
 	return r
 }
 
-func (r *Run) worker(ctx context.Context) {
+func (r *Run) worker(ctx context.Context, id int) {
 	defer r.wg.Done()
-	for ctx.Err() == nil {
+	for n := id; ctx.Err() == nil; n++ {
 		if r.opts.Max > 0 && r.sent.Add(1) > r.opts.Max {
 			return
 		}
 		epoch := r.epoch.Load()
-		body, err := r.once(ctx)
+		sent := time.Now()
+		kind := 0
+		if r.opts.Mixed {
+			kind = n % 4
+		}
+		body, err := r.once(ctx, kind)
 		if ctx.Err() != nil && err != nil {
 			return // the run ended mid-request; not a failure of the server
 		}
-		r.record(epoch, body, err)
+		r.record(epoch, sent, body, err)
 	}
 }
 
-func (r *Run) once(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+// once sends one request of kind: 0 GET /, 1 GET /slow, 2 POST /upload, 3 GET /stream.
+func (r *Run) once(ctx context.Context, kind int) (string, error) {
+	method, path, body := http.MethodGet, "", io.Reader(nil)
+	switch kind {
+	case 1:
+		path = "slow"
+	case 2:
+		method, path, body = http.MethodPost, "upload", strings.NewReader(upload)
+	case 3:
+		path = "stream"
+	}
+	s, err := r.send(ctx, method, r.url+path, body)
+	if err != nil && r.opts.Mixed {
+		err = fmt.Errorf("%s /%s: %w", method, path, err)
+	}
+	return s, err
+}
+
+func (r *Run) send(ctx context.Context, method, url string, body io.Reader) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return "", err
 	}
@@ -124,12 +157,16 @@ func (r *Run) once(ctx context.Context) (string, error) {
 	return string(b), nil
 }
 
-func (r *Run) record(epoch int64, body string, err error) {
+func (r *Run) record(epoch int64, sent time.Time, body string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.res.Requests++
 	if err != nil {
 		r.res.Failed++
+		if r.res.FirstFailed.IsZero() || sent.Before(r.res.FirstFailed) {
+			r.res.FirstFailed = sent
+		}
+		r.res.LastFailed = time.Now()
 		if len(r.res.Errors) < 10 {
 			r.res.Errors = append(r.res.Errors, err.Error())
 		}

@@ -229,7 +229,7 @@ func checkOnce(ctx context.Context, hc deploy.HealthChecker, m deploy.Machine, t
 		return fmt.Errorf("%w: restarted %d time(s) by its restart policy", deploy.ErrExited, n)
 	}
 	if hc == nil {
-		hc = deploy.DialCheck{}
+		hc = deploy.DefaultCheck{}
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(timeout, time.Second))
 	defer cancel()

@@ -1,10 +1,14 @@
 // Package immediate is the fastest deploy strategy: stop every old machine,
-// start every new one, and route to each as soon as it listens, with no health
-// wait. The app is down between the two; the result reports that window.
+// start every new one, and route to each as soon as its app answers
+// (deploy.DefaultCheck: an HTTP response of any status, or a TCP connection
+// the app keeps open), with no health wait. The app is down between the two;
+// Result.Downtime reports that window, from the moment the old machines left
+// traffic to the moment a new machine that had answered a request was routed.
 package immediate
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/cutover/deploy"
@@ -16,8 +20,8 @@ type Strategy struct{}
 // Name returns "immediate".
 func (Strategy) Name() string { return "immediate" }
 
-// Deploy stops r.Old, then starts r.Count machines of r.Spec and routes them
-// once they accept connections.
+// Deploy stops r.Old, then starts r.Count machines of r.Spec and routes each
+// once its app answers.
 func (Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	var down time.Time
 	if len(r.Old) > 0 {
@@ -30,26 +34,34 @@ func (Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range news {
-		if err := listening(ctx, r, m); err != nil {
-			return err
-		}
-		if err := r.AddRoutes(ctx, 1, m); err != nil {
-			return err
-		}
-		if !down.IsZero() && m == news[0] {
-			r.SetDowntime(time.Since(down))
-		}
-	}
-	return nil
-}
-
-// listening waits, within the wait timeout, until m accepts connections.
-func listening(ctx context.Context, r *deploy.Rollout, m deploy.Machine) error {
-	ctx, cancel := context.WithTimeout(ctx, r.WaitTimeout)
+	// Route each machine as soon as it answers, not in launch order.
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := deploy.WaitHealthy(ctx, m, deploy.DialCheck{}); err != nil {
-		return &deploy.PhaseError{Machine: m.ID(), Phase: "listen", Err: err}
+	ready := make(chan error, len(news))
+	var mu sync.Mutex
+	routed := false
+	for _, m := range news {
+		go func() {
+			if err := r.WaitReady(ctx, m); err != nil {
+				ready <- err
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			err := r.AddRoutes(ctx, 1, m)
+			if err == nil && !routed && !down.IsZero() {
+				r.SetDowntime(time.Since(down)) // it answered a request, and now takes traffic
+			}
+			routed = routed || err == nil
+			ready <- err
+		}()
 	}
-	return nil
+	var first error
+	for range news {
+		if err := <-ready; err != nil && first == nil {
+			first = err
+			cancel() // the others' waits end too: the deploy failed
+		}
+	}
+	return first
 }

@@ -13,6 +13,14 @@
 // SIGTERM and SIGINT shut the server down gracefully (exit 0), unless
 // IGNORE_SIGTERM=1, in which case SIGTERM is ignored (for kill tests).
 //
+// Boot behaviours of real apps, for the readiness tests:
+//
+//	LISTEN_AFTER=2s         listen only this long after start (a slow boot)
+//	NEVER_LISTEN=1          never listen (a boot that never ends)
+//	CLOSE_CONNS=1           accept every connection and close it at once
+//	EXIT_AFTER=500ms        exit this long after start, before listening,
+//	EXIT_CODE=3             with this code (default 1)
+//
 // With arguments "exit N" it prints a line on stdout and one on stderr and
 // exits with code N (for command override tests); "exit N LINE..." prints
 // LINE (the remaining arguments joined by spaces) on stdout instead.
@@ -74,7 +82,13 @@ func serve() int {
 	} else {
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	}
+	if code, stop := boot(sigs); stop {
+		return code
+	}
 
+	if os.Getenv("CLOSE_CONNS") == "1" {
+		return closeConns(srv.Addr, sigs)
+	}
 	// Listen, then log, then serve: the start line is written before any
 	// request can be answered (TestLogs expects it before the request lines).
 	ln, err := net.Listen("tcp", srv.Addr)
@@ -112,5 +126,61 @@ func serve() int {
 		return 1
 	}
 	fmt.Println("testapp: bye")
+	return 0
+}
+
+// boot waits as the boot behaviours say; stop reports that the app must exit
+// with code instead of serving.
+func boot(sigs <-chan os.Signal) (code int, stop bool) {
+	var exit <-chan time.Time
+	if d, err := time.ParseDuration(os.Getenv("EXIT_AFTER")); err == nil {
+		exit = time.After(d)
+	}
+	var listen <-chan time.Time
+	switch d, err := time.ParseDuration(os.Getenv("LISTEN_AFTER")); {
+	case os.Getenv("NEVER_LISTEN") == "1":
+	case err == nil:
+		listen = time.After(d)
+	default:
+		if exit == nil {
+			return 0, false
+		}
+	}
+	fmt.Fprintln(os.Stderr, "testapp: booting")
+	select {
+	case <-listen:
+		return 0, false
+	case <-exit:
+		code := 1
+		if c, err := strconv.Atoi(os.Getenv("EXIT_CODE")); err == nil {
+			code = c
+		}
+		fmt.Fprintf(os.Stderr, "testapp: exiting during boot with code %d\n", code)
+		return code, true
+	case s := <-sigs:
+		fmt.Printf("testapp: got %v while booting\n", s)
+		return 0, true
+	}
+}
+
+// closeConns accepts every connection and closes it at once, until a signal.
+func closeConns(addr string, sigs <-chan os.Signal) int {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "testapp: closing every connection on %s\n", addr)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	<-sigs
+	ln.Close()
 	return 0
 }
