@@ -177,12 +177,19 @@ func (l *mixedLoad) waitOK(t *testing.T, n int64) {
 // "" takes any), failing after 20s.
 func waitFor(t *testing.T, events <-chan deploy.Event, typ deploy.EventType) deploy.Event {
 	t.Helper()
+	return waitForMachine(t, events, typ, "")
+}
+
+// waitForMachine is waitFor for the events of one machine ("" any): under
+// load the checks of the others can time out, and their events come too.
+func waitForMachine(t *testing.T, events <-chan deploy.Event, typ deploy.EventType, id string) deploy.Event {
+	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
 		select {
 		case ev := <-events:
 			t.Log("monitor:", ev)
-			if ev.Type == typ || typ == "" {
+			if (ev.Type == typ || typ == "") && (id == "" || ev.Machine == id) {
 				return ev
 			}
 		case <-deadline:
@@ -260,16 +267,15 @@ func TestMonitorReadmitsRestartedMachine(t *testing.T) {
 	m, err := e.Backend.Machine(victim)
 	require.NoError(t, err)
 	oldAddr := mon.Targets()
-	ev := waitFor(t, events, deploy.MachineRestarted)
-	assert.Equal(t, victim, ev.Machine)
-	ev = waitFor(t, events, deploy.MachineHealthy)
-	assert.Equal(t, victim, ev.Machine)
+	waitForMachine(t, events, deploy.MachineRestarted, victim)
+	waitForMachine(t, events, deploy.MachineHealthy, victim)
 	readmitted := time.Now()
 
 	assert.Equal(t, 1, m.Restarts())
 	assert.NotContains(t, oldAddr, m.Addr(), "restarted on a new port")
 	assert.Contains(t, e.Proxy.Targets(), m.Addr(), "readmitted at its new address")
-	assert.Len(t, e.Proxy.Targets(), 3, "count kept")
+	// The others may be out for a moment when a check timed out under load.
+	assert.Eventually(t, func() bool { return len(e.Proxy.Targets()) == 3 }, 10*time.Second, 5*time.Millisecond, "count kept")
 	assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t))
 	require.Eventually(t, func() bool { return e.Proxy.Stats()[m.Addr()].Requests > 20 }, 10*time.Second, time.Millisecond, "serves again")
 	load.waitOK(t, 200)
