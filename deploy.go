@@ -47,6 +47,8 @@ type MachineSpec struct {
 	// Deployer never routes it, and it is ready once started and running for
 	// DefaultStartupWindow (see StaysRunning) unless a health checker is given.
 	NoService bool
+	// Entrypoint overrides the image's entrypoint; empty keeps it.
+	Entrypoint []string
 
 	StopSignal  string        // signal sent on stop, such as "SIGTERM" (the default) or "SIGINT"
 	StopTimeout time.Duration // how long a stop waits before killing; 0 means 10s

@@ -11,7 +11,9 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/internal/crash"
 	"github.com/cutover/deploy/internal/testenv"
+	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy/rolling"
 )
 
@@ -81,4 +83,50 @@ func TestAddrOf(t *testing.T) {
 	assert.ErrorIs(t, err, deploy.ErrPortNotPublished, "not started")
 	_, err = deploy.AddrOf(struct{ deploy.Machine }{m}, 82)
 	assert.ErrorIs(t, err, deploy.ErrPortNotPublished, "a machine that publishes no other port")
+}
+
+// A worker deploy whose process died is undone by Recover: the previous
+// workers are brought back to their count (ready once they stay running).
+func TestNoServiceRecover(t *testing.T) {
+	e := testenv.New(t)
+	e.Deployer.Store = release.NewMemory()
+	e.Deployer.LockTTL = 200 * time.Millisecond
+	e.Backend.RegisterCommand("work", func(ctx context.Context, _ []string, _ map[string]string, _ *mem.Output) int {
+		<-ctx.Done()
+		return 0
+	})
+	spec := func(version string) deploy.MachineSpec {
+		s := e.Spec(version)
+		s.Version = ""
+		s.Cmd, s.NoService = []string{"work"}, true
+		return s
+	}
+	ctx := context.Background()
+	_, err := e.Deployer.Deploy(ctx, deploy.Request{Spec: spec("v1"), Count: 2, Strategy: rolling.Strategy{}})
+	require.NoError(t, err)
+
+	proc := &crash.Process{}
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := &deploy.Deployer{
+		Backend: proc.Backend(e.Backend), Router: proc.Router(e.Proxy), Store: proc.Store(e.Deployer.Store),
+		Strategy: rolling.Strategy{}, LockTTL: dyingLockTTL,
+		OnEvent: func(ev deploy.Event) {
+			if !proc.Dead() && ev.Type == deploy.MachineDestroyed { // the first old worker is gone
+				proc.Die()
+				cancel()
+			}
+		},
+	}
+	_, _ = d.Deploy(dctx, deploy.Request{Spec: spec("v2")})
+	require.True(t, proc.Dead())
+
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rcancel()
+	res, _, err := crash.Recover(rctx, e.Deployer, testenv.App)
+	require.NoError(t, err)
+	require.NotNil(t, res)
+	assert.Equal(t, deploy.StatusRolledBack, res.Status)
+	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
+	assert.Empty(t, e.Proxy.Targets())
 }

@@ -103,7 +103,11 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 			res.FromVersion = "v" + strconv.Itoa(prev.Version)
 		}
 	} else if len(running) > 0 && !finish {
-		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, d.Health, routes, emit)
+		hc := d.Health
+		if prev != nil && prev.Spec.NoService || prev == nil && newest.Spec.NoService {
+			hc = StaysRunning{} // the machines to bring back are workers
+		}
+		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, hc, routes, emit)
 		r.Logger = log
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = news

@@ -13,7 +13,8 @@
 // as an array of {name, command} tables ([[processes]]), [[env]], [[checks]]
 // with a name key, empty arrays for env, checks, processes and headers, a
 // service's concurrency as a table or "soft,hard", [experimental] kill_timeout
-// and cmd (used when the top-level key or a group command is absent). An
+// and cmd (used when the top-level key or a group command is absent),
+// entrypoint and auto_rollback. An
 // empty [[services]] is none. Keys it does not model (such as [mounts] or
 // [metrics]) are not errors: they are listed in Config.Unknown and kept in
 // Config.Raw; Config.Warnings says what was read differently than written,
@@ -142,7 +143,7 @@ type Experimental struct {
 	// Cmd replaces the image's command when no process group gives one. A
 	// string is one argument, as flyctl reads it (it is not split).
 	Cmd []string `json:"cmd,omitempty"`
-	// Entrypoint replaces the image's entrypoint.
+	// Entrypoint replaces the image's entrypoint (MachineSpec.Entrypoint).
 	Entrypoint []string `json:"entrypoint,omitempty"`
 	// Exec is fly's init exec override; Plan warns that it is not supported.
 	Exec []string `json:"exec,omitempty"`

@@ -620,7 +620,7 @@ func (d *decoder) topChecks(top *table) map[string]Check {
 			t.used[name] = true
 			m, isMap := v[name].(map[string]any)
 			if !isMap {
-				d.errorf(join(p, name), "want a table, not %s", aType(v[name]))
+				d.errorf(join(p, name), "want a table, not %s (flyctl: 'checks' section of unknown type: %T)", aType(v[name]), v[name])
 				continue
 			}
 			one(join(p, name), name, m, false)

@@ -146,7 +146,7 @@ func TestFormExperimental(t *testing.T) {
 	assert.Equal(t, []string{"start.sh"}, p.Spec.Cmd, "a string is one argument, as flyctl reads it")
 	assert.True(t, p.NoAutoRollback)
 	assert.Equal(t, []string{"experimental.enable_consul"}, c.Unknown)
-	assert.Contains(t, p.Warnings, "experimental.entrypoint: not supported (the image's entrypoint runs); ignored")
+	assert.Equal(t, []string{"/bin/sh", "-c"}, p.Spec.Entrypoint)
 	assert.Contains(t, p.Warnings, "experimental.enable_consul: not read by cutover; ignored")
 
 	c, p = loadForm(t, "experimental-shadowed.toml")

@@ -24,7 +24,7 @@ type Plan struct {
 	// Spec is the machine to run (of the default process group when there
 	// are several): App, Image (from build.image; empty when the config
 	// builds from source, so set it before deploying), Cmd (the group's
-	// command, else experimental.cmd), Env, Port (the internal port of the
+	// command, else experimental.cmd), Entrypoint (experimental.entrypoint), Env, Port (the internal port of the
 	// group's http_service or first tcp service; 0 with NoService when it
 	// has none), Protocol (tcp for a [[services]] entry without an http handler,
 	// else http), Ports (the other ports its checks probe), StopSignal
@@ -250,6 +250,7 @@ func (c *Config) group(name, def string, warnings *[]string) (Group, []*Error) {
 		App:         c.App,
 		Image:       c.Build.Image,
 		Cmd:         cmd,
+		Entrypoint:  c.entrypoint(),
 		Env:         maps.Clone(c.Env),
 		Port:        port,
 		Protocol:    protocol,
@@ -308,9 +309,6 @@ func (c *Config) planWarnings() []string {
 		w = append(w, "restart_limit: a failing check does not restart a machine here; kept in the plan's checks")
 	}
 	if e := c.Experimental; e != nil {
-		if len(e.Entrypoint) > 0 {
-			w = append(w, "experimental.entrypoint: not supported (the image's entrypoint runs); ignored")
-		}
 		if len(e.Exec) > 0 {
 			w = append(w, "experimental.exec: not supported; ignored")
 		}
@@ -350,6 +348,14 @@ func (c *Config) planWarnings() []string {
 		w = append(w, "vm: machine sizes are the backend's; not applied")
 	}
 	return w
+}
+
+// entrypoint is experimental.entrypoint, nil when unset.
+func (c *Config) entrypoint() []string {
+	if c.Experimental == nil {
+		return nil
+	}
+	return slices.Clone(c.Experimental.Entrypoint)
 }
 
 // allChecks returns every check of the config.

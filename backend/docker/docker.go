@@ -54,6 +54,7 @@ const (
 	LabelCmd         = "cutover.cmd"          // spec.Cmd as a JSON array, when set
 	LabelEnvKeys     = "cutover.env_keys"     // the spec's env keys as a JSON array, when set
 	LabelPorts       = "cutover.ports"        // spec.Ports as a JSON array, when set
+	LabelEntrypoint  = "cutover.entrypoint"   // spec.Entrypoint as a JSON array, when set
 	LabelCreated     = "cutover.created"      // creation time (RFC 3339, nanoseconds), to order List
 )
 
@@ -159,6 +160,9 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	if spec.StopTimeout > 0 {
 		secs := ceilSeconds(spec.StopTimeout)
 		cfg.StopTimeout = &secs
+	}
+	if len(spec.Entrypoint) > 0 {
+		cfg.Entrypoint = spec.Entrypoint
 	}
 	hcfg := &container.HostConfig{
 		PortBindings:  network.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
@@ -378,6 +382,10 @@ func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string,
 		js, _ := json.Marshal(spec.Ports)
 		l[LabelPorts] = string(js)
 	}
+	if len(spec.Entrypoint) > 0 {
+		js, _ := json.Marshal(spec.Entrypoint)
+		l[LabelEntrypoint] = string(js)
+	}
 	return l, nil
 }
 
@@ -394,7 +402,7 @@ func extraPorts(s deploy.MachineSpec) []int {
 
 var internalLabels = map[string]bool{
 	LabelManaged: true, LabelNamespace: true, LabelMachine: true, LabelPort: true,
-	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true, LabelPorts: true,
+	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true, LabelPorts: true, LabelEntrypoint: true,
 }
 
 // adopt rebuilds a machine handle and its spec from an inspected container.
@@ -432,6 +440,9 @@ func adopt(b *Backend, c container.InspectResponse) (*Machine, error) {
 	}
 	if js := l[LabelPorts]; js != "" {
 		_ = json.Unmarshal([]byte(js), &spec.Ports)
+	}
+	if js := l[LabelEntrypoint]; js != "" {
+		_ = json.Unmarshal([]byte(js), &spec.Entrypoint)
 	}
 	spec.NoService = l[deploy.LabelNoService] == "true"
 	if js := l[LabelEnvKeys]; js != "" {
@@ -493,6 +504,7 @@ func normalize(s deploy.MachineSpec) deploy.MachineSpec {
 		s.Cmd = append([]string(nil), s.Cmd...)
 	}
 	s.Ports = slices.Clone(s.Ports)
+	s.Entrypoint = slices.Clone(s.Entrypoint)
 	return s
 }
 

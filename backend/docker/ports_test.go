@@ -77,3 +77,32 @@ func TestExtraPortsPublished(t *testing.T) {
 		t.Fatalf("adopted AddrOf(5500) = %q, %v; want %s", a, err, addr)
 	}
 }
+
+// An entrypoint override runs, with the command as its arguments, and an
+// adopted handle knows it.
+func TestEntrypointOverride(t *testing.T) {
+	b := engine(t)
+	app := newApp(t, b)
+	s := spec(app, "v1")
+	s.Entrypoint = []string{BinaryPath, "exit"}
+	s.Cmd = []string{"3"}
+	m := launch(t, b, s)
+	st, err := m.Wait(ctxFor(t, 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Code != 3 {
+		t.Fatalf("exit %v, want code 3 from the entrypoint's exit 3", st)
+	}
+	res, err := b.cli.ContainerInspect(ctxFor(t, 10*time.Second), m.(*Machine).ContainerID(), client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := adopt(b, res.Container)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Spec().Entrypoint; len(got) != 2 || got[0] != BinaryPath || got[1] != "exit" {
+		t.Fatalf("adopted Entrypoint = %q", got)
+	}
+}

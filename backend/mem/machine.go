@@ -273,7 +273,7 @@ func (m *Machine) AddrOf(port int) (string, error) {
 
 func (m *Machine) runCommand(ctx context.Context, fn CommandFunc) {
 	defer m.bg.Done()
-	code := fn(ctx, m.spec.Cmd[1:], m.spec.Env, m.out)
+	code := fn(ctx, commandLine(m.spec)[1:], m.spec.Env, m.out)
 	reason := "exited"
 	if ctx.Err() != nil {
 		reason = "stopped"

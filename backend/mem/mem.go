@@ -4,8 +4,11 @@
 // image's handler on its own 127.0.0.1:0 listener, so health checks and proxy
 // traffic are real HTTP. The other ports of a spec (MachineSpec.Ports) get a
 // listener each too, once the app listens, serving the image's handler or one
-// registered for that port (RegisterPort); Machine.AddrOf finds them. A command override (MachineSpec.Cmd) runs a registered
-// Go func instead and exits with its code, as a release command does.
+// registered for that port (RegisterPort); Machine.AddrOf finds them.
+//
+// A command override (MachineSpec.Cmd, after MachineSpec.Entrypoint when
+// set) runs a registered Go func instead and exits with its code, as a
+// release command or a worker does.
 //
 // Faults are injected per image, per Nth machine of an image, or per machine:
 // boot delay, an app that never listens or that closes every connection,
@@ -109,7 +112,8 @@ func (b *Backend) portHandler(image string, port int, h http.Handler) http.Handl
 	return h
 }
 
-// RegisterCommand makes a command override named name (MachineSpec.Cmd[0]) runnable.
+// RegisterCommand makes a command override named name (MachineSpec.Cmd[0],
+// or MachineSpec.Entrypoint[0] when set) runnable.
 func (b *Backend) RegisterCommand(name string, fn CommandFunc) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -233,10 +237,10 @@ func (b *Backend) forget(id string) {
 func (b *Backend) lookup(spec deploy.MachineSpec) (http.Handler, CommandFunc, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(spec.Cmd) > 0 {
-		fn, ok := b.commands[spec.Cmd[0]]
+	if args := commandLine(spec); len(args) > 0 {
+		fn, ok := b.commands[args[0]]
 		if !ok {
-			return nil, nil, fmt.Errorf("mem: command %q not registered: %w", spec.Cmd[0], deploy.ErrNotFound)
+			return nil, nil, fmt.Errorf("mem: command %q not registered: %w", args[0], deploy.ErrNotFound)
 		}
 		return nil, fn, nil
 	}
@@ -284,4 +288,13 @@ func (b *Backend) faultsForLocked(image, id string, nth int) Fault {
 		eff = eff.merge(f.Fault)
 	}
 	return eff
+}
+
+// commandLine is what a machine of spec runs instead of its image's app:
+// the entrypoint override, then the command override.
+func commandLine(spec deploy.MachineSpec) []string {
+	if len(spec.Entrypoint) == 0 {
+		return spec.Cmd
+	}
+	return append(append([]string(nil), spec.Entrypoint...), spec.Cmd...)
 }

@@ -54,3 +54,21 @@ func TestMemExtraPorts(t *testing.T) {
 	require.NoError(t, m.Stop(ctx))
 	assert.Error(t, health.TCP{Port: 9100, Timeout: time.Second}.Check(ctx, m), "closed with the app")
 }
+
+// An entrypoint override comes before the command: the registered command is
+// the entrypoint's first word, and gets the rest.
+func TestMemEntrypoint(t *testing.T) {
+	b := newBackend(t)
+	got := make(chan []string, 1)
+	b.RegisterCommand("/bin/sh", func(_ context.Context, args []string, _ map[string]string, _ *mem.Output) int {
+		got <- args
+		return 4
+	})
+	m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1", Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"run it"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := m.Wait(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 4, st.Code)
+	assert.Equal(t, []string{"-c", "run it"}, <-got)
+}

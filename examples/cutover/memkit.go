@@ -61,9 +61,10 @@ func newMemKit(logs *logRing) *backendKit {
 			}
 			for _, s := range specs {
 				if !s.NoService {
-					s.Cmd = nil // the demo app serves, whatever the command
+					s.Cmd, s.Entrypoint = nil, nil // the demo app serves, whatever the command
 					continue
 				}
+				s.Cmd, s.Entrypoint = append(s.Entrypoint, s.Cmd...), nil
 				if len(s.Cmd) == 0 {
 					s.Cmd = []string{"demo-worker"}
 				}
