@@ -21,6 +21,10 @@ const (
 	LabelApp     = "cutover.app"
 	LabelVersion = "cutover.version"
 	LabelRole    = "cutover.role" // "app" or "release_command"
+	// LabelRegion names the region a machine should run in (fly.toml's
+	// primary_region; config's Plan sets it). Backends with regions place by
+	// it (backend/swarm: node label "region"); the others ignore it.
+	LabelRegion = "cutover.region"
 )
 
 // Deployer runs deploys. Its zero value is not usable: set Backend and Router,

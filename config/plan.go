@@ -88,6 +88,10 @@ func (c *Config) Plan() (Plan, error) {
 		StopSignal:  c.KillSignal,
 		StopTimeout: c.KillTimeout,
 	}
+	if c.PrimaryRegion != "" {
+		// Backends with regions place by it (backend/swarm: node label "region").
+		p.Spec.Labels = map[string]string{deploy.LabelRegion: c.PrimaryRegion}
+	}
 
 	add := func(chk Check, defaultPort int) {
 		if chk.Type == CheckScript {

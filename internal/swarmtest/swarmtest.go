@@ -649,3 +649,18 @@ func mountedUnder(dir string) bool {
 	}
 	return false
 }
+
+// NodeEngines maps the worker's node ID to its engine address, for
+// backend/swarm's Options.NodeEngines (the manager's engine is known to it).
+func (s *Swarm) NodeEngines() map[string]string {
+	return map[string]string{s.WorkerNodeID: s.WorkerHost}
+}
+
+// SkipOrFail is what a test package does when Up fails: under CI=true it
+// fails (returns a message for a FAIL line and true), otherwise it skips.
+func SkipOrFail(err error) (msg string, fail bool) {
+	if os.Getenv("CI") == "true" {
+		return fmt.Sprintf("FAIL: cannot build the two-node swarm and CI=true: %v", err), true
+	}
+	return fmt.Sprintf("SKIP: cannot build the two-node swarm (set CI=true to make this a failure): %v", err), false
+}
