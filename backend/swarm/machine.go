@@ -533,7 +533,6 @@ func (l *logReader) Close() error {
 	return err
 }
 
-
 // observeTasks merges a service and its tasks into the cache.
 func (m *Machine) observeTasks(ctx context.Context, s swarm.Service, tasks []swarm.Task) {
 	replicas := uint64(1)
