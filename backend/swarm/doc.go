@@ -34,8 +34,8 @@
 //
 // Swarm's spread preference works within one service, and every machine is
 // a service of its own, so the backend spreads an app itself: Create places a
-// machine on the ready, active node that runs fewest of the app's machines
-// (then fewest of the namespace's), pinned with a node.id constraint, so a
+// machine on the ready, active node that runs fewest machines of the app's
+// version (then of the app, then of the namespace), pinned with a node.id constraint, so a
 // machine stays where it started as a Fly machine does. A spec names node
 // labels to run on with labels "cutover.node.<label>" (constraint
 // node.labels.<label>==value). deploy.LabelRegion, which config sets from

@@ -189,7 +189,9 @@ func (m *Machine) Start(ctx context.Context) error {
 				return nil // the process ran; Wait reports how it ended
 			case terminal(st):
 				return fmt.Errorf("swarm: start %s: task %s: %w: %s", m.id, st, deploy.ErrExited, taskErr(*t))
-			case st == swarm.TaskStatePending && time.Since(lastNodeCheck) > 2*time.Second:
+			case time.Since(lastNodeCheck) > 2*time.Second:
+				// A task waits for its node (pending, assigned, ...): fail
+				// when the node is gone rather than wait for it forever.
 				lastNodeCheck = time.Now()
 				if n, err := m.b.cli.NodeInspect(ctx, m.node, client.NodeInspectOptions{}); err == nil && n.Node.Status.State != swarm.NodeStateReady {
 					return fmt.Errorf("swarm: start %s: %w: its node %s is %s (%s)", m.id, deploy.ErrTransient, m.node, n.Node.Status.State, taskErr(*t))

@@ -94,6 +94,8 @@ type Backend struct {
 	opts Options
 	self string // the node ID of the engine cli talks to
 
+	placeMu sync.Mutex // held from placing a machine to creating its service, so concurrent Creates spread
+
 	mu       sync.Mutex
 	machines map[string]*Machine       // by machine ID: one handle per service
 	engines  map[string]*client.Client // node engines, by node ID
@@ -200,6 +202,8 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	if err != nil {
 		return nil, err
 	}
+	b.placeMu.Lock()
+	defer b.placeMu.Unlock()
 	node, err := b.place(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -254,7 +258,9 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	return m, nil
 }
 
-// place picks the node for a new machine of spec.App.
+// place picks the node for a new machine: the ready, active node allowed by
+// the spec's node labels that runs fewest machines of the app's version, then
+// of the app, then of the namespace, so that each version spreads evenly.
 func (b *Backend) place(ctx context.Context, spec deploy.MachineSpec) (string, error) {
 	nodes, err := b.cli.NodeList(ctx, client.NodeListOptions{})
 	if err != nil {
@@ -283,16 +289,22 @@ func (b *Backend) place(ctx context.Context, spec deploy.MachineSpec) (string, e
 	if err != nil {
 		return "", err
 	}
-	app, all := map[string]int{}, map[string]int{}
+	version, app, all := map[string]int{}, map[string]int{}, map[string]int{}
 	for _, s := range svcs {
 		n := s.Spec.Labels[LabelNode]
 		all[n]++
 		if s.Spec.Labels[deploy.LabelApp] == spec.App {
 			app[n]++
+			if s.Spec.Labels[deploy.LabelVersion] == spec.Version {
+				version[n]++
+			}
 		}
 	}
 	sort.Slice(ok, func(i, j int) bool {
 		a, c := ok[i].ID, ok[j].ID
+		if version[a] != version[c] {
+			return version[a] < version[c]
+		}
 		if app[a] != app[c] {
 			return app[a] < app[c]
 		}
