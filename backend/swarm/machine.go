@@ -210,6 +210,7 @@ func (m *Machine) Start(ctx context.Context) error {
 // machine it waits for the next run to end. After Destroy it returns the last
 // exit seen, if any.
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
+	lastNodeCheck := time.Now()
 	for {
 		if st, ok := m.exitStatus(); ok {
 			return st, nil
@@ -227,6 +228,10 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 			return deploy.ExitStatus{}, err
 		}
 		if st, ok := m.exitStatus(); ok {
+			return st, nil
+		}
+		if m.nodeGone(ctx, &lastNodeCheck) {
+			st, _ := m.exitStatus()
 			return st, nil
 		}
 		select {
@@ -296,6 +301,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 	// The swarm kills at the grace; allow it some time past that.
 	tctx, tcancel := context.WithTimeout(ctx, grace+15*time.Second)
 	defer tcancel()
+	lastNodeCheck := time.Now()
 	for {
 		if w != nil {
 			select {
@@ -328,6 +334,9 @@ func (m *Machine) Stop(ctx context.Context) error {
 		if err != nil && errors.Is(err, deploy.ErrNotFound) {
 			return nil
 		}
+		if m.nodeGone(tctx, &lastNodeCheck) {
+			return nil
+		}
 		select {
 		case <-tctx.Done():
 			if ctx.Err() != nil {
@@ -337,6 +346,29 @@ func (m *Machine) Stop(ctx context.Context) error {
 		case <-time.After(m.b.opts.PollInterval / 2): // the task is stopping; look again
 		}
 	}
+}
+
+// nodeGone checks, every 2s (last is when it last did), whether the
+// machine's node is down: its task can neither run nor report its end. It
+// then records the machine as stopped (killed with its node) and says so.
+func (m *Machine) nodeGone(ctx context.Context, last *time.Time) bool {
+	if time.Since(*last) < 2*time.Second || m.node == "" {
+		return false
+	}
+	*last = time.Now()
+	n, err := m.b.cli.NodeInspect(ctx, m.node, client.NodeInspectOptions{})
+	if err != nil || n.Node.Status.State == swarm.NodeStateReady {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exit == nil {
+		m.exit = &deploy.ExitStatus{Code: 137, Reason: fmt.Sprintf("its node %s is %s", m.node, n.Node.Status.State)}
+	}
+	if m.state != deploy.StateDestroyed {
+		m.state = deploy.StateStopped
+	}
+	return true
 }
 
 // kill ends a stop cut short by ctx: SIGKILL through the node's engine when
@@ -430,6 +462,9 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	// its port is free and nothing is left when Destroy returns.
 	wctx, cancel := context.WithTimeout(ctx, destroyWait)
 	defer cancel()
+	if n, err := m.b.cli.NodeInspect(wctx, m.node, client.NodeInspectOptions{}); err == nil && n.Node.Status.State != swarm.NodeStateReady {
+		return nil // a task on a node that is gone never reports its end
+	}
 	for {
 		tasks, err := m.tasks(wctx)
 		if err != nil || len(tasks) == 0 {

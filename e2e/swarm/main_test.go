@@ -48,7 +48,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	// Up waits for another package's swarm (the lock) within this bound.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	s, err := swarmtest.Up(ctx, swarmtest.Options{Log: os.Stderr})
 	if err != nil {

@@ -13,7 +13,8 @@
 //
 // Down undoes it in reverse: services removed, the worker leaves, its dockerd
 // stopped by PID, the namespace deleted, the manager leaves the swarm, so
-// plain Docker tests on the same engine run unchanged. Up and Down hold a
+// plain Docker tests on the same engine run unchanged. A second Down does
+// nothing. Up and Down hold a
 // file lock, so test packages running at once take turns; a swarm left by a
 // process that died is torn down by the next Up (its state is in StateDir).
 //
@@ -313,6 +314,9 @@ func Up(ctx context.Context, opts Options) (_ *Swarm, err error) {
 // Down tears the swarm down in reverse and releases the lock. It goes on
 // past errors and returns them all.
 func (s *Swarm) Down(ctx context.Context) error {
+	if s.Manager == nil {
+		return nil // down already (or released)
+	}
 	err := s.down(ctx, false)
 	s.release()
 	return err

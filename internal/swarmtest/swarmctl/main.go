@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -41,6 +42,10 @@ func main() {
 		s.Release()
 	case "down":
 		found, err := swarmtest.DownLeftover(ctx, opts)
+		if errors.Is(err, swarmtest.ErrUnavailable) {
+			fmt.Fprintln(os.Stderr, "swarmctl down: nothing to do:", err)
+			return
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "swarmctl down:", err)
 			os.Exit(1)
