@@ -107,6 +107,11 @@ func TestSpreadAndAdopt(t *testing.T) {
 	if err := listed[0].Stop(ctxFor(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	// The manager learns of the exit a moment after the node's engine.
+	deadline := time.Now().Add(15 * time.Second)
+	for ms[0].State() != deploy.StateStopped && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond) // the task's end is on its way to the manager
+	}
 	if st := ms[0].State(); st != deploy.StateStopped {
 		t.Errorf("state through the first handle: %s, want stopped", st)
 	}
@@ -151,4 +156,3 @@ func labelNode(t *testing.T, id string, labels map[string]string) {
 	set(labels)
 	t.Cleanup(func() { set(nil) })
 }
-
