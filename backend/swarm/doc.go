@@ -63,22 +63,30 @@
 //
 // # At 100 nodes and 10,000 machines
 //
-// Swarm's Raft store holds every service and task; Docker documents no hard
-// limit, but managers are tested to thousands of nodes and tens of thousands
-// of tasks, and every write goes through the Raft leader. 10,000 machines are
-// 10,000 services here, which is within reach but heavy for the manager's
-// list calls: ServiceList and TaskList return whole objects, and the
-// dispatcher pushes task assignments to every node.
+// Swarm's Raft store holds every service and task in memory on each
+// manager, and every write goes through the Raft leader. Docker documents no
+// hard limit; community scale tests (swarm2k, swarm3k) ran a few thousand
+// nodes, so 100 nodes with 3 or 5 managers are ordinary. 10,000 machines are
+// 10,000 services here, plus up to the task history retention limit
+// (default 5) of old tasks per service: within reach, but heavy for the
+// manager's list calls, since ServiceList and TaskList return whole objects.
+// The proxies are not the limit: a target set of 10,000 addresses is one
+// SetTargets per step.
 //
 // API calls per deploy of n machines, today: Create is 3 calls (nodes,
-// services, create), Start 2 (inspect, update) plus a TaskList per poll
-// interval until the task runs, Stop 2 plus polls, Destroy 1 plus polls, and
-// a health check talks to the machine directly. So a rolling deploy of
-// n machines costs about 10n calls plus polling: 100k calls for 10,000
-// machines, which a manager serves in minutes, but the polling must not grow
-// with n. What to batch at that scale: one TaskList per app per poll for all
-// the machines a strategy waits on (List already does this), one NodeList per
-// deploy instead of per Create, and an event subscription (service and node
+// services, create; 4 with LocalImages), Start 2 (inspect, update) plus a
+// TaskList per poll interval (100ms) until the task runs (2-5s here), Stop 4
+// (inspect and tasks, inspect and update) plus polls, Destroy 2 (node,
+// remove) plus polls until the task is gone, and health checks talk to the
+// machine directly. So a rolling deploy of n machines costs about 12n calls
+// plus some 50n polls: on the order of 600k requests for 10,000 machines,
+// most of them TaskList polls, and all of them served by the managers (the
+// leader for writes). Placement also lists the namespace's services on
+// every Create, which grows with n: at 10,000 machines that is the call to
+// remove first. What to batch at that scale: one TaskList per app per poll
+// for all the machines a strategy waits on (List already does this), one
+// NodeList and one ServiceList per deploy instead of per Create (placement
+// counts kept in the backend), and an event subscription (service and node
 // events) in place of polling. The other mapping, one service per version
 // with n replicas, cuts the service count by the machine count, but a
 // service's replicas are not individually addressable to stop or drain,
