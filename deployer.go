@@ -25,6 +25,10 @@ const (
 	LabelGroup = "cutover.group"
 	// LabelNoService is "true" on a machine whose spec has NoService.
 	LabelNoService = "cutover.noservice"
+	// LabelRegion names the region a machine should run in (fly.toml's
+	// primary_region; config's Plan sets it). Backends with regions place by
+	// it (backend/swarm: node label "region"); the others ignore it.
+	LabelRegion = "cutover.region"
 )
 
 // Deployer runs deploys. Its zero value is not usable: set Backend and Router,

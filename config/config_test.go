@@ -583,3 +583,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// primary_region becomes deploy.LabelRegion, which region-aware backends
+// (backend/swarm: node label "region") place by.
+func TestConfigPlanRegionLabel(t *testing.T) {
+	c, err := config.Parse([]byte("app = \"w\"\nprimary_region = \"ams\"\n"))
+	require.NoError(t, err)
+	p, err := c.Plan()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{deploy.LabelRegion: "ams"}, p.Spec.Labels)
+}

@@ -44,7 +44,7 @@ var fixtureWarnings = map[string][]string{
 	"string_ports.toml": {
 		"line 12, column 5: services[0].tcp_checks[0].port: ignored: fly checks a service on its internal_port",
 		"build.image is empty: cutover does not build images; set the image to deploy", "services[0].ports: public ports and handlers are the proxy's own configuration; ignored"},
-	"vm.toml": {"build.image is empty: cutover does not build images; set the image to deploy", "primary_region: cutover has no regions; ignored", "vm: machine sizes are the backend's; not applied"},
+	"vm.toml": {"build.image is empty: cutover does not build images; set the image to deploy", "vm: machine sizes are the backend's; not applied"},
 }
 
 // TestFixtures loads each fixture of config/testdata, one per form of fly.toml

@@ -306,7 +306,6 @@ swap_size_mb = 512
 	assert.Equal(t, []string{
 		"swap_size_mb: not read by cutover; ignored",
 		"build: cutover does not build images; only build.image is used",
-		"primary_region: cutover has no regions; ignored",
 		"deploy.max_unavailable: used by the rolling strategy only, not bluegreen",
 		`checks.x: process group "gone" does not exist; the check does not run there`,
 		"restart_limit: a failing check does not restart a machine here; kept in the plan's checks",

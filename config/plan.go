@@ -260,8 +260,15 @@ func (c *Config) group(name, def string, warnings *[]string) (Group, []*Error) {
 		StopTimeout: c.KillTimeout,
 		Restart:     c.RestartPolicy(name),
 	}
+	if c.PrimaryRegion != "" {
+		// Backends with regions place by it (backend/swarm: node label "region").
+		g.Spec.Labels = map[string]string{deploy.LabelRegion: c.PrimaryRegion}
+	}
 	if len(c.Processes) > 0 {
-		g.Spec.Labels = map[string]string{deploy.LabelGroup: name}
+		if g.Spec.Labels == nil {
+			g.Spec.Labels = map[string]string{}
+		}
+		g.Spec.Labels[deploy.LabelGroup] = name
 		if g.Spec.Env == nil {
 			g.Spec.Env = map[string]string{}
 		}
@@ -287,9 +294,6 @@ func (c *Config) planWarnings() []string {
 		w = append(w, "build.image is empty: cutover does not build images; set the image to deploy")
 	} else if c.Build.Dockerfile != "" || c.Build.Builder != "" || len(c.Build.Buildpacks) > 0 || len(c.Build.Args) > 0 {
 		w = append(w, "build: cutover does not build images; only build.image is used")
-	}
-	if c.PrimaryRegion != "" {
-		w = append(w, "primary_region: cutover has no regions; ignored")
 	}
 	if c.Deploy.MaxUnavailable != 0 && c.Deploy.Strategy != "" && c.Deploy.Strategy != StrategyRolling {
 		w = append(w, fmt.Sprintf("deploy.max_unavailable: used by the rolling strategy only, not %s", c.Deploy.Strategy))

@@ -1,6 +1,6 @@
 // Package docker is a deploy.Backend that runs machines as Docker containers
-// on a local engine. It is the only package of the module that imports the
-// Docker SDK (github.com/moby/moby/client).
+// on a local engine, through the Docker SDK (github.com/moby/moby/client),
+// which backend/swarm and internal/swarmtest use too.
 //
 // Each machine is one container created from a local image and labelled with
 // its app, machine ID, version and role, so a new process can adopt the

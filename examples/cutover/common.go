@@ -151,7 +151,7 @@ func (c *common) dial(ctx context.Context, app string) (*control.Client, error) 
 
 // addBackendFlag adds --backend to a client command.
 func (c *common) addBackendFlag() {
-	c.fs.StringVar(&c.backend, "backend", "", "fail unless the daemon runs this backend (docker or mem)")
+	c.fs.StringVar(&c.backend, "backend", "", "fail unless the daemon runs this backend (docker, swarm or mem)")
 }
 
 func currentUser() string {

@@ -416,7 +416,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"rollback", "vX"}, 2, `bad version "vX"`},
 		{[]string{"deploy"}, 1, "cannot reach the cutover daemon at .cutover/cutover.sock: start it with `cutover serve -c fly.toml`"},
 		{[]string{"status"}, 1, "cannot reach the cutover daemon"},
-		{[]string{"serve", "--backend", "vm"}, 2, `unknown backend "vm": pass --backend docker or --backend mem`},
+		{[]string{"serve", "--backend", "vm"}, 2, `unknown backend "vm": pass --backend docker, --backend swarm or --backend mem`},
 		{[]string{"releases"}, 0, "bad has no releases yet"},
 	}
 	for _, c := range cases {

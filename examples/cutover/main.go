@@ -1,8 +1,8 @@
 // Command cutover runs an app on one host with zero-downtime deploys, the way
 // `fly deploy` does, and shows how to embed every part of the library.
 //
-// `cutover serve` is a daemon: it owns the app's machines (backend mem or
-// docker), the reverse proxy on the public port, continuous health checks, the
+// `cutover serve` is a daemon: it owns the app's machines (backend mem,
+// docker, or swarm across the nodes of a swarm), the reverse proxy on the public port, continuous health checks, the
 // Deployer and the release history (a file store in the state directory), and
 // listens for commands on a Unix socket (mode 0600) in the state directory.
 // Every other command is a thin client of that socket (package control),

@@ -26,7 +26,9 @@ that the other commands talk to. On start it adopts the app's machines that
 still run (Docker containers outlive the daemon) and recovers an interrupted
 deploy. SIGINT or SIGTERM stop it gracefully: a running deploy is cancelled and
 rolled back, requests in flight complete. With --backend mem the machines live
-in the daemon and stop with it; with docker they keep running.`
+in the daemon and stop with it; with docker they keep running. With --backend
+swarm the local engine must be a swarm manager: machines run as services across
+its nodes, and the proxy reaches them on their nodes' addresses.`
 
 // backendKit is a backend and what the daemon needs around it.
 type backendKit struct {
@@ -45,8 +47,9 @@ type backendKit struct {
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newFlags("serve", "[-c fly.toml] [--backend docker|mem] [--port N] [--state-dir DIR]", serveAbout, stdout)
-	backendName := c.fs.String("backend", "docker", "where machines run: docker (containers on the local engine) or mem (a demo app in this process, no engine needed)")
+	c := newFlags("serve", "[-c fly.toml] [--backend docker|swarm|mem] [--port N] [--state-dir DIR]", serveAbout, stdout)
+	backendName := c.fs.String("backend", "docker", "where machines run: docker (containers on the local engine), swarm (services across the swarm the local engine manages) or mem (a demo app in this process, no engine needed)")
+	localImages := c.fs.Bool("local-images", false, "swarm: run images loaded into every node (docker save | docker load) instead of pulling them from a registry")
 	port := c.fs.Int("port", 8080, "public port of the proxy, on 127.0.0.1")
 	drain := c.fs.Duration("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
 	quiet := c.fs.Bool("quiet", false, "do not copy the log to stderr")
@@ -92,8 +95,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if kit, err = newDockerKit(ctx, app); err != nil {
 			return err
 		}
+	case "swarm":
+		if kit, err = newSwarmKit(ctx, app, *localImages); err != nil {
+			return err
+		}
 	default:
-		return usagef("unknown backend %q: pass --backend docker or --backend mem", *backendName)
+		return usagef("unknown backend %q: pass --backend docker, --backend swarm or --backend mem", *backendName)
 	}
 	defer func() {
 		if err := kit.close(); err != nil {

@@ -23,16 +23,26 @@ type Summary struct {
 	Failed     int64  `json:"failed"` // non-2xx responses plus transport errors
 	DurationMS int64  `json:"duration_ms"`
 	DowntimeMS int64  `json:"downtime_ms"`
+	Nodes      int    `json:"nodes,omitempty"` // hosts whose machines served after the deploy (examples/swarm)
 	Error      string `json:"error,omitempty"`
 }
 
 // Print writes the deploy res of machines machines, the load lr sent during
 // it, who served after it returned (after), and, with asJSON, the Summary line.
 func Print(w io.Writer, res *deploy.Result, machines int, lr load.Result, after map[string]int64, derr error, asJSON bool) {
+	PrintNodes(w, res, machines, 0, lr, after, derr, asJSON)
+}
+
+// PrintNodes is Print for machines spread over hosts: nodes is how many hosts
+// ran the machines that served after the deploy (0 leaves it out).
+func PrintNodes(w io.Writer, res *deploy.Result, machines, nodes int, lr load.Result, after map[string]int64, derr error, asJSON bool) {
 	fmt.Fprintf(w, "\n%s deploy %s -> %s: %s in %s\n", res.Strategy, res.FromVersion, res.Version, res.Status, res.Duration().Round(time.Millisecond))
 	fmt.Fprintf(w, "  machines then: %v\n", res.Machines)
 	fmt.Fprintf(w, "  requests: %d, failed: %d, served by: %v\n", lr.Requests, lr.Failed, lr.ByBody)
 	fmt.Fprintf(w, "  after the deploy returned, served by: %v\n", after)
+	if nodes > 0 {
+		fmt.Fprintf(w, "  nodes serving: %d\n", nodes)
+	}
 	if res.Downtime > 0 {
 		fmt.Fprintf(w, "  downtime window: %s\n", res.Downtime.Round(time.Millisecond))
 	}
@@ -45,7 +55,7 @@ func Print(w io.Writer, res *deploy.Result, machines int, lr load.Result, after 
 	sum := Summary{
 		Strategy: res.Strategy, From: res.FromVersion, To: res.Version, Status: string(res.Status),
 		Machines: machines, Requests: lr.Requests, Failed: lr.Failed,
-		DurationMS: res.Duration().Milliseconds(), DowntimeMS: res.Downtime.Milliseconds(),
+		DurationMS: res.Duration().Milliseconds(), DowntimeMS: res.Downtime.Milliseconds(), Nodes: nodes,
 	}
 	if derr != nil {
 		sum.Error = derr.Error()

@@ -1,0 +1,838 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/cutover/deploy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+)
+
+// refreshTimeout bounds the manager look-up State makes for a running machine.
+const refreshTimeout = 2 * time.Second
+
+// ownTimeout bounds the calls made with ownContext.
+const ownTimeout = 10 * time.Second
+
+// destroyWait bounds how long Destroy waits for the task to be gone.
+const destroyWait = 15 * time.Second
+
+// ownContext returns a context for the calls that finish what a method began
+// whatever its ctx does: ctx's values, no cancellation, ownTimeout.
+func ownContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), ownTimeout)
+}
+
+// Machine is one swarm service of one replica. It implements deploy.Machine
+// and deploy.LogReader. Its methods are safe for concurrent use.
+type Machine struct {
+	b    *Backend
+	id   string // machine ID (label LabelMachine)
+	sid  string // service ID
+	spec deploy.MachineSpec
+	node string // the node it is placed on
+
+	mu         sync.Mutex
+	state      deploy.MachineState
+	addr       string
+	task       string // the current (latest) task's ID
+	container  string // its container ID, on node
+	started    bool   // the service was started once
+	stopAsked  bool
+	stopAt     time.Time
+	killReason string
+	exit       *deploy.ExitStatus
+}
+
+var (
+	_ deploy.Machine   = (*Machine)(nil)
+	_ deploy.LogReader = (*Machine)(nil)
+)
+
+func newMachine(b *Backend, id, sid string, spec deploy.MachineSpec, node string) *Machine {
+	return &Machine{b: b, id: id, sid: sid, spec: spec, node: node, state: deploy.StateCreated}
+}
+
+// adopt builds a handle for a service another handle (or process) made.
+func adopt(b *Backend, s swarm.Service) *Machine {
+	m := newMachine(b, s.Spec.Labels[LabelMachine], s.ID, specOf(s), s.Spec.Labels[LabelNode])
+	m.started = s.Spec.Labels[LabelStarted] != ""
+	return m
+}
+
+// ID returns the machine ID (not the service ID; see ServiceID).
+func (m *Machine) ID() string { return m.id }
+
+// ServiceID returns the swarm's ID of the machine's service.
+func (m *Machine) ServiceID() string { return m.sid }
+
+// NodeID returns the ID of the node the machine is placed on.
+func (m *Machine) NodeID() string { return m.node }
+
+// Spec returns the machine's spec. Its Labels hold deploy.LabelApp and, when
+// set, deploy.LabelVersion, besides the labels the spec was created with.
+func (m *Machine) Spec() deploy.MachineSpec { return m.spec }
+
+// Addr returns "<node address>:<published port>" once started, or "" before.
+func (m *Machine) Addr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.addr
+}
+
+// State returns the machine's state. While the machine runs (or is
+// starting or stopping) it asks the manager, briefly, so a crash shows up as
+// StateStopped; otherwise it returns the state the machine's methods last saw.
+func (m *Machine) State() deploy.MachineState {
+	st := m.stateNow()
+	switch st {
+	case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
+		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+		defer cancel()
+		_ = m.Refresh(ctx)
+		st = m.stateNow()
+	}
+	return st
+}
+
+// Refresh updates the machine's cached state and address from the manager.
+func (m *Machine) Refresh(ctx context.Context) error {
+	res, err := m.b.cli.ServiceInspect(ctx, m.sid, client.ServiceInspectOptions{})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			m.markDestroyed()
+		}
+		return wrapErr("inspect", m.id, err)
+	}
+	tasks, err := m.tasks(ctx)
+	if err != nil {
+		return err
+	}
+	m.observeTasks(ctx, res.Service, tasks)
+	return nil
+}
+
+func (m *Machine) tasks(ctx context.Context) ([]swarm.Task, error) {
+	res, err := m.b.cli.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", m.sid)})
+	if err != nil {
+		return nil, wrapErr("tasks", m.id, err)
+	}
+	return res.Items, nil
+}
+
+// Start sets the service's replicas to 1 and returns once its task runs
+// (not once it is healthy), with Addr set. Starting a running machine does
+// nothing. A task the swarm rejects (an image no node has, say) fails Start.
+func (m *Machine) Start(ctx context.Context) error {
+	m.mu.Lock()
+	switch m.state {
+	case deploy.StateDestroyed:
+		m.mu.Unlock()
+		return fmt.Errorf("swarm: start %s: %w", m.id, deploy.ErrNotFound)
+	case deploy.StateStarted, deploy.StateStopping:
+		m.mu.Unlock()
+		return nil
+	case deploy.StateStopped:
+		m.exit, m.stopAsked, m.killReason = nil, false, ""
+	}
+	prev, old, restart := m.state, m.task, m.started
+	m.state = deploy.StateStarting
+	m.mu.Unlock()
+
+	err := m.update(ctx, func(s *swarm.ServiceSpec) {
+		one := uint64(1)
+		s.Mode.Replicated.Replicas = &one
+		if restart {
+			s.TaskTemplate.ForceUpdate++ // a new task for a slot whose task exited
+		}
+		if s.Labels[LabelStarted] == "" {
+			s.Labels[LabelStarted] = time.Now().UTC().Format(time.RFC3339Nano)
+		}
+	})
+	if err != nil {
+		if !errors.Is(err, deploy.ErrNotFound) {
+			m.setStateIf(deploy.StateStarting, prev)
+		}
+		return err
+	}
+	m.mu.Lock()
+	m.started = true
+	m.mu.Unlock()
+	lastNodeCheck := time.Now()
+	for {
+		tasks, err := m.tasks(ctx)
+		if err != nil {
+			return err
+		}
+		t := newest(tasks, old)
+		if t != nil {
+			m.observeTask(ctx, *t, 1)
+			switch st := t.Status.State; {
+			case st == swarm.TaskStateRunning:
+				if m.Addr() == "" {
+					return fmt.Errorf("swarm: start %s: no host port published for %d/tcp", m.id, m.spec.Port)
+				}
+				return nil
+			case ranAndExited(*t):
+				return nil // the process ran; Wait reports how it ended
+			case terminal(st):
+				return fmt.Errorf("swarm: start %s: task %s: %w: %s", m.id, st, deploy.ErrExited, taskErr(*t))
+			case time.Since(lastNodeCheck) > 2*time.Second:
+				// A task waits for its node (pending, assigned, ...): fail
+				// when the node is gone rather than wait for it forever.
+				lastNodeCheck = time.Now()
+				if n, err := m.b.cli.NodeInspect(ctx, m.node, client.NodeInspectOptions{}); err == nil && n.Node.Status.State != swarm.NodeStateReady {
+					return fmt.Errorf("swarm: start %s: %w: its node %s is %s (%s)", m.id, deploy.ErrTransient, m.node, n.Node.Status.State, taskErr(*t))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("swarm: start %s: %w", m.id, ctx.Err())
+		case <-time.After(m.b.opts.PollInterval): // the task is on its way; look again
+		}
+	}
+}
+
+// Wait blocks until the machine's process exits, or ctx ends. For a created
+// machine it waits for the next run to end. After Destroy it returns the last
+// exit seen, if any.
+func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
+	lastNodeCheck := time.Now()
+	for {
+		if st, ok := m.exitStatus(); ok {
+			return st, nil
+		}
+		if m.stateNow() == deploy.StateDestroyed {
+			return deploy.ExitStatus{}, fmt.Errorf("swarm: wait %s: %w", m.id, deploy.ErrNotFound)
+		}
+		if err := ctx.Err(); err != nil {
+			return deploy.ExitStatus{}, fmt.Errorf("swarm: wait %s: %w", m.id, err)
+		}
+		if err := m.Refresh(ctx); err != nil {
+			if st, ok := m.exitStatus(); ok {
+				return st, nil
+			}
+			return deploy.ExitStatus{}, err
+		}
+		if st, ok := m.exitStatus(); ok {
+			return st, nil
+		}
+		if m.nodeGone(ctx, &lastNodeCheck) {
+			st, _ := m.exitStatus()
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(m.b.opts.PollInterval): // the task runs; look again
+		}
+	}
+}
+
+// Stop sets the service's replicas to 0: the swarm sends the spec's stop
+// signal (default SIGTERM), waits up to the spec's stop timeout (default
+// 10s, the service's StopGracePeriod), then kills. If ctx ends before the
+// process exits, even before the signal is sent, the container is killed at
+// once when its node's engine is known (Options.NodeEngines), and ctx's
+// error returned. Stopping a stopped machine does nothing; stopping a
+// destroyed one is ErrNotFound.
+func (m *Machine) Stop(ctx context.Context) error {
+	switch m.stateNow() {
+	case deploy.StateDestroyed:
+		return fmt.Errorf("swarm: stop %s: %w", m.id, deploy.ErrNotFound)
+	case deploy.StateStopping:
+		_, err := m.Wait(ctx)
+		return err
+	}
+	octx, cancel := ownContext(ctx)
+	err := m.Refresh(octx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	switch {
+	case m.state == deploy.StateCreated:
+		m.state = deploy.StateStopped
+		if m.exit == nil {
+			m.exit = &deploy.ExitStatus{Reason: "never started"}
+		}
+		m.mu.Unlock()
+		return nil
+	case m.state == deploy.StateStopped, m.state == deploy.StateDestroyed:
+		m.mu.Unlock()
+		return nil
+	}
+	m.state = deploy.StateStopping
+	m.stopAsked = true
+	m.stopAt = time.Now()
+	cid := m.container
+	m.mu.Unlock()
+
+	grace := m.spec.StopTimeoutOrDefault()
+	eng := m.b.engine(m.node)
+	var w *waiter
+	if eng != nil && cid != "" {
+		w = startWait(ctx, eng, cid)
+		defer w.close()
+	}
+	if ctx.Err() != nil {
+		return m.kill(ctx, eng, cid)
+	}
+	if err := m.scaleZero(ctx); err != nil {
+		if ctx.Err() != nil {
+			return m.kill(ctx, eng, cid)
+		}
+		m.setStateIf(deploy.StateStopping, deploy.StateStarted)
+		return err
+	}
+	// The swarm kills at the grace; allow it some time past that.
+	tctx, tcancel := context.WithTimeout(ctx, grace+15*time.Second)
+	defer tcancel()
+	lastNodeCheck := time.Now()
+	for {
+		if w != nil {
+			select {
+			case r := <-w.res.Result:
+				w.consumed = true
+				m.recordExit(int(r.StatusCode))
+				return nil
+			case err := <-w.res.Error:
+				w.consumed = true
+				if cerrdefs.IsNotFound(err) {
+					w = nil // removed already: read the task instead
+					continue
+				}
+				if ctx.Err() != nil {
+					return m.kill(ctx, eng, cid)
+				}
+				w = nil
+				continue
+			case <-tctx.Done():
+				if ctx.Err() != nil {
+					return m.kill(ctx, eng, cid)
+				}
+				return fmt.Errorf("swarm: stop %s: the task did not stop within %s", m.id, grace+15*time.Second)
+			}
+		}
+		err := m.Refresh(tctx)
+		if _, ok := m.exitStatus(); ok {
+			return nil
+		}
+		if err != nil && errors.Is(err, deploy.ErrNotFound) {
+			return nil
+		}
+		if m.nodeGone(tctx, &lastNodeCheck) {
+			return nil
+		}
+		select {
+		case <-tctx.Done():
+			if ctx.Err() != nil {
+				return m.kill(ctx, eng, cid)
+			}
+			return fmt.Errorf("swarm: stop %s: the task did not stop within %s", m.id, grace+15*time.Second)
+		case <-time.After(m.b.opts.PollInterval / 2): // the task is stopping; look again
+		}
+	}
+}
+
+// nodeGone checks, every 2s (last is when it last did), whether the
+// machine's node is down: its task can neither run nor report its end. It
+// then records the machine as stopped (killed with its node) and says so.
+func (m *Machine) nodeGone(ctx context.Context, last *time.Time) bool {
+	if time.Since(*last) < 2*time.Second || m.node == "" {
+		return false
+	}
+	*last = time.Now()
+	n, err := m.b.cli.NodeInspect(ctx, m.node, client.NodeInspectOptions{})
+	if err != nil || n.Node.Status.State == swarm.NodeStateReady {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exit == nil {
+		m.exit = &deploy.ExitStatus{Code: 137, Reason: fmt.Sprintf("its node %s is %s", m.node, n.Node.Status.State)}
+	}
+	if m.state != deploy.StateDestroyed {
+		m.state = deploy.StateStopped
+	}
+	return true
+}
+
+// kill ends a stop cut short by ctx: SIGKILL through the node's engine when
+// known, and replicas 0 in any case. It returns ctx's error.
+func (m *Machine) kill(ctx context.Context, eng *client.Client, cid string) error {
+	err := fmt.Errorf("swarm: stop %s: %w", m.id, ctx.Err())
+	octx, cancel := ownContext(ctx)
+	defer cancel()
+	if eng != nil && cid != "" {
+		m.mu.Lock()
+		m.killReason = "killed: stop cancelled"
+		m.mu.Unlock()
+		w := startWait(octx, eng, cid)
+		_, kerr := eng.ContainerKill(octx, cid, client.ContainerKillOptions{Signal: "SIGKILL"})
+		if kerr == nil || cerrdefs.IsConflict(kerr) {
+			select {
+			case r := <-w.res.Result:
+				w.consumed = true
+				m.recordExit(int(r.StatusCode))
+			case <-w.res.Error:
+				w.consumed = true
+			case <-octx.Done():
+			}
+		}
+		w.close()
+	}
+	if serr := m.scaleZero(octx); serr != nil && !errors.Is(serr, deploy.ErrNotFound) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+func (m *Machine) scaleZero(ctx context.Context) error {
+	return m.update(ctx, func(s *swarm.ServiceSpec) {
+		zero := uint64(0)
+		s.Mode.Replicated.Replicas = &zero
+	})
+}
+
+// update changes the service's spec, retrying when another update came first.
+func (m *Machine) update(ctx context.Context, change func(*swarm.ServiceSpec)) error {
+	for attempt := 0; ; attempt++ {
+		res, err := m.b.cli.ServiceInspect(ctx, m.sid, client.ServiceInspectOptions{})
+		if err != nil {
+			if cerrdefs.IsNotFound(err) {
+				m.markDestroyed()
+			}
+			return wrapErr("update", m.id, err)
+		}
+		spec := res.Service.Spec
+		if spec.Mode.Replicated == nil {
+			return fmt.Errorf("swarm: update %s: %w: service %s is not replicated", m.id, deploy.ErrInvalid, m.sid)
+		}
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		change(&spec)
+		_, err = m.b.cli.ServiceUpdate(ctx, m.sid, client.ServiceUpdateOptions{Version: res.Service.Version, Spec: spec})
+		if err == nil {
+			return nil
+		}
+		if attempt < 5 && strings.Contains(err.Error(), "out of sequence") {
+			continue // another update came first: read it and apply ours on top
+		}
+		if cerrdefs.IsNotFound(err) {
+			m.markDestroyed()
+		}
+		return wrapErr("update", m.id, err)
+	}
+}
+
+// Destroy removes the service, killing its container first when its node's
+// engine is known, and waits (briefly) for its task to be gone. Destroying a
+// destroyed or already removed machine is not an error.
+func (m *Machine) Destroy(ctx context.Context) error {
+	m.mu.Lock()
+	st, cid := m.state, m.container
+	m.mu.Unlock()
+	if st == deploy.StateDestroyed {
+		return nil
+	}
+	if eng := m.b.engine(m.node); eng != nil && cid != "" && (st == deploy.StateStarted || st == deploy.StateStopping || st == deploy.StateStarting) {
+		_, _ = eng.ContainerKill(ctx, cid, client.ContainerKillOptions{Signal: "SIGKILL"})
+	}
+	_, err := m.b.cli.ServiceRemove(ctx, m.sid, client.ServiceRemoveOptions{})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return wrapErr("destroy", m.id, err)
+	}
+	m.markDestroyed()
+	// The task shuts down after the service is gone: wait for it, so that
+	// its port is free and nothing is left when Destroy returns.
+	wctx, cancel := context.WithTimeout(ctx, destroyWait)
+	defer cancel()
+	if n, err := m.b.cli.NodeInspect(wctx, m.node, client.NodeInspectOptions{}); err == nil && n.Node.Status.State != swarm.NodeStateReady {
+		return nil // a task on a node that is gone never reports its end
+	}
+	for {
+		tasks, err := m.tasks(wctx)
+		if err != nil || len(tasks) == 0 {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return nil // the swarm finishes it
+		case <-time.After(m.b.opts.PollInterval): // the task is shutting down; look again
+		}
+	}
+}
+
+// LogOptions selects what ReadLogs returns.
+type LogOptions struct {
+	Follow bool // stream until the task exits or ctx ends
+	Tail   int  // only the last Tail lines; 0 means all
+}
+
+// Logs returns the service's stdout and stderr (from whichever node runs
+// its task), demultiplexed into one stream. With follow it streams until the
+// task exits or ctx ends.
+func (m *Machine) Logs(ctx context.Context, follow bool) (io.ReadCloser, error) {
+	return m.ReadLogs(ctx, LogOptions{Follow: follow})
+}
+
+// logFlush is how long a followed log keeps reading after the task ended:
+// the swarm's log stream has no end, and the last lines arrive after the exit.
+const logFlush = time.Second
+
+// ReadLogs is Logs with options.
+func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser, error) {
+	follow := opts.Follow
+	if follow {
+		if _, ok := m.exitStatus(); ok {
+			follow = false
+		}
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	lo := client.ServiceLogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow}
+	if opts.Tail > 0 {
+		lo.Tail = strconv.Itoa(opts.Tail)
+	}
+	rc, err := m.b.cli.ServiceLogs(lctx, m.sid, lo)
+	if err != nil {
+		cancel()
+		return nil, wrapErr("logs", m.id, err)
+	}
+	pr, pw := io.Pipe()
+	lr := &logReader{pr: pr, src: rc, cancel: cancel, done: make(chan struct{})}
+	var ended sync.WaitGroup
+	if follow {
+		ended.Add(1)
+		go func() { // ends the stream once the task has exited
+			defer ended.Done()
+			for {
+				select {
+				case <-lctx.Done():
+					return
+				case <-time.After(4 * m.b.opts.PollInterval): // poll the task's state
+				}
+				if _, ok := m.exitStatus(); !ok && m.State() != deploy.StateDestroyed {
+					continue
+				}
+				select {
+				case <-lctx.Done():
+				case <-time.After(logFlush):
+					lr.ended.Store(true)
+					cancel()
+				}
+				return
+			}
+		}()
+	}
+	go func() {
+		defer close(lr.done)
+		_, err := stdcopy.StdCopy(pw, pw, rc)
+		if lr.ended.Load() {
+			err = nil // we ended the stream: the logs are complete
+		}
+		ended.Wait()
+		_ = pw.CloseWithError(err)
+	}()
+	return lr, nil
+}
+
+type logReader struct {
+	pr     *io.PipeReader
+	src    io.Closer
+	cancel context.CancelFunc
+	done   chan struct{}
+	ended  atomic.Bool
+}
+
+func (l *logReader) Read(p []byte) (int, error) { return l.pr.Read(p) }
+
+// Close ends the stream and its goroutines.
+func (l *logReader) Close() error {
+	l.cancel()
+	err := l.src.Close()
+	_ = l.pr.Close()
+	<-l.done
+	return err
+}
+
+// observeTasks merges a service and its tasks into the cache.
+func (m *Machine) observeTasks(ctx context.Context, s swarm.Service, tasks []swarm.Task) {
+	replicas := uint64(1)
+	if s.Spec.Mode.Replicated != nil && s.Spec.Mode.Replicated.Replicas != nil {
+		replicas = *s.Spec.Mode.Replicated.Replicas
+	}
+	m.mu.Lock()
+	if s.Spec.Labels[LabelStarted] != "" {
+		m.started = true
+	}
+	cur := m.task
+	m.mu.Unlock()
+	var t *swarm.Task
+	for i := range tasks {
+		if tasks[i].ID == cur {
+			t = &tasks[i]
+		}
+	}
+	if n := newest(tasks, ""); n != nil && (t == nil || n.CreatedAt.After(t.CreatedAt)) {
+		t = n
+	}
+	if t != nil {
+		m.observeTask(ctx, *t, replicas)
+		return
+	}
+	// No task.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.state == deploy.StateDestroyed:
+	case replicas == 0 && !m.started:
+		m.state = deploy.StateCreated
+	case replicas == 0:
+		if m.state == deploy.StateStarted || m.state == deploy.StateStopping || m.state == deploy.StateStarting || m.exit == nil {
+			m.inferExitLocked()
+		}
+	default:
+		if m.state == deploy.StateCreated || m.state == deploy.StateStopped && m.exit == nil {
+			m.state = deploy.StateStarting
+		}
+	}
+}
+
+// observeTask merges one task into the cache.
+func (m *Machine) observeTask(ctx context.Context, t swarm.Task, replicas uint64) {
+	addr := ""
+	if t.Status.State == swarm.TaskStateRunning {
+		for _, p := range t.Status.PortStatus.Ports {
+			if p.TargetPort == uint32(m.spec.Port) && p.PublishedPort != 0 {
+				if host, err := m.b.nodeAddress(ctx, t.NodeID); err == nil {
+					addr = net.JoinHostPort(host, strconv.Itoa(int(p.PublishedPort)))
+				}
+				break
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == deploy.StateDestroyed {
+		return
+	}
+	if t.ID != m.task {
+		if m.task != "" && m.exit != nil && !terminal(t.Status.State) {
+			m.exit = nil // a new run
+		}
+		m.task = t.ID
+	}
+	if t.Status.ContainerStatus != nil && t.Status.ContainerStatus.ContainerID != "" {
+		m.container = t.Status.ContainerStatus.ContainerID
+	}
+	if t.NodeID != "" {
+		m.node = t.NodeID
+	}
+	if addr != "" {
+		m.addr = addr
+	}
+	switch st := t.Status.State; {
+	case st == swarm.TaskStateRunning:
+		if m.stopAsked || replicas == 0 || t.DesiredState != swarm.TaskStateRunning {
+			m.state = deploy.StateStopping
+		} else {
+			m.state = deploy.StateStarted
+		}
+	case terminal(st):
+		if m.exit == nil {
+			code := 0
+			if t.Status.ContainerStatus != nil {
+				code = t.Status.ContainerStatus.ExitCode
+			}
+			if t.Status.ContainerStatus == nil || (code < 0) {
+				m.inferExitLocked()
+				return
+			}
+			m.recordExitLocked(code)
+		}
+		m.state = deploy.StateStopped
+	default:
+		if m.exit == nil {
+			m.state = deploy.StateStarting
+		}
+	}
+}
+
+// inferExitLocked records the exit of a task that was stopped and removed
+// before its exit code could be read: swarm either stopped it in its grace
+// (0) or killed it at the grace (137).
+func (m *Machine) inferExitLocked() {
+	if m.exit != nil {
+		m.state = deploy.StateStopped
+		return
+	}
+	switch {
+	case m.stopAsked && time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault():
+		m.exit = &deploy.ExitStatus{Code: 137, Reason: "killed after stop timeout (inferred: the task was removed)"}
+	case m.stopAsked:
+		m.exit = &deploy.ExitStatus{Code: 0, Reason: "stopped (inferred: the task was removed)"}
+	default:
+		m.exit = &deploy.ExitStatus{Code: 0, Reason: "stopped elsewhere (replicas set to 0)"}
+	}
+	m.state = deploy.StateStopped
+}
+
+func (m *Machine) recordExit(code int) deploy.ExitStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.recordExitLocked(code)
+}
+
+// recordExitLocked records the run's exit (the first one recorded wins).
+func (m *Machine) recordExitLocked(code int) deploy.ExitStatus {
+	if m.exit != nil {
+		return *m.exit
+	}
+	st := deploy.ExitStatus{Code: code}
+	switch {
+	case m.killReason != "" && code == 137:
+		st.Reason = m.killReason
+	case m.stopAsked && code == 137 && time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault():
+		st.Reason = "killed after stop timeout"
+	case m.stopAsked:
+		st.Reason = "stopped"
+	case code == 0:
+		st.Reason = "exited"
+	case code == 137:
+		st.Reason = "killed"
+	default:
+		st.Reason = "exited with error"
+	}
+	m.exit = &st
+	if m.state != deploy.StateDestroyed {
+		m.state = deploy.StateStopped
+	}
+	return st
+}
+
+func (m *Machine) stateNow() deploy.MachineState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state
+}
+
+func (m *Machine) setStateIf(from, to deploy.MachineState) {
+	m.mu.Lock()
+	if m.state == from {
+		m.state = to
+	}
+	m.mu.Unlock()
+}
+
+func (m *Machine) exitStatus() (deploy.ExitStatus, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exit == nil {
+		return deploy.ExitStatus{}, false
+	}
+	return *m.exit, true
+}
+
+func (m *Machine) markDestroyed() {
+	m.mu.Lock()
+	if m.state != deploy.StateDestroyed {
+		if m.exit == nil {
+			switch m.state {
+			case deploy.StateCreated:
+				m.exit = &deploy.ExitStatus{Reason: "never started"}
+			case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
+				m.exit = &deploy.ExitStatus{Code: 137, Reason: "destroyed while running"}
+			}
+		}
+		m.state = deploy.StateDestroyed
+	}
+	m.mu.Unlock()
+	m.b.mu.Lock()
+	if m.b.machines[m.id] == m {
+		delete(m.b.machines, m.id)
+	}
+	m.b.mu.Unlock()
+}
+
+// newest returns the most recently created task other than skip, or nil.
+func newest(tasks []swarm.Task, skip string) *swarm.Task {
+	var t *swarm.Task
+	for i := range tasks {
+		if tasks[i].ID == skip {
+			continue
+		}
+		if t == nil || tasks[i].CreatedAt.After(t.CreatedAt) {
+			t = &tasks[i]
+		}
+	}
+	return t
+}
+
+func terminal(s swarm.TaskState) bool {
+	switch s {
+	case swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateFailed,
+		swarm.TaskStateRejected, swarm.TaskStateOrphaned, swarm.TaskStateRemove:
+		return true
+	}
+	return false
+}
+
+// ranAndExited says whether a task's process ran and exited on its own.
+func ranAndExited(t swarm.Task) bool {
+	switch t.Status.State {
+	case swarm.TaskStateComplete:
+		return true
+	case swarm.TaskStateFailed:
+		return strings.HasPrefix(t.Status.Err, "task: non-zero exit")
+	}
+	return false
+}
+
+func taskErr(t swarm.Task) string {
+	if t.Status.Err != "" {
+		return t.Status.Err
+	}
+	return t.Status.Message
+}
+
+// waiter is one ContainerWait request on a node's engine whose goroutine is always drained.
+type waiter struct {
+	res      client.ContainerWaitResult
+	cancel   context.CancelFunc
+	consumed bool
+}
+
+// startWait sends a wait request; it returns once the engine has registered it.
+func startWait(ctx context.Context, eng *client.Client, cid string) *waiter {
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return &waiter{res: eng.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning}), cancel: cancel}
+}
+
+// close cancels the request and lets the client's goroutine finish.
+func (w *waiter) close() {
+	w.cancel()
+	if w.consumed {
+		return
+	}
+	go func() {
+		select {
+		case <-w.res.Result:
+		case <-w.res.Error:
+		}
+	}()
+}

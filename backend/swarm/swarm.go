@@ -1,0 +1,703 @@
+package swarm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/cutover/deploy"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+)
+
+// Labels this backend sets on every service besides deploy.LabelApp,
+// deploy.LabelVersion and the spec's own labels: the same keys as the Docker
+// backend's containers. They are bookkeeping and are not part of a machine's
+// Spec().Labels.
+const (
+	LabelManaged     = "cutover.managed"      // always "true"
+	LabelNamespace   = "cutover.namespace"    // Options.Namespace
+	LabelMachine     = "cutover.machine"      // the machine ID
+	LabelPort        = "cutover.port"         // spec.Port
+	LabelStopSignal  = "cutover.stop_signal"  // spec.StopSignal, when set
+	LabelStopTimeout = "cutover.stop_timeout" // spec.StopTimeout as a Go duration, when set
+	LabelCmd         = "cutover.cmd"          // spec.Cmd as a JSON array, when set
+	LabelEnvKeys     = "cutover.env_keys"     // the spec's env keys as a JSON array, when set
+	LabelCreated     = "cutover.created"      // creation time (RFC 3339, nanoseconds), to order List
+	LabelImage       = "cutover.image"        // spec.Image as given (the task may name the image by ID)
+	LabelNode        = "cutover.node"         // the node ID the machine is placed on
+	LabelStarted     = "cutover.started"      // set by the first Start: replicas 0 then means stopped, not created
+)
+
+// NodeLabelPrefix starts the spec labels that name node labels to run on: a
+// spec label "cutover.node.disk" = "ssd" places the machine on nodes labelled
+// disk=ssd (node.labels.disk==ssd). deploy.LabelRegion maps to the node label
+// "region" the same way.
+const NodeLabelPrefix = "cutover.node."
+
+// RegionNodeLabel is the node label deploy.LabelRegion (fly.toml's
+// primary_region) is matched against.
+const RegionNodeLabel = "region"
+
+// DefaultPort is the app port used when a spec sets none.
+const DefaultPort = 8080
+
+// DefaultNamespace is the namespace used when Options.Namespace is empty.
+const DefaultNamespace = "default"
+
+// Options configures a Backend. The zero value is valid.
+type Options struct {
+	// Host is a swarm manager's engine address, such as
+	// "unix:///var/run/docker.sock". Empty: DOCKER_HOST, or the platform default.
+	Host string
+	// Namespace isolates backends that share one swarm: services are
+	// labelled with it, and List and Get see only their own namespace.
+	// Empty: DefaultNamespace.
+	Namespace string
+	// NamePrefix starts every service name ("<prefix>-<app>-<machine id>").
+	// Empty: "cutover".
+	NamePrefix string
+	// LocalImages makes each task name its image by the ID it has on the
+	// manager's engine, so that no node ever pulls it: for images loaded into
+	// every node's engine beforehand (docker save | docker load), as on a
+	// swarm with no registry. Default false: nodes pull the image by name from
+	// its registry, as a real swarm does.
+	LocalImages bool
+	// NodeEngines maps a node ID to that node's engine address. With it, a
+	// Stop cut short by its ctx kills the task's container at once, and a
+	// stop's exit code is read from the node's engine. The engine of the
+	// manager this backend talks to is always known. Without an entry, a
+	// cut-short Stop returns ctx's error while swarm finishes the stop with
+	// its grace period, and the exit code of a stop is inferred from how long
+	// it took (0 before the stop timeout, 137 after it).
+	NodeEngines map[string]string
+	// PollInterval is how often task states are polled; 0 means 100ms.
+	PollInterval time.Duration
+}
+
+// Backend runs machines as swarm services of one replica. It is safe for
+// concurrent use. Close it when done.
+type Backend struct {
+	cli  *client.Client
+	opts Options
+	self string // the node ID of the engine cli talks to
+
+	placeMu sync.Mutex // held from placing a machine to creating its service, so concurrent Creates spread
+
+	mu       sync.Mutex
+	machines map[string]*Machine       // by machine ID: one handle per service
+	engines  map[string]*client.Client // node engines, by node ID
+	addrs    map[string]string         // node addresses, by node ID
+}
+
+var _ deploy.Backend = (*Backend)(nil)
+
+// New connects to a manager's engine, negotiating the API version, and checks
+// that it is a swarm manager. An unreachable engine gives an error wrapping
+// deploy.ErrTransient; an engine that is not a manager, deploy.ErrInvalid.
+func New(ctx context.Context, opts Options) (*Backend, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if opts.NamePrefix == "" {
+		opts.NamePrefix = "cutover"
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 100 * time.Millisecond
+	}
+	copts := []client.Opt{client.FromEnv}
+	if opts.Host != "" {
+		copts = append(copts, client.WithHost(opts.Host))
+	}
+	cli, err := client.New(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("swarm: new client: %w: %w", deploy.ErrInvalid, err)
+	}
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		_ = cli.Close()
+		return nil, wrapErr("ping", "", err)
+	}
+	info, err := cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		_ = cli.Close()
+		return nil, wrapErr("info", "", err)
+	}
+	if !info.Info.Swarm.ControlAvailable {
+		_ = cli.Close()
+		return nil, fmt.Errorf("swarm: %w: the engine is not a swarm manager (swarm state %q)", deploy.ErrInvalid, info.Info.Swarm.LocalNodeState)
+	}
+	b := &Backend{cli: cli, opts: opts, self: info.Info.Swarm.NodeID,
+		machines: map[string]*Machine{}, engines: map[string]*client.Client{}, addrs: map[string]string{}}
+	for node, host := range opts.NodeEngines {
+		if node == b.self {
+			continue
+		}
+		ec, err := client.New(client.WithHost(host))
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("swarm: node %s engine %s: %w: %w", node, host, deploy.ErrInvalid, err)
+		}
+		b.engines[node] = ec
+	}
+	return b, nil
+}
+
+// Close releases the clients' connections. Machines stay as they are.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.engines {
+		_ = c.Close()
+	}
+	b.engines = map[string]*client.Client{}
+	return b.cli.Close()
+}
+
+// Namespace returns the backend's namespace.
+func (b *Backend) Namespace() string { return b.opts.Namespace }
+
+// Client returns the manager's client (for images, nodes and anything else
+// the backend does not do).
+func (b *Backend) Client() *client.Client { return b.cli }
+
+// engine returns the client of a node's engine, or nil when none is known.
+func (b *Backend) engine(node string) *client.Client {
+	if node == "" {
+		return nil
+	}
+	if node == b.self {
+		return b.cli
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.engines[node]
+}
+
+// Create creates a service of zero replicas from spec: a machine not yet
+// started. spec.Port defaults to DefaultPort. The machine is placed on the
+// ready node (among those its node labels allow) that runs fewest of the
+// app's machines, so an app's machines spread over the nodes.
+func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.Machine, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	spec = normalize(spec)
+	id, err := newID()
+	if err != nil {
+		return nil, fmt.Errorf("swarm: create: %w", err)
+	}
+	labels, err := b.labels(id, spec)
+	if err != nil {
+		return nil, err
+	}
+	b.placeMu.Lock()
+	defer b.placeMu.Unlock()
+	node, err := b.place(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	labels[LabelNode] = node
+	image := spec.Image
+	if b.opts.LocalImages {
+		img, err := b.cli.ImageInspect(ctx, spec.Image)
+		if err != nil {
+			return nil, wrapErr("create: image", id, err)
+		}
+		image = img.ID
+	}
+	grace := spec.StopTimeoutOrDefault()
+	sig := spec.StopSignal
+	if sig == "" {
+		sig = "SIGTERM"
+	}
+	replicas := uint64(0)
+	constraints := []string{"node.id==" + node}
+	constraints = append(constraints, nodeConstraints(spec.Labels)...)
+	svc := swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: b.serviceName(spec.App, id), Labels: labels},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{
+				Image:           image,
+				Args:            spec.Cmd,
+				Env:             envList(spec.Env),
+				Labels:          map[string]string{LabelManaged: "true", LabelNamespace: b.opts.Namespace, LabelMachine: id, deploy.LabelApp: spec.App},
+				StopSignal:      sig,
+				StopGracePeriod: &grace,
+			},
+			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
+			Placement:     &swarm.Placement{Constraints: constraints},
+		},
+		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+		EndpointSpec: &swarm.EndpointSpec{Ports: []swarm.PortConfig{{
+			Protocol: network.TCP, TargetPort: uint32(spec.Port), PublishMode: swarm.PortConfigPublishModeHost,
+		}}},
+	}
+	res, err := b.cli.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: svc})
+	if err != nil {
+		if ctx.Err() != nil {
+			b.removeQuietly(svc.Name) // the manager may have created it before the request was cancelled
+		}
+		return nil, wrapErr("create", id, err)
+	}
+	m := newMachine(b, id, res.ID, spec, node)
+	b.mu.Lock()
+	b.machines[id] = m
+	b.mu.Unlock()
+	return m, nil
+}
+
+// place picks the node for a new machine: the ready, active node allowed by
+// the spec's node labels that runs fewest machines of the app's version, then
+// of the app, then of the namespace, so that each version spreads evenly.
+func (b *Backend) place(ctx context.Context, spec deploy.MachineSpec) (string, error) {
+	nodes, err := b.cli.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return "", wrapErr("create: list nodes", "", err)
+	}
+	want := nodeLabels(spec.Labels)
+	var ok []swarm.Node
+	for _, n := range nodes.Items {
+		if n.Status.State != swarm.NodeStateReady || n.Spec.Availability != swarm.NodeAvailabilityActive {
+			continue
+		}
+		match := true
+		for k, v := range want {
+			if n.Spec.Labels[k] != v {
+				match = false
+			}
+		}
+		if match {
+			ok = append(ok, n)
+		}
+	}
+	if len(ok) == 0 {
+		return "", fmt.Errorf("swarm: create: %w: no ready node with labels %v", deploy.ErrTransient, want)
+	}
+	svcs, err := b.list(ctx)
+	if err != nil {
+		return "", err
+	}
+	version, app, all := map[string]int{}, map[string]int{}, map[string]int{}
+	for _, s := range svcs {
+		n := s.Spec.Labels[LabelNode]
+		all[n]++
+		if s.Spec.Labels[deploy.LabelApp] == spec.App {
+			app[n]++
+			if s.Spec.Labels[deploy.LabelVersion] == spec.Version {
+				version[n]++
+			}
+		}
+	}
+	sort.Slice(ok, func(i, j int) bool {
+		a, c := ok[i].ID, ok[j].ID
+		if version[a] != version[c] {
+			return version[a] < version[c]
+		}
+		if app[a] != app[c] {
+			return app[a] < app[c]
+		}
+		if all[a] != all[c] {
+			return all[a] < all[c]
+		}
+		return a < c
+	})
+	b.mu.Lock()
+	for _, n := range ok {
+		b.addrs[n.ID] = nodeAddr(n)
+	}
+	b.mu.Unlock()
+	return ok[0].ID, nil
+}
+
+// List returns the app's machines that are not destroyed, oldest first.
+// Services made by another process are adopted.
+func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
+	svcs, err := b.list(ctx, deploy.LabelApp+"="+app)
+	if err != nil {
+		return nil, err
+	}
+	return b.handles(ctx, svcs)
+}
+
+// Get returns the machine with the given ID, or an error wrapping deploy.ErrNotFound.
+func (b *Backend) Get(ctx context.Context, id string) (deploy.Machine, error) {
+	if id == "" {
+		return nil, fmt.Errorf("swarm: get: %w: empty machine id", deploy.ErrNotFound)
+	}
+	svcs, err := b.list(ctx, LabelMachine+"="+id)
+	if err != nil {
+		return nil, err
+	}
+	if len(svcs) == 0 {
+		b.forget(id)
+		return nil, fmt.Errorf("swarm: machine %s: %w", id, deploy.ErrNotFound)
+	}
+	ms, err := b.handles(ctx, svcs[:1])
+	if err != nil {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
+// DestroyAll removes every service of the namespace, or of one app when app
+// is not empty, and returns how many it removed.
+func (b *Backend) DestroyAll(ctx context.Context, app string) (int, error) {
+	var extra []string
+	if app != "" {
+		extra = append(extra, deploy.LabelApp+"="+app)
+	}
+	svcs, err := b.list(ctx, extra...)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, s := range svcs {
+		id := s.Spec.Labels[LabelMachine]
+		b.mu.Lock()
+		m := b.machines[id]
+		b.mu.Unlock()
+		if m == nil {
+			m = newMachine(b, id, s.ID, deploy.MachineSpec{}, s.Spec.Labels[LabelNode])
+		}
+		if err := m.Destroy(ctx); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// handles returns the one handle per listed service, adopting them when
+// needed, with their state from one task listing.
+func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]deploy.Machine, error) {
+	if len(svcs) == 0 {
+		return nil, nil
+	}
+	f := make(client.Filters)
+	for _, s := range svcs {
+		f.Add("service", s.ID)
+	}
+	tasks, err := b.cli.TaskList(ctx, client.TaskListOptions{Filters: f})
+	if err != nil {
+		return nil, wrapErr("list tasks", "", err)
+	}
+	byService := map[string][]swarm.Task{}
+	for _, t := range tasks.Items {
+		byService[t.ServiceID] = append(byService[t.ServiceID], t)
+	}
+	out := make([]deploy.Machine, 0, len(svcs))
+	for _, s := range svcs {
+		id := s.Spec.Labels[LabelMachine]
+		b.mu.Lock()
+		m := b.machines[id]
+		if m == nil || m.sid != s.ID {
+			m = adopt(b, s)
+			b.machines[id] = m
+		}
+		b.mu.Unlock()
+		m.observeTasks(ctx, s, byService[s.ID])
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// list lists the namespace's services matching the extra label filters, oldest first.
+func (b *Backend) list(ctx context.Context, extra ...string) ([]swarm.Service, error) {
+	f := make(client.Filters).Add("label", LabelManaged+"=true", LabelNamespace+"="+b.opts.Namespace)
+	f.Add("label", extra...)
+	res, err := b.cli.ServiceList(ctx, client.ServiceListOptions{Filters: f})
+	if err != nil {
+		return nil, wrapErr("list", "", err)
+	}
+	items := res.Items
+	created := func(s swarm.Service) time.Time {
+		t, err := time.Parse(time.RFC3339Nano, s.Spec.Labels[LabelCreated])
+		if err != nil {
+			return s.CreatedAt
+		}
+		return t
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		ti, tj := created(items[i]), created(items[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return items[i].ID < items[j].ID
+	})
+	return items, nil
+}
+
+func (b *Backend) forget(id string) {
+	b.mu.Lock()
+	delete(b.machines, id)
+	b.mu.Unlock()
+}
+
+// nodeAddress returns a node's address, asking the manager once per node.
+func (b *Backend) nodeAddress(ctx context.Context, node string) (string, error) {
+	b.mu.Lock()
+	addr := b.addrs[node]
+	b.mu.Unlock()
+	if addr != "" {
+		return addr, nil
+	}
+	n, err := b.cli.NodeInspect(ctx, node, client.NodeInspectOptions{})
+	if err != nil {
+		return "", wrapErr("inspect node", node, err)
+	}
+	addr = nodeAddr(n.Node)
+	if addr == "" {
+		return "", fmt.Errorf("swarm: node %s has no address", node)
+	}
+	b.mu.Lock()
+	b.addrs[node] = addr
+	b.mu.Unlock()
+	return addr, nil
+}
+
+// nodeAddr is the address a node's host-mode ports answer on. A manager
+// that listens on 0.0.0.0 reports that as its Status.Addr; its manager
+// address is the one to use then.
+func nodeAddr(n swarm.Node) string {
+	addr := n.Status.Addr
+	if (addr == "" || addr == "0.0.0.0") && n.ManagerStatus != nil {
+		if h, _, ok := strings.Cut(n.ManagerStatus.Addr, ":"); ok {
+			addr = h
+		}
+	}
+	if addr == "0.0.0.0" {
+		return ""
+	}
+	return addr
+}
+
+func (b *Backend) serviceName(app, id string) string {
+	return b.opts.NamePrefix + "-" + sanitize(app) + "-" + id
+}
+
+// removeQuietly removes a service by name or ID, ignoring errors, with a
+// context of its own (used to clean up after a cancelled call).
+func (b *Backend) removeQuietly(ref string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = b.cli.ServiceRemove(ctx, ref, client.ServiceRemoveOptions{})
+}
+
+func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string, error) {
+	l := make(map[string]string, len(spec.Labels)+10)
+	maps.Copy(l, spec.Labels)
+	l[LabelManaged] = "true"
+	l[LabelNamespace] = b.opts.Namespace
+	l[LabelMachine] = id
+	l[LabelPort] = strconv.Itoa(spec.Port)
+	l[LabelCreated] = time.Now().UTC().Format(time.RFC3339Nano)
+	l[LabelImage] = spec.Image
+	if spec.StopSignal != "" {
+		l[LabelStopSignal] = spec.StopSignal
+	}
+	if spec.StopTimeout > 0 {
+		l[LabelStopTimeout] = spec.StopTimeout.String()
+	}
+	if len(spec.Cmd) > 0 {
+		js, err := json.Marshal(spec.Cmd)
+		if err != nil {
+			return nil, fmt.Errorf("swarm: create: %w: cmd: %w", deploy.ErrInvalid, err)
+		}
+		l[LabelCmd] = string(js)
+	}
+	if len(spec.Env) > 0 {
+		js, _ := json.Marshal(slices.Sorted(maps.Keys(spec.Env)))
+		l[LabelEnvKeys] = string(js)
+	}
+	return l, nil
+}
+
+var internalLabels = map[string]bool{
+	LabelManaged: true, LabelNamespace: true, LabelMachine: true, LabelPort: true,
+	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true,
+	LabelImage: true, LabelNode: true, LabelStarted: true,
+}
+
+// specOf rebuilds a machine's spec from its service.
+func specOf(s swarm.Service) deploy.MachineSpec {
+	l := s.Spec.Labels
+	spec := deploy.MachineSpec{
+		App:        l[deploy.LabelApp],
+		Image:      l[LabelImage],
+		Version:    l[deploy.LabelVersion],
+		StopSignal: l[LabelStopSignal],
+		Labels:     map[string]string{},
+	}
+	for k, v := range l {
+		if !internalLabels[k] {
+			spec.Labels[k] = v
+		}
+	}
+	spec.Port, _ = strconv.Atoi(l[LabelPort])
+	if spec.Port == 0 {
+		spec.Port = DefaultPort
+	}
+	if d, err := time.ParseDuration(l[LabelStopTimeout]); err == nil {
+		spec.StopTimeout = d
+	}
+	cs := s.Spec.TaskTemplate.ContainerSpec
+	if js := l[LabelCmd]; js != "" {
+		if err := json.Unmarshal([]byte(js), &spec.Cmd); err != nil && cs != nil {
+			spec.Cmd = cs.Args
+		}
+	}
+	if spec.Image == "" && cs != nil {
+		spec.Image = cs.Image
+	}
+	if js := l[LabelEnvKeys]; js != "" && cs != nil {
+		var keys []string
+		_ = json.Unmarshal([]byte(js), &keys)
+		env := envMap(cs.Env)
+		spec.Env = make(map[string]string, len(keys))
+		for _, k := range keys {
+			if v, ok := env[k]; ok {
+				spec.Env[k] = v
+			}
+		}
+	}
+	return spec
+}
+
+// nodeLabels returns the node labels a spec asks for.
+func nodeLabels(l map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range l {
+		if name, ok := strings.CutPrefix(k, NodeLabelPrefix); ok && name != "" {
+			out[name] = v
+		}
+	}
+	if r := l[deploy.LabelRegion]; r != "" {
+		out[RegionNodeLabel] = r
+	}
+	return out
+}
+
+// nodeConstraints returns the placement constraints for the node labels a spec asks for.
+func nodeConstraints(l map[string]string) []string {
+	want := nodeLabels(l)
+	out := make([]string, 0, len(want))
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		out = append(out, "node.labels."+k+"=="+want[k])
+	}
+	return out
+}
+
+func validate(s deploy.MachineSpec) error {
+	switch {
+	case s.App == "":
+		return fmt.Errorf("swarm: spec: %w: app is empty", deploy.ErrInvalid)
+	case s.Image == "":
+		return fmt.Errorf("swarm: spec: %w: image is empty", deploy.ErrInvalid)
+	case s.Port < 0 || s.Port > 65535:
+		return fmt.Errorf("swarm: spec: %w: port %d out of range", deploy.ErrInvalid, s.Port)
+	}
+	for k := range s.Env {
+		if k == "" || strings.Contains(k, "=") {
+			return fmt.Errorf("swarm: spec: %w: env key %q", deploy.ErrInvalid, k)
+		}
+	}
+	return nil
+}
+
+// normalize copies the spec's maps and slices and fills defaults.
+func normalize(s deploy.MachineSpec) deploy.MachineSpec {
+	if s.Port == 0 {
+		s.Port = DefaultPort
+	}
+	labels := make(map[string]string, len(s.Labels)+2)
+	maps.Copy(labels, s.Labels)
+	labels[deploy.LabelApp] = s.App
+	if s.Version != "" {
+		labels[deploy.LabelVersion] = s.Version
+	}
+	s.Labels = labels
+	s.Env = maps.Clone(s.Env)
+	if s.Cmd != nil {
+		s.Cmd = append([]string(nil), s.Cmd...)
+	}
+	return s
+}
+
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func envMap(env []string) map[string]string {
+	out := make(map[string]string, len(env))
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		out[k] = v
+	}
+	return out
+}
+
+func newID() (string, error) {
+	var buf [6]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(buf[:]), nil
+}
+
+// sanitize keeps a name usable in a service name ([a-zA-Z0-9-], at most 40 characters).
+func sanitize(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		if sb.Len() >= 40 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-':
+			sb.WriteRune(r)
+		default:
+			sb.WriteByte('-')
+		}
+	}
+	if sb.Len() == 0 {
+		return "app"
+	}
+	return strings.Trim(sb.String(), "-")
+}
+
+// wrapErr wraps an engine error, adding the deploy sentinel it maps to.
+func wrapErr(op, id string, err error) error {
+	what := "swarm: " + op
+	if id != "" {
+		what += " " + id
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", what, err)
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %w", what, deploy.ErrNotFound, err)
+	case cerrdefs.IsInvalidArgument(err):
+		return fmt.Errorf("%s: %w: %w", what, deploy.ErrInvalid, err)
+	case client.IsErrConnectionFailed(err), cerrdefs.IsUnavailable(err):
+		return fmt.Errorf("%s: %w: %w", what, deploy.ErrTransient, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
