@@ -9,11 +9,13 @@ import (
 )
 
 // Recover finishes or undoes what a deploy of app left behind when its process
-// stopped mid-way, from the release store and the backend's labels. Each
-// release still "running" becomes "interrupted". If the interrupted version
+// stopped mid-way, from the release store and the backend's labels. If the interrupted version
 // already serves at full count with nothing of the previous version left, it
 // is kept (finished); otherwise the previous stable release is restored to its
-// count and every machine of the interrupted version is removed. Temporary
+// count and every machine of the interrupted version is removed. Each
+// release still "running" then ends "rolled_back" (or "failed" when nothing
+// served before it, "complete" when it was kept), its reason saying that its
+// process stopped mid-deploy and what the recovery did. Temporary
 // release-command machines are removed too. Recover returns nil, nil when
 // there is nothing to recover.
 func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
@@ -97,21 +99,38 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = news
 		r.moved = true
-		r.restore = prev
+		if prev != nil {
+			restore := *prev
+			v := "v" + strconv.Itoa(prev.Version)
+			restore.Spec.Version = v
+			restore.Spec.Labels = withLabels(restore.Spec.Labels, map[string]string{LabelApp: app, LabelVersion: v, LabelRole: "app"})
+			r.restore = &restore
+		}
 		if _, err := d.undo(ctx, r); err != nil {
-			errs = append(errs, err)
+			// Leave the releases running: the next Recover tries again.
+			res.Status, res.Err, res.Finished = StatusFailed, err, time.Now()
+			return res, fmt.Errorf("recover %s: %w", app, errors.Join(append(errs, err)...))
 		}
 		if prev != nil {
 			res.FromVersion = "v" + strconv.Itoa(prev.Version)
 		}
 	}
 
+	// What the restart found and did, for the release records.
+	what := "nothing was serving before: its machines were removed"
+	if prev != nil {
+		what = fmt.Sprintf("v%d was restored (%d machines) and its machines removed", prev.Version, prev.Count)
+	}
 	for _, rel := range running {
-		rel.Status, rel.Finished = ReleaseInterrupted, time.Now()
-		reason := "interrupted; recovered: previous version restored, its machines removed"
+		rel.Finished = time.Now()
+		rel.Status = ReleaseFailed
+		if prev != nil {
+			rel.Status = ReleaseRolledBack
+		}
+		reason := "the process deploying it stopped before the deploy finished (killed or crashed); on restart " + what
 		if finish && rel.Version == newest.Version {
-			reason = "interrupted; recovered: the deploy had finished moving traffic, kept"
-			rel.Stable = true
+			rel.Status, rel.Stable = ReleaseComplete, true
+			reason = "the process deploying it stopped after the deploy had moved all traffic; on restart the deploy was kept"
 		}
 		if rel.Reason != "" {
 			reason = rel.Reason + "; " + reason
@@ -125,6 +144,9 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	res.Machines = ids(appMachines(after))
 	res.Finished = time.Now()
 	res.Status = StatusRolledBack
+	if prev == nil {
+		res.Status = StatusFailed
+	}
 	if finish {
 		res.Status = StatusSucceeded
 	}
