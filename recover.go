@@ -16,8 +16,10 @@ import (
 // release still "running" then ends "rolled_back" (or "failed" when nothing
 // served before it, "complete" when it was kept), its reason saying that its
 // process stopped mid-deploy and what the recovery did. Temporary
-// release-command machines are removed too. Recover returns nil, nil when
-// there is nothing to recover.
+// release-command machines are removed too. When no deploy was interrupted
+// but the current release runs fewer machines than its count (they stopped
+// with the process, as the mem backend's do), the missing ones are started
+// and routed. Recover returns nil, nil when there is nothing to recover.
 func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	if d.Store == nil || d.Backend == nil || d.Router == nil {
 		return nil, fmt.Errorf("recover: %w: Store, Backend and Router must be set", ErrInvalid)
@@ -52,6 +54,9 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		}
 	}
 	if len(running) == 0 && len(orphans) == 0 {
+		if prev != nil {
+			return d.refill(ctx, app, *prev, appMachines(all))
+		}
 		return nil, nil
 	}
 
@@ -167,4 +172,58 @@ func allRouted(ms []Machine, routes map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// refill starts and routes the machines the current release rel lacks, when
+// every app machine that runs is of its version; it returns nil, nil when
+// none lack.
+func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Machine) (*Result, error) {
+	v := "v" + strconv.Itoa(rel.Version)
+	var alive []Machine
+	for _, m := range ms {
+		if m.Spec().Version != v {
+			return nil, nil // another version runs: not ours to change
+		}
+		if st := m.State(); st == StateStarted || st == StateStarting {
+			alive = append(alive, m)
+		}
+	}
+	missing := rel.Count - len(alive)
+	if missing <= 0 {
+		return nil, nil
+	}
+	log := d.logger().With("app", app)
+	res := &Result{App: app, Version: v, FromVersion: v, Release: rel.Version, Started: time.Now(), Counts: map[EventType]int{}, Strategy: "recover"}
+	spec := rel.Spec
+	spec.Version = v
+	spec.Labels = withLabels(spec.Labels, map[string]string{LabelApp: app, LabelVersion: v, LabelRole: "app"})
+	var routes map[string]int
+	if wr, ok := d.Router.(WeightReporter); ok {
+		routes = wr.Targets()
+	}
+	r := newRollout(spec, rel.Count, alive, d.Backend, d.Router, d.Health, routes, serialize(func(e Event) {
+		res.Counts[e.Type]++
+		d.event(log, e)
+	}))
+	r.Logger = log
+	r.WaitTimeout = waitTimeout(d.WaitTimeout)
+	r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)})
+	news, err := r.LaunchNew(ctx, missing, 0, false)
+	if err == nil {
+		next := r.Routes()
+		for _, m := range news {
+			next[m.Addr()] = 1
+		}
+		err = r.RouteAddrs(ctx, next)
+	}
+	res.Finished = time.Now()
+	if err != nil {
+		_ = r.Retire(context.WithoutCancel(ctx), r.Created()...)
+		res.Status, res.Err = StatusFailed, err
+		return res, fmt.Errorf("recover %s: restore %s to %d machines: %w", app, v, rel.Count, err)
+	}
+	r.Emit(Event{Type: DeploySucceeded, Version: v, Message: "restored"})
+	res.Status = StatusSucceeded
+	res.Machines = ids(append(alive, news...))
+	return res, nil
 }

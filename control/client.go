@@ -258,9 +258,9 @@ func frames(resp *http.Response, each func(frame) bool, last func(frame)) error 
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("control: %w", err)
+		return fmt.Errorf("%w (%v)", ErrDaemonGone, err)
 	}
-	return errors.New("control: the daemon closed the stream before the end (did it stop?)")
+	return fmt.Errorf("%w (the stream ended early)", ErrDaemonGone)
 }
 
 // Logs calls onLine for each log line the daemon keeps and, with follow, for

@@ -30,6 +30,11 @@ import (
 // socket (no daemon, or a stale socket file).
 var ErrUnreachable = errors.New("control: daemon unreachable")
 
+// ErrDaemonGone is wrapped by a Client's errors when the daemon stopped (or
+// its connection broke) before it finished answering: a deploy it ran did not
+// finish, and a proxy it ran stopped with it.
+var ErrDaemonGone = errors.New("control: the daemon stopped before it answered")
+
 // ErrNoApp is returned (wrapped) for app operations on a Server that serves
 // routing only.
 var ErrNoApp = errors.New("control: this daemon serves routing only")

@@ -95,7 +95,11 @@ func (d *daemon) begin(kind, strat string, gate *bluegreen.Gate, emit func(deplo
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.op != nil {
-		return nil, fmt.Errorf("%w: a %s of %s (%s) started at %s is running: wait for it (cutover status), or abort it if it is held",
+		if d.op.Kind == "recover" {
+			return nil, fmt.Errorf("%w: the daemon is recovering %s after a restart (since %s): wait for it (cutover status, cutover logs)",
+				deploy.ErrDeployInProgress, d.app, d.op.Started.Format("15:04:05"))
+		}
+		return nil, fmt.Errorf("%w: a %s of %s (%s) started at %s is running: wait for it (cutover status), or stop it with cutover abort",
 			deploy.ErrDeployInProgress, d.op.Kind, d.app, orDash(d.op.Version), d.op.Started.Format("15:04:05"))
 	}
 	d.op = &control.Operation{Kind: kind, Strategy: strat, Started: time.Now()}
@@ -105,6 +109,16 @@ func (d *daemon) begin(kind, strat string, gate *bluegreen.Gate, emit func(deplo
 		d.op, d.gate, d.emit = nil, nil, nil
 		d.mu.Unlock()
 	}, nil
+}
+
+// running names the running operation's kind, or "".
+func (d *daemon) running() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.op == nil {
+		return ""
+	}
+	return d.op.Kind
 }
 
 // Deploy deploys the plan the client sent (or the daemon's), with its overrides.

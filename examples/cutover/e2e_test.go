@@ -73,6 +73,7 @@ type env struct {
 	port int
 	log  *syncBuffer
 	stop func() // stops the daemon (once)
+	kill func() // kills the daemon with SIGKILL instead (once)
 }
 
 // restart stops the daemon gracefully and starts a new one.
@@ -210,6 +211,14 @@ func (e *env) start(backend string) {
 			e.t.Logf("daemon log:\n%s", tail(e.log.String(), 40))
 		})
 	}
+	e.kill = func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+			assert.NotContains(e.t, e.log.String(), "DATA RACE")
+			e.t.Logf("daemon log (killed):\n%s", tail(e.log.String(), 40))
+		})
+	}
 	e.t.Cleanup(e.stop)
 	c := control.Dial(filepath.Join(e.dir, ".cutover", "cutover.sock"))
 	defer c.Close()
@@ -249,6 +258,7 @@ type releaseLine struct {
 	Description string `json:"description"`
 	User        string `json:"user"`
 	Image       string `json:"image"`
+	Reason      string `json:"reason"`
 	Date        time.Time
 }
 

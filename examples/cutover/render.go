@@ -198,6 +198,17 @@ func summary(res *control.Result) string {
 
 // failure is the error of a deploy that did not succeed.
 func failure(res *control.Result, err error) error {
+	if errors.Is(err, control.ErrDaemonGone) {
+		v := ""
+		if res != nil && res.Version != "" {
+			v = " " + res.Version
+		}
+		return fmt.Errorf("the daemon stopped before the deploy%s finished, and its proxy stopped with it: "+
+			"nothing serves until `cutover serve` runs again, which recovers the deploy (rolls it back unless it had finished): %w", v, err)
+	}
+	if errors.Is(err, deploy.ErrDeployInProgress) {
+		return err // refused: nothing changed
+	}
 	if res == nil {
 		return err
 	}

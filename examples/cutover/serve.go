@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cutover/deploy"
@@ -34,6 +38,9 @@ type backendKit struct {
 	backend deploy.Backend
 	// prepare makes sure image can run, or says what to do (an error wrapping deploy.ErrInvalid).
 	prepare func(ctx context.Context, image string, releaseCmd []string) error
+	// register, when set, makes an image runnable again after a restart
+	// (mem: the machines run in the daemon).
+	register func(image string)
 	// close releases the backend when the daemon stops.
 	close func() error
 	// note is said on shutdown about the machines.
@@ -107,15 +114,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	d := newDaemon(app, plan, kit, px, store, logs)
 	d.info = control.Info{App: app, Backend: kit.name, Addr: pub.Addr().String(), PID: os.Getpid(), Started: time.Now()}
 
-	// Adopt what runs, and finish or undo a deploy the last daemon left half done.
+	owner, err := lockOwner(c.state())
+	if err != nil {
+		return err
+	}
+	d.dep.Owner = owner
+
+	// Adopt what runs; recovery (below) finishes or undoes a deploy the last
+	// daemon left half done.
 	if err := d.adopt(ctx); err != nil {
 		logs.printf("adopt: %v", err)
 	}
-	if res, err := d.dep.Recover(ctx, app); err != nil {
-		logs.printf("recover: %v", err)
-	} else if res != nil {
-		logs.printf("recovered an interrupted deploy of %s: %s (machines %v)", res.Version, res.Status, res.Machines)
-	}
+	recoverDone := make(chan struct{})
+	recCtx, stopRecover := context.WithCancel(ctx)
+	endRecover, _ := d.begin("recover", "", nil, nil) // the slot is free: nothing runs yet
+	go func() {
+		defer close(recoverDone)
+		defer endRecover()
+		d.recoverUntilDone(recCtx)
+	}()
+	defer func() { stopRecover(); <-recoverDone }()
 
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
@@ -133,7 +151,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var runErr error
 	select {
 	case <-ctx.Done():
-		logs.printf("stopping: cancelling a running deploy, draining requests")
+		if op := d.running(); op != "" {
+			logs.printf("stopping: cancelling the running %s, draining requests", op)
+		} else {
+			logs.printf("stopping: draining requests")
+		}
 	case err := <-srvErr:
 		runErr = fmt.Errorf("proxy server: %w", err)
 	case err := <-ctlErr:
@@ -184,4 +206,74 @@ func (d *daemon) adopt(ctx context.Context) error {
 		return nil
 	}
 	return d.mon.SetTargets(ctx, targets)
+}
+
+// lockOwner returns the daemon's name in the deploy lock, kept in the state
+// directory so that a daemon restarted after a crash takes over the lock its
+// predecessor left (only one daemon runs per state directory: the control
+// socket says so).
+func lockOwner(state string) (string, error) {
+	path := filepath.Join(state, "owner")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("cutover serve %s %s/%s", hex.EncodeToString(b[:]), host, state)
+	if err := os.WriteFile(path, []byte(owner+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cannot write the daemon's lock name: %w", err)
+	}
+	return owner, nil
+}
+
+// recoverUntilDone recovers an interrupted deploy (and machines that stopped
+// with the last daemon), trying again until it is done or ctx ends: a lock
+// another process holds is waited out.
+func (d *daemon) recoverUntilDone(ctx context.Context) {
+	if d.kit.register != nil { // mem: the images to restore run in this process
+		rels, err := d.store.List(ctx, d.app)
+		if err != nil {
+			d.logs.printf("recover: %v", err)
+		}
+		stable := false
+		for _, r := range rels {
+			if r.Status == deploy.ReleaseRunning || r.Stable && !stable {
+				stable = stable || r.Stable
+				d.kit.register(r.Image)
+			}
+		}
+	}
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res, err := d.dep.Recover(ctx, d.app)
+		switch {
+		case err == nil && res == nil:
+			return
+		case err == nil:
+			d.logs.printf("recover: %s: %s (machines %s)", orDash(res.Version), recoverWords(res), strings.Join(res.Machines, " "))
+			return
+		case ctx.Err() != nil:
+			return
+		}
+		d.logs.printf("recover: attempt %d: %v; trying again in %s", attempt, oneLine(err), delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+func recoverWords(res *deploy.Result) string {
+	switch {
+	case res.Status == deploy.StatusSucceeded && res.FromVersion == res.Version:
+		return "machines that stopped with the last daemon restarted"
+	case res.Status == deploy.StatusSucceeded:
+		return "an interrupted deploy had moved all traffic: kept"
+	case res.FromVersion != "":
+		return "an interrupted deploy was rolled back to " + res.FromVersion
+	}
+	return "an interrupted first deploy was removed"
 }
