@@ -81,10 +81,19 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	}
 	var news, olds []Machine
 	for _, m := range appMachines(all) {
-		if interrupted[m.Spec().Version] {
+		switch {
+		case interrupted[m.Spec().Version]:
 			news = append(news, m)
-		} else {
+		case m.State() == StateStarted:
 			olds = append(olds, m)
+		case len(running) > 0:
+			// An old machine the interrupted deploy had stopped: restoring
+			// starts a replacement, so remove it.
+			if err := m.Destroy(ctx); err != nil && !errors.Is(err, ErrNotFound) {
+				errs = append(errs, phaseErr(m, "destroy", err))
+				continue
+			}
+			emit(Event{Type: MachineDestroyed, App: app, Time: time.Now(), Machine: m.ID(), Version: m.Spec().Version, Message: "stopped by an interrupted deploy; replaced"})
 		}
 	}
 
