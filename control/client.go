@@ -180,7 +180,9 @@ func (c *Client) Promote(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/promote", struct{}{}, nil)
 }
 
-// Abort makes a held bluegreen deploy remove its new machines and fail.
+// Abort stops the running deploy or rollback: a held bluegreen deploy removes
+// its new machines, any other rolls back as a cancelled deploy does. It fails
+// with ErrNotRunning when none runs.
 func (c *Client) Abort(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/abort", struct{}{}, nil)
 }

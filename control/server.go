@@ -39,14 +39,14 @@ type Server struct {
 	mu     sync.Mutex
 	srv    *http.Server
 	ctx    context.Context // the lifetime of operations
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	ops    sync.WaitGroup
 	closed bool
 }
 
 func (s *Server) init() {
 	s.once.Do(func() {
-		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.ctx, s.cancel = context.WithCancelCause(context.Background())
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /v1/info", s.info)
 		mux.HandleFunc("GET /v1/targets", s.targets)
@@ -121,7 +121,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel(ErrStopping)
 	err := s.srv.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { s.ops.Wait(); close(done) }()
@@ -140,7 +140,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel(ErrStopping)
 	err := s.srv.Close()
 	s.ops.Wait()
 	return err
@@ -160,7 +160,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		code = http.StatusBadRequest
 	case "not_found":
 		code = http.StatusNotFound
-	case "in_progress", "not_held":
+	case "in_progress", "not_held", "not_running":
 		code = http.StatusConflict
 	case "no_app":
 		code = http.StatusNotImplemented

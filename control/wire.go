@@ -35,12 +35,19 @@ var ErrUnreachable = errors.New("control: daemon unreachable")
 // finish, and a proxy it ran stopped with it.
 var ErrDaemonGone = errors.New("control: the daemon stopped before it answered")
 
+// ErrStopping is the cause (context.Cause) of the cancellation of the
+// operations of a Server that shuts down or closes.
+var ErrStopping = errors.New("the cutover daemon is stopping")
+
 // ErrNoApp is returned (wrapped) for app operations on a Server that serves
 // routing only.
 var ErrNoApp = errors.New("control: this daemon serves routing only")
 
 // ErrNotHeld is returned (wrapped) by Promote and Abort when no deploy waits for them.
 var ErrNotHeld = errors.New("no deploy is held")
+
+// ErrNotRunning is returned (wrapped) by Abort when no deploy or rollback runs.
+var ErrNotRunning = errors.New("no deploy is running")
 
 // ErrInUse is returned (wrapped) by Listen when a live server answers on the path.
 var ErrInUse = errors.New("a daemon already listens")
@@ -247,6 +254,7 @@ var kinds = []struct {
 	{"aborted", deploy.ErrAborted},
 	{"in_progress", deploy.ErrDeployInProgress},
 	{"not_held", ErrNotHeld},
+	{"not_running", ErrNotRunning},
 	{"no_app", ErrNoApp},
 	{"unhealthy", deploy.ErrUnhealthy},
 	{"exited", deploy.ErrExited},

@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -45,16 +48,16 @@ func noArgs(c *common, pos []string) error {
 	return nil
 }
 
-func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
+func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newFlags("deploy", "[--image IMG] [--strategy S] [--wait-timeout D] [--detach] [--count N] [--hold] [--json]", deployAbout, stdout)
 	c.addBackendFlag()
 	image := c.fs.String("image", "", "image to deploy (default: [build] image in fly.toml); on --backend mem any name works, its tag is the version it answers")
 	strat := c.fs.String("strategy", "", "rolling, bluegreen, canary or immediate (default: [deploy] strategy in fly.toml, else rolling)")
-	wait := c.fs.Duration("wait-timeout", 0, "how long each machine may take to pass its health checks (default: [deploy] wait_timeout, else 5m)")
+	wait := c.durationFlag("wait-timeout", 0, "how long each machine may take to pass its health checks (default: [deploy] wait_timeout, else 5m)")
 	detach := c.fs.Bool("detach", false, "return once the deploy started; it goes on in the daemon")
 	count := c.fs.Int("count", 0, "machines to run (default: keep the current count; 1 for a first deploy)")
 	hold := c.fs.Bool("hold", false, "bluegreen: once the new machines are healthy, wait for 'cutover promote' or 'cutover abort'")
-	holdTimeout := c.fs.Duration("hold-timeout", 0, "with --hold: abort if no decision comes within this (default 1h)")
+	holdTimeout := c.durationFlag("hold-timeout", 0, "with --hold: abort if no decision comes within this (default 1h)")
 	message := c.fs.String("message", "", "description recorded with the release (default \"deploy image IMG\")")
 	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
 	plan, err := c.planNoArgs(args)
@@ -70,8 +73,8 @@ func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	switch {
 	case *wait < 0 || *holdTimeout < 0:
 		return usagef("durations must not be negative")
-	case *count < 0:
-		return usagef("--count %d: want a number of machines, at least 1", *count)
+	case *count < 0 || *count == 0 && flagSet(c.fs, "count"):
+		return usagef("--count %d: want a number of machines, at least 1 (leave --count out to keep the current count)", *count)
 	case *hold && plan.StrategyName != "bluegreen":
 		return usagef("--hold needs the bluegreen strategy: pass --strategy bluegreen")
 	}
@@ -94,11 +97,51 @@ func runDeploy(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	}
 	defer cl.Close()
 	r := newRenderer(stdout, *asJSON)
-	res, err := cl.Deploy(ctx, control.DeployArgs{
+	// Ctrl-C (or SIGTERM) aborts the deploy, which rolls back, and the
+	// command watches it to the end; a second one stops watching. With
+	// --detach it only stops watching.
+	watch, stopWatching := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatching()
+	if *detach {
+		defer context.AfterFunc(ctx, stopWatching)()
+	} else {
+		defer context.AfterFunc(ctx, func() { abortOnInterrupt(watch, cl, stderr, stopWatching) })()
+	}
+	res, err := cl.Deploy(watch, control.DeployArgs{
 		Config: raw, Image: plan.Spec.Image, Strategy: plan.StrategyName, WaitTimeout: plan.WaitTimeout,
 		Count: *count, Hold: *hold, HoldTimeout: *holdTimeout, Description: *message, User: currentUser(), Detach: *detach,
 	}, r.event)
 	return finish(r, res, err)
+}
+
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// abortOnInterrupt asks the daemon to abort the deploy the command watches;
+// a second interrupt makes it stop watching.
+func abortOnInterrupt(watch context.Context, cl *control.Client, stderr io.Writer, stopWatching func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		defer signal.Stop(sig)
+		select {
+		case <-sig:
+			fmt.Fprintln(stderr, "cutover deploy: interrupted again: no longer watching; the daemon finishes the abort")
+			stopWatching()
+		case <-watch.Done():
+		}
+	}()
+	fmt.Fprintln(stderr, "cutover deploy: interrupted: aborting the deploy (it rolls back); interrupt again to stop watching")
+	actx, cancel := context.WithTimeout(watch, 10*time.Second)
+	defer cancel()
+	if err := cl.Abort(actx); err != nil && !errors.Is(err, control.ErrNotRunning) {
+		fmt.Fprintf(stderr, "cutover deploy: abort: %s; stopping watching\n", oneLine(err))
+		stopWatching()
+	}
 }
 
 // finish shows the end of a deploy or rollback and returns its error.
@@ -323,9 +366,9 @@ func runPromote(ctx context.Context, args []string, stdout, _ io.Writer) error {
 
 func runAbort(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return decide(ctx, args, stdout, "abort",
-		"Make a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) remove its new machines; the old ones keep serving.",
+		"Stop the running deploy or rollback, whatever its strategy (a canary included): it removes its new machines and the previous version serves, as after a failure. A held bluegreen deploy removes its new machines.",
 		(*control.Client).Abort,
-		"aborted: the held deploy removes its new machines; the old ones keep serving")
+		"aborted: the deploy removes its new machines; the previous version keeps serving (cutover status shows it)")
 }
 
 // decide runs the command verb: call gives the decision to the daemon, and

@@ -33,11 +33,12 @@ type daemon struct {
 	logs   *logRing
 	info   control.Info
 
-	mu   sync.Mutex
-	op   *control.Operation
-	gate *bluegreen.Gate
-	emit func(deploy.Event) // the running operation's watcher
-	user string             // who asked for the running rollback
+	mu     sync.Mutex
+	op     *control.Operation
+	cancel context.CancelCauseFunc // ends the running deploy or rollback
+	gate   *bluegreen.Gate
+	emit   func(deploy.Event) // the running operation's watcher
+	user   string             // who asked for the running rollback
 }
 
 var _ control.App = (*daemon)(nil)
@@ -90,6 +91,30 @@ func (d *daemon) onEvent(e deploy.Event) {
 	}
 }
 
+// operate runs fn as the daemon's one operation, under a context that Abort
+// cancels.
+func (d *daemon) operate(ctx context.Context, kind, strat string, gate *bluegreen.Gate, emit func(deploy.Event), fn func(context.Context) (*deploy.Result, error)) (*deploy.Result, error) {
+	end, err := d.begin(kind, strat, gate, emit)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	d.mu.Lock()
+	d.cancel = cancel
+	d.mu.Unlock()
+	return fn(ctx)
+}
+
+// abortedError is why an operation stopped by `cutover abort` ended.
+type abortedError struct{}
+
+func (abortedError) Error() string {
+	return "aborted by the user (cutover abort, or Ctrl-C on cutover deploy)"
+}
+func (abortedError) Unwrap() error { return deploy.ErrAborted }
+
 // begin makes the daemon's one operation, or says which one runs.
 func (d *daemon) begin(kind, strat string, gate *bluegreen.Gate, emit func(deploy.Event)) (func(), error) {
 	d.mu.Lock()
@@ -106,7 +131,7 @@ func (d *daemon) begin(kind, strat string, gate *bluegreen.Gate, emit func(deplo
 	d.gate, d.emit = gate, emit
 	return func() {
 		d.mu.Lock()
-		d.op, d.gate, d.emit = nil, nil, nil
+		d.op, d.gate, d.emit, d.cancel = nil, nil, nil, nil
 		d.mu.Unlock()
 	}, nil
 }
@@ -166,12 +191,9 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 	if req.Description == "" {
 		req.Description = "deploy image " + plan.Spec.Image
 	}
-	end, err := d.begin("deploy", req.Strategy.Name(), gate, emit)
-	if err != nil {
-		return nil, err
-	}
-	defer end()
-	return d.dep.Deploy(ctx, req)
+	return d.operate(ctx, "deploy", req.Strategy.Name(), gate, emit, func(ctx context.Context) (*deploy.Result, error) {
+		return d.dep.Deploy(ctx, req)
+	})
 }
 
 // Rollback redeploys a stable release.
@@ -199,15 +221,12 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 		}
 		break
 	}
-	end, err := d.begin("rollback", "", nil, emit)
-	if err != nil {
-		return nil, err
-	}
-	defer end()
-	d.mu.Lock()
-	d.user = args.User
-	d.mu.Unlock()
-	return d.dep.Rollback(ctx, d.app, version)
+	return d.operate(ctx, "rollback", "", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
+		d.mu.Lock()
+		d.user = args.User
+		d.mu.Unlock()
+		return d.dep.Rollback(ctx, d.app, version)
+	})
 }
 
 func (d *daemon) Releases(ctx context.Context) ([]deploy.Release, error) {
@@ -254,11 +273,25 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (d *daemon) decide(promote bool) error {
 	d.mu.Lock()
-	gate := d.gate
+	gate, cancel, kind, held := d.gate, d.cancel, "", false
+	if d.op != nil {
+		kind, held = d.op.Kind, d.op.Held
+	}
 	d.mu.Unlock()
 	verb := "abort"
 	if promote {
 		verb = "promote"
+	}
+	if !promote && kind == "recover" {
+		return fmt.Errorf("abort: %w: the daemon is recovering after a restart", control.ErrNotRunning)
+	}
+	if !promote && !held {
+		if cancel == nil {
+			return fmt.Errorf("abort: %w", control.ErrNotRunning)
+		}
+		cancel(abortedError{}) // the deploy rolls back as a cancelled one does
+		d.logs.printf("deploy: abort given: cancelling the running %s", kind)
+		return nil
 	}
 	if gate == nil {
 		return fmt.Errorf("%s: %w: start one with `cutover deploy --strategy bluegreen --hold`", verb, control.ErrNotHeld)

@@ -45,7 +45,7 @@ Commands:
   status     show machines, versions, states, health and traffic weights
   logs       show (or follow) the daemon's and the machines' logs
   promote    let a held bluegreen deploy switch traffic
-  abort      make a held bluegreen deploy remove its new machines
+  abort      stop the running deploy (any strategy); the previous version keeps serving
 
 Every command reads fly.toml like fly does (-c PATH, default ./fly.toml) and
 keeps its state in --state-dir (default .cutover next to fly.toml).

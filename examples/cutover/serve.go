@@ -51,7 +51,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c := newFlags("serve", "[-c fly.toml] [--backend docker|mem] [--port N] [--state-dir DIR]", serveAbout, stdout)
 	backendName := c.fs.String("backend", "docker", "where machines run: docker (containers on the local engine) or mem (a demo app in this process, no engine needed)")
 	port := c.fs.Int("port", 8080, "public port of the proxy, on 127.0.0.1")
-	drain := c.fs.Duration("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
+	drain := c.durationFlag("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
 	quiet := c.fs.Bool("quiet", false, "do not copy the log to stderr")
 	plan, err := c.planNoArgs(args)
 	if err != nil {

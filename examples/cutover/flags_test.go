@@ -1,0 +1,23 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"120": 120 * time.Second, "1.5": 1500 * time.Millisecond, "0": 0,
+		"2m": 2 * time.Minute, "90s": 90 * time.Second, "1m30s": 90 * time.Second,
+	} {
+		got, err := parseDuration(in)
+		assert.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "two", "-5", "1e300", "5 m"} {
+		_, err := parseDuration(in)
+		assert.Error(t, err, in)
+	}
+}
