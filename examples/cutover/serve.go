@@ -187,7 +187,17 @@ func (d *daemon) adopt(ctx context.Context) error {
 	if hc == nil {
 		hc = deploy.DialCheck{}
 	}
-	targets := map[string]int{}
+	// Machines of a deploy the last daemon left running are not routed:
+	// recovery decides about them.
+	interrupted := map[string]bool{}
+	if rels, err := d.store.List(ctx, d.app); err == nil {
+		for _, r := range rels {
+			if r.Status == deploy.ReleaseRunning {
+				interrupted["v"+strconv.Itoa(r.Version)] = true
+			}
+		}
+	}
+	targets, held := map[string]int{}, map[string]int{}
 	for _, m := range ms {
 		if role := m.Spec().Labels[deploy.LabelRole]; role != "" && role != "app" || m.State() != deploy.StateStarted {
 			continue
@@ -199,8 +209,16 @@ func (d *daemon) adopt(ctx context.Context) error {
 			d.logs.printf("adopt: machine %s (%s) does not pass its checks, not routed: %v", m.ID(), m.Spec().Version, err)
 			continue
 		}
+		if interrupted[m.Spec().Version] {
+			held[m.Addr()] = 1
+			d.logs.printf("adopt: machine %s (%s) belongs to an interrupted deploy: routed only if nothing else serves; recovery decides", m.ID(), m.Spec().Version)
+			continue
+		}
 		targets[m.Addr()] = 1
 		d.logs.printf("adopt: machine %s (%s) at %s routed", m.ID(), m.Spec().Version, m.Addr())
+	}
+	if len(targets) == 0 {
+		targets = held // the interrupted deploy had moved all traffic
 	}
 	if len(targets) == 0 {
 		return nil
