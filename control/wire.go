@@ -151,6 +151,11 @@ type DeployArgs struct {
 	HoldTimeout time.Duration `json:"hold_timeout,omitempty"`
 	Description string        `json:"description,omitempty"`
 	User        string        `json:"user,omitempty"`
+	// CanarySteps are the traffic percent of each step of a canary deploy;
+	// empty: the strategy's default steps.
+	CanarySteps []int `json:"canary_steps,omitempty"`
+	// CanaryStepDuration is how long each canary step is held; 0: the default.
+	CanaryStepDuration time.Duration `json:"canary_step_duration,omitempty"`
 	// Detach makes Client.Deploy return once the deploy started; it goes on in the daemon.
 	Detach bool `json:"-"`
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/config"
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/release"
 )
@@ -58,6 +59,8 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	count := c.fs.Int("count", 0, "machines to run (default: keep the current count; 1 for a first deploy)")
 	hold := c.fs.Bool("hold", false, "bluegreen: once the new machines are healthy, wait for 'cutover promote' or 'cutover abort'")
 	holdTimeout := c.durationFlag("hold-timeout", 0, "with --hold: abort if no decision comes within this (default 1h)")
+	canarySteps := c.fs.String("canary-steps", "", "canary: traffic percent of each step, such as 10,50 (default: [deploy] canary_steps, else 10,50)")
+	canaryStep := c.durationFlag("canary-step-duration", 0, "canary: how long each step is held (default: [deploy] canary_step_duration, else 1m)")
 	message := c.fs.String("message", "", "description recorded with the release (default \"deploy image IMG\")")
 	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
 	plan, err := c.planNoArgs(args)
@@ -80,6 +83,24 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *wait > 0 {
 		plan.WaitTimeout = *wait
+	}
+	can, err := c.cfg.Canary()
+	if err != nil {
+		return usagef("invalid %s: %v: fix it and run again", c.cfgPath, err)
+	}
+	if *canarySteps != "" {
+		if can.Steps, err = config.CanarySteps(*canarySteps); err != nil {
+			return usagef("--canary-steps %s: %v", *canarySteps, err)
+		}
+	}
+	if (*canarySteps != "" || *canaryStep != 0) && plan.StrategyName != "canary" {
+		return usagef("--canary-steps and --canary-step-duration need the canary strategy: pass --strategy canary")
+	}
+	if *canaryStep < 0 {
+		return usagef("durations must not be negative")
+	}
+	if *canaryStep > 0 {
+		can.StepDuration = *canaryStep
 	}
 	if *image != "" {
 		plan.Spec.Image = *image
@@ -110,6 +131,7 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	res, err := cl.Deploy(watch, control.DeployArgs{
 		Config: raw, Image: plan.Spec.Image, Strategy: plan.StrategyName, WaitTimeout: plan.WaitTimeout,
 		Count: *count, Hold: *hold, HoldTimeout: *holdTimeout, Description: *message, User: currentUser(), Detach: *detach,
+		CanarySteps: can.Steps, CanaryStepDuration: can.StepDuration,
 	}, r.event)
 	return finish(r, res, err)
 }

@@ -24,8 +24,9 @@ type common struct {
 	fs       *flag.FlagSet
 	cfgPath  string
 	stateDir string
-	backend  string // optional on client commands: checked against the daemon's
-	usage    func() // prints the usage to stdout
+	backend  string         // optional on client commands: checked against the daemon's
+	usage    func()         // prints the usage to stdout
+	cfg      *config.Config // set by load
 }
 
 func newFlags(name, synopsis, about string, stdout io.Writer) *common {
@@ -107,6 +108,7 @@ func (c *common) load() (config.Plan, error) {
 		}
 		return config.Plan{}, usagef("cannot read %s: %v", c.cfgPath, err)
 	}
+	c.cfg = cfg
 	if cfg.App == "" {
 		return config.Plan{}, usagef("%s has no app name: add app = \"NAME\" at its top", c.cfgPath)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy"
 	"github.com/cutover/deploy/strategy/bluegreen"
+	"github.com/cutover/deploy/strategy/canary"
 )
 
 // daemon is the serve process's app: it implements control.App.
@@ -181,6 +182,17 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 		}
 		gate = bluegreen.NewGate()
 		req.Strategy = bluegreen.Strategy{Gate: gate, HoldTimeout: args.HoldTimeout}
+	}
+	if req.Strategy.Name() == "canary" && (len(args.CanarySteps) > 0 || args.CanaryStepDuration > 0) {
+		s := canary.Strategy{Bake: args.CanaryStepDuration}
+		for i, p := range args.CanarySteps {
+			st := canary.Step{Percent: p}
+			if i == 0 {
+				st.Machines = 1
+			}
+			s.Steps = append(s.Steps, st)
+		}
+		req.Strategy = s
 	}
 	if err := d.kit.prepare(ctx, plan.Spec.Image, plan.ReleaseCommand); err != nil {
 		return nil, err

@@ -88,12 +88,13 @@ func TestInterruptAndAbort(t *testing.T) {
 	assert.Contains(t, rel.Reason, "deploy cancelled: aborted by the user")
 
 	// abort stops a canary.
-	_, wait = e.startCmd("deploy", "--image", "demo:v3", "--strategy", "canary")
-	e.waitOperation(func(op *control.Operation) bool { return op.Kind == "deploy" })
+	_, wait = e.startCmd("deploy", "--image", "demo:v3", "--strategy", "canary", "--canary-steps", "20,60", "--canary-step-duration", "90")
+	require.Eventually(t, func() bool { return strings.Contains(e.log.String(), "canary_step") }, time.Minute, 50*time.Millisecond)
 	r = e.run("abort")
 	require.Equal(t, 0, r.code, r.stderr)
 	r = wait()
 	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, "==> canary step 1/2: 1 canary machines at 20% for 1m30s (v3)")
 	assert.Contains(t, r.stderr, "was aborted")
 	assert.Contains(t, r.stderr, "v1 serves")
 

@@ -252,7 +252,10 @@ func phrase(e control.Event) string {
 	case deploy.ReleaseCommandEnd:
 		s = "==> release command " + e.Message
 	case deploy.CanaryStep:
-		s = fmt.Sprintf("==> canary step: %d%% of traffic to %s", e.Weight, e.Version)
+		s = fmt.Sprintf("==> canary %s (%s)", e.Message, e.Version)
+		if e.Message == "" {
+			s = fmt.Sprintf("==> canary step: %d%% of traffic to %s", e.Weight, e.Version)
+		}
 	case deploy.CanaryAnalysis:
 		s = "==> canary analysis: " + e.Message
 	case deploy.MachineCreated:
@@ -315,10 +318,12 @@ func failure(res *control.Result, err error) error {
 	}
 	what := "failed"
 	switch {
-	case res.Status == deploy.StatusRolledBack:
-		what = "failed and was rolled back"
+	case errors.Is(err, deploy.ErrAborted) && res.Status == deploy.StatusRolledBack:
+		what = "was aborted and rolled back"
 	case errors.Is(err, deploy.ErrAborted):
 		what = "was aborted"
+	case res.Status == deploy.StatusRolledBack:
+		what = "failed and was rolled back"
 	}
 	prev := "the previous version serves"
 	if res.FromVersion != "" {
