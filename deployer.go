@@ -298,7 +298,11 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	r.Logger = log
 	r.WaitTimeout = waitTimeout(req.WaitTimeout, d.WaitTimeout)
 
-	r.Emit(Event{Type: DeployStarted, Version: spec.Version, Message: fmt.Sprintf("strategy=%s machines=%d from=%q", res.Strategy, count, res.FromVersion)})
+	from := "first deploy"
+	if res.FromVersion != "" {
+		from = "from=" + res.FromVersion
+	}
+	r.Emit(Event{Type: DeployStarted, Version: spec.Version, Message: fmt.Sprintf("strategy=%s machines=%d %s", res.Strategy, count, from)})
 	if len(req.ReleaseCommand) > 0 {
 		if err := d.runReleaseCommand(ctx, r, req.ReleaseCommand, req.ReleaseCommandTimeout); err != nil {
 			r.Emit(Event{Type: DeployFailed, Version: spec.Version, Err: err})

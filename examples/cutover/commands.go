@@ -228,19 +228,32 @@ current one. VERSION is a number such as 3 or v3; see cutover releases.`, stdout
 type releaseJSON struct {
 	Version     int       `json:"version"`
 	Stable      bool      `json:"stable"`
+	Current     bool      `json:"current"` // the release that serves now
+	Type        string    `json:"type"`    // "release" or "rollback"
 	Status      string    `json:"status"`
 	Description string    `json:"description"`
 	User        string    `json:"user"`
 	Date        time.Time `json:"date"`
+	Finished    time.Time `json:"finished,omitzero"`
 	Image       string    `json:"image"`
 	Strategy    string    `json:"strategy"`
 	Reason      string    `json:"reason,omitempty"`
 }
 
+// releaseType is "rollback" for a release made by a rollback, else "release".
+func releaseType(r deploy.Release) string {
+	if strings.HasPrefix(r.Description, "rollback to v") {
+		return "rollback"
+	}
+	return "release"
+}
+
 func runReleases(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	c := newFlags("releases", "[--json]", `
-List the app's releases, newest first, like fly releases. Reads the release
-history in the state directory; the daemon need not run.`, stdout)
+List the app's releases, newest first, like fly releases: the current one
+(the release that serves) is marked *, and the reason of each release that
+did not complete is shown below the table. Reads the release history in the
+state directory; the daemon need not run. --json keeps exact times.`, stdout)
 	asJSON := c.fs.Bool("json", false, "print a JSON array")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
@@ -259,11 +272,13 @@ history in the state directory; the daemon need not run.`, stdout)
 		return err
 	}
 	out := make([]releaseJSON, 0, len(rels))
+	current := false
 	for _, r := range rels {
 		out = append(out, releaseJSON{
-			Version: r.Version, Stable: r.Stable, Status: string(r.Status), Description: r.Description,
-			User: r.User, Date: r.Started, Image: r.Image, Strategy: r.Strategy, Reason: r.Reason,
+			Version: r.Version, Stable: r.Stable, Current: r.Stable && !current, Type: releaseType(r), Status: string(r.Status),
+			Description: r.Description, User: r.User, Date: r.Started, Finished: r.Finished, Image: r.Image, Strategy: r.Strategy, Reason: r.Reason,
 		})
+		current = current || r.Stable
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -274,25 +289,48 @@ history in the state directory; the daemon need not run.`, stdout)
 		fmt.Fprintf(stdout, "%s has no releases yet: deploy with cutover deploy\n", plan.Spec.App)
 		return nil
 	}
+	now := time.Now()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tSTABLE\tSTATUS\tDESCRIPTION\tUSER\tDATE\tIMAGE")
+	fmt.Fprintln(tw, "VERSION\tSTABLE\tTYPE\tSTATUS\tDESCRIPTION\tUSER\tDATE")
+	var reasons []string
 	for _, r := range out {
-		fmt.Fprintf(tw, "v%d\t%t\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Stable, r.Status, r.Description, r.User, ago(r.Date), r.Image)
+		v := fmt.Sprintf("v%d", r.Version)
+		if r.Current {
+			v += " *"
+		}
+		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\t%s\t%s\t%s\n", v, r.Stable, r.Type, r.Status, r.Description, r.User, ago(now, r.Date))
+		if r.Reason != "" && r.Status != string(deploy.ReleaseComplete) {
+			reasons = append(reasons, fmt.Sprintf("  v%d %s: %s", r.Version, r.Status, r.Reason))
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if current {
+		fmt.Fprintln(stdout, "* the current release: it serves now")
+	}
+	if len(reasons) > 0 {
+		fmt.Fprintln(stdout, "\nWhy releases did not complete:")
+		for _, r := range reasons {
+			fmt.Fprintln(stdout, r)
+		}
+	}
+	return nil
 }
 
-func ago(t time.Time) string {
-	d := time.Since(t).Round(time.Second)
+// ago is how long before now t was, as fly writes it: "30s ago", "5m ago",
+// "1h ago", "3d ago".
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
 	switch {
 	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+		return fmt.Sprintf("%ds ago", max(int(d.Seconds()), 0))
 	case d < time.Hour:
-		return fmt.Sprintf("%dm%ds ago", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%dm ago", int(d.Hours()), int(d.Minutes())%60)
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
-	return t.Format("2006-01-02 15:04")
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
 }
 
 func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {

@@ -208,6 +208,10 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 	})
 }
 
+// RollbackStarted is the event a rollback starts with: its Message says to
+// which release and with which strategy.
+const RollbackStarted deploy.EventType = "rollback_started"
+
 // Rollback redeploys a stable release.
 func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit func(deploy.Event)) (*deploy.Result, error) {
 	version := args.Version
@@ -215,7 +219,7 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 	if err != nil {
 		return nil, err
 	}
-	stable := 0
+	stable, target := 0, ""
 	for _, r := range rels { // newest first
 		if version > 0 && r.Version != version || !r.Stable {
 			continue
@@ -225,18 +229,26 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 			continue
 		}
 		var releaseCmd []string
+		strat := r.Strategy
 		if req, err := config.FromRelease(r); err == nil {
 			releaseCmd = req.ReleaseCommand
+			if req.Strategy != nil {
+				strat = req.Strategy.Name()
+			}
 		}
 		if err := d.kit.prepare(ctx, r.Image, releaseCmd); err != nil {
 			return nil, err
 		}
+		target = fmt.Sprintf("to v%d (image %s, %d machines) with the strategy it was deployed with, %s", r.Version, r.Image, r.Count, orDash(strat))
 		break
 	}
 	return d.operate(ctx, "rollback", "", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
 		d.mu.Lock()
 		d.user = args.User
 		d.mu.Unlock()
+		if target != "" {
+			d.onEvent(deploy.Event{Type: RollbackStarted, App: d.app, Time: time.Now(), Message: target})
+		}
 		return d.dep.Rollback(ctx, d.app, version)
 	})
 }

@@ -305,6 +305,8 @@ func scenario(t *testing.T, e *env, backend string, images, versions [3]string) 
 
 	r = e.run("rollback", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"type":"rollback_started"`)
+	assert.Contains(t, r.stdout, "to v2 (image "+images[1]+", 2 machines) with the strategy it was deployed with, rolling")
 	lastJSON(t, r.stdout, &res)
 	assert.Equal(t, "succeeded", string(res.Status))
 	assert.Equal(t, "v4", res.Version)
@@ -315,7 +317,9 @@ func scenario(t *testing.T, e *env, backend string, images, versions [3]string) 
 	r = e.run("releases")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "rollback to v2")
-	assert.Regexp(t, `VERSION\s+STABLE\s+STATUS\s+DESCRIPTION\s+USER\s+DATE\s+IMAGE`, r.stdout)
+	assert.Regexp(t, `VERSION\s+STABLE\s+TYPE\s+STATUS\s+DESCRIPTION\s+USER\s+DATE\n`, r.stdout)
+	assert.Regexp(t, `\nv4 \*\s+true\s+rollback\s+complete\s+rollback to v2\s+\S+\s+\d+s ago\n`, r.stdout, "the current release marked, its type, the date as fly writes it")
+	assert.Regexp(t, `\nv3\s+true\s+release\s+complete\s`, r.stdout)
 
 	r = e.run("status", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -375,6 +379,9 @@ func TestEndToEndMem(t *testing.T) {
 	require.Len(t, rels, 6)
 	assert.Equal(t, "failed", rels[1].Status)
 	assert.False(t, rels[0].Stable)
+	r = e.run("releases")
+	assert.Contains(t, r.stdout, "Why releases did not complete:\n")
+	assert.Regexp(t, `\n  v5 failed: machine \S+: health: `, r.stdout, "the reason a release failed")
 
 	// A held bluegreen deploy, promoted from another command.
 	r = e.run("deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:v7", "--detach")
@@ -394,7 +401,7 @@ func TestEndToEndMem(t *testing.T) {
 	}, time.Minute, 100*time.Millisecond)
 	r = e.run("abort")
 	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "no deploy is held")
+	assert.Contains(t, r.stderr, "no deploy is running")
 
 	// Bluegreen held then aborted: exit 1, "was aborted".
 	done := make(chan result, 1)

@@ -21,3 +21,13 @@ func TestParseDuration(t *testing.T) {
 		assert.Error(t, err, in)
 	}
 }
+
+func TestAgo(t *testing.T) {
+	now := time.Now()
+	for d, want := range map[time.Duration]string{
+		5 * time.Second: "5s ago", 7*time.Minute + 52*time.Second: "7m ago", 90 * time.Minute: "1h ago",
+		49 * time.Hour: "2d ago", -time.Second: "0s ago",
+	} {
+		assert.Equal(t, want, ago(now, now.Add(-d)), d)
+	}
+}

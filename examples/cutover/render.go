@@ -235,6 +235,8 @@ func mark(e control.Event) string {
 func phrase(e control.Event) string {
 	var s string
 	switch e.Type {
+	case RollbackStarted:
+		s = fmt.Sprintf("==> rolling back %s %s", e.App, e.Message)
 	case deploy.DeployStarted:
 		s = fmt.Sprintf("==> deploying %s %s (%s)", e.App, e.Version, e.Message)
 	case deploy.DeploySucceeded:
