@@ -34,6 +34,9 @@ type Server struct {
 	Info Info
 	// ErrorLog receives the HTTP server's errors; nil means the log package's logger.
 	ErrorLog *log.Logger
+	// Handover, when set, lets a new process take over the listening
+	// sockets (see TakeOver); nil refuses.
+	Handover *Handover
 
 	once   sync.Once
 	mu     sync.Mutex
@@ -59,6 +62,7 @@ func (s *Server) init() {
 		mux.HandleFunc("POST /v1/promote", s.decide(true))
 		mux.HandleFunc("POST /v1/abort", s.decide(false))
 		mux.HandleFunc("GET /v1/logs", s.logs)
+		mux.HandleFunc("POST /v1/handover", s.handover)
 		s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.ErrorLog}
 	})
 }

@@ -74,6 +74,9 @@ type env struct {
 	log  *syncBuffer
 	stop func() // stops the daemon (once)
 	kill func() // kills the daemon with SIGKILL instead (once)
+	pid  int           // the daemon's
+	done chan struct{} // closed when the daemon exited; then exitErr is set
+	exitErr error
 }
 
 // restart stops the daemon gracefully and starts a new one.
@@ -186,15 +189,22 @@ func (b *syncBuffer) String() string {
 
 // start runs `cutover serve` and waits until its socket answers. Cleanup
 // stops it with SIGTERM (killing it if it does not stop within a minute).
-func (e *env) start(backend string) {
+func (e *env) start(backend string, more ...string) {
 	e.t.Helper()
 	e.log = &syncBuffer{}
-	cmd := exec.Command(serveBin, "serve", "--backend", backend, "--port", strconv.Itoa(e.port))
+	cmd := exec.Command(serveBin, append([]string{"serve", "--backend", backend, "--port", strconv.Itoa(e.port)}, more...)...)
 	cmd.Dir = e.dir
 	cmd.Stdout, cmd.Stderr = e.log, e.log
 	require.NoError(e.t, cmd.Start())
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	done := make(chan struct{})
+	e.pid, e.done = cmd.Process.Pid, done
+	go func() {
+		err := cmd.Wait()
+		e.exitErr = err
+		close(done)
+		exited <- err
+	}()
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
@@ -225,10 +235,13 @@ func (e *env) start(backend string) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Info(ctx)
+		info, err := c.Info(ctx)
 		cancel()
-		if err == nil {
+		if err == nil && info.PID == cmd.Process.Pid {
 			return
+		}
+		if err == nil {
+			err = fmt.Errorf("pid %d answers", info.PID) // the daemon this one takes over from
 		}
 		select {
 		case err := <-exited:

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,7 +31,15 @@ that the other commands talk to. On start it adopts the app's machines that
 still run (Docker containers outlive the daemon) and recovers an interrupted
 deploy. SIGINT or SIGTERM stop it gracefully: a running deploy is cancelled and
 rolled back, requests in flight complete. With --backend mem the machines live
-in the daemon and stop with it; with docker they keep running.`
+in the daemon and stop with it; with docker they keep running.
+
+To restart without dropping a request (a new binary, new flags), run
+'cutover serve --upgrade' with the same state directory, or send SIGHUP or
+SIGUSR2 to the daemon (it starts its own binary so): the new daemon takes the
+listening sockets over the control socket (SCM_RIGHTS), starts the app here
+(mem: new machines of the current release, at its count; docker: adopts the
+containers), serves, and the old one drains its requests and exits. A
+handover waits for no deploy: it is refused while one runs.`
 
 // backendKit is a backend and what the daemon needs around it.
 type backendKit struct {
@@ -53,6 +62,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	port := c.fs.Int("port", 8080, "public port of the proxy, on 127.0.0.1")
 	drain := c.durationFlag("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
 	quiet := c.fs.Bool("quiet", false, "do not copy the log to stderr")
+	upgrade := c.fs.Bool("upgrade", false, "take over from the daemon running on the state directory: its listening sockets (no connection refused), then it drains and exits; for a new binary or new flags. SIGHUP or SIGUSR2 to a daemon does the same with its own binary")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
@@ -78,12 +88,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("cannot open the release history: %w", err)
 	}
-	ln, err := control.Listen(c.socket())
-	if errors.Is(err, control.ErrInUse) {
-		return fmt.Errorf("a cutover daemon already runs for the state directory %s (socket %s): stop it, or pass another --state-dir", c.state(), c.socket())
-	}
-	if err != nil {
-		return fmt.Errorf("cannot listen on the control socket: %w", err)
+	var ln, pub net.Listener
+	var tk *control.Takeover
+	if *upgrade {
+		if tk, ln, pub, err = takeOver(ctx, c.socket()); err != nil {
+			return err
+		}
+		logs.printf("upgrade: took over the sockets of pid %d (proxy on %s); it serves until this daemon is ready", tk.PID, pub.Addr())
+		defer tk.Abandon() // until Ready: the old daemon goes on serving
+	} else {
+		ln, err = control.Listen(c.socket())
+		if errors.Is(err, control.ErrInUse) {
+			return fmt.Errorf("a cutover daemon already runs for the state directory %s (socket %s): stop it, pass another --state-dir, or replace it with `cutover serve --upgrade`", c.state(), c.socket())
+		}
+		if err != nil {
+			return fmt.Errorf("cannot listen on the control socket: %w", err)
+		}
 	}
 	defer ln.Close()
 
@@ -104,9 +124,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
-	pub, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
-	if err != nil {
-		return fmt.Errorf("cannot listen on 127.0.0.1:%d (%v): pass another --port", *port, err)
+	if pub == nil {
+		pub, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+		if err != nil {
+			return fmt.Errorf("cannot listen on 127.0.0.1:%d (%v): pass another --port", *port, err)
+		}
 	}
 	px := proxy.New(proxy.Options{DrainTimeout: *drain, ErrorLog: logs.logger("proxy: ")})
 	defer px.Close()
@@ -134,6 +156,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		d.recoverUntilDone(recCtx)
 	}()
 	defer func() { stopRecover(); <-recoverDone }()
+	if tk != nil {
+		// Taking over: serve only once the app runs here at its count (mem
+		// machines start in this process; Docker containers are adopted).
+		select {
+		case <-recoverDone:
+		case <-ctx.Done():
+			return fmt.Errorf("upgrade: interrupted before this daemon was ready; pid %d goes on serving", tk.PID)
+		}
+	}
 
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
@@ -143,13 +174,37 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub) }()
 
-	ctl := &control.Server{Router: d.mon, App: d, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
+	handedOver := make(chan struct{})
+	ctl := &control.Server{Router: d.mon, App: d, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
+		Handover: d.handover(pub, ln, handedOver)}
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.Serve(ln) }()
 
 	logs.printf("serving app %s on http://%s (backend %s); control socket %s", app, pub.Addr(), kit.name, c.socket())
+	if tk != nil {
+		if err := tk.Ready(); err != nil {
+			logs.printf("upgrade: %v", err)
+		} else {
+			logs.printf("upgrade: pid %d drains its requests and exits; this daemon serves", tk.PID)
+		}
+	}
+	sigs := make(chan os.Signal, 1)
+	if len(upgradeSignals) > 0 {
+		signal.Notify(sigs, upgradeSignals...)
+	}
+	defer signal.Stop(sigs)
 	var runErr error
+wait:
 	select {
+	case <-sigs:
+		if err := startUpgrade(args); err != nil {
+			logs.printf("upgrade: %v", err)
+		} else {
+			logs.printf("upgrade: started a new daemon (serve --upgrade); it takes over once ready")
+		}
+		goto wait
+	case <-handedOver:
+		logs.printf("upgrade: a new daemon took over the sockets: stopping here, draining requests")
 	case <-ctx.Done():
 		if op := d.running(); op != "" {
 			logs.printf("stopping: cancelling the running %s, draining requests", op)
@@ -294,4 +349,92 @@ func recoverWords(res *deploy.Result) string {
 		return "an interrupted deploy was rolled back to " + res.FromVersion
 	}
 	return "an interrupted first deploy was removed"
+}
+
+// takeOver takes the sockets of the daemon on the control socket at path.
+func takeOver(ctx context.Context, path string) (*control.Takeover, net.Listener, net.Listener, error) {
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tk, err := control.TakeOver(tctx, path)
+	if errors.Is(err, control.ErrUnreachable) {
+		return nil, nil, nil, fmt.Errorf("--upgrade: no daemon answers at %s to take over from: run cutover serve without --upgrade", path)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--upgrade: the daemon at %s does not hand over: %s", path, oneLine(err))
+	}
+	listener := func(name string) (net.Listener, error) {
+		f := tk.Files[name]
+		if f == nil {
+			return nil, fmt.Errorf("--upgrade: the daemon handed over no %s socket", name)
+		}
+		defer f.Close()
+		return net.FileListener(f)
+	}
+	ln, err := listener("control")
+	if err != nil {
+		tk.Abandon()
+		return nil, nil, nil, err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(true)
+	}
+	pub, err := listener("public")
+	if err != nil {
+		ln.Close()
+		tk.Abandon()
+		return nil, nil, nil, err
+	}
+	return tk, ln, pub, nil
+}
+
+// handover gives a new daemon (serve --upgrade) this one's sockets, when no
+// operation runs; handedOver is closed once it serves.
+func (d *daemon) handover(pub, ln net.Listener, handedOver chan struct{}) *control.Handover {
+	return &control.Handover{
+		Files: func() (map[string]*os.File, error) {
+			if err := d.freeze(); err != nil {
+				return nil, err
+			}
+			pf, err := pub.(interface{ File() (*os.File, error) }).File()
+			if err != nil {
+				d.thaw()
+				return nil, err
+			}
+			cf, err := ln.(interface{ File() (*os.File, error) }).File()
+			if err != nil {
+				pf.Close()
+				d.thaw()
+				return nil, err
+			}
+			return map[string]*os.File{"public": pf, "control": cf}, nil
+		},
+		Done: func(ready bool) {
+			if !ready {
+				d.logs.printf("upgrade: the new daemon gave up; this one goes on")
+				d.thaw()
+				return
+			}
+			if ul, ok := ln.(*net.UnixListener); ok {
+				ul.SetUnlinkOnClose(false) // the socket file is the new daemon's now
+			}
+			close(handedOver)
+		},
+	}
+}
+
+// freeze refuses new operations for a handover, or says what runs.
+func (d *daemon) freeze() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.op != nil {
+		return fmt.Errorf("a %s runs: upgrade once it ends (cutover status)", d.op.Kind)
+	}
+	d.op = &control.Operation{Kind: "handover", Started: time.Now()}
+	return nil
+}
+
+func (d *daemon) thaw() {
+	d.mu.Lock()
+	d.op = nil
+	d.mu.Unlock()
 }
