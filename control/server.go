@@ -166,7 +166,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case "in_progress", "not_held", "not_running":
 		code = http.StatusConflict
-	case "no_app":
+	case "no_app", "no_handover":
 		code = http.StatusNotImplemented
 	}
 	writeJSON(w, code, frame{Error: e})

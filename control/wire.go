@@ -261,6 +261,7 @@ var kinds = []struct {
 	{"not_held", ErrNotHeld},
 	{"not_running", ErrNotRunning},
 	{"no_app", ErrNoApp},
+	{"no_handover", ErrNoHandover},
 	{"unhealthy", deploy.ErrUnhealthy},
 	{"exited", deploy.ErrExited},
 	{"not_found", deploy.ErrNotFound},
