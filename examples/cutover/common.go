@@ -109,6 +109,7 @@ func (c *common) load() (config.Plan, error) {
 		return config.Plan{}, usagef("cannot read %s: %v", c.cfgPath, err)
 	}
 	c.cfg = cfg
+	warnUnknown(warnings, c.cfgPath, cfg)
 	if cfg.App == "" {
 		return config.Plan{}, usagef("%s has no app name: add app = \"NAME\" at its top", c.cfgPath)
 	}

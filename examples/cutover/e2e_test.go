@@ -448,6 +448,10 @@ func TestBadInput(t *testing.T) {
 		{[]string{"status"}, 1, "cannot reach the cutover daemon"},
 		{[]string{"serve", "--backend", "vm"}, 2, `unknown backend "vm": pass --backend docker or --backend mem`},
 		{[]string{"releases"}, 0, "bad has no releases yet"},
+		{[]string{"help", "deploy"}, 0, "Usage: cutover deploy "},
+		{[]string{"version"}, 0, "cutover "},
+		{[]string{"deploy", "--count", "0"}, 2, "--count 0: want a number of machines, at least 1"},
+		{[]string{"deploy", "--wait-timeout", "soon"}, 2, "want seconds (120) or a duration (2m, 90s, 1m30s)"},
 	}
 	for _, c := range cases {
 		r := e.run(c.args...)
@@ -478,6 +482,12 @@ func TestBadInput(t *testing.T) {
 	assert.Contains(t, r.stderr, `invalid broken.toml: line 3, column 1: deploy.strategy: unknown strategy "blue-green"`)
 	assert.Contains(t, r.stderr, "(and 1 more)")
 	assert.Equal(t, 1, strings.Count(r.stderr, "\n"))
+
+	// A key nothing reads is warned about, with the closest known key.
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "typo.toml"), []byte("app = \"bad\"\n[deploy]\nstratgy = \"canary\"\n"), 0o644))
+	r = e.run("releases", "-c", "typo.toml")
+	assert.Equal(t, 0, r.code)
+	assert.Contains(t, r.stderr, `warning: typo.toml: unknown key "deploy.stratgy": did you mean "deploy.strategy"?`)
 
 	// A second daemon on the same state directory is refused.
 	e.start("mem")

@@ -31,3 +31,12 @@ func TestAgo(t *testing.T) {
 		assert.Equal(t, want, ago(now, now.Add(-d)), d)
 	}
 }
+
+func TestClosestKey(t *testing.T) {
+	assert.Equal(t, "deploy.strategy", closestKey("deploy.stratgy"))
+	assert.Equal(t, "kill_timeout", closestKey("kill_timeot"))
+	assert.Equal(t, "http_service.internal_port", closestKey("http_service.internal_prot"))
+	assert.Equal(t, "http_service.checks.interval", closestKey("http_service.checks[0].intervall"))
+	assert.Equal(t, "", closestKey("vm"))
+	assert.Equal(t, "", closestKey("experimental"))
+}
