@@ -68,14 +68,14 @@ func TestMain(m *testing.M) {
 
 // env is one app directory with a fly.toml, and the daemon serving it.
 type env struct {
-	t    *testing.T
-	dir  string
-	port int
-	log  *syncBuffer
-	stop func() // stops the daemon (once)
-	kill func() // kills the daemon with SIGKILL instead (once)
-	pid  int           // the daemon's
-	done chan struct{} // closed when the daemon exited; then exitErr is set
+	t       *testing.T
+	dir     string
+	port    int
+	log     *syncBuffer
+	stop    func()        // stops the daemon (once)
+	kill    func()        // kills the daemon with SIGKILL instead (once)
+	pid     int           // the daemon's
+	done    chan struct{} // closed when the daemon exited; then exitErr is set
 	exitErr error
 }
 
