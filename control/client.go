@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -265,10 +266,17 @@ func frames(resp *http.Response, each func(frame) bool, last func(frame)) error 
 	return fmt.Errorf("%w (the stream ended early)", ErrDaemonGone)
 }
 
-// Logs calls onLine for each log line the daemon keeps and, with follow, for
-// new lines until ctx ends (then it returns nil).
-func (c *Client) Logs(ctx context.Context, follow bool, onLine func(string)) error {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/logs?follow="+strconv.FormatBool(follow), nil)
+// Logs calls onLine for each log line the daemon keeps (as opts selects)
+// and, with opts.Follow, for new lines until ctx ends (then it returns nil).
+func (c *Client) Logs(ctx context.Context, opts LogOptions, onLine func(string)) error {
+	q := url.Values{"follow": {strconv.FormatBool(opts.Follow)}}
+	if opts.Lines > 0 {
+		q.Set("lines", strconv.Itoa(opts.Lines))
+	}
+	if !opts.Since.IsZero() {
+		q.Set("since", opts.Since.Format(time.RFC3339Nano))
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/logs?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}

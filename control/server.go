@@ -410,7 +410,13 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	if !s.app(w) {
 		return
 	}
-	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
+	q := r.URL.Query()
+	var opts LogOptions
+	opts.Follow, _ = strconv.ParseBool(q.Get("follow"))
+	opts.Lines, _ = strconv.Atoi(q.Get("lines"))
+	if since := q.Get("since"); since != "" {
+		opts.Since, _ = time.Parse(time.RFC3339Nano, since)
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, cancel) // a shutdown ends a follow
@@ -419,7 +425,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := s.App.Logs(ctx, follow, func(line string) { o.add(frame{Log: &line}) })
+		err := s.App.Logs(ctx, opts, func(line string) { o.add(frame{Log: &line}) })
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			err = nil
 		}

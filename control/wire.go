@@ -216,6 +216,14 @@ type Status struct {
 	Operation *Operation             `json:"operation,omitempty"`
 }
 
+// LogOptions selects log lines. Its zero value sends every kept line and
+// does not follow.
+type LogOptions struct {
+	Follow bool      // go on with new lines until the caller stops
+	Lines  int       // of the kept lines, only the last Lines; 0 means all
+	Since  time.Time // of the kept lines, only those written at or after Since; zero means all
+}
+
 // App is what a daemon offers beyond routing: the operations on the one app
 // it runs. emit may be called from any goroutine until the method returns.
 type App interface {
@@ -225,8 +233,9 @@ type App interface {
 	Status(ctx context.Context) (Status, error)
 	Promote(ctx context.Context) error
 	Abort(ctx context.Context) error
-	// Logs sends log lines to emit: what is kept, then, with follow, new lines until ctx ends.
-	Logs(ctx context.Context, follow bool, emit func(line string)) error
+	// Logs sends log lines to emit: what is kept (as opts selects), then,
+	// with opts.Follow, new lines until ctx ends.
+	Logs(ctx context.Context, opts LogOptions, emit func(line string)) error
 }
 
 // Error is an error that crossed the socket. Its Unwrap returns the deploy

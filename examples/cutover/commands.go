@@ -403,18 +403,28 @@ now), traffic weight and proxy statistics, and the deploy running, if any.`, std
 }
 
 func runLogs(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	c := newFlags("logs", "[-f]", `
+	c := newFlags("logs", "[-f] [-n N] [--since D]", `
 Show the daemon's log (deploy events, health changes, proxy errors) and the
 output of machines that keep it (Docker containers, release commands).
 With -f, follow new lines until interrupted.`, stdout)
 	follow := c.fs.Bool("f", false, "follow new lines")
 	c.fs.BoolVar(follow, "follow", false, "same as -f")
+	lines := c.fs.Int("n", 0, "show only the last N lines kept (of the daemon's log, and of each machine's without -f); 0: all")
+	c.fs.IntVar(lines, "lines", 0, "same as -n")
+	since := c.durationFlag("since", 0, "show only the daemon's lines of this last while, such as 10m")
 	cl, err := c.connect(ctx, args)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	return cl.Logs(ctx, *follow, func(line string) { fmt.Fprintln(stdout, line) })
+	if *lines < 0 || *since < 0 {
+		return usagef("-n and --since must not be negative")
+	}
+	opts := control.LogOptions{Follow: *follow, Lines: *lines}
+	if *since > 0 {
+		opts.Since = time.Now().Add(-*since)
+	}
+	return cl.Logs(ctx, opts, func(line string) { fmt.Fprintln(stdout, line) })
 }
 
 func runPromote(ctx context.Context, args []string, stdout, _ io.Writer) error {

@@ -338,7 +338,8 @@ func (d *daemon) Abort(context.Context) error   { return d.decide(false) }
 
 // Logs sends the daemon's log and, for machines that keep output (Docker
 // containers, release commands), theirs.
-func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error {
+func (d *daemon) Logs(ctx context.Context, opts control.LogOptions, emit func(string)) error {
+	follow := opts.Follow
 	var mu sync.Mutex
 	send := func(s string) {
 		mu.Lock()
@@ -347,7 +348,7 @@ func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error
 	}
 	kept, sub, unsub := d.logs.subscribe(follow)
 	defer unsub()
-	for _, l := range kept {
+	for _, l := range selectLines(kept, opts) {
 		send(l)
 	}
 	var wg sync.WaitGroup
@@ -375,8 +376,21 @@ func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error
 				defer rc.Close()
 				sc := bufio.NewScanner(rc)
 				sc.Buffer(make([]byte, 64<<10), 1<<20)
+				if follow {
+					for sc.Scan() {
+						send(prefix + sc.Text())
+					}
+					return
+				}
+				var lines []string
 				for sc.Scan() {
-					send(prefix + sc.Text())
+					lines = append(lines, prefix+sc.Text())
+				}
+				if opts.Lines > 0 && len(lines) > opts.Lines {
+					lines = lines[len(lines)-opts.Lines:]
+				}
+				for _, l := range lines {
+					send(l)
 				}
 			}
 			if !follow {
@@ -403,6 +417,27 @@ func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error
 			scan() // follow machines started since
 		}
 	}
+}
+
+// selectLines returns the daemon's log lines opts asks for: written at or
+// after opts.Since (by their timestamp), the last opts.Lines of them.
+func selectLines(lines []string, opts control.LogOptions) []string {
+	if !opts.Since.IsZero() {
+		for i, l := range lines {
+			ts, _, _ := strings.Cut(l, " ")
+			if t, err := time.Parse(logTimeLayout, ts); err == nil && !t.Before(opts.Since) {
+				lines = lines[i:]
+				break
+			}
+			if i == len(lines)-1 {
+				lines = nil
+			}
+		}
+	}
+	if opts.Lines > 0 && len(lines) > opts.Lines {
+		lines = lines[len(lines)-opts.Lines:]
+	}
+	return lines
 }
 
 // describe is an event on one line, for the log.

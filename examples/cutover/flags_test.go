@@ -1,10 +1,13 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/cutover/deploy/control"
 )
 
 func TestParseDuration(t *testing.T) {
@@ -39,4 +42,18 @@ func TestClosestKey(t *testing.T) {
 	assert.Equal(t, "http_service.checks.interval", closestKey("http_service.checks[0].intervall"))
 	assert.Equal(t, "", closestKey("vm"))
 	assert.Equal(t, "", closestKey("experimental"))
+}
+
+func TestSelectLines(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	var lines []string
+	for i := range 5 {
+		lines = append(lines, t0.Add(time.Duration(i)*time.Minute).Format(logTimeLayout)+" line "+string(rune('a'+i)))
+	}
+	all := func(ls []string) string { return strings.Join(ls, "|") }
+	assert.Equal(t, all(lines), all(selectLines(lines, control.LogOptions{})))
+	assert.Equal(t, all(lines[3:]), all(selectLines(lines, control.LogOptions{Lines: 2})))
+	assert.Equal(t, all(lines[2:]), all(selectLines(lines, control.LogOptions{Since: t0.Add(2 * time.Minute)})))
+	assert.Equal(t, all(lines[4:]), all(selectLines(lines, control.LogOptions{Since: t0.Add(90 * time.Second), Lines: 1})))
+	assert.Empty(t, selectLines(lines, control.LogOptions{Since: t0.Add(time.Hour)}))
 }
