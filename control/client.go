@@ -201,6 +201,21 @@ func (c *Client) Rollback(ctx context.Context, args RollbackArgs, onEvent func(E
 	return c.operate(ctx, "/v1/rollback", args, false, onEvent)
 }
 
+// Scale asks the daemon to run args.Count machines of the current release,
+// like Deploy.
+func (c *Client) Scale(ctx context.Context, args ScaleArgs, onEvent func(Event)) (*Result, error) {
+	return c.operate(ctx, "/v1/scale", args, false, onEvent)
+}
+
+// Destroy asks the daemon to remove every machine of its app; it returns their IDs.
+func (c *Client) Destroy(ctx context.Context) ([]string, error) {
+	var out struct {
+		Machines []string `json:"machines"`
+	}
+	err := c.call(ctx, http.MethodPost, "/v1/destroy", struct{}{}, &out)
+	return out.Machines, err
+}
+
 func (c *Client) operate(ctx context.Context, path string, body any, detach bool, onEvent func(Event)) (*Result, error) {
 	resp, err := c.do(ctx, http.MethodPost, path, body)
 	if err != nil {

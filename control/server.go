@@ -63,6 +63,8 @@ func (s *Server) init() {
 		mux.HandleFunc("POST /v1/abort", s.decide(false))
 		mux.HandleFunc("GET /v1/logs", s.logs)
 		mux.HandleFunc("POST /v1/handover", s.handover)
+		mux.HandleFunc("POST /v1/scale", s.scale)
+		mux.HandleFunc("POST /v1/destroy", s.destroy)
 		s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.ErrorLog}
 	})
 }
@@ -438,4 +440,37 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	stream(w, r.Context(), o)
 	cancel()
 	<-done
+}
+
+func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
+	sc, ok := s.App.(Scaler)
+	if !ok {
+		writeErr(w, fmt.Errorf("%w: this daemon does not scale", ErrNoApp))
+		return
+	}
+	var args ScaleArgs
+	if err := readJSON(r, &args); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.operate(w, r, func(ctx context.Context, emit func(deploy.Event)) (*deploy.Result, error) {
+		return sc.Scale(ctx, args, emit)
+	})
+}
+
+func (s *Server) destroy(w http.ResponseWriter, r *http.Request) {
+	de, ok := s.App.(Destroyer)
+	if !ok {
+		writeErr(w, fmt.Errorf("%w: this daemon does not destroy", ErrNoApp))
+		return
+	}
+	ids, err := de.Destroy(r.Context())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"machines": ids})
 }

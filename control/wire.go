@@ -238,6 +238,26 @@ type App interface {
 	Logs(ctx context.Context, opts LogOptions, emit func(line string)) error
 }
 
+// Scaler is an App that can change how many machines run the current
+// release; a Server serves Scale when its App is one.
+type Scaler interface {
+	Scale(ctx context.Context, args ScaleArgs, emit func(deploy.Event)) (*deploy.Result, error)
+}
+
+// ScaleArgs is one scale asked of a daemon's App.
+type ScaleArgs struct {
+	Count int    `json:"count"` // machines to run, at least 1
+	User  string `json:"user,omitempty"`
+}
+
+// Destroyer is an App that can remove all of its app's machines; a Server
+// serves Destroy when its App is one.
+type Destroyer interface {
+	// Destroy takes every machine out of traffic, stops and removes it, and
+	// returns their IDs.
+	Destroy(ctx context.Context) ([]string, error)
+}
+
 // Error is an error that crossed the socket. Its Unwrap returns the deploy
 // sentinel its kind names, so errors.Is works on both sides.
 type Error struct {

@@ -456,3 +456,57 @@ func decide(ctx context.Context, args []string, stdout io.Writer, verb, about st
 	fmt.Fprintln(stdout, done)
 	return nil
 }
+
+func runScale(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("scale", "N [--json]", `
+Run N machines of the current release: the daemon redeploys it with N
+machines (a new release, rolling, so nothing stops serving).`, stdout)
+	c.addBackendFlag()
+	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want the number of machines: cutover scale N")
+	}
+	n, err := strconv.Atoi(pos[0])
+	if err != nil || n < 1 {
+		return usagef("scale %q: want a number of machines, at least 1 (cutover destroy removes them all)", pos[0])
+	}
+	plan, err := c.load()
+	if err != nil {
+		return err
+	}
+	cl, err := c.dial(ctx, plan.Spec.App)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	r := newRenderer(stdout, *asJSON)
+	res, err := cl.Scale(ctx, control.ScaleArgs{Count: n, User: currentUser()}, r.event)
+	return finish(r, res, err)
+}
+
+func runDestroy(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("destroy", "--yes", `
+Take every machine of the app out of traffic, stop and remove it. The
+release history is kept: cutover rollback VERSION or cutover deploy starts
+the app again.`, stdout)
+	c.addBackendFlag()
+	yes := c.fs.Bool("yes", false, "confirm: the app stops serving")
+	cl, err := c.connect(ctx, args)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if !*yes {
+		return usagef("destroy stops the app serving: pass --yes to confirm")
+	}
+	ids, err := cl.Destroy(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "destroyed %d machines: %s; the app serves nothing until the next deploy\n", len(ids), strings.Join(ids, " "))
+	return nil
+}

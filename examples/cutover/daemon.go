@@ -19,6 +19,7 @@ import (
 	"github.com/cutover/deploy/strategy"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
+	"github.com/cutover/deploy/strategy/rolling"
 )
 
 // daemon is the serve process's app: it implements control.App.
@@ -251,6 +252,72 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 		}
 		return d.dep.Rollback(ctx, d.app, version)
 	})
+}
+
+// Scale redeploys the current release with args.Count machines (a new
+// release, rolling: zero downtime), as fly scale count does with machines.
+func (d *daemon) Scale(ctx context.Context, args control.ScaleArgs, emit func(deploy.Event)) (*deploy.Result, error) {
+	if args.Count < 1 {
+		return nil, fmt.Errorf("%w: scale to %d: want at least 1 machine (cutover destroy removes them all)", deploy.ErrInvalid, args.Count)
+	}
+	rels, err := d.store.List(ctx, d.app)
+	if err != nil {
+		return nil, err
+	}
+	var cur *deploy.Release
+	for i := range rels {
+		if rels[i].Stable {
+			cur = &rels[i]
+			break
+		}
+	}
+	if cur == nil {
+		return nil, fmt.Errorf("%w: %s has no release to scale: deploy first (cutover deploy --count %d)", deploy.ErrNotFound, d.app, args.Count)
+	}
+	req, err := config.FromRelease(*cur)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.kit.prepare(ctx, cur.Image, req.ReleaseCommand); err != nil {
+		return nil, err
+	}
+	req.Spec.Version = ""
+	req.ReleaseCommand = nil // the release ran it
+	req.Count, req.User = args.Count, args.User
+	req.Strategy = rolling.Strategy{}
+	req.Description = fmt.Sprintf("scale v%d to %d machines", cur.Version, args.Count)
+	return d.operate(ctx, "scale", "rolling", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
+		return d.dep.Deploy(ctx, req)
+	})
+}
+
+// Destroy takes every machine of the app out of traffic, then stops and
+// removes it. The release history is kept.
+func (d *daemon) Destroy(ctx context.Context) ([]string, error) {
+	var ids []string
+	_, err := d.operate(ctx, "destroy", "", nil, nil, func(ctx context.Context) (*deploy.Result, error) {
+		if err := d.mon.SetTargets(ctx, map[string]int{}); err != nil {
+			return nil, fmt.Errorf("take the machines out of traffic: %w", err)
+		}
+		ms, err := d.kit.backend.List(ctx, d.app)
+		if err != nil {
+			return nil, err
+		}
+		var errs []error
+		for _, m := range ms {
+			if err := m.Stop(ctx); err != nil && !errors.Is(err, deploy.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("machine %s: stop: %w", m.ID(), err))
+			}
+			if err := m.Destroy(ctx); err != nil && !errors.Is(err, deploy.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("machine %s: destroy: %w", m.ID(), err))
+				continue
+			}
+			ids = append(ids, m.ID())
+			d.logs.printf("destroy: machine %s (%s) removed", m.ID(), m.Spec().Version)
+		}
+		return nil, errors.Join(errs...)
+	})
+	return ids, err
 }
 
 func (d *daemon) Releases(ctx context.Context) ([]deploy.Release, error) {

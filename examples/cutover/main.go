@@ -76,6 +76,8 @@ var commands = []command{
 	{"logs", runLogs},
 	{"promote", runPromote},
 	{"abort", runAbort},
+	{"scale", runScale},
+	{"destroy", runDestroy},
 }
 
 func main() {

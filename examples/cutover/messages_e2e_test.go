@@ -101,6 +101,25 @@ func TestInterruptAndAbort(t *testing.T) {
 	r = e.run("abort")
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "no deploy is running")
+
+	// scale and destroy.
+	r = e.run("scale", "3")
+	require.Equal(t, 0, r.code, r.stderr)
+	var st control.Status
+	require.NoError(t, json.Unmarshal([]byte(e.run("status", "--json").stdout), &st))
+	require.Len(t, st.Machines, 3)
+	assert.Equal(t, "demo:v1", st.Machines[0].Image)
+	assert.Contains(t, lastRelease(t, e).Description, "to 3 machines")
+	assert.Equal(t, 2, e.run("scale", "0").code)
+	r = e.run("destroy")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "pass --yes")
+	r = e.run("destroy", "--yes")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "destroyed 3 machines")
+	st = control.Status{}
+	require.NoError(t, json.Unmarshal([]byte(e.run("status", "--json").stdout), &st))
+	assert.Empty(t, st.Machines)
 }
 
 // The messages of issue 19: a deploy cancelled by the daemon's SIGTERM says
