@@ -399,7 +399,13 @@ now), traffic weight and proxy statistics, and the deploy running, if any.`, std
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Version, m.Image, m.State, health, weight, req, errs, p99, m.Addr)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if st.Backend == "docker" {
+		fmt.Fprintf(stdout, "\nA machine's ID is its container's label cutover.machine and ends its name: docker ps --filter label=cutover.machine=%s\n", st.Machines[0].ID)
+	}
+	return nil
 }
 
 func runLogs(ctx context.Context, args []string, stdout, _ io.Writer) error {

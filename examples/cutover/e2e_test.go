@@ -467,10 +467,10 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	r := e.run("--help")
-	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort"} {
+	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort", "scale", "destroy"} {
 		assert.Contains(t, r.stdout, "\n  "+cmd+" ")
 	}
-	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort"} {
+	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort", "scale", "destroy"} {
 		r := e.run(cmd, "--help")
 		assert.Equal(t, 0, r.code)
 		assert.Equal(t, 1, strings.Count(r.stdout, "Usage: cutover "+cmd+" "), "the usage once: %q", r.stdout)
