@@ -105,4 +105,27 @@ func TestEndToEndDocker(t *testing.T) {
 	lr := run.Stop()
 	assert.Zero(t, lr.Failed, "failed requests after the recovery: %v", lr.Errors)
 	assert.Equal(t, map[string]int64{versions[1]: lr.ByBody[versions[1]]}, lr.ByBody)
+
+	// serve --upgrade under load: the new daemon adopts the containers and
+	// takes the sockets; no request fails, the containers stay.
+	run = load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	require.NoError(t, run.WaitRequests(ctx, 100))
+	oldDone, oldStop := e.done, e.stop
+	e.start("docker", "--upgrade")
+	select {
+	case <-oldDone:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the old daemon did not exit after the handover")
+	}
+	oldStop()
+	n := run.Mark()
+	require.NoError(t, run.WaitEpoch(ctx, n, 200))
+	lr = run.Stop()
+	t.Logf("load across serve --upgrade: %s", lr)
+	assert.Zero(t, lr.Failed, "failed requests across the upgrade: %v", lr.Errors)
+	st = e.waitRecovered()
+	require.Len(t, st.Machines, 2)
+	for _, m := range st.Machines {
+		assert.Equal(t, "v4", m.Version, "the same containers")
+	}
 }
