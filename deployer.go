@@ -64,6 +64,12 @@ type Deployer struct {
 	// (when the Store is a Locker); 0 means DefaultLockTTL. It is renewed every
 	// third of it while a deploy runs.
 	LockTTL time.Duration
+	// Owner names this Deployer in the cross-process lock; "" means a random
+	// name per Deployer. A process that restarts with the Owner it had (kept
+	// in its state directory) takes over the lock its predecessor left at
+	// once, instead of waiting for it to expire. Two live processes must not
+	// share an Owner.
+	Owner string
 
 	mu      sync.Mutex
 	running map[string]bool
@@ -162,6 +168,9 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 		d.running = map[string]bool{}
 	}
 	d.running[app] = true
+	if d.owner == "" {
+		d.owner = d.Owner
+	}
 	if d.owner == "" {
 		d.owner = newOwner()
 	}
@@ -324,7 +333,11 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	r.Logger = log
 	r.WaitTimeout = waitTimeout(req.WaitTimeout, d.WaitTimeout)
 
-	r.Emit(Event{Type: DeployStarted, Version: spec.Version, Message: fmt.Sprintf("strategy=%s machines=%d from=%q", res.Strategy, count, res.FromVersion)})
+	from := "first deploy"
+	if res.FromVersion != "" {
+		from = "from=" + res.FromVersion
+	}
+	r.Emit(Event{Type: DeployStarted, Version: spec.Version, Message: fmt.Sprintf("strategy=%s machines=%d %s", res.Strategy, count, from)})
 	if len(req.ReleaseCommand) > 0 {
 		if err := d.runReleaseCommand(ctx, r, req.ReleaseCommand, req.ReleaseCommandTimeout); err != nil {
 			r.Emit(Event{Type: DeployFailed, Version: spec.Version, Err: err})
@@ -344,6 +357,9 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		return res, nil
 	}
 
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		err = &cancelledError{cause: context.Cause(ctx), err: ctx.Err()}
+	}
 	res.Status = StatusFailed
 	r.Emit(Event{Type: DeployFailed, Version: spec.Version, Err: err})
 	rolledBack, uerr := d.undo(context.WithoutCancel(ctx), r)
@@ -684,3 +700,20 @@ func serialize(f func(Event)) func(Event) {
 		f(e)
 	}
 }
+
+// cancelledError is the error of a deploy whose context ended: it says why
+// (the context's cause) rather than which machine noticed first.
+type cancelledError struct{ cause, err error }
+
+func (e *cancelledError) Error() string {
+	what := "deploy cancelled"
+	if errors.Is(e.err, context.DeadlineExceeded) {
+		what = "deploy timed out"
+	}
+	if e.cause == nil || e.cause == e.err {
+		return what
+	}
+	return what + ": " + e.cause.Error()
+}
+
+func (e *cancelledError) Unwrap() []error { return []error{e.err, e.cause} }

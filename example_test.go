@@ -34,7 +34,9 @@ func Example() {
 		Health:   health.HTTP{Path: "/health", Interval: 50 * time.Millisecond},
 		Strategy: rolling.Strategy{},
 		OnEvent: func(e deploy.Event) {
-			if e.Type == deploy.MachineHealthy || e.Type == deploy.MachineDestroyed {
+			// A first deploy starts its machines at once, in no set
+			// order: print the steps of the second one only.
+			if e.Type == deploy.MachineDestroyed || e.Type == deploy.MachineHealthy && e.Version != "v1" {
 				fmt.Println(e.Type, e.Machine, e.Version)
 			}
 		},
@@ -51,8 +53,6 @@ func Example() {
 		fmt.Println(res.Status, res.FromVersion, "->", res.Version, res.Machines)
 	}
 	// Output:
-	// machine_healthy m0001 v1
-	// machine_healthy m0002 v1
 	// succeeded  -> v1 [m0001 m0002]
 	// machine_healthy m0003 v2
 	// machine_destroyed m0001 v1

@@ -9,13 +9,17 @@ import (
 )
 
 // Recover finishes or undoes what a deploy of app left behind when its process
-// stopped mid-way, from the release store and the backend's labels. Each
-// release still "running" becomes "interrupted". If the interrupted version
+// stopped mid-way, from the release store and the backend's labels. If the interrupted version
 // already serves at full count with nothing of the previous version left, it
 // is kept (finished); otherwise the previous stable release is restored to its
-// count and every machine of the interrupted version is removed. Temporary
-// release-command machines are removed too. Recover returns nil, nil when
-// there is nothing to recover.
+// count and every machine of the interrupted version is removed. Each
+// release still "running" then ends "rolled_back" (or "failed" when nothing
+// served before it, "complete" when it was kept), its reason saying that its
+// process stopped mid-deploy and what the recovery did. Temporary
+// release-command machines are removed too. When no deploy was interrupted
+// but the current release runs fewer machines than its count (they stopped
+// with the process, as the mem backend's do), the missing ones are started
+// and routed. Recover returns nil, nil when there is nothing to recover.
 func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	if d.Store == nil || d.Backend == nil || d.Router == nil {
 		return nil, fmt.Errorf("recover: %w: Store, Backend and Router must be set", ErrInvalid)
@@ -50,6 +54,9 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		}
 	}
 	if len(running) == 0 && len(orphans) == 0 {
+		if prev != nil {
+			return d.refill(ctx, app, *prev, appMachines(all))
+		}
 		return nil, nil
 	}
 
@@ -74,10 +81,19 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	}
 	var news, olds []Machine
 	for _, m := range appMachines(all) {
-		if interrupted[m.Spec().Version] {
+		switch {
+		case interrupted[m.Spec().Version]:
 			news = append(news, m)
-		} else {
+		case m.State() == StateStarted:
 			olds = append(olds, m)
+		case len(running) > 0:
+			// An old machine the interrupted deploy had stopped: restoring
+			// starts a replacement, so remove it.
+			if err := m.Destroy(ctx); err != nil && !errors.Is(err, ErrNotFound) {
+				errs = append(errs, phaseErr(m, "destroy", err))
+				continue
+			}
+			emit(Event{Type: MachineDestroyed, App: app, Time: time.Now(), Machine: m.ID(), Version: m.Spec().Version, Message: "stopped by an interrupted deploy; replaced"})
 		}
 	}
 
@@ -112,21 +128,38 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = news
 		r.moved = true
-		r.restore = prev
+		if prev != nil {
+			restore := *prev
+			v := "v" + strconv.Itoa(prev.Version)
+			restore.Spec.Version = v
+			restore.Spec.Labels = withLabels(restore.Spec.Labels, map[string]string{LabelApp: app, LabelVersion: v, LabelRole: "app"})
+			r.restore = &restore
+		}
 		if _, err := d.undo(ctx, r); err != nil {
-			errs = append(errs, err)
+			// Leave the releases running: the next Recover tries again.
+			res.Status, res.Err, res.Finished = StatusFailed, err, time.Now()
+			return res, fmt.Errorf("recover %s: %w", app, errors.Join(append(errs, err)...))
 		}
 		if prev != nil {
 			res.FromVersion = "v" + strconv.Itoa(prev.Version)
 		}
 	}
 
+	// What the restart found and did, for the release records.
+	what := "nothing was serving before: its machines were removed"
+	if prev != nil {
+		what = fmt.Sprintf("v%d was restored (%d machines) and its machines removed", prev.Version, prev.Count)
+	}
 	for _, rel := range running {
-		rel.Status, rel.Finished = ReleaseInterrupted, time.Now()
-		reason := "interrupted; recovered: previous version restored, its machines removed"
+		rel.Finished = time.Now()
+		rel.Status = ReleaseFailed
+		if prev != nil {
+			rel.Status = ReleaseRolledBack
+		}
+		reason := "the process deploying it stopped before the deploy finished (killed or crashed); on restart " + what
 		if finish && rel.Version == newest.Version {
-			reason = "interrupted; recovered: the deploy had finished moving traffic, kept"
-			rel.Stable = true
+			rel.Status, rel.Stable = ReleaseComplete, true
+			reason = "the process deploying it stopped after the deploy had moved all traffic; on restart the deploy was kept"
 		}
 		if rel.Reason != "" {
 			reason = rel.Reason + "; " + reason
@@ -140,6 +173,9 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	res.Machines = ids(appMachines(after))
 	res.Finished = time.Now()
 	res.Status = StatusRolledBack
+	if prev == nil {
+		res.Status = StatusFailed
+	}
 	if finish {
 		res.Status = StatusSucceeded
 	}
@@ -160,4 +196,58 @@ func allRouted(ms []Machine, routes map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// refill starts and routes the machines the current release rel lacks, when
+// every app machine that runs is of its version; it returns nil, nil when
+// none lack.
+func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Machine) (*Result, error) {
+	v := "v" + strconv.Itoa(rel.Version)
+	var alive []Machine
+	for _, m := range ms {
+		if m.Spec().Version != v {
+			return nil, nil // another version runs: not ours to change
+		}
+		if st := m.State(); st == StateStarted || st == StateStarting {
+			alive = append(alive, m)
+		}
+	}
+	missing := rel.Count - len(alive)
+	if missing <= 0 {
+		return nil, nil
+	}
+	log := d.logger().With("app", app)
+	res := &Result{App: app, Version: v, FromVersion: v, Release: rel.Version, Started: time.Now(), Counts: map[EventType]int{}, Strategy: "recover"}
+	spec := rel.Spec
+	spec.Version = v
+	spec.Labels = withLabels(spec.Labels, map[string]string{LabelApp: app, LabelVersion: v, LabelRole: "app"})
+	var routes map[string]int
+	if wr, ok := d.Router.(WeightReporter); ok {
+		routes = wr.Targets()
+	}
+	r := newRollout(spec, rel.Count, alive, d.Backend, d.Router, d.Health, routes, serialize(func(e Event) {
+		res.Counts[e.Type]++
+		d.event(log, e)
+	}))
+	r.Logger = log
+	r.WaitTimeout = waitTimeout(d.WaitTimeout)
+	r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)})
+	news, err := r.LaunchNew(ctx, missing, 0, false)
+	if err == nil {
+		next := r.Routes()
+		for _, m := range news {
+			next[m.Addr()] = 1
+		}
+		err = r.RouteAddrs(ctx, next)
+	}
+	res.Finished = time.Now()
+	if err != nil {
+		_ = r.Retire(context.WithoutCancel(ctx), r.Created()...)
+		res.Status, res.Err = StatusFailed, err
+		return res, fmt.Errorf("recover %s: restore %s to %d machines: %w", app, v, rel.Count, err)
+	}
+	r.Emit(Event{Type: DeploySucceeded, Version: v, Message: "restored"})
+	res.Status = StatusSucceeded
+	res.Machines = ids(append(alive, news...))
+	return res, nil
 }

@@ -87,7 +87,13 @@ func TestRecoverInterruptedDeploys(t *testing.T) {
 			assert.Equal(t, c.want, e.RoutedVersions(t))
 			rel, err := store.Get(context.Background(), testenv.App, 2)
 			require.NoError(t, err)
-			assert.Equal(t, deploy.ReleaseInterrupted, rel.Status)
+			if c.status == deploy.StatusSucceeded {
+				assert.Equal(t, deploy.ReleaseComplete, rel.Status)
+				assert.Contains(t, rel.Reason, "stopped after the deploy had moved all traffic")
+			} else {
+				assert.Equal(t, deploy.ReleaseRolledBack, rel.Status)
+				assert.Contains(t, rel.Reason, "stopped before the deploy finished (killed or crashed); on restart v1 was restored (3 machines)")
+			}
 			t.Logf("release v2: %s", rel.Reason)
 
 			again, err := e.Deployer.Recover(context.Background(), testenv.App)

@@ -110,8 +110,8 @@ func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) (
 	if parallel <= 0 || parallel > n {
 		parallel = n
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	out := make([]Machine, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, parallel)
@@ -133,7 +133,9 @@ func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) (
 			}
 			if err != nil {
 				errs[i] = err
-				cancel()
+				if ctx.Err() == nil {
+					cancel(&siblingFailed{err: err})
+				}
 				return
 			}
 			out[i] = m
@@ -157,6 +159,11 @@ func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) (
 // health checks, and emits MachineHealthy or MachineUnhealthy.
 func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
 	if err := waitHealthy(ctx, m, r.Health, r.WaitTimeout); err != nil {
+		if ctx.Err() != nil && !errors.Is(err, ErrExited) {
+			// Not the machine's doing: the deploy was cancelled, or a sibling
+			// failed. It is not reported unhealthy.
+			return phaseErr(m, "health", &cutShort{cause: context.Cause(ctx), err: ctx.Err()})
+		}
 		r.emitFor(MachineUnhealthy, m, "", err)
 		return phaseErr(m, "health", err)
 	}
@@ -387,3 +394,30 @@ func (r *Rollout) checkAlive(ctx context.Context) error {
 	}
 	return nil
 }
+
+// cutShort is the error of a wait that ended because its context did: err is
+// the context's error, cause why it ended (context.Cause).
+type cutShort struct{ cause, err error }
+
+func (e *cutShort) Error() string {
+	if e.cause == nil || e.cause == e.err {
+		return "wait cut short: " + e.err.Error()
+	}
+	return "wait cut short: " + e.cause.Error()
+}
+
+func (e *cutShort) Unwrap() []error { return []error{e.err, e.cause} }
+
+// siblingFailed is why LaunchNew stops the machines still starting: another
+// one failed. It wraps context.Canceled, so the root cause is told apart.
+type siblingFailed struct{ err error }
+
+func (e *siblingFailed) Error() string {
+	var pe *PhaseError
+	if errors.As(e.err, &pe) && pe.Machine != "" {
+		return "stopped because machine " + pe.Machine + " failed"
+	}
+	return "stopped because another machine failed"
+}
+
+func (e *siblingFailed) Unwrap() error { return context.Canceled }

@@ -161,7 +161,6 @@ func TestFormConcurrency(t *testing.T) {
 	assert.Equal(t, &config.Concurrency{Type: "connections", SoftLimit: 200, HardLimit: 250}, c.HTTPService.Concurrency)
 	assert.Equal(t, &config.Concurrency{Type: "requests", SoftLimit: 12, HardLimit: 23}, c.Services[0].Concurrency)
 	assert.Equal(t, c.HTTPService.Concurrency, p.Concurrency)
-	assert.Contains(t, p.Warnings, "http_service.concurrency: carried in the plan, not enforced by the proxy")
 
 	ce := formErr(t, "concurrency-int.toml")
 	assert.Equal(t, "concurrency-int.toml: line 5, column 3: services[0].concurrency: Unknown type for service concurrency: int64", ce.Error())
@@ -311,7 +310,6 @@ swap_size_mb = 512
 		"restart_limit: a failing check does not restart a machine here; kept in the plan's checks",
 		"experimental.exec: not supported; ignored",
 		"http_service.force_https: the proxy does not redirect to https; ignored",
-		"http_service.concurrency: carried in the plan, not enforced by the proxy",
 		"services[0]: udp services are not routed; ignored",
 		"services[0].ports: public ports and handlers are the proxy's own configuration; ignored",
 	}, p.Warnings)

@@ -48,7 +48,8 @@ type Plan struct {
 	// their own port, or the group's http_service port when they set none.
 	Checks []Check
 	// Concurrency is the limits of Spec's group's http_service (or first
-	// service); nil when unset.
+	// service); nil when unset. The proxy enforces them when given them
+	// (proxy.Options.Concurrency or SetConcurrency; cutover serve does).
 	Concurrency *Concurrency `json:",omitempty"`
 	// NoAutoRollback is set by experimental.auto_rollback = false.
 	NoAutoRollback bool `json:",omitempty"`
@@ -332,17 +333,11 @@ func (c *Config) planWarnings() []string {
 		if hs.ForceHTTPS {
 			w = append(w, "http_service.force_https: the proxy does not redirect to https; ignored")
 		}
-		if hs.Concurrency != nil {
-			w = append(w, "http_service.concurrency: carried in the plan, not enforced by the proxy")
-		}
 	}
 	for i, s := range c.Services {
 		base := index("services", i)
 		if s.Protocol == "udp" {
 			w = append(w, base+": udp services are not routed; ignored")
-		}
-		if s.Concurrency != nil {
-			w = append(w, base+".concurrency: carried in the plan, not enforced by the proxy")
 		}
 		if len(s.Ports) > 0 {
 			w = append(w, base+".ports: public ports and handlers are the proxy's own configuration; ignored")

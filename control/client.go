@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -180,7 +181,9 @@ func (c *Client) Promote(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/promote", struct{}{}, nil)
 }
 
-// Abort makes a held bluegreen deploy remove its new machines and fail.
+// Abort stops the running deploy or rollback: a held bluegreen deploy removes
+// its new machines, any other rolls back as a cancelled deploy does. It fails
+// with ErrNotRunning when none runs.
 func (c *Client) Abort(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/abort", struct{}{}, nil)
 }
@@ -196,6 +199,21 @@ func (c *Client) Deploy(ctx context.Context, args DeployArgs, onEvent func(Event
 // Rollback asks the daemon to redeploy a stable release, like Deploy.
 func (c *Client) Rollback(ctx context.Context, args RollbackArgs, onEvent func(Event)) (*Result, error) {
 	return c.operate(ctx, "/v1/rollback", args, false, onEvent)
+}
+
+// Scale asks the daemon to run args.Count machines of the current release,
+// like Deploy.
+func (c *Client) Scale(ctx context.Context, args ScaleArgs, onEvent func(Event)) (*Result, error) {
+	return c.operate(ctx, "/v1/scale", args, false, onEvent)
+}
+
+// Destroy asks the daemon to remove every machine of its app; it returns their IDs.
+func (c *Client) Destroy(ctx context.Context) ([]string, error) {
+	var out struct {
+		Machines []string `json:"machines"`
+	}
+	err := c.call(ctx, http.MethodPost, "/v1/destroy", struct{}{}, &out)
+	return out.Machines, err
 }
 
 func (c *Client) operate(ctx context.Context, path string, body any, detach bool, onEvent func(Event)) (*Result, error) {
@@ -258,15 +276,22 @@ func frames(resp *http.Response, each func(frame) bool, last func(frame)) error 
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("control: %w", err)
+		return fmt.Errorf("%w (%v)", ErrDaemonGone, err)
 	}
-	return errors.New("control: the daemon closed the stream before the end (did it stop?)")
+	return fmt.Errorf("%w (the stream ended early)", ErrDaemonGone)
 }
 
-// Logs calls onLine for each log line the daemon keeps and, with follow, for
-// new lines until ctx ends (then it returns nil).
-func (c *Client) Logs(ctx context.Context, follow bool, onLine func(string)) error {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/logs?follow="+strconv.FormatBool(follow), nil)
+// Logs calls onLine for each log line the daemon keeps (as opts selects)
+// and, with opts.Follow, for new lines until ctx ends (then it returns nil).
+func (c *Client) Logs(ctx context.Context, opts LogOptions, onLine func(string)) error {
+	q := url.Values{"follow": {strconv.FormatBool(opts.Follow)}}
+	if opts.Lines > 0 {
+		q.Set("lines", strconv.Itoa(opts.Lines))
+	}
+	if !opts.Since.IsZero() {
+		q.Set("since", opts.Since.Format(time.RFC3339Nano))
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/logs?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}

@@ -270,7 +270,8 @@ func (a *fakeApp) Promote(context.Context) error {
 
 func (a *fakeApp) Abort(context.Context) error { return a.Promote(context.Background()) }
 
-func (a *fakeApp) Logs(ctx context.Context, follow bool, emit func(string)) error {
+func (a *fakeApp) Logs(ctx context.Context, opts control.LogOptions, emit func(string)) error {
+	follow := opts.Follow
 	emit("one")
 	emit("two")
 	if !follow {
@@ -336,11 +337,11 @@ func TestAppOperations(t *testing.T) {
 	require.Len(t, st.Machines, 1)
 
 	var lines []string
-	require.NoError(t, c.Logs(ctx, false, func(l string) { lines = append(lines, l) }))
+	require.NoError(t, c.Logs(ctx, control.LogOptions{}, func(l string) { lines = append(lines, l) }))
 	assert.Equal(t, []string{"one", "two"}, lines)
 	fctx, cancel := context.WithCancel(ctx)
 	lines = nil
-	require.NoError(t, c.Logs(fctx, true, func(l string) {
+	require.NoError(t, c.Logs(fctx, control.LogOptions{Follow: true}, func(l string) {
 		lines = append(lines, l)
 		if l == "three" {
 			cancel()
@@ -374,7 +375,7 @@ func TestDetachAndShutdown(t *testing.T) {
 	logsDone := make(chan error, 1)
 	following := make(chan struct{})
 	go func() {
-		logsDone <- c.Logs(context.Background(), true, func(l string) {
+		logsDone <- c.Logs(context.Background(), control.LogOptions{Follow: true}, func(l string) {
 			if l == "three" { // the fake's last line: it follows now
 				close(following)
 			}

@@ -34,19 +34,22 @@ type Server struct {
 	Info Info
 	// ErrorLog receives the HTTP server's errors; nil means the log package's logger.
 	ErrorLog *log.Logger
+	// Handover, when set, lets a new process take over the listening
+	// sockets (see TakeOver); nil refuses.
+	Handover *Handover
 
 	once   sync.Once
 	mu     sync.Mutex
 	srv    *http.Server
 	ctx    context.Context // the lifetime of operations
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	ops    sync.WaitGroup
 	closed bool
 }
 
 func (s *Server) init() {
 	s.once.Do(func() {
-		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.ctx, s.cancel = context.WithCancelCause(context.Background())
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /v1/info", s.info)
 		mux.HandleFunc("GET /v1/targets", s.targets)
@@ -59,6 +62,9 @@ func (s *Server) init() {
 		mux.HandleFunc("POST /v1/promote", s.decide(true))
 		mux.HandleFunc("POST /v1/abort", s.decide(false))
 		mux.HandleFunc("GET /v1/logs", s.logs)
+		mux.HandleFunc("POST /v1/handover", s.handover)
+		mux.HandleFunc("POST /v1/scale", s.scale)
+		mux.HandleFunc("POST /v1/destroy", s.destroy)
 		s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.ErrorLog}
 	})
 }
@@ -121,7 +127,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel(ErrStopping)
 	err := s.srv.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { s.ops.Wait(); close(done) }()
@@ -140,7 +146,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel(ErrStopping)
 	err := s.srv.Close()
 	s.ops.Wait()
 	return err
@@ -160,9 +166,9 @@ func writeErr(w http.ResponseWriter, err error) {
 		code = http.StatusBadRequest
 	case "not_found":
 		code = http.StatusNotFound
-	case "in_progress", "not_held":
+	case "in_progress", "not_held", "not_running":
 		code = http.StatusConflict
-	case "no_app":
+	case "no_app", "no_handover":
 		code = http.StatusNotImplemented
 	}
 	writeJSON(w, code, frame{Error: e})
@@ -406,7 +412,13 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	if !s.app(w) {
 		return
 	}
-	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
+	q := r.URL.Query()
+	var opts LogOptions
+	opts.Follow, _ = strconv.ParseBool(q.Get("follow"))
+	opts.Lines, _ = strconv.Atoi(q.Get("lines"))
+	if since := q.Get("since"); since != "" {
+		opts.Since, _ = time.Parse(time.RFC3339Nano, since)
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, cancel) // a shutdown ends a follow
@@ -415,7 +427,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := s.App.Logs(ctx, follow, func(line string) { o.add(frame{Log: &line}) })
+		err := s.App.Logs(ctx, opts, func(line string) { o.add(frame{Log: &line}) })
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			err = nil
 		}
@@ -428,4 +440,37 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	stream(w, r.Context(), o)
 	cancel()
 	<-done
+}
+
+func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
+	sc, ok := s.App.(Scaler)
+	if !ok {
+		writeErr(w, fmt.Errorf("%w: this daemon does not scale", ErrNoApp))
+		return
+	}
+	var args ScaleArgs
+	if err := readJSON(r, &args); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.operate(w, r, func(ctx context.Context, emit func(deploy.Event)) (*deploy.Result, error) {
+		return sc.Scale(ctx, args, emit)
+	})
+}
+
+func (s *Server) destroy(w http.ResponseWriter, r *http.Request) {
+	de, ok := s.App.(Destroyer)
+	if !ok {
+		writeErr(w, fmt.Errorf("%w: this daemon does not destroy", ErrNoApp))
+		return
+	}
+	ids, err := de.Destroy(r.Context())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"machines": ids})
 }

@@ -30,12 +30,24 @@ import (
 // socket (no daemon, or a stale socket file).
 var ErrUnreachable = errors.New("control: daemon unreachable")
 
+// ErrDaemonGone is wrapped by a Client's errors when the daemon stopped (or
+// its connection broke) before it finished answering: a deploy it ran did not
+// finish, and a proxy it ran stopped with it.
+var ErrDaemonGone = errors.New("control: the daemon stopped before it answered")
+
+// ErrStopping is the cause (context.Cause) of the cancellation of the
+// operations of a Server that shuts down or closes.
+var ErrStopping = errors.New("the cutover daemon is stopping")
+
 // ErrNoApp is returned (wrapped) for app operations on a Server that serves
 // routing only.
 var ErrNoApp = errors.New("control: this daemon serves routing only")
 
 // ErrNotHeld is returned (wrapped) by Promote and Abort when no deploy waits for them.
 var ErrNotHeld = errors.New("no deploy is held")
+
+// ErrNotRunning is returned (wrapped) by Abort when no deploy or rollback runs.
+var ErrNotRunning = errors.New("no deploy is running")
 
 // ErrInUse is returned (wrapped) by Listen when a live server answers on the path.
 var ErrInUse = errors.New("a daemon already listens")
@@ -139,6 +151,11 @@ type DeployArgs struct {
 	HoldTimeout time.Duration `json:"hold_timeout,omitempty"`
 	Description string        `json:"description,omitempty"`
 	User        string        `json:"user,omitempty"`
+	// CanarySteps are the traffic percent of each step of a canary deploy;
+	// empty: the strategy's default steps.
+	CanarySteps []int `json:"canary_steps,omitempty"`
+	// CanaryStepDuration is how long each canary step is held; 0: the default.
+	CanaryStepDuration time.Duration `json:"canary_step_duration,omitempty"`
 	// Detach makes Client.Deploy return once the deploy started; it goes on in the daemon.
 	Detach bool `json:"-"`
 }
@@ -154,6 +171,7 @@ type RollbackArgs struct {
 type TargetStats struct {
 	Weight    int     `json:"weight"`
 	InFlight  int64   `json:"in_flight"`
+	Queued    uint64  `json:"queued,omitempty"` // requests that waited for room under its hard limit
 	Requests  uint64  `json:"requests"`
 	Errors    uint64  `json:"errors"`
 	P50MS     float64 `json:"p50_ms"`
@@ -200,6 +218,14 @@ type Status struct {
 	Operation *Operation             `json:"operation,omitempty"`
 }
 
+// LogOptions selects log lines. Its zero value sends every kept line and
+// does not follow.
+type LogOptions struct {
+	Follow bool      // go on with new lines until the caller stops
+	Lines  int       // of the kept lines, only the last Lines; 0 means all
+	Since  time.Time // of the kept lines, only those written at or after Since; zero means all
+}
+
 // App is what a daemon offers beyond routing: the operations on the one app
 // it runs. emit may be called from any goroutine until the method returns.
 type App interface {
@@ -209,8 +235,29 @@ type App interface {
 	Status(ctx context.Context) (Status, error)
 	Promote(ctx context.Context) error
 	Abort(ctx context.Context) error
-	// Logs sends log lines to emit: what is kept, then, with follow, new lines until ctx ends.
-	Logs(ctx context.Context, follow bool, emit func(line string)) error
+	// Logs sends log lines to emit: what is kept (as opts selects), then,
+	// with opts.Follow, new lines until ctx ends.
+	Logs(ctx context.Context, opts LogOptions, emit func(line string)) error
+}
+
+// Scaler is an App that can change how many machines run the current
+// release; a Server serves Scale when its App is one.
+type Scaler interface {
+	Scale(ctx context.Context, args ScaleArgs, emit func(deploy.Event)) (*deploy.Result, error)
+}
+
+// ScaleArgs is one scale asked of a daemon's App.
+type ScaleArgs struct {
+	Count int    `json:"count"` // machines to run, at least 1
+	User  string `json:"user,omitempty"`
+}
+
+// Destroyer is an App that can remove all of its app's machines; a Server
+// serves Destroy when its App is one.
+type Destroyer interface {
+	// Destroy takes every machine out of traffic, stops and removes it, and
+	// returns their IDs.
+	Destroy(ctx context.Context) ([]string, error)
 }
 
 // Error is an error that crossed the socket. Its Unwrap returns the deploy
@@ -243,7 +290,9 @@ var kinds = []struct {
 	{"aborted", deploy.ErrAborted},
 	{"in_progress", deploy.ErrDeployInProgress},
 	{"not_held", ErrNotHeld},
+	{"not_running", ErrNotRunning},
 	{"no_app", ErrNoApp},
+	{"no_handover", ErrNoHandover},
 	{"unhealthy", deploy.ErrUnhealthy},
 	{"exited", deploy.ErrExited},
 	{"not_found", deploy.ErrNotFound},

@@ -17,7 +17,7 @@ import (
 // its Docker client thrown away). A new Deployer, with a new client that
 // adopts the containers from their labels, recovers from the release store:
 // v1 serves at full count again, no container of v2 remains, the release is
-// "interrupted", and no request through the proxy failed meanwhile.
+// "rolled_back", and no request through the proxy failed meanwhile.
 func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -74,8 +74,8 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 			}
 			e.wantOnly(t, run, after, "v1") // no orphan container of v2
 			rel, err = store.Get(ctxFor(t, 10*time.Second), e.App, 2)
-			if err != nil || rel.Status != deploy.ReleaseInterrupted {
-				t.Errorf("release v2: %v, %v; want interrupted", rel.Status, err)
+			if err != nil || rel.Status != deploy.ReleaseRolledBack {
+				t.Errorf("release v2: %v, %v; want rolled_back", rel.Status, err)
 			}
 			t.Logf("release v2: %s: %s", rel.Status, rel.Reason)
 			if again, err := d.Recover(ctxFor(t, time.Minute), e.App); err != nil || again != nil {

@@ -491,7 +491,10 @@ func testNeverListens(t *testing.T, h Harness, app string) {
 // An app that exits while it boots fails the wait as soon as it exits, with
 // ErrExited, not at the wait's end, and its exit code is kept.
 func testExitsDuringBoot(t *testing.T, h Harness, app string) {
-	m := launch(t, h, h.Boot(app, Boot{ExitAfter: 500 * time.Millisecond, ExitCode: 3}))
+	spec := h.Boot(app, Boot{ExitAfter: 500 * time.Millisecond, ExitCode: 3})
+	// Not restarted (the default policy restarts it), so its exit code is the one seen.
+	spec.Restart = deploy.RestartPolicy{Policy: deploy.RestartNever}
+	m := launch(t, h, spec)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctxFor(t, h), h.Timeout/2)
 	defer cancel()

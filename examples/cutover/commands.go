@@ -4,18 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/config"
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/release"
 )
@@ -51,11 +55,13 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	c.addBackendFlag()
 	image := c.fs.String("image", "", "image to deploy (default: [build] image in fly.toml); on --backend mem any name works, its tag is the version it answers")
 	strat := c.fs.String("strategy", "", "rolling, bluegreen, canary or immediate (default: [deploy] strategy in fly.toml, else rolling)")
-	wait := c.fs.Duration("wait-timeout", 0, "how long each machine may take to pass its health checks (default: [deploy] wait_timeout, else 5m)")
+	wait := c.durationFlag("wait-timeout", 0, "how long each machine may take to pass its health checks (default: [deploy] wait_timeout, else 5m)")
 	detach := c.fs.Bool("detach", false, "return once the deploy started; it goes on in the daemon")
 	count := c.fs.Int("count", 0, "machines to run (default: keep the current count; 1 for a first deploy)")
 	hold := c.fs.Bool("hold", false, "bluegreen: once the new machines are healthy, wait for 'cutover promote' or 'cutover abort'")
-	holdTimeout := c.fs.Duration("hold-timeout", 0, "with --hold: abort if no decision comes within this (default 1h)")
+	holdTimeout := c.durationFlag("hold-timeout", 0, "with --hold: abort if no decision comes within this (default 1h)")
+	canarySteps := c.fs.String("canary-steps", "", "canary: traffic percent of each step, such as 10,50 (default: [deploy] canary_steps, else 10,50)")
+	canaryStep := c.durationFlag("canary-step-duration", 0, "canary: how long each step is held (default: [deploy] canary_step_duration, else 1m)")
 	message := c.fs.String("message", "", "description recorded with the release (default \"deploy image IMG\")")
 	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
 	plan, err := c.planNoArgs(args)
@@ -71,13 +77,31 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch {
 	case *wait < 0 || *holdTimeout < 0:
 		return usagef("durations must not be negative")
-	case *count < 0:
-		return usagef("--count %d: want a number of machines, at least 1", *count)
+	case *count < 0 || *count == 0 && flagSet(c.fs, "count"):
+		return usagef("--count %d: want a number of machines, at least 1 (leave --count out to keep the current count)", *count)
 	case *hold && plan.StrategyName != "bluegreen":
 		return usagef("--hold needs the bluegreen strategy: pass --strategy bluegreen")
 	}
 	if *wait > 0 {
 		plan.WaitTimeout = *wait
+	}
+	can, err := c.cfg.Canary()
+	if err != nil {
+		return usagef("invalid %s: %v: fix it and run again", c.cfgPath, err)
+	}
+	if *canarySteps != "" {
+		if can.Steps, err = config.CanarySteps(*canarySteps); err != nil {
+			return usagef("--canary-steps %s: %v", *canarySteps, err)
+		}
+	}
+	if (*canarySteps != "" || *canaryStep != 0) && plan.StrategyName != "canary" {
+		return usagef("--canary-steps and --canary-step-duration need the canary strategy: pass --strategy canary")
+	}
+	if *canaryStep < 0 {
+		return usagef("durations must not be negative")
+	}
+	if *canaryStep > 0 {
+		can.StepDuration = *canaryStep
 	}
 	if *image != "" {
 		plan.SetImage(*image)
@@ -101,11 +125,52 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer cl.Close()
 	r := newRenderer(stdout, *asJSON)
-	res, err := cl.Deploy(ctx, control.DeployArgs{
+	// Ctrl-C (or SIGTERM) aborts the deploy, which rolls back, and the
+	// command watches it to the end; a second one stops watching. With
+	// --detach it only stops watching.
+	watch, stopWatching := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatching()
+	if *detach {
+		defer context.AfterFunc(ctx, stopWatching)()
+	} else {
+		defer context.AfterFunc(ctx, func() { abortOnInterrupt(watch, cl, stderr, stopWatching) })()
+	}
+	res, err := cl.Deploy(watch, control.DeployArgs{
 		Config: raw, Image: plan.Spec.Image, Strategy: plan.StrategyName, WaitTimeout: plan.WaitTimeout,
 		Count: *count, Hold: *hold, HoldTimeout: *holdTimeout, Description: *message, User: currentUser(), Detach: *detach,
+		CanarySteps: can.Steps, CanaryStepDuration: can.StepDuration,
 	}, r.event)
 	return finish(r, res, err)
+}
+
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// abortOnInterrupt asks the daemon to abort the deploy the command watches;
+// a second interrupt makes it stop watching.
+func abortOnInterrupt(watch context.Context, cl *control.Client, stderr io.Writer, stopWatching func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		defer signal.Stop(sig)
+		select {
+		case <-sig:
+			fmt.Fprintln(stderr, "cutover deploy: interrupted again: no longer watching; the daemon finishes the abort")
+			stopWatching()
+		case <-watch.Done():
+		}
+	}()
+	fmt.Fprintln(stderr, "cutover deploy: interrupted: aborting the deploy (it rolls back); interrupt again to stop watching")
+	actx, cancel := context.WithTimeout(watch, 10*time.Second)
+	defer cancel()
+	if err := cl.Abort(actx); err != nil && !errors.Is(err, control.ErrNotRunning) {
+		fmt.Fprintf(stderr, "cutover deploy: abort: %s; stopping watching\n", oneLine(err))
+		stopWatching()
+	}
 }
 
 // finish shows the end of a deploy or rollback and returns its error.
@@ -170,19 +235,32 @@ current one. VERSION is a number such as 3 or v3; see cutover releases.`, stdout
 type releaseJSON struct {
 	Version     int       `json:"version"`
 	Stable      bool      `json:"stable"`
+	Current     bool      `json:"current"` // the release that serves now
+	Type        string    `json:"type"`    // "release" or "rollback"
 	Status      string    `json:"status"`
 	Description string    `json:"description"`
 	User        string    `json:"user"`
 	Date        time.Time `json:"date"`
+	Finished    time.Time `json:"finished,omitzero"`
 	Image       string    `json:"image"`
 	Strategy    string    `json:"strategy"`
 	Reason      string    `json:"reason,omitempty"`
 }
 
+// releaseType is "rollback" for a release made by a rollback, else "release".
+func releaseType(r deploy.Release) string {
+	if strings.HasPrefix(r.Description, "rollback to v") {
+		return "rollback"
+	}
+	return "release"
+}
+
 func runReleases(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	c := newFlags("releases", "[--json]", `
-List the app's releases, newest first, like fly releases. Reads the release
-history in the state directory; the daemon need not run.`, stdout)
+List the app's releases, newest first, like fly releases: the current one
+(the release that serves) is marked *, and the reason of each release that
+did not complete is shown below the table. Reads the release history in the
+state directory; the daemon need not run. --json keeps exact times.`, stdout)
 	asJSON := c.fs.Bool("json", false, "print a JSON array")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
@@ -201,11 +279,13 @@ history in the state directory; the daemon need not run.`, stdout)
 		return err
 	}
 	out := make([]releaseJSON, 0, len(rels))
+	current := false
 	for _, r := range rels {
 		out = append(out, releaseJSON{
-			Version: r.Version, Stable: r.Stable, Status: string(r.Status), Description: r.Description,
-			User: r.User, Date: r.Started, Image: r.Image, Strategy: r.Strategy, Reason: r.Reason,
+			Version: r.Version, Stable: r.Stable, Current: r.Stable && !current, Type: releaseType(r), Status: string(r.Status),
+			Description: r.Description, User: r.User, Date: r.Started, Finished: r.Finished, Image: r.Image, Strategy: r.Strategy, Reason: r.Reason,
 		})
+		current = current || r.Stable
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -216,25 +296,48 @@ history in the state directory; the daemon need not run.`, stdout)
 		fmt.Fprintf(stdout, "%s has no releases yet: deploy with cutover deploy\n", plan.Spec.App)
 		return nil
 	}
+	now := time.Now()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tSTABLE\tSTATUS\tDESCRIPTION\tUSER\tDATE\tIMAGE")
+	fmt.Fprintln(tw, "VERSION\tSTABLE\tTYPE\tSTATUS\tDESCRIPTION\tUSER\tDATE")
+	var reasons []string
 	for _, r := range out {
-		fmt.Fprintf(tw, "v%d\t%t\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Stable, r.Status, r.Description, r.User, ago(r.Date), r.Image)
+		v := fmt.Sprintf("v%d", r.Version)
+		if r.Current {
+			v += " *"
+		}
+		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\t%s\t%s\t%s\n", v, r.Stable, r.Type, r.Status, r.Description, r.User, ago(now, r.Date))
+		if r.Reason != "" && r.Status != string(deploy.ReleaseComplete) {
+			reasons = append(reasons, fmt.Sprintf("  v%d %s: %s", r.Version, r.Status, r.Reason))
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if current {
+		fmt.Fprintln(stdout, "* the current release: it serves now")
+	}
+	if len(reasons) > 0 {
+		fmt.Fprintln(stdout, "\nWhy releases did not complete:")
+		for _, r := range reasons {
+			fmt.Fprintln(stdout, r)
+		}
+	}
+	return nil
 }
 
-func ago(t time.Time) string {
-	d := time.Since(t).Round(time.Second)
+// ago is how long before now t was, as fly writes it: "30s ago", "5m ago",
+// "1h ago", "3d ago".
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
 	switch {
 	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+		return fmt.Sprintf("%ds ago", max(int(d.Seconds()), 0))
 	case d < time.Hour:
-		return fmt.Sprintf("%dm%ds ago", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%dm ago", int(d.Hours()), int(d.Minutes())%60)
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
-	return t.Format("2006-01-02 15:04")
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
 }
 
 func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
@@ -313,22 +416,38 @@ now), traffic weight and proxy statistics, and the deploy running, if any.`, std
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Version, m.Image, m.State, health, weight, req, errs, p99, m.Addr)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if st.Backend == "docker" {
+		fmt.Fprintf(stdout, "\nA machine's ID is its container's label cutover.machine and ends its name: docker ps --filter label=cutover.machine=%s\n", st.Machines[0].ID)
+	}
+	return nil
 }
 
 func runLogs(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	c := newFlags("logs", "[-f]", `
+	c := newFlags("logs", "[-f] [-n N] [--since D]", `
 Show the daemon's log (deploy events, health changes, proxy errors) and the
 output of machines that keep it (Docker containers, release commands).
 With -f, follow new lines until interrupted.`, stdout)
 	follow := c.fs.Bool("f", false, "follow new lines")
 	c.fs.BoolVar(follow, "follow", false, "same as -f")
+	lines := c.fs.Int("n", 0, "show only the last N lines kept (of the daemon's log, and of each machine's without -f); 0: all")
+	c.fs.IntVar(lines, "lines", 0, "same as -n")
+	since := c.durationFlag("since", 0, "show only the daemon's lines of this last while, such as 10m")
 	cl, err := c.connect(ctx, args)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	return cl.Logs(ctx, *follow, func(line string) { fmt.Fprintln(stdout, line) })
+	if *lines < 0 || *since < 0 {
+		return usagef("-n and --since must not be negative")
+	}
+	opts := control.LogOptions{Follow: *follow, Lines: *lines}
+	if *since > 0 {
+		opts.Since = time.Now().Add(-*since)
+	}
+	return cl.Logs(ctx, opts, func(line string) { fmt.Fprintln(stdout, line) })
 }
 
 func runPromote(ctx context.Context, args []string, stdout, _ io.Writer) error {
@@ -340,9 +459,9 @@ func runPromote(ctx context.Context, args []string, stdout, _ io.Writer) error {
 
 func runAbort(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return decide(ctx, args, stdout, "abort",
-		"Make a held bluegreen deploy (cutover deploy --strategy bluegreen --hold) remove its new machines; the old ones keep serving.",
+		"Stop the running deploy or rollback, whatever its strategy (a canary included): it removes its new machines and the previous version serves, as after a failure. A held bluegreen deploy removes its new machines.",
 		(*control.Client).Abort,
-		"aborted: the held deploy removes its new machines; the old ones keep serving")
+		"aborted: the deploy removes its new machines; the previous version keeps serving (cutover status shows it)")
 }
 
 // decide runs the command verb: call gives the decision to the daemon, and
@@ -358,5 +477,59 @@ func decide(ctx context.Context, args []string, stdout io.Writer, verb, about st
 		return err
 	}
 	fmt.Fprintln(stdout, done)
+	return nil
+}
+
+func runScale(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("scale", "N [--json]", `
+Run N machines of the current release: the daemon redeploys it with N
+machines (a new release, rolling, so nothing stops serving).`, stdout)
+	c.addBackendFlag()
+	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want the number of machines: cutover scale N")
+	}
+	n, err := strconv.Atoi(pos[0])
+	if err != nil || n < 1 {
+		return usagef("scale %q: want a number of machines, at least 1 (cutover destroy removes them all)", pos[0])
+	}
+	plan, err := c.load()
+	if err != nil {
+		return err
+	}
+	cl, err := c.dial(ctx, plan.Spec.App)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	r := newRenderer(stdout, *asJSON)
+	res, err := cl.Scale(ctx, control.ScaleArgs{Count: n, User: currentUser()}, r.event)
+	return finish(r, res, err)
+}
+
+func runDestroy(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newFlags("destroy", "--yes", `
+Take every machine of the app out of traffic, stop and remove it. The
+release history is kept: cutover rollback VERSION or cutover deploy starts
+the app again.`, stdout)
+	c.addBackendFlag()
+	yes := c.fs.Bool("yes", false, "confirm: the app stops serving")
+	cl, err := c.connect(ctx, args)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if !*yes {
+		return usagef("destroy stops the app serving: pass --yes to confirm")
+	}
+	ids, err := cl.Destroy(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "destroyed %d machines: %s; the app serves nothing until the next deploy\n", len(ids), strings.Join(ids, " "))
 	return nil
 }

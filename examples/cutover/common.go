@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cutover/deploy/config"
 	"github.com/cutover/deploy/control"
@@ -21,8 +24,9 @@ type common struct {
 	fs       *flag.FlagSet
 	cfgPath  string
 	stateDir string
-	backend  string // optional on client commands: checked against the daemon's
-	usage    func() // prints the usage to stdout
+	backend  string         // optional on client commands: checked against the daemon's
+	usage    func()         // prints the usage to stdout
+	cfg      *config.Config // set by load
 }
 
 func newFlags(name, synopsis, about string, stdout io.Writer) *common {
@@ -104,6 +108,8 @@ func (c *common) load() (config.Plan, error) {
 		}
 		return config.Plan{}, usagef("cannot read %s: %v", c.cfgPath, err)
 	}
+	c.cfg = cfg
+	warnUnknown(warnings, c.cfgPath, cfg)
 	if cfg.App == "" {
 		return config.Plan{}, usagef("%s has no app name: add app = \"NAME\" at its top", c.cfgPath)
 	}
@@ -162,4 +168,47 @@ func currentUser() string {
 		return u
 	}
 	return "unknown"
+}
+
+// secondsOrDuration is a duration flag that takes a bare number as seconds,
+// as flyctl does (--wait-timeout 120), or a Go duration (2m, 90s, 1m30s).
+type secondsOrDuration struct{ d *time.Duration }
+
+func (f secondsOrDuration) String() string {
+	if f.d == nil || *f.d == 0 {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f secondsOrDuration) Set(s string) error {
+	d, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
+}
+
+// parseDuration reads a bare number as seconds (120, 1.5) or a Go duration (2m).
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 || n > float64(math.MaxInt64/int64(time.Second)) {
+			return 0, fmt.Errorf("%s seconds is out of range", s)
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("want seconds (120) or a duration (2m, 90s, 1m30s)")
+	}
+	return d, nil
+}
+
+// durationFlag defines a flag of secondsOrDuration.
+func (c *common) durationFlag(name string, value time.Duration, usage string) *time.Duration {
+	d := value
+	c.fs.Var(secondsOrDuration{&d}, name, usage+" (`SECONDS`, or a duration such as 2m)")
+	return &d
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy"
 	"github.com/cutover/deploy/strategy/bluegreen"
+	"github.com/cutover/deploy/strategy/canary"
+	"github.com/cutover/deploy/strategy/rolling"
 )
 
 // daemon is the serve process's app: it implements control.App.
@@ -33,11 +35,12 @@ type daemon struct {
 	logs   *logRing
 	info   control.Info
 
-	mu   sync.Mutex
-	op   *control.Operation
-	gate *bluegreen.Gate
-	emit func(deploy.Event) // the running operation's watcher
-	user string             // who asked for the running rollback
+	mu     sync.Mutex
+	op     *control.Operation
+	cancel context.CancelCauseFunc // ends the running deploy or rollback
+	gate   *bluegreen.Gate
+	emit   func(deploy.Event) // the running operation's watcher
+	user   string             // who asked for the running rollback
 }
 
 var _ control.App = (*daemon)(nil)
@@ -93,21 +96,59 @@ func (d *daemon) onEvent(e deploy.Event) {
 	}
 }
 
+// operate runs fn as the daemon's one operation, under a context that Abort
+// cancels.
+func (d *daemon) operate(ctx context.Context, kind, strat string, gate *bluegreen.Gate, emit func(deploy.Event), fn func(context.Context) (*deploy.Result, error)) (*deploy.Result, error) {
+	end, err := d.begin(kind, strat, gate, emit)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	d.mu.Lock()
+	d.cancel = cancel
+	d.mu.Unlock()
+	return fn(ctx)
+}
+
+// abortedError is why an operation stopped by `cutover abort` ended.
+type abortedError struct{}
+
+func (abortedError) Error() string {
+	return "aborted by the user (cutover abort, or Ctrl-C on cutover deploy)"
+}
+func (abortedError) Unwrap() error { return deploy.ErrAborted }
+
 // begin makes the daemon's one operation, or says which one runs.
 func (d *daemon) begin(kind, strat string, gate *bluegreen.Gate, emit func(deploy.Event)) (func(), error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.op != nil {
-		return nil, fmt.Errorf("%w: a %s of %s (%s) started at %s is running: wait for it (cutover status), or abort it if it is held",
+		if d.op.Kind == "recover" {
+			return nil, fmt.Errorf("%w: the daemon is recovering %s after a restart (since %s): wait for it (cutover status, cutover logs)",
+				deploy.ErrDeployInProgress, d.app, d.op.Started.Format("15:04:05"))
+		}
+		return nil, fmt.Errorf("%w: a %s of %s (%s) started at %s is running: wait for it (cutover status), or stop it with cutover abort",
 			deploy.ErrDeployInProgress, d.op.Kind, d.app, orDash(d.op.Version), d.op.Started.Format("15:04:05"))
 	}
 	d.op = &control.Operation{Kind: kind, Strategy: strat, Started: time.Now()}
 	d.gate, d.emit = gate, emit
 	return func() {
 		d.mu.Lock()
-		d.op, d.gate, d.emit = nil, nil, nil
+		d.op, d.gate, d.emit, d.cancel = nil, nil, nil, nil
 		d.mu.Unlock()
 	}, nil
+}
+
+// running names the running operation's kind, or "".
+func (d *daemon) running() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.op == nil {
+		return ""
+	}
+	return d.op.Kind
 }
 
 // Deploy deploys the plan the client sent (or the daemon's), with its overrides.
@@ -134,6 +175,9 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 	if args.WaitTimeout > 0 {
 		plan.WaitTimeout = args.WaitTimeout
 	}
+	if err := d.px.SetConcurrency(proxyConcurrency(plan.Concurrency)); err != nil {
+		return nil, fmt.Errorf("%w: concurrency: %v", deploy.ErrInvalid, err)
+	}
 	req, err := plan.Request()
 	if err != nil {
 		return nil, err
@@ -145,6 +189,17 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 		}
 		gate = bluegreen.NewGate()
 		req.Strategy = bluegreen.Strategy{Gate: gate, HoldTimeout: args.HoldTimeout}
+	}
+	if req.Strategy.Name() == "canary" && (len(args.CanarySteps) > 0 || args.CanaryStepDuration > 0) {
+		s := canary.Strategy{Bake: args.CanaryStepDuration}
+		for i, p := range args.CanarySteps {
+			st := canary.Step{Percent: p}
+			if i == 0 {
+				st.Machines = 1
+			}
+			s.Steps = append(s.Steps, st)
+		}
+		req.Strategy = s
 	}
 	if err := d.kit.prepare(ctx, plan.Spec.Image, plan.ReleaseCommand); err != nil {
 		return nil, err
@@ -163,14 +218,15 @@ func (d *daemon) Deploy(ctx context.Context, args control.DeployArgs, emit func(
 	if req.Description == "" {
 		req.Description = "deploy image " + plan.Spec.Image
 	}
-	end, err := d.begin("deploy", req.Strategy.Name(), gate, emit)
-	if err != nil {
-		return nil, err
-	}
-	defer end()
-	d.dep.NoAutoRollback = plan.NoAutoRollback // experimental.auto_rollback = false; one operation runs at a time
-	return d.dep.Deploy(ctx, req)
+	return d.operate(ctx, "deploy", req.Strategy.Name(), gate, emit, func(ctx context.Context) (*deploy.Result, error) {
+		d.dep.NoAutoRollback = plan.NoAutoRollback // experimental.auto_rollback = false; one operation runs at a time
+		return d.dep.Deploy(ctx, req)
+	})
 }
+
+// RollbackStarted is the event a rollback starts with: its Message says to
+// which release and with which strategy.
+const RollbackStarted deploy.EventType = "rollback_started"
 
 // Rollback redeploys a stable release.
 func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit func(deploy.Event)) (*deploy.Result, error) {
@@ -179,7 +235,7 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 	if err != nil {
 		return nil, err
 	}
-	stable := 0
+	stable, target := 0, ""
 	for _, r := range rels { // newest first
 		if version > 0 && r.Version != version || !r.Stable {
 			continue
@@ -189,8 +245,12 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 			continue
 		}
 		var releaseCmd []string
+		strat := r.Strategy
 		if req, err := config.FromRelease(r); err == nil {
 			releaseCmd = req.ReleaseCommand
+			if req.Strategy != nil {
+				strat = req.Strategy.Name()
+			}
 		}
 		if err := d.kit.prepare(ctx, r.Image, releaseCmd); err != nil {
 			return nil, err
@@ -202,17 +262,84 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 			}
 			d.kit.adapt(&req)
 		}
+		target = fmt.Sprintf("to v%d (image %s, %d machines) with the strategy it was deployed with, %s", r.Version, r.Image, r.Count, orDash(strat))
 		break
 	}
-	end, err := d.begin("rollback", "", nil, emit)
+	return d.operate(ctx, "rollback", "", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
+		d.mu.Lock()
+		d.user = args.User
+		d.mu.Unlock()
+		if target != "" {
+			d.onEvent(deploy.Event{Type: RollbackStarted, App: d.app, Time: time.Now(), Message: target})
+		}
+		return d.dep.Rollback(ctx, d.app, version)
+	})
+}
+
+// Scale redeploys the current release with args.Count machines (a new
+// release, rolling: zero downtime), as fly scale count does with machines.
+func (d *daemon) Scale(ctx context.Context, args control.ScaleArgs, emit func(deploy.Event)) (*deploy.Result, error) {
+	if args.Count < 1 {
+		return nil, fmt.Errorf("%w: scale to %d: want at least 1 machine (cutover destroy removes them all)", deploy.ErrInvalid, args.Count)
+	}
+	rels, err := d.store.List(ctx, d.app)
 	if err != nil {
 		return nil, err
 	}
-	defer end()
-	d.mu.Lock()
-	d.user = args.User
-	d.mu.Unlock()
-	return d.dep.Rollback(ctx, d.app, version)
+	var cur *deploy.Release
+	for i := range rels {
+		if rels[i].Stable {
+			cur = &rels[i]
+			break
+		}
+	}
+	if cur == nil {
+		return nil, fmt.Errorf("%w: %s has no release to scale: deploy first (cutover deploy --count %d)", deploy.ErrNotFound, d.app, args.Count)
+	}
+	req, err := config.FromRelease(*cur)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.kit.prepare(ctx, cur.Image, req.ReleaseCommand); err != nil {
+		return nil, err
+	}
+	req.Spec.Version = ""
+	req.ReleaseCommand = nil // the release ran it
+	req.Count, req.User = args.Count, args.User
+	req.Strategy = rolling.Strategy{}
+	req.Description = fmt.Sprintf("scale v%d to %d machines", cur.Version, args.Count)
+	return d.operate(ctx, "scale", "rolling", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
+		return d.dep.Deploy(ctx, req)
+	})
+}
+
+// Destroy takes every machine of the app out of traffic, then stops and
+// removes it. The release history is kept.
+func (d *daemon) Destroy(ctx context.Context) ([]string, error) {
+	var ids []string
+	_, err := d.operate(ctx, "destroy", "", nil, nil, func(ctx context.Context) (*deploy.Result, error) {
+		if err := d.mon.SetTargets(ctx, map[string]int{}); err != nil {
+			return nil, fmt.Errorf("take the machines out of traffic: %w", err)
+		}
+		ms, err := d.kit.backend.List(ctx, d.app)
+		if err != nil {
+			return nil, err
+		}
+		var errs []error
+		for _, m := range ms {
+			if err := m.Stop(ctx); err != nil && !errors.Is(err, deploy.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("machine %s: stop: %w", m.ID(), err))
+			}
+			if err := m.Destroy(ctx); err != nil && !errors.Is(err, deploy.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("machine %s: destroy: %w", m.ID(), err))
+				continue
+			}
+			ids = append(ids, m.ID())
+			d.logs.printf("destroy: machine %s (%s) removed", m.ID(), m.Spec().Version)
+		}
+		return nil, errors.Join(errs...)
+	})
+	return ids, err
 }
 
 func (d *daemon) Releases(ctx context.Context) ([]deploy.Release, error) {
@@ -251,7 +378,7 @@ func (d *daemon) stats() map[string]control.TargetStats {
 			continue // the current targets only
 		}
 		out[a] = control.TargetStats{
-			Weight: s.Weight, InFlight: s.InFlight, Requests: s.Requests, Errors: s.Errors,
+			Weight: s.Weight, InFlight: s.InFlight, Queued: s.Queued, Requests: s.Requests, Errors: s.Errors,
 			P50MS: ms(s.Quantile(0.5)), P99MS: ms(s.Quantile(0.99)), ErrorRate: s.ErrorRate(),
 		}
 	}
@@ -262,11 +389,25 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (d *daemon) decide(promote bool) error {
 	d.mu.Lock()
-	gate := d.gate
+	gate, cancel, kind, held := d.gate, d.cancel, "", false
+	if d.op != nil {
+		kind, held = d.op.Kind, d.op.Held
+	}
 	d.mu.Unlock()
 	verb := "abort"
 	if promote {
 		verb = "promote"
+	}
+	if !promote && kind == "recover" {
+		return fmt.Errorf("abort: %w: the daemon is recovering after a restart", control.ErrNotRunning)
+	}
+	if !promote && !held {
+		if cancel == nil {
+			return fmt.Errorf("abort: %w", control.ErrNotRunning)
+		}
+		cancel(abortedError{}) // the deploy rolls back as a cancelled one does
+		d.logs.printf("deploy: abort given: cancelling the running %s", kind)
+		return nil
 	}
 	if gate == nil {
 		return fmt.Errorf("%s: %w: start one with `cutover deploy --strategy bluegreen --hold`", verb, control.ErrNotHeld)
@@ -289,7 +430,8 @@ func (d *daemon) Abort(context.Context) error   { return d.decide(false) }
 
 // Logs sends the daemon's log and, for machines that keep output (Docker
 // containers, release commands), theirs.
-func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error {
+func (d *daemon) Logs(ctx context.Context, opts control.LogOptions, emit func(string)) error {
+	follow := opts.Follow
 	var mu sync.Mutex
 	send := func(s string) {
 		mu.Lock()
@@ -298,7 +440,7 @@ func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error
 	}
 	kept, sub, unsub := d.logs.subscribe(follow)
 	defer unsub()
-	for _, l := range kept {
+	for _, l := range selectLines(kept, opts) {
 		send(l)
 	}
 	var wg sync.WaitGroup
@@ -326,8 +468,21 @@ func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error
 				defer rc.Close()
 				sc := bufio.NewScanner(rc)
 				sc.Buffer(make([]byte, 64<<10), 1<<20)
+				if follow {
+					for sc.Scan() {
+						send(prefix + sc.Text())
+					}
+					return
+				}
+				var lines []string
 				for sc.Scan() {
-					send(prefix + sc.Text())
+					lines = append(lines, prefix+sc.Text())
+				}
+				if opts.Lines > 0 && len(lines) > opts.Lines {
+					lines = lines[len(lines)-opts.Lines:]
+				}
+				for _, l := range lines {
+					send(l)
 				}
 			}
 			if !follow {
@@ -354,6 +509,27 @@ func (d *daemon) Logs(ctx context.Context, follow bool, emit func(string)) error
 			scan() // follow machines started since
 		}
 	}
+}
+
+// selectLines returns the daemon's log lines opts asks for: written at or
+// after opts.Since (by their timestamp), the last opts.Lines of them.
+func selectLines(lines []string, opts control.LogOptions) []string {
+	if !opts.Since.IsZero() {
+		for i, l := range lines {
+			ts, _, _ := strings.Cut(l, " ")
+			if t, err := time.Parse(logTimeLayout, ts); err == nil && !t.Before(opts.Since) {
+				lines = lines[i:]
+				break
+			}
+			if i == len(lines)-1 {
+				lines = nil
+			}
+		}
+	}
+	if opts.Lines > 0 && len(lines) > opts.Lines {
+		lines = lines[len(lines)-opts.Lines:]
+	}
+	return lines
 }
 
 // describe is an event on one line, for the log.

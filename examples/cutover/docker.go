@@ -41,7 +41,7 @@ func probeImage(ctx context.Context, b deploy.Backend, app, image string) error 
 	defer cancel()
 	m, err := b.Create(ctx, deploy.MachineSpec{App: app, Image: image, Labels: map[string]string{deploy.LabelRole: "probe"}})
 	if errors.Is(err, deploy.ErrNotFound) {
-		return fmt.Errorf("%w: image %s does not exist: build it first (docker images lists the local ones; no registry is used)", deploy.ErrInvalid, image)
+		return &invalidError{fmt.Sprintf("image %s not found locally; build or load it (docker build -t %s ., or docker load; docker images lists the local ones; no registry is used)", image, image)}
 	}
 	if err != nil {
 		return fmt.Errorf("cannot check image %s: %w", image, err)
@@ -51,3 +51,10 @@ func probeImage(ctx context.Context, b deploy.Backend, app, image string) error 
 	}
 	return nil
 }
+
+// invalidError is a refusal that says what to do; it is deploy.ErrInvalid
+// without the "invalid: " prefix.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+func (e *invalidError) Unwrap() error { return deploy.ErrInvalid }

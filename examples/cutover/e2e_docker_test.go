@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy/backend/docker"
+	"github.com/cutover/deploy/internal/load"
 )
 
 // TestEndToEndDocker runs the scenario of TestEndToEndMem on the local Docker
@@ -69,7 +70,8 @@ func TestEndToEndDocker(t *testing.T) {
 	// An image that does not exist: a usage error, nothing deployed.
 	r := e.run("deploy", "--image", repo+":nope")
 	assert.Equal(t, 2, r.code)
-	assert.Contains(t, r.stderr, "image "+repo+":nope does not exist: build it first")
+	assert.Contains(t, r.stderr, "image "+repo+":nope not found locally; build or load it")
+	assert.NotContains(t, r.stderr, "invalid:")
 	r = e.run("releases", "--json")
 	assert.NotContains(t, r.stdout, ":nope")
 
@@ -79,4 +81,51 @@ func TestEndToEndDocker(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"version": "v4"`)
 	require.Eventually(t, func() bool { return get(e.url()) == versions[1] }, 30*time.Second, 50*time.Millisecond)
+
+	// SIGKILL of the daemon once the new version took traffic, under load;
+	// a new daemon recovers: v4 again at its count, the release rolled back.
+	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	require.NoError(t, run.WaitRequests(ctx, 20))
+	r, killed := e.deployUntil("machine_routed", true, "--image", images[2])
+	require.True(t, killed)
+	assert.Contains(t, r.stderr, "the daemon stopped")
+	t.Logf("load while the daemon was killed: %s", run.Stop())
+	e.start("docker")
+	st := e.waitRecovered()
+	require.Len(t, st.Machines, 2)
+	for _, m := range st.Machines {
+		assert.Equal(t, "v4", m.Version)
+		assert.Equal(t, 1, st.Targets[m.Addr])
+	}
+	rel := lastRelease(t, e)
+	assert.Equal(t, "rolled_back", rel.Status)
+	assert.Contains(t, rel.Reason, "stopped before the deploy finished (killed or crashed); on restart v4 was restored")
+	run = load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: time.Minute})
+	require.NoError(t, run.WaitRequests(ctx, 200))
+	lr := run.Stop()
+	assert.Zero(t, lr.Failed, "failed requests after the recovery: %v", lr.Errors)
+	assert.Equal(t, map[string]int64{versions[1]: lr.ByBody[versions[1]]}, lr.ByBody)
+
+	// serve --upgrade under load: the new daemon adopts the containers and
+	// takes the sockets; no request fails, the containers stay.
+	run = load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	require.NoError(t, run.WaitRequests(ctx, 100))
+	oldDone, oldStop := e.done, e.stop
+	e.start("docker", "--upgrade")
+	select {
+	case <-oldDone:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the old daemon did not exit after the handover")
+	}
+	oldStop()
+	n := run.Mark()
+	require.NoError(t, run.WaitEpoch(ctx, n, 200))
+	lr = run.Stop()
+	t.Logf("load across serve --upgrade: %s", lr)
+	assert.Zero(t, lr.Failed, "failed requests across the upgrade: %v", lr.Errors)
+	st = e.waitRecovered()
+	require.Len(t, st.Machines, 2)
+	for _, m := range st.Machines {
+		assert.Equal(t, "v4", m.Version, "the same containers")
+	}
 }

@@ -68,11 +68,15 @@ func TestMain(m *testing.M) {
 
 // env is one app directory with a fly.toml, and the daemon serving it.
 type env struct {
-	t    *testing.T
-	dir  string
-	port int
-	log  *syncBuffer
-	stop func() // stops the daemon (once)
+	t       *testing.T
+	dir     string
+	port    int
+	log     *syncBuffer
+	stop    func()        // stops the daemon (once)
+	kill    func()        // kills the daemon with SIGKILL instead (once)
+	pid     int           // the daemon's
+	done    chan struct{} // closed when the daemon exited; then exitErr is set
+	exitErr error
 }
 
 // restart stops the daemon gracefully and starts a new one.
@@ -185,15 +189,22 @@ func (b *syncBuffer) String() string {
 
 // start runs `cutover serve` and waits until its socket answers. Cleanup
 // stops it with SIGTERM (killing it if it does not stop within a minute).
-func (e *env) start(backend string) {
+func (e *env) start(backend string, more ...string) {
 	e.t.Helper()
 	e.log = &syncBuffer{}
-	cmd := exec.Command(serveBin, "serve", "--backend", backend, "--port", strconv.Itoa(e.port))
+	cmd := exec.Command(serveBin, append([]string{"serve", "--backend", backend, "--port", strconv.Itoa(e.port)}, more...)...)
 	cmd.Dir = e.dir
 	cmd.Stdout, cmd.Stderr = e.log, e.log
 	require.NoError(e.t, cmd.Start())
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	done := make(chan struct{})
+	e.pid, e.done = cmd.Process.Pid, done
+	go func() {
+		err := cmd.Wait()
+		e.exitErr = err
+		close(done)
+		exited <- err
+	}()
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
@@ -210,16 +221,27 @@ func (e *env) start(backend string) {
 			e.t.Logf("daemon log:\n%s", tail(e.log.String(), 40))
 		})
 	}
+	e.kill = func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+			assert.NotContains(e.t, e.log.String(), "DATA RACE")
+			e.t.Logf("daemon log (killed):\n%s", tail(e.log.String(), 40))
+		})
+	}
 	e.t.Cleanup(e.stop)
 	c := control.Dial(filepath.Join(e.dir, ".cutover", "cutover.sock"))
 	defer c.Close()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Info(ctx)
+		info, err := c.Info(ctx)
 		cancel()
-		if err == nil {
+		if err == nil && info.PID == cmd.Process.Pid {
 			return
+		}
+		if err == nil {
+			err = fmt.Errorf("pid %d answers", info.PID) // the daemon this one takes over from
 		}
 		select {
 		case err := <-exited:
@@ -249,6 +271,7 @@ type releaseLine struct {
 	Description string `json:"description"`
 	User        string `json:"user"`
 	Image       string `json:"image"`
+	Reason      string `json:"reason"`
 	Date        time.Time
 }
 
@@ -295,6 +318,8 @@ func scenario(t *testing.T, e *env, backend string, images, versions [3]string) 
 
 	r = e.run("rollback", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"type":"rollback_started"`)
+	assert.Contains(t, r.stdout, "to v2 (image "+images[1]+", 2 machines) with the strategy it was deployed with, rolling")
 	lastJSON(t, r.stdout, &res)
 	assert.Equal(t, "succeeded", string(res.Status))
 	assert.Equal(t, "v4", res.Version)
@@ -305,7 +330,9 @@ func scenario(t *testing.T, e *env, backend string, images, versions [3]string) 
 	r = e.run("releases")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "rollback to v2")
-	assert.Regexp(t, `VERSION\s+STABLE\s+STATUS\s+DESCRIPTION\s+USER\s+DATE\s+IMAGE`, r.stdout)
+	assert.Regexp(t, `VERSION\s+STABLE\s+TYPE\s+STATUS\s+DESCRIPTION\s+USER\s+DATE\n`, r.stdout)
+	assert.Regexp(t, `\nv4 \*\s+true\s+rollback\s+complete\s+rollback to v2\s+\S+\s+\d+s ago\n`, r.stdout, "the current release marked, its type, the date as fly writes it")
+	assert.Regexp(t, `\nv3\s+true\s+release\s+complete\s`, r.stdout)
 
 	r = e.run("status", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -365,6 +392,9 @@ func TestEndToEndMem(t *testing.T) {
 	require.Len(t, rels, 6)
 	assert.Equal(t, "failed", rels[1].Status)
 	assert.False(t, rels[0].Stable)
+	r = e.run("releases")
+	assert.Contains(t, r.stdout, "Why releases did not complete:\n")
+	assert.Regexp(t, `\n  v5 failed: machine \S+: health: `, r.stdout, "the reason a release failed")
 
 	// A held bluegreen deploy, promoted from another command.
 	r = e.run("deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:v7", "--detach")
@@ -384,7 +414,7 @@ func TestEndToEndMem(t *testing.T) {
 	}, time.Minute, 100*time.Millisecond)
 	r = e.run("abort")
 	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "no deploy is held")
+	assert.Contains(t, r.stderr, "no deploy is running")
 
 	// Bluegreen held then aborted: exit 1, "was aborted".
 	done := make(chan result, 1)
@@ -418,6 +448,10 @@ func TestBadInput(t *testing.T) {
 		{[]string{"status"}, 1, "cannot reach the cutover daemon"},
 		{[]string{"serve", "--backend", "vm"}, 2, `unknown backend "vm": pass --backend docker, --backend swarm or --backend mem`},
 		{[]string{"releases"}, 0, "bad has no releases yet"},
+		{[]string{"help", "deploy"}, 0, "Usage: cutover deploy "},
+		{[]string{"version"}, 0, "cutover "},
+		{[]string{"deploy", "--count", "0"}, 2, "--count 0: want a number of machines, at least 1"},
+		{[]string{"deploy", "--wait-timeout", "soon"}, 2, "want seconds (120) or a duration (2m, 90s, 1m30s)"},
 	}
 	for _, c := range cases {
 		r := e.run(c.args...)
@@ -433,10 +467,10 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	r := e.run("--help")
-	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort"} {
+	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort", "scale", "destroy"} {
 		assert.Contains(t, r.stdout, "\n  "+cmd+" ")
 	}
-	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort"} {
+	for _, cmd := range []string{"serve", "deploy", "releases", "rollback", "status", "logs", "promote", "abort", "scale", "destroy"} {
 		r := e.run(cmd, "--help")
 		assert.Equal(t, 0, r.code)
 		assert.Equal(t, 1, strings.Count(r.stdout, "Usage: cutover "+cmd+" "), "the usage once: %q", r.stdout)
@@ -448,6 +482,12 @@ func TestBadInput(t *testing.T) {
 	assert.Contains(t, r.stderr, `invalid broken.toml: line 3, column 1: deploy.strategy: unknown strategy "blue-green"`)
 	assert.Contains(t, r.stderr, "(and 1 more)")
 	assert.Equal(t, 1, strings.Count(r.stderr, "\n"))
+
+	// A key nothing reads is warned about, with the closest known key.
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "typo.toml"), []byte("app = \"bad\"\n[deploy]\nstratgy = \"canary\"\n"), 0o644))
+	r = e.run("releases", "-c", "typo.toml")
+	assert.Equal(t, 0, r.code)
+	assert.Contains(t, r.stderr, `warning: typo.toml: unknown key "deploy.stratgy": did you mean "deploy.strategy"?`)
 
 	// A second daemon on the same state directory is refused.
 	e.start("mem")

@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// logTimeLayout starts every line of the daemon's log.
+const logTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
 // logRing keeps the daemon's last log lines for `cutover logs`, copies them
 // to w, and passes new ones to followers.
 type logRing struct {
@@ -24,7 +27,7 @@ func newLogRing(max int, w io.Writer) *logRing {
 }
 
 func (r *logRing) printf(format string, args ...any) {
-	line := time.Now().Format("2006-01-02T15:04:05.000Z07:00") + " " + strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	line := time.Now().Format(logTimeLayout) + " " + strings.TrimRight(fmt.Sprintf(format, args...), "\n")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.lines) >= r.max {

@@ -26,6 +26,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -45,11 +47,15 @@ Commands:
   status     show machines, versions, states, health and traffic weights
   logs       show (or follow) the daemon's and the machines' logs
   promote    let a held bluegreen deploy switch traffic
-  abort      make a held bluegreen deploy remove its new machines
+  abort      stop the running deploy (any strategy); the previous version keeps serving
+  scale      run N machines of the current release (cutover scale 3)
+  destroy    stop and remove every machine of the app (--yes); the history is kept
+  version    print the version of cutover
+  help CMD   show a command's usage and flags
 
 Every command reads fly.toml like fly does (-c PATH, default ./fly.toml) and
 keeps its state in --state-dir (default .cutover next to fly.toml).
-Run "cutover <command> --help" for a command's flags.
+Run "cutover help <command>" (or "cutover <command> --help") for its flags.
 
 Exit codes: 0 success; 1 failure (including a failed, aborted or rolled-back
 deploy); 2 usage error (bad flags, missing or invalid fly.toml, unknown strategy,
@@ -70,6 +76,8 @@ var commands = []command{
 	{"logs", runLogs},
 	{"promote", runPromote},
 	{"abort", runAbort},
+	{"scale", runScale},
+	{"destroy", runDestroy},
 }
 
 func main() {
@@ -82,9 +90,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	name := args[0]
+	warnings = stderr
 	switch name {
 	case "-h", "-help", "--help", "help":
+		if name == "help" && len(args) > 1 { // help CMD: the command's usage
+			return run([]string{args[1], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usageText)
+		return 0
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	}
 	for _, c := range commands {
@@ -129,4 +144,35 @@ func exitCode(err error) int {
 func oneLine(err error) string {
 	s := strings.TrimSpace(err.Error())
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// warnings receives warnings about the input, such as unknown fly.toml keys.
+var warnings io.Writer = os.Stderr
+
+// versionLine says which cutover this is: the module's version (or the VCS
+// revision of a local build) and the Go version.
+func versionLine() string {
+	v, rev, dirty := "(devel)", "", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " " + rev + dirty
+	}
+	return fmt.Sprintf("cutover %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

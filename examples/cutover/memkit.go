@@ -27,9 +27,27 @@ func newMemKit(logs *logRing) *backendKit {
 	b.Inject(mem.Fault{BootDelay: memBootDelay})
 	var mu sync.Mutex
 	registered := map[string]bool{}
+	register := func(image string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if registered[image] {
+			return
+		}
+		registered[image] = true
+		tag := imageTag(image)
+		b.Register(image, demo.Handler(tag))
+		switch {
+		case strings.HasPrefix(tag, "crash"):
+			b.Inject(mem.Fault{Image: image, CrashAfter: memBootDelay + 100*time.Millisecond})
+		case strings.HasPrefix(tag, "unhealthy"):
+			b.Inject(mem.Fault{Image: image, Unhealthy: true})
+		}
+		logs.printf("mem: image %s registered (a demo app answering %q)", image, tag)
+	}
 	return &backendKit{
-		name:    "mem",
-		backend: b,
+		name:     "mem",
+		backend:  b,
+		register: register,
 		prepare: func(_ context.Context, image string, releaseCmd []string) error {
 			if len(releaseCmd) > 0 {
 				b.RegisterCommand(releaseCmd[0], func(ctx context.Context, args []string, env map[string]string, out *mem.Output) int {
@@ -37,21 +55,7 @@ func newMemKit(logs *logRing) *backendKit {
 					return 0
 				})
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if registered[image] {
-				return nil
-			}
-			registered[image] = true
-			tag := imageTag(image)
-			b.Register(image, demo.Handler(tag))
-			switch {
-			case strings.HasPrefix(tag, "crash"):
-				b.Inject(mem.Fault{Image: image, CrashAfter: memBootDelay + 100*time.Millisecond})
-			case strings.HasPrefix(tag, "unhealthy"):
-				b.Inject(mem.Fault{Image: image, Unhealthy: true})
-			}
-			logs.printf("mem: image %s registered (a demo app answering %q)", image, tag)
+			register(image)
 			return nil
 		},
 		adapt: func(req *deploy.Request) {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/control"
@@ -36,7 +38,8 @@ func newRenderer(w io.Writer, asJSON bool) renderer {
 	case asJSON:
 		return &jsonRenderer{enc: json.NewEncoder(w)}
 	case isTerminal(w):
-		return &ttyRenderer{w: w, lines: map[string]*machineLine{}}
+		_, noColor := os.LookupEnv("NO_COLOR")
+		return newTTYRenderer(w, termWidth(w), !noColor)
 	}
 	return &plainRenderer{w: w}
 }
@@ -67,18 +70,39 @@ func (r *plainRenderer) event(e control.Event) {
 func (r *plainRenderer) done(res *control.Result) { fmt.Fprintln(r.w, summary(res)) }
 
 // ttyRenderer keeps one line per machine and redraws them in place as their
-// state changes; other lines scroll above them.
+// state changes; other lines scroll above them, and the deploy's outcome
+// comes below them. Every line is cut to the terminal's width, so that the
+// redraw's count of lines holds.
 type ttyRenderer struct {
 	w     io.Writer
+	width int  // columns
+	color bool // ANSI colours
 	order []string
 	lines map[string]*machineLine
-	drawn int
+	below []string // the outcome lines, after the machine lines
+	drawn int      // lines drawn at the last redraw, from the first machine line
 }
 
 type machineLine struct {
 	id, version, state string
 	mark               string
-	since              time.Time
+	first, last        time.Time
+}
+
+func newTTYRenderer(w io.Writer, width int, color bool) *ttyRenderer {
+	if width < 20 {
+		width = 80
+	}
+	return &ttyRenderer{w: w, width: width, color: color, lines: map[string]*machineLine{}}
+}
+
+// outcome reports whether e ends a deploy: shown below the machine lines.
+func outcome(e control.Event) bool {
+	switch e.Type {
+	case deploy.DeploySucceeded, deploy.DeployFailed, deploy.DeployRolledBack:
+		return true
+	}
+	return false
 }
 
 func (r *ttyRenderer) event(e control.Event) {
@@ -87,34 +111,110 @@ func (r *ttyRenderer) event(e control.Event) {
 	case machineEvent(e):
 		l := r.lines[e.Machine]
 		if l == nil {
-			l = &machineLine{id: e.Machine, version: e.Version}
+			l = &machineLine{id: e.Machine, version: e.Version, first: e.Time}
 			r.lines[e.Machine] = l
 			r.order = append(r.order, e.Machine)
 		}
-		l.state, l.mark, l.since = phrase(e), mark(e), e.Time
+		l.state, l.mark, l.last = phrase(e), mark(e), e.Time
+	case outcome(e):
+		r.below = append(r.below, phrase(e))
 	default:
 		above = append(above, phrase(e))
 	}
-	r.redraw(above)
+	r.redraw(above, nil)
 }
 
-func (r *ttyRenderer) redraw(above []string) {
+// redraw rewrites the machine lines and the outcome lines in place, with
+// above scrolled out before them and after printed once after them.
+func (r *ttyRenderer) redraw(above, after []string) {
 	var b bytes.Buffer
 	if r.drawn > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA", r.drawn) // back to the first machine line
+		fmt.Fprintf(&b, "\r\x1b[%dA", r.drawn) // back to the first machine line
+	}
+	put := func(s, color string) {
+		s = fit(s, r.width-1)
+		if r.color && color != "" {
+			s = color + s + "\x1b[0m"
+		}
+		fmt.Fprintf(&b, "\x1b[2K%s\n", s)
 	}
 	for _, l := range above {
-		fmt.Fprintf(&b, "\x1b[2K%s\n", l)
+		put(l, "")
+	}
+	idw := 0
+	for _, id := range r.order {
+		idw = max(idw, len(id))
 	}
 	for _, id := range r.order {
 		l := r.lines[id]
-		fmt.Fprintf(&b, "\x1b[2K  %s %-8s [%s] %s\n", l.mark, l.id, l.version, l.state)
+		put(fmt.Sprintf("  %s %-*s [%s] %5s  %s", l.mark, idw, l.id, l.version, elapsed(l.last.Sub(l.first)), l.state), markColor(l.mark))
 	}
-	r.drawn = len(r.order)
+	for _, l := range r.below {
+		put(l, outcomeColor(l))
+	}
+	r.drawn = len(r.order) + len(r.below)
+	for _, l := range after {
+		put(l, outcomeColor(l))
+	}
 	_, _ = r.w.Write(b.Bytes())
 }
 
-func (r *ttyRenderer) done(res *control.Result) { fmt.Fprintln(r.w, summary(res)) }
+func (r *ttyRenderer) done(res *control.Result) {
+	r.redraw(nil, []string{summary(res)})
+	r.drawn = 0
+}
+
+// elapsed is a machine's time since it was created, short.
+func elapsed(d time.Duration) string {
+	switch {
+	case d < 0:
+		d = 0
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+// fit cuts s to n columns (runes), ending it with "…" when cut.
+func fit(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	rs := []rune(s)
+	if n <= 1 {
+		return string(rs[:max(n, 0)])
+	}
+	return string(rs[:n-1]) + "…"
+}
+
+const (
+	green  = "\x1b[32m"
+	red    = "\x1b[31m"
+	yellow = "\x1b[33m"
+	dim    = "\x1b[2m"
+)
+
+func markColor(mark string) string {
+	switch mark {
+	case "✓":
+		return green
+	case "✗":
+		return red
+	case "↓", "·":
+		return dim
+	}
+	return yellow
+}
+
+func outcomeColor(line string) string {
+	switch {
+	case strings.HasPrefix(line, "✔"), strings.Contains(line, "serves all traffic"):
+		return green
+	case strings.Contains(line, "failed"), strings.Contains(line, "rolled back"):
+		return red
+	}
+	return ""
+}
 
 func mark(e control.Event) string {
 	switch e.Type {
@@ -135,6 +235,8 @@ func mark(e control.Event) string {
 func phrase(e control.Event) string {
 	var s string
 	switch e.Type {
+	case RollbackStarted:
+		s = fmt.Sprintf("==> rolling back %s %s", e.App, e.Message)
 	case deploy.DeployStarted:
 		s = fmt.Sprintf("==> deploying %s %s (%s)", e.App, e.Version, e.Message)
 	case deploy.DeploySucceeded:
@@ -152,7 +254,10 @@ func phrase(e control.Event) string {
 	case deploy.ReleaseCommandEnd:
 		s = "==> release command " + e.Message
 	case deploy.CanaryStep:
-		s = fmt.Sprintf("==> canary step: %d%% of traffic to %s", e.Weight, e.Version)
+		s = fmt.Sprintf("==> canary %s (%s)", e.Message, e.Version)
+		if e.Message == "" {
+			s = fmt.Sprintf("==> canary step: %d%% of traffic to %s", e.Weight, e.Version)
+		}
 	case deploy.CanaryAnalysis:
 		s = "==> canary analysis: " + e.Message
 	case deploy.MachineCreated:
@@ -163,6 +268,7 @@ func phrase(e control.Event) string {
 		s = "healthy"
 	case deploy.MachineUnhealthy:
 		s = "unhealthy"
+		e.Error = strings.TrimPrefix(e.Error, "unhealthy: ") // the error says it too
 	case deploy.MachineRouted:
 		if e.Weight == 0 {
 			s = "in the proxy at weight 0 (no new requests)"
@@ -198,15 +304,28 @@ func summary(res *control.Result) string {
 
 // failure is the error of a deploy that did not succeed.
 func failure(res *control.Result, err error) error {
+	if errors.Is(err, control.ErrDaemonGone) {
+		v := ""
+		if res != nil && res.Version != "" {
+			v = " " + res.Version
+		}
+		return fmt.Errorf("the daemon stopped before the deploy%s finished, and its proxy stopped with it: "+
+			"nothing serves until `cutover serve` runs again, which recovers the deploy (rolls it back unless it had finished): %w", v, err)
+	}
+	if errors.Is(err, deploy.ErrDeployInProgress) {
+		return err // refused: nothing changed
+	}
 	if res == nil {
 		return err
 	}
 	what := "failed"
 	switch {
-	case res.Status == deploy.StatusRolledBack:
-		what = "failed and was rolled back"
+	case errors.Is(err, deploy.ErrAborted) && res.Status == deploy.StatusRolledBack:
+		what = "was aborted and rolled back"
 	case errors.Is(err, deploy.ErrAborted):
 		what = "was aborted"
+	case res.Status == deploy.StatusRolledBack:
+		what = "failed and was rolled back"
 	}
 	prev := "the previous version serves"
 	if res.FromVersion != "" {
@@ -224,3 +343,11 @@ type deployError struct {
 
 func (e *deployError) Error() string { return e.msg }
 func (e *deployError) Unwrap() error { return e.err }
+
+// columnsEnv returns $COLUMNS, else 80.
+func columnsEnv() int {
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	return 80
+}

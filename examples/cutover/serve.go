@@ -2,16 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/config"
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/release"
@@ -28,7 +34,15 @@ deploy. SIGINT or SIGTERM stop it gracefully: a running deploy is cancelled and
 rolled back, requests in flight complete. With --backend mem the machines live
 in the daemon and stop with it; with docker they keep running. With --backend
 swarm the local engine must be a swarm manager: machines run as services across
-its nodes, and the proxy reaches them on their nodes' addresses.`
+its nodes, and the proxy reaches them on their nodes' addresses.
+
+To restart without dropping a request (a new binary, new flags), run
+'cutover serve --upgrade' with the same state directory, or send SIGHUP or
+SIGUSR2 to the daemon (it starts its own binary so): the new daemon takes the
+listening sockets over the control socket (SCM_RIGHTS), starts the app here
+(mem: new machines of the current release, at its count; docker: adopts the
+containers), serves, and the old one drains its requests and exits. A
+handover waits for no deploy: it is refused while one runs.`
 
 // backendKit is a backend and what the daemon needs around it.
 type backendKit struct {
@@ -40,6 +54,9 @@ type backendKit struct {
 	// backend runs its demo app whatever a serving machine's command, and a
 	// worker's command as a demo worker).
 	adapt func(req *deploy.Request)
+	// register, when set, makes an image runnable again after a restart
+	// (mem: the machines run in the daemon).
+	register func(image string)
 	// close releases the backend when the daemon stops.
 	close func() error
 	// note is said on shutdown about the machines.
@@ -51,8 +68,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	backendName := c.fs.String("backend", "docker", "where machines run: docker (containers on the local engine), swarm (services across the swarm the local engine manages) or mem (a demo app in this process, no engine needed)")
 	localImages := c.fs.Bool("local-images", false, "swarm: run images loaded into every node (docker save | docker load) instead of pulling them from a registry")
 	port := c.fs.Int("port", 8080, "public port of the proxy, on 127.0.0.1")
-	drain := c.fs.Duration("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
+	drain := c.durationFlag("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
 	quiet := c.fs.Bool("quiet", false, "do not copy the log to stderr")
+	upgrade := c.fs.Bool("upgrade", false, "take over from the daemon running on the state directory: its listening sockets (no connection refused), then it drains and exits; for a new binary or new flags. SIGHUP or SIGUSR2 to a daemon does the same with its own binary")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
@@ -78,12 +96,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("cannot open the release history: %w", err)
 	}
-	ln, err := control.Listen(c.socket())
-	if errors.Is(err, control.ErrInUse) {
-		return fmt.Errorf("a cutover daemon already runs for the state directory %s (socket %s): stop it, or pass another --state-dir", c.state(), c.socket())
-	}
-	if err != nil {
-		return fmt.Errorf("cannot listen on the control socket: %w", err)
+	var ln, pub net.Listener
+	var tk *control.Takeover
+	if *upgrade {
+		if tk, ln, pub, err = takeOver(ctx, c.socket()); err != nil {
+			return err
+		}
+		logs.printf("upgrade: took over the sockets of pid %d (proxy on %s); it serves until this daemon is ready", tk.PID, pub.Addr())
+		defer tk.Abandon() // until Ready: the old daemon goes on serving
+	} else {
+		ln, err = control.Listen(c.socket())
+		if errors.Is(err, control.ErrInUse) {
+			return fmt.Errorf("a cutover daemon already runs for the state directory %s (socket %s): stop it, pass another --state-dir, or replace it with `cutover serve --upgrade`", c.state(), c.socket())
+		}
+		if err != nil {
+			return fmt.Errorf("cannot listen on the control socket: %w", err)
+		}
 	}
 	defer ln.Close()
 
@@ -108,24 +136,50 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
-	pub, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
-	if err != nil {
-		return fmt.Errorf("cannot listen on 127.0.0.1:%d (%v): pass another --port", *port, err)
+	if pub == nil {
+		pub, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+		if err != nil {
+			return fmt.Errorf("cannot listen on 127.0.0.1:%d (%v): pass another --port", *port, err)
+		}
 	}
-	px := proxy.New(proxy.Options{DrainTimeout: *drain, ErrorLog: logs.logger("proxy: ")})
+	limits := proxyConcurrency(plan.Concurrency)
+	if err := limits.Validate(); err != nil {
+		return usagef("invalid concurrency in %s: %v", c.cfgPath, err)
+	}
+	px := proxy.New(proxy.Options{DrainTimeout: *drain, ErrorLog: logs.logger("proxy: "), Concurrency: limits})
 	defer px.Close()
 
 	d := newDaemon(app, plan, kit, px, store, logs)
 	d.info = control.Info{App: app, Backend: kit.name, Addr: pub.Addr().String(), PID: os.Getpid(), Started: time.Now()}
 
-	// Adopt what runs, and finish or undo a deploy the last daemon left half done.
+	owner, err := lockOwner(c.state())
+	if err != nil {
+		return err
+	}
+	d.dep.Owner = owner
+
+	// Adopt what runs; recovery (below) finishes or undoes a deploy the last
+	// daemon left half done.
 	if err := d.adopt(ctx); err != nil {
 		logs.printf("adopt: %v", err)
 	}
-	if res, err := d.dep.Recover(ctx, app); err != nil {
-		logs.printf("recover: %v", err)
-	} else if res != nil {
-		logs.printf("recovered an interrupted deploy of %s: %s (machines %v)", res.Version, res.Status, res.Machines)
+	recoverDone := make(chan struct{})
+	recCtx, stopRecover := context.WithCancel(ctx)
+	endRecover, _ := d.begin("recover", "", nil, nil) // the slot is free: nothing runs yet
+	go func() {
+		defer close(recoverDone)
+		defer endRecover()
+		d.recoverUntilDone(recCtx)
+	}()
+	defer func() { stopRecover(); <-recoverDone }()
+	if tk != nil {
+		// Taking over: serve only once the app runs here at its count (mem
+		// machines start in this process; Docker containers are adopted).
+		select {
+		case <-recoverDone:
+		case <-ctx.Done():
+			return fmt.Errorf("upgrade: interrupted before this daemon was ready; pid %d goes on serving", tk.PID)
+		}
 	}
 
 	monCtx, stopMon := context.WithCancel(context.Background())
@@ -136,15 +190,43 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub) }()
 
-	ctl := &control.Server{Router: d.mon, App: d, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
+	handedOver := make(chan struct{})
+	ctl := &control.Server{Router: d.mon, App: d, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
+		Handover: d.handover(pub, ln, handedOver)}
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.Serve(ln) }()
 
 	logs.printf("serving app %s on http://%s (backend %s); control socket %s", app, pub.Addr(), kit.name, c.socket())
+	if tk != nil {
+		if err := tk.Ready(); err != nil {
+			logs.printf("upgrade: %v", err)
+		} else {
+			logs.printf("upgrade: pid %d drains its requests and exits; this daemon serves", tk.PID)
+		}
+	}
+	sigs := make(chan os.Signal, 1)
+	if len(upgradeSignals) > 0 {
+		signal.Notify(sigs, upgradeSignals...)
+	}
+	defer signal.Stop(sigs)
 	var runErr error
+wait:
 	select {
+	case <-sigs:
+		if err := startUpgrade(args); err != nil {
+			logs.printf("upgrade: %v", err)
+		} else {
+			logs.printf("upgrade: started a new daemon (serve --upgrade); it takes over once ready")
+		}
+		goto wait
+	case <-handedOver:
+		logs.printf("upgrade: a new daemon took over the sockets: stopping here, draining requests")
 	case <-ctx.Done():
-		logs.printf("stopping: cancelling a running deploy, draining requests")
+		if op := d.running(); op != "" {
+			logs.printf("stopping: cancelling the running %s, draining requests", op)
+		} else {
+			logs.printf("stopping: draining requests")
+		}
 	case err := <-srvErr:
 		runErr = fmt.Errorf("proxy server: %w", err)
 	case err := <-ctlErr:
@@ -176,7 +258,17 @@ func (d *daemon) adopt(ctx context.Context) error {
 	if hc == nil {
 		hc = deploy.DefaultCheck{}
 	}
-	targets := map[string]int{}
+	// Machines of a deploy the last daemon left running are not routed:
+	// recovery decides about them.
+	interrupted := map[string]bool{}
+	if rels, err := d.store.List(ctx, d.app); err == nil {
+		for _, r := range rels {
+			if r.Status == deploy.ReleaseRunning {
+				interrupted["v"+strconv.Itoa(r.Version)] = true
+			}
+		}
+	}
+	targets, held := map[string]int{}, map[string]int{}
 	for _, m := range ms {
 		if role := m.Spec().Labels[deploy.LabelRole]; role != "" && role != "app" || m.State() != deploy.StateStarted {
 			continue
@@ -188,11 +280,188 @@ func (d *daemon) adopt(ctx context.Context) error {
 			d.logs.printf("adopt: machine %s (%s) does not pass its checks, not routed: %v", m.ID(), m.Spec().Version, err)
 			continue
 		}
+		if interrupted[m.Spec().Version] {
+			held[m.Addr()] = 1
+			d.logs.printf("adopt: machine %s (%s) belongs to an interrupted deploy: routed only if nothing else serves; recovery decides", m.ID(), m.Spec().Version)
+			continue
+		}
 		targets[m.Addr()] = 1
 		d.logs.printf("adopt: machine %s (%s) at %s routed", m.ID(), m.Spec().Version, m.Addr())
+	}
+	if len(targets) == 0 {
+		targets = held // the interrupted deploy had moved all traffic
 	}
 	if len(targets) == 0 {
 		return nil
 	}
 	return d.mon.SetTargets(ctx, targets)
+}
+
+// lockOwner returns the daemon's name in the deploy lock, kept in the state
+// directory so that a daemon restarted after a crash takes over the lock its
+// predecessor left (only one daemon runs per state directory: the control
+// socket says so).
+func lockOwner(state string) (string, error) {
+	path := filepath.Join(state, "owner")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("cutover serve %s %s/%s", hex.EncodeToString(b[:]), host, state)
+	if err := os.WriteFile(path, []byte(owner+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cannot write the daemon's lock name: %w", err)
+	}
+	return owner, nil
+}
+
+// recoverUntilDone recovers an interrupted deploy (and machines that stopped
+// with the last daemon), trying again until it is done or ctx ends: a lock
+// another process holds is waited out.
+func (d *daemon) recoverUntilDone(ctx context.Context) {
+	if d.kit.register != nil { // mem: the images to restore run in this process
+		rels, err := d.store.List(ctx, d.app)
+		if err != nil {
+			d.logs.printf("recover: %v", err)
+		}
+		stable := false
+		for _, r := range rels {
+			if r.Status == deploy.ReleaseRunning || r.Stable && !stable {
+				stable = stable || r.Stable
+				d.kit.register(r.Image)
+			}
+		}
+	}
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res, err := d.dep.Recover(ctx, d.app)
+		switch {
+		case err == nil && res == nil:
+			return
+		case err == nil:
+			d.logs.printf("recover: %s: %s (machines %s)", orDash(res.Version), recoverWords(res), strings.Join(res.Machines, " "))
+			return
+		case ctx.Err() != nil:
+			return
+		}
+		d.logs.printf("recover: attempt %d: %v; trying again in %s", attempt, oneLine(err), delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+func recoverWords(res *deploy.Result) string {
+	switch {
+	case res.Status == deploy.StatusSucceeded && res.FromVersion == res.Version:
+		return "machines that stopped with the last daemon restarted"
+	case res.Status == deploy.StatusSucceeded:
+		return "an interrupted deploy had moved all traffic: kept"
+	case res.FromVersion != "":
+		return "an interrupted deploy was rolled back to " + res.FromVersion
+	}
+	return "an interrupted first deploy was removed"
+}
+
+// takeOver takes the sockets of the daemon on the control socket at path.
+func takeOver(ctx context.Context, path string) (*control.Takeover, net.Listener, net.Listener, error) {
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tk, err := control.TakeOver(tctx, path)
+	if errors.Is(err, control.ErrUnreachable) {
+		return nil, nil, nil, fmt.Errorf("--upgrade: no daemon answers at %s to take over from: run cutover serve without --upgrade", path)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--upgrade: the daemon at %s does not hand over: %s", path, oneLine(err))
+	}
+	listener := func(name string) (net.Listener, error) {
+		f := tk.Files[name]
+		if f == nil {
+			return nil, fmt.Errorf("--upgrade: the daemon handed over no %s socket", name)
+		}
+		defer f.Close()
+		return net.FileListener(f)
+	}
+	ln, err := listener("control")
+	if err != nil {
+		tk.Abandon()
+		return nil, nil, nil, err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(true)
+	}
+	pub, err := listener("public")
+	if err != nil {
+		ln.Close()
+		tk.Abandon()
+		return nil, nil, nil, err
+	}
+	return tk, ln, pub, nil
+}
+
+// handover gives a new daemon (serve --upgrade) this one's sockets, when no
+// operation runs; handedOver is closed once it serves.
+func (d *daemon) handover(pub, ln net.Listener, handedOver chan struct{}) *control.Handover {
+	return &control.Handover{
+		Files: func() (map[string]*os.File, error) {
+			if err := d.freeze(); err != nil {
+				return nil, err
+			}
+			pf, err := pub.(interface{ File() (*os.File, error) }).File()
+			if err != nil {
+				d.thaw()
+				return nil, err
+			}
+			cf, err := ln.(interface{ File() (*os.File, error) }).File()
+			if err != nil {
+				pf.Close()
+				d.thaw()
+				return nil, err
+			}
+			return map[string]*os.File{"public": pf, "control": cf}, nil
+		},
+		Done: func(ready bool) {
+			if !ready {
+				d.logs.printf("upgrade: the new daemon gave up; this one goes on")
+				d.thaw()
+				return
+			}
+			if ul, ok := ln.(*net.UnixListener); ok {
+				ul.SetUnlinkOnClose(false) // the socket file is the new daemon's now
+			}
+			close(handedOver)
+		},
+	}
+}
+
+// freeze refuses new operations for a handover, or says what runs.
+func (d *daemon) freeze() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.op != nil {
+		return fmt.Errorf("a %s runs: upgrade once it ends (cutover status)", d.op.Kind)
+	}
+	d.op = &control.Operation{Kind: "handover", Started: time.Now()}
+	return nil
+}
+
+func (d *daemon) thaw() {
+	d.mu.Lock()
+	d.op = nil
+	d.mu.Unlock()
+}
+
+// proxyConcurrency turns fly.toml's concurrency (of the http_service, else
+// the first service) into the proxy's limits; nil means none. Fly's own
+// defaults (a hard limit of 25) are not assumed: without the section the
+// proxy sets no limit.
+func proxyConcurrency(c *config.Concurrency) proxy.Concurrency {
+	if c == nil {
+		return proxy.Concurrency{}
+	}
+	return proxy.Concurrency{Type: c.Type, SoftLimit: c.SoftLimit, HardLimit: c.HardLimit}
 }

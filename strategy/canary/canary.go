@@ -134,12 +134,12 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 		if err := r.Route(ctx, shares(r.Old, canaries, st.Percent)); err != nil {
 			return err
 		}
-		r.Emit(deploy.Event{Type: deploy.CanaryStep, Version: r.Spec.Version, Weight: st.Percent,
-			Message: fmt.Sprintf("step %d/%d: %d canary machines at %d%%", i+1, len(steps), len(canaries), st.Percent)})
 		bake := st.Bake
 		if bake <= 0 {
 			bake = s.Bake
 		}
+		r.Emit(deploy.Event{Type: deploy.CanaryStep, Version: r.Spec.Version, Weight: st.Percent,
+			Message: fmt.Sprintf("step %d/%d: %d canary machines at %d%% for %s", i+1, len(steps), len(canaries), st.Percent, orDefaultBake(bake))})
 		if err := s.bake(ctx, r, obs, canaries, bake); err != nil {
 			return fmt.Errorf("canary step %d (%d%%): %w", i+1, st.Percent, err)
 		}
@@ -306,4 +306,12 @@ func window(ms []deploy.Machine, start, now map[string]proxy.TargetStats) proxy.
 		total = total.Add(now[m.Addr()].Sub(start[m.Addr()]))
 	}
 	return total
+}
+
+// orDefaultBake is the bake a step holds for: bake, or DefaultBake when 0.
+func orDefaultBake(bake time.Duration) time.Duration {
+	if bake <= 0 {
+		return DefaultBake
+	}
+	return bake
 }

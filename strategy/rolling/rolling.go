@@ -43,11 +43,15 @@ func (s Strategy) BatchSize(n int) (int, error) {
 	return int(v), nil
 }
 
-// Deploy replaces r.Old with r.Count machines of r.Spec, a batch at a time.
+// Deploy replaces r.Old with r.Count machines of r.Spec, a batch at a time;
+// a first deploy (no r.Old) starts all its machines at once.
 func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	batch, err := s.BatchSize(max(len(r.Old), r.Count))
 	if err != nil {
 		return err
+	}
+	if len(r.Old) == 0 {
+		batch = r.Count // a first deploy: nothing serves to keep up, start all at once
 	}
 	old := r.Old
 	for made := 0; made < r.Count; {

@@ -217,3 +217,22 @@ func TestRollingMaxUnavailable(t *testing.T) {
 	assert.ErrorIs(t, err, deploy.ErrInvalid)
 	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
 }
+
+// A first deploy has nothing serving to keep up: its machines start at once,
+// not one batch after another.
+func TestRollingFirstDeployStartsAllAtOnce(t *testing.T) {
+	e := testenv.New(t)
+	e.Backend.Inject(mem.Fault{BootDelay: 200 * time.Millisecond})
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
+	started, healthy := 0, 0
+	for _, ev := range e.Events() {
+		switch ev.Type {
+		case deploy.MachineStarted:
+			started++
+		case deploy.MachineHealthy:
+			assert.Equal(t, 3, started, "every machine started before the first was healthy")
+			healthy++
+		}
+	}
+	assert.Equal(t, 3, healthy)
+}

@@ -1,0 +1,86 @@
+//go:build unix
+
+package control_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/proxy"
+)
+
+// A listener handed over keeps its address and the connections waiting on
+// it: the new owner accepts them; Done reports ready once, or not ready when
+// the taker gives up; a refusal's reason reaches the taker.
+func TestHandover(t *testing.T) {
+	pub, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer pub.Close()
+	done := make(chan bool, 2)
+	refuse := error(nil)
+	px := proxy.New(proxy.Options{})
+	defer px.Close()
+	s := &control.Server{Router: px, Handover: &control.Handover{
+		Files: func() (map[string]*os.File, error) {
+			if refuse != nil {
+				return nil, refuse
+			}
+			f, err := pub.(*net.TCPListener).File()
+			return map[string]*os.File{"public": f}, err
+		},
+		Done: func(ready bool) { done <- ready },
+	}}
+	c := serve(t, s)
+	path := c.Path()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Given up: the old one goes on.
+	tk, err := control.TakeOver(ctx, path)
+	require.NoError(t, err)
+	for _, f := range tk.Files {
+		f.Close()
+	}
+	tk.Abandon()
+	assert.False(t, <-done)
+
+	tk, err = control.TakeOver(ctx, path)
+	require.NoError(t, err)
+	assert.Equal(t, os.Getpid(), tk.PID)
+	ln, err := net.FileListener(tk.Files["public"])
+	require.NoError(t, err)
+	tk.Files["public"].Close()
+	defer ln.Close()
+	assert.Equal(t, pub.Addr().String(), ln.Addr().String())
+	require.NoError(t, tk.Ready())
+	assert.True(t, <-done)
+	pub.Close() // the old one stops accepting: the socket stays open in the new
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	acc, err := ln.Accept()
+	require.NoError(t, err)
+	acc.Close()
+
+	refuse = errors.New("a deploy runs")
+	_, err = control.TakeOver(ctx, path)
+	assert.EqualError(t, err, "a deploy runs")
+}
+
+func TestHandoverRefusedWithoutHandover(t *testing.T) {
+	px := proxy.New(proxy.Options{})
+	defer px.Close()
+	c := serve(t, &control.Server{Router: px})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := control.TakeOver(ctx, c.Path())
+	assert.ErrorIs(t, err, control.ErrNoHandover)
+}
