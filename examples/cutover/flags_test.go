@@ -40,8 +40,8 @@ func TestClosestKey(t *testing.T) {
 	assert.Equal(t, "kill_timeout", closestKey("kill_timeot"))
 	assert.Equal(t, "http_service.internal_port", closestKey("http_service.internal_prot"))
 	assert.Equal(t, "http_service.checks.interval", closestKey("http_service.checks[0].intervall"))
-	assert.Equal(t, "", closestKey("vm"))
-	assert.Equal(t, "", closestKey("experimental"))
+	assert.Equal(t, "", closestKey("mounts"), "a key fly reads and cutover does not: no near key")
+	assert.Equal(t, "", closestKey("metrics"))
 }
 
 func TestSelectLines(t *testing.T) {
