@@ -59,8 +59,11 @@ func TestRecoverInterruptedDeploys(t *testing.T) {
 			func(ev deploy.Event) bool { return ev.Type == deploy.MachineCreated }, map[string]int{"v1": 3}, deploy.StatusRolledBack},
 		{"bluegreen, before the switch", bluegreen.Strategy{},
 			func(ev deploy.Event) bool { return ev.Type == deploy.MachineHealthy }, map[string]int{"v1": 3}, deploy.StatusRolledBack},
+		// Dies as the old machines leave traffic, before their stops: bluegreen
+		// stops them all at once, so dying at the first stop would leave a
+		// race between the others' stops and the death.
 		{"bluegreen, after the switch", bluegreen.Strategy{},
-			func(ev deploy.Event) bool { return ev.Type == deploy.MachineStopped }, map[string]int{"v1": 3}, deploy.StatusRolledBack},
+			func(ev deploy.Event) bool { return ev.Type == deploy.MachineDraining }, map[string]int{"v1": 3}, deploy.StatusRolledBack},
 		{"rolling, at the very end", rolling.Strategy{},
 			func(ev deploy.Event) bool { return ev.Type == deploy.DeploySucceeded }, map[string]int{"v2": 3}, deploy.StatusSucceeded},
 	}
