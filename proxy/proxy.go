@@ -170,7 +170,8 @@ type Proxy struct {
 	sem       chan struct{} // serializes SetTargets (a mutex that respects ctx)
 	limits    atomic.Pointer[limits]
 	queue     queue
-	rr        bool // weighted round robin instead of least-loaded picking (tests compare them)
+	pause     atomic.Pointer[pause] // non-nil while paused (see Pause)
+	rr        bool                  // weighted round robin instead of least-loaded picking (tests compare them)
 }
 
 // New returns a Proxy with no targets: until SetTargets is called it answers 503.
@@ -357,6 +358,9 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 	case errors.Is(err, errNoTargets):
 		writeError(w, http.StatusServiceUnavailable, "no healthy targets")
+	case errors.Is(err, errPaused):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "service unavailable: paused for maintenance")
 	case errors.Is(err, errOverloaded):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "service unavailable: every target is at its concurrency limit")
