@@ -46,6 +46,8 @@ Commands:
   logs       show (or follow) the daemon's and the machines' logs
   promote    let a held bluegreen deploy switch traffic
   abort      make a held bluegreen deploy remove its new machines
+  pause      hold the app's new requests until resume (maintenance), once none is in flight
+  resume     release the requests held by pause
 
 Every command reads fly.toml like fly does (-c PATH, default ./fly.toml) and
 keeps its state in --state-dir (default .cutover next to fly.toml).
@@ -70,6 +72,8 @@ var commands = []command{
 	{"logs", runLogs},
 	{"promote", runPromote},
 	{"abort", runAbort},
+	{"pause", runPause},
+	{"resume", runResume},
 }
 
 func main() {

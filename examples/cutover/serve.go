@@ -125,7 +125,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub) }()
 
-	ctl := &control.Server{Router: d.mon, App: d, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
+	ctl := &control.Server{Router: d.mon, Pauser: px, App: d, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.Serve(ln) }()
 
