@@ -15,6 +15,8 @@
 //   - within the weights, a request goes to the less loaded of two targets
 //     (fewer requests in flight), and Options.Concurrency can cap each
 //     target's requests in flight, queueing the rest briefly;
+//   - Pause holds new requests in that queue while in-flight ones finish,
+//     and Resume releases them (maintenance without failed requests);
 //   - per-target counters and a latency histogram support canary analysis;
 //   - a client that goes away cancels its upstream request at once, or, if it
 //     leaves in the first 10 ms of the wait for a response head, when those
@@ -29,6 +31,9 @@
 //	}
 //
 // without importing the package that declares them.
+//
+// A Mux serves several apps, one Proxy each, behind one listener, routed by
+// host name and path prefix.
 package proxy
 
 import (
