@@ -176,6 +176,7 @@ type Proxy struct {
 	limits    atomic.Pointer[limits]
 	queue     queue
 	pause     atomic.Pointer[pause] // non-nil while paused (see Pause)
+	retries   atomic.Uint64         // attempts after a request's first (see Retries)
 	rr        bool                  // weighted round robin instead of least-loaded picking (tests compare them)
 }
 

@@ -35,6 +35,9 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			break
 		}
+		if len(tried) > 0 {
+			p.retries.Add(1)
+		}
 		tried = append(tried, t)
 		if len(tried) > 1 && body != nil {
 			r, err := body.b.getBody()
