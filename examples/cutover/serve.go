@@ -46,6 +46,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	port := c.fs.Int("port", 8080, "public port of the proxy, on 127.0.0.1")
 	drain := c.fs.Duration("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
 	quiet := c.fs.Bool("quiet", false, "do not copy the log to stderr")
+	metricsAddr := c.fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, such as 127.0.0.1:9091 (default: off)")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
@@ -106,6 +107,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	d := newDaemon(app, plan, kit, px, store, logs)
 	d.info = control.Info{App: app, Backend: kit.name, Addr: pub.Addr().String(), PID: os.Getpid(), Started: time.Now()}
+	ctlApp, stopMetrics, err := startMetrics(*metricsAddr, d)
+	if err != nil {
+		pub.Close()
+		return err
+	}
+	defer stopMetrics()
 
 	// Adopt what runs, and finish or undo a deploy the last daemon left half done.
 	if err := d.adopt(ctx); err != nil {
@@ -125,7 +132,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub) }()
 
-	ctl := &control.Server{Router: d.mon, Pauser: px, App: d, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
+	ctl := &control.Server{Router: d.mon, Pauser: px, App: ctlApp, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.Serve(ln) }()
 

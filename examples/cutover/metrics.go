@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/examples/cutover/internal/metrics"
+)
+
+// startMetrics serves the daemon's Prometheus metrics at http://addr/metrics
+// when addr is set: it taps d's deploy and health events, and returns the
+// App to serve (d, with the results of its deploys counted) and a function
+// that stops the metrics server. With addr empty it returns d as is.
+func startMetrics(addr string, d *daemon) (control.App, func(), error) {
+	if addr == "" {
+		return d, func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot listen on --metrics-addr %s: %w", addr, err)
+	}
+	coll := metrics.New()
+	coll.AddApp(d.app, d.px)
+	for _, on := range []*func(deploy.Event){&d.dep.OnEvent, &d.mon.OnEvent} {
+		prev := *on
+		*on = func(e deploy.Event) {
+			coll.Event(e)
+			if prev != nil {
+				prev(e)
+			}
+		}
+	}
+	srv := coll.Server("")
+	srv.ErrorLog = d.logs.logger("metrics: ")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			d.logs.printf("metrics server: %v", err)
+		}
+	}()
+	d.logs.printf("metrics on http://%s/metrics", ln.Addr())
+	return measured{d, coll}, func() { _ = srv.Close(); <-done }, nil
+}
+
+// measured is an App whose deploys and rollbacks are counted.
+type measured struct {
+	control.App
+	coll *metrics.Collector
+}
+
+func (m measured) Deploy(ctx context.Context, args control.DeployArgs, emit func(deploy.Event)) (*deploy.Result, error) {
+	res, err := m.App.Deploy(ctx, args, emit)
+	m.coll.Result(res)
+	return res, err
+}
+
+func (m measured) Rollback(ctx context.Context, args control.RollbackArgs, emit func(deploy.Event)) (*deploy.Result, error) {
+	res, err := m.App.Rollback(ctx, args, emit)
+	m.coll.Result(res)
+	return res, err
+}
