@@ -238,4 +238,3 @@ func (c *Collector) Server(addr string) *http.Server {
 	})
 	return proxy.NewServer(addr, mux, proxy.ServerOptions{})
 }
-
