@@ -20,6 +20,9 @@ type Options struct {
 	Workers  int           // concurrent clients; default 8
 	Max      int64         // stop after this many requests in all; 0: no bound
 	Duration time.Duration // stop after this long; 0: no bound (Stop or ctx ends it)
+	// Transport sends the requests (HTTPS with a test CA, a fixed address);
+	// nil: a new plain one. Its idle connections are closed on Stop.
+	Transport http.RoundTripper
 }
 
 // Run is a running load. Stop it to get its Result.
@@ -77,8 +80,11 @@ func Start(ctx context.Context, baseURL string, opts Options) *Run {
 		url:     strings.TrimSuffix(baseURL, "/") + "/",
 		opts:    opts,
 		cancel:  cancel,
-		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: opts.Workers, Proxy: nil}, Timeout: 30 * time.Second},
+		client:  &http.Client{Transport: opts.Transport, Timeout: 30 * time.Second},
 		byEpoch: map[int64]map[string]int64{},
+	}
+	if r.client.Transport == nil {
+		r.client.Transport = &http.Transport{MaxIdleConnsPerHost: opts.Workers, Proxy: nil}
 	}
 	r.res.ByBody = map[string]int64{}
 	r.start = time.Now()
