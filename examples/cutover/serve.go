@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/examples/cutover/internal/edge"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/release"
 )
@@ -46,6 +48,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	port := c.fs.Int("port", 8080, "public port of the proxy, on 127.0.0.1")
 	drain := c.fs.Duration("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
 	quiet := c.fs.Bool("quiet", false, "do not copy the log to stderr")
+	ff := addFrontFlags(c.fs)
 	metricsAddr := c.fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, such as 127.0.0.1:9091 (default: off)")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
@@ -53,6 +56,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *port < 0 || *port > 65535 {
 		return usagef("--port %d out of range (want 1 to 65535, or 0 for any free port)", *port)
+	}
+	frontOpts, err := ff.options(c.state())
+	if err != nil {
+		return err
 	}
 	app := plan.Spec.App
 	if err := release.ValidApp(app); err != nil {
@@ -98,18 +105,37 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
-	pub, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+	pub, err := net.Listen("tcp", net.JoinHostPort(ff.bind, strconv.Itoa(*port)))
 	if err != nil {
-		return fmt.Errorf("cannot listen on 127.0.0.1:%d (%v): pass another --port", *port, err)
+		return fmt.Errorf("cannot listen on %s:%d (%v): pass another --port", ff.bind, *port, err)
 	}
-	px := proxy.New(proxy.Options{DrainTimeout: *drain, ErrorLog: logs.logger("proxy: ")})
+	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")})
 	defer px.Close()
+	frontOpts.Server.ErrorLog = logs.logger("http: ")
+	h, err := ff.handler(px)
+	if err != nil {
+		pub.Close()
+		return err
+	}
+	srv, err := edge.New(h, frontOpts) // safe timeouts and header limits; TLS when asked
+	if err != nil {
+		pub.Close()
+		return err
+	}
+	tlsLn, err := ff.listenTLS()
+	if err != nil {
+		pub.Close()
+		return err
+	}
 
 	d := newDaemon(app, plan, kit, px, store, logs)
 	d.info = control.Info{App: app, Backend: kit.name, Addr: pub.Addr().String(), PID: os.Getpid(), Started: time.Now()}
 	ctlApp, stopMetrics, err := startMetrics(*metricsAddr, d)
 	if err != nil {
 		pub.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
 		return err
 	}
 	defer stopMetrics()
@@ -128,15 +154,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); _ = d.mon.Run(monCtx) }()
 
-	srv := proxy.NewServer("", px, proxy.ServerOptions{ErrorLog: logs.logger("http: ")}) // safe timeouts and header limits
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(pub) }()
+	go func() { srvErr <- srv.Serve(pub, tlsLn) }()
 
 	ctl := &control.Server{Router: d.mon, Pauser: px, App: ctlApp, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.Serve(ln) }()
 
 	logs.printf("serving app %s on http://%s (backend %s); control socket %s", app, pub.Addr(), kit.name, c.socket())
+	if tlsLn != nil {
+		logs.printf("serving HTTPS for %s on %s; HTTP redirects to it", strings.Join(ff.hosts, ", "), tlsLn.Addr())
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
