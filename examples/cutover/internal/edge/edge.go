@@ -284,7 +284,11 @@ func bodyIdle(h http.Handler, d time.Duration) http.Handler {
 	})
 }
 
-// idleBody moves the read deadline forward on each read.
+// idleBody moves the read deadline forward on each read, and clears it once
+// the body was read whole: a deadline left behind would cut a long response
+// (the server reads the connection in the background to notice a client that
+// goes away). After a failed read the deadline stays, so that the server
+// does not wait for the rest of a stalled body.
 type idleBody struct {
 	io.ReadCloser
 	rc *http.ResponseController
@@ -294,18 +298,10 @@ type idleBody struct {
 func (b *idleBody) Read(p []byte) (int, error) {
 	_ = b.rc.SetReadDeadline(time.Now().Add(b.d))
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
+	if err == io.EOF {
 		b.clear()
 	}
 	return n, err
-}
-
-// Close clears the deadline: the body is done with, and a deadline left
-// behind would cut a long response (the server reads the connection in the
-// background to notice a client that goes away).
-func (b *idleBody) Close() error {
-	b.clear()
-	return b.ReadCloser.Close()
 }
 
 func (b *idleBody) clear() { _ = b.rc.SetReadDeadline(time.Time{}) }
