@@ -74,10 +74,10 @@ func TestClientLimits(t *testing.T) {
 	require.Less(t, d, 10*time.Second)
 	require.Contains(t, line, " 400 ", "a stalled body is not served")
 	// Headers over the limit: 431.
-	line, _ = exchange("GET / HTTP/1.1\r\nHost: a\r\nX-Big: "+strings.Repeat("x", 8192)+"\r\n\r\n")
+	line, _ = exchange("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("x", 8192) + "\r\n\r\n")
 	require.Contains(t, line, " 431 ")
 	// A body over the app's limit: 413.
-	line, _ = exchange("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n"+strings.Repeat("x", 2000))
+	line, _ = exchange("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n" + strings.Repeat("x", 2000))
 	require.Contains(t, line, " 413 ")
 	// A whole body, then an answer slower than the body idle timeout: served.
 	done := make(chan string, 1)
