@@ -14,6 +14,11 @@
 //	cutover releases
 //	cutover rollback
 //	cutover status
+//	cutover pause && cutover resume
+//
+// serve's --https-port, --acme, --cert, --key and --host terminate TLS
+// (package internal/edge); --metrics-addr serves Prometheus metrics
+// (package internal/metrics).
 //
 // Exit codes: 0 success; 1 a failed, aborted or rolled-back deploy, or any
 // other failure; 2 a usage error (flags, fly.toml, strategy, image).
