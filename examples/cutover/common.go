@@ -129,7 +129,7 @@ func firstErr(err error) (int, error) {
 // dial connects to the daemon of the state directory and checks it runs the
 // app of fly.toml (and the backend asked for, if any).
 func (c *common) dial(ctx context.Context, app string) (*control.Client, error) {
-	cl := control.Dial(c.socket())
+	cl := control.Dial(c.socket()).WithApp(app) // a daemon serving several apps (serve --app) picks it
 	info, err := cl.Info(ctx)
 	if err != nil {
 		cl.Close()

@@ -38,6 +38,7 @@ type frontFlags struct {
 	readHeader time.Duration
 	idle       time.Duration
 	bodyIdle   time.Duration
+	apps       []appSpec // --app: more apps
 }
 
 func addFrontFlags(fs *flag.FlagSet) *frontFlags {
@@ -50,6 +51,13 @@ func addFrontFlags(fs *flag.FlagSet) *frontFlags {
 			}
 		}
 		return nil
+	})
+	fs.Func("app", "serve another app too: PATH=HOST[,HOST] (its fly.toml and host names; repeat for more); needs --host for the first app", func(v string) error {
+		a, err := parseApp(v)
+		if err == nil {
+			f.apps = append(f.apps, a)
+		}
+		return err
 	})
 	fs.IntVar(&f.httpsPort, "https-port", 0, "serve HTTPS on this port (HTTP on --port then redirects to it and answers ACME challenges); 0: no TLS")
 	fs.BoolVar(&f.acme, "acme", false, "with --https-port: get certificates from an ACME CA (cached in <state-dir>/acme, reused after a restart)")
@@ -69,8 +77,12 @@ func addFrontFlags(fs *flag.FlagSet) *frontFlags {
 // options checks the flags and returns the front door's options; every
 // failure is a usage error.
 func (f *frontFlags) options(stateDir string) (edge.Options, error) {
+	hosts := f.hosts
+	for _, a := range f.apps {
+		hosts = append(hosts, a.hosts...)
+	}
 	o := edge.Options{
-		Hosts: f.hosts,
+		Hosts: hosts,
 		Server: proxy.ServerOptions{ReadHeaderTimeout: orNone(f.readHeader), IdleTimeout: orNone(f.idle),
 			MaxHeaderBytes: f.maxHeader},
 		BodyIdleTimeout: orNone(f.bodyIdle),
@@ -86,6 +98,8 @@ func (f *frontFlags) options(stateDir string) (edge.Options, error) {
 		return o, usagef("--https-port needs certificates: pass --acme, or --cert and --key")
 	case f.acme && (f.certFile != "" || f.keyFile != ""):
 		return o, usagef("pass either --acme or --cert and --key, not both")
+	case len(f.apps) > 0 && len(f.hosts) == 0:
+		return o, usagef("--app needs the host names of the first app too: pass --host NAME")
 	case f.maxBody < 0 || f.maxHeader <= 0:
 		return o, usagef("--max-body-bytes must be at least 0 and --max-header-bytes positive")
 	}
@@ -114,18 +128,19 @@ func (f *frontFlags) options(stateDir string) (edge.Options, error) {
 }
 
 // handler returns what the public port serves: px, behind a Mux of the
-// --host names when some are given (other hosts then get 404).
-func (f *frontFlags) handler(px *proxy.Proxy) (http.Handler, error) {
+// --host names when some are given (other hosts then get 404; the apps of
+// --app are added to it).
+func (f *frontFlags) handler(px *proxy.Proxy) (http.Handler, *proxy.Mux, error) {
 	if len(f.hosts) == 0 {
-		return px, nil
+		return px, nil, nil
 	}
 	mux := new(proxy.Mux)
 	for _, h := range f.hosts {
 		if err := mux.Handle(h, "", px); err != nil {
-			return nil, usagef("--host %s: %v", h, err)
+			return nil, nil, usagef("--host %s: %v", h, err)
 		}
 	}
-	return mux, nil
+	return mux, mux, nil
 }
 
 // listenTLS listens on the HTTPS port, or returns nil without TLS.

@@ -13,39 +13,43 @@ import (
 )
 
 // startMetrics serves the daemon's Prometheus metrics at http://addr/metrics
-// when addr is set: it taps d's deploy and health events, and returns the
-// App to serve (d, with the results of its deploys counted) and a function
-// that stops the metrics server. With addr empty it returns d as is.
-func startMetrics(addr string, d *daemon) (control.App, func(), error) {
+// when addr is set. It returns measure, which taps an app's deploy and health
+// events and returns the App to serve for it (its deploys counted), and a
+// function that stops the metrics server. With addr empty, measure returns
+// its daemon as is.
+func startMetrics(addr string, logs *logRing) (measure func(*daemon) control.App, stop func(), err error) {
 	if addr == "" {
-		return d, func() {}, nil
+		return func(d *daemon) control.App { return d }, func() {}, nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot listen on --metrics-addr %s: %w", addr, err)
 	}
 	coll := metrics.New()
-	coll.AddApp(d.app, d.px)
-	for _, on := range []*func(deploy.Event){&d.dep.OnEvent, &d.mon.OnEvent} {
-		prev := *on
-		*on = func(e deploy.Event) {
-			coll.Event(e)
-			if prev != nil {
-				prev(e)
+	measure = func(d *daemon) control.App {
+		coll.AddApp(d.app, d.px)
+		for _, on := range []*func(deploy.Event){&d.dep.OnEvent, &d.mon.OnEvent} {
+			prev := *on
+			*on = func(e deploy.Event) {
+				coll.Event(e)
+				if prev != nil {
+					prev(e)
+				}
 			}
 		}
+		return measured{d, coll}
 	}
 	srv := coll.Server("")
-	srv.ErrorLog = d.logs.logger("metrics: ")
+	srv.ErrorLog = logs.logger("metrics: ")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			d.logs.printf("metrics server: %v", err)
+			logs.printf("metrics server: %v", err)
 		}
 	}()
-	d.logs.printf("metrics on http://%s/metrics", ln.Addr())
-	return measured{d, coll}, func() { _ = srv.Close(); <-done }, nil
+	logs.printf("metrics on http://%s/metrics", ln.Addr())
+	return measure, func() { _ = srv.Close(); <-done }, nil
 }
 
 // measured is an App whose deploys and rollbacks are counted.

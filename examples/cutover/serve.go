@@ -112,7 +112,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")})
 	defer px.Close()
 	frontOpts.Server.ErrorLog = logs.logger("http: ")
-	h, err := ff.handler(px)
+	h, mux, err := ff.handler(px)
 	if err != nil {
 		pub.Close()
 		return err
@@ -130,7 +130,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	d := newDaemon(app, plan, kit, px, store, logs)
 	d.info = control.Info{App: app, Backend: kit.name, Addr: pub.Addr().String(), PID: os.Getpid(), Started: time.Now()}
-	ctlApp, stopMetrics, err := startMetrics(*metricsAddr, d)
+	measure, stopMetrics, err := startMetrics(*metricsAddr, logs)
 	if err != nil {
 		pub.Close()
 		if tlsLn != nil {
@@ -139,6 +139,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer stopMetrics()
+	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
+	// More apps (--app), each with its own proxy behind the host Mux.
+	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")}, mux, ctl, d.info, measure)
+	if err != nil {
+		pub.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+		return err
+	}
+	defer stopApps()
 
 	// Adopt what runs, and finish or undo a deploy the last daemon left half done.
 	if err := d.adopt(ctx); err != nil {
@@ -157,7 +168,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub, tlsLn) }()
 
-	ctl := &control.Server{Router: d.mon, Pauser: px, App: ctlApp, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.Serve(ln) }()
 
