@@ -46,7 +46,8 @@ func daemon(t *testing.T, dir, url string, args ...string) (stop func(), log *sy
 		})
 	}
 	t.Cleanup(stop)
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		res, err := c.Get(url)

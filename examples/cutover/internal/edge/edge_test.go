@@ -20,6 +20,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/examples/cutover/internal/edge"
+	"github.com/cutover/deploy/examples/cutover/internal/pebbletest"
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/demo"
 	"github.com/cutover/deploy/internal/load"
@@ -92,7 +93,7 @@ func serve(t *testing.T, f *edge.Front, httpLn, tlsLn net.Listener) func() {
 func TestACME(t *testing.T) {
 	httpLn, tlsLn := listen(t, 0), listen(t, 0)
 	httpPort, tlsPort := httpLn.Addr().(*net.TCPAddr).Port, tlsLn.Addr().(*net.TCPAddr).Port
-	pb := startPebble(t, httpPort, freePort(t)) // TLS-ALPN-01 goes to a closed port: HTTP-01 must work
+	pb := pebbletest.Start(t, httpPort, pebbletest.FreePort(t)) // TLS-ALPN-01 goes to a closed port: HTTP-01 must work
 
 	b := mem.New()
 	defer b.Close()

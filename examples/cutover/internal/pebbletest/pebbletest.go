@@ -1,4 +1,8 @@
-package edge_test
+// Package pebbletest runs Pebble, Let's Encrypt's ACME test server, for the
+// tests of the cutover daemon: installed from the Go module proxy into the
+// user's cache folder (once per machine), with its DNS server answering
+// 127.0.0.1 for every name, everything on loopback.
+package pebbletest
 
 import (
 	"bytes"
@@ -19,8 +23,8 @@ import (
 	"time"
 )
 
-// PebbleVersion is the ACME test server the tests run, from the Go module proxy.
-const pebbleVersion = "v2.10.3"
+// Version is the ACME test server the tests run, from the Go module proxy.
+const Version = "v2.10.3"
 
 var (
 	buildOnce sync.Once
@@ -37,7 +41,7 @@ func buildPebble() (bin, src string, err error) {
 		if err != nil {
 			cache = os.TempDir()
 		}
-		pebbleBin = filepath.Join(cache, "cutover-test", "pebble-"+pebbleVersion)
+		pebbleBin = filepath.Join(cache, "cutover-test", "pebble-"+Version)
 		mod := "github.com/letsencrypt/pebble/v2"
 		env := append(os.Environ(), "GOBIN="+pebbleBin, "GOFLAGS=", "CGO_ENABLED=0")
 		run := func(args ...string) ([]byte, error) {
@@ -52,11 +56,11 @@ func buildPebble() (bin, src string, err error) {
 			return out, nil
 		}
 		if _, err := os.Stat(filepath.Join(pebbleBin, "pebble-challtestsrv")); err != nil {
-			if _, buildErr = run("install", mod+"/cmd/pebble@"+pebbleVersion, mod+"/cmd/pebble-challtestsrv@"+pebbleVersion); buildErr != nil {
+			if _, buildErr = run("install", mod+"/cmd/pebble@"+Version, mod+"/cmd/pebble-challtestsrv@"+Version); buildErr != nil {
 				return
 			}
 		}
-		out, err := run("mod", "download", "-json", mod+"@"+pebbleVersion)
+		out, err := run("mod", "download", "-json", mod+"@"+Version)
 		if err != nil {
 			buildErr = err
 			return
@@ -71,30 +75,31 @@ func buildPebble() (bin, src string, err error) {
 
 // pebble is a running Pebble ACME server with its DNS server (every name
 // resolves to 127.0.0.1), all on loopback.
-type pebble struct {
+type Pebble struct {
 	DirectoryURL string
 	Client       *http.Client   // trusts Pebble's HTTPS certificate (its minica root)
 	Roots        *x509.CertPool // the root of the certificates it issues
+	CAFile       string         // Pebble's minica root (PEM): what Client trusts
 	stop         func()
 }
 
 // Stop stops Pebble and its DNS server.
-func (p *pebble) Stop() { p.stop() }
+func (p *Pebble) Stop() { p.stop() }
 
-// startPebble runs Pebble with its HTTP-01 validation on httpPort and its
+// Start runs Pebble with its HTTP-01 validation on httpPort and its
 // TLS-ALPN-01 validation on tlsPort of 127.0.0.1. It skips the test, with
 // one line, when Pebble cannot be built, and fails it under CI=true.
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
+func Start(t testing.TB, httpPort, tlsPort int) *Pebble {
 	t.Helper()
 	bin, src, err := buildPebble()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("cannot build pebble %s: %v", pebbleVersion, err)
+			t.Fatalf("cannot build pebble %s: %v", Version, err)
 		}
-		t.Skipf("pebble %s cannot be built here (%v); skipping the ACME test", pebbleVersion, firstLine(err))
+		t.Skipf("pebble %s cannot be built here (%v); skipping the ACME test", Version, firstLine(err))
 	}
 	dir := t.TempDir()
-	dnsPort, mgmtPort, acmePort, pmgmtPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	dnsPort, mgmtPort, acmePort, pmgmtPort := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
 	logs := &lockedBuffer{}
 	var stops []func()
 	start := func(name string, env []string, args ...string) {
@@ -152,7 +157,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 	pool.AppendCertsFromPEM(minica)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Proxy: nil}
 	t.Cleanup(tr.CloseIdleConnections)
-	p := &pebble{stop: func() {
+	p := &Pebble{CAFile: filepath.Join(src, "test/certs/pebble.minica.pem"), stop: func() {
 		for _, s := range stops {
 			s()
 		}
@@ -190,7 +195,8 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 	return p
 }
 
-func freePort(t *testing.T) int {
+// FreePort returns a loopback port where nothing listens now.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
