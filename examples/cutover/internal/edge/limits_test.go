@@ -66,7 +66,7 @@ func TestClientLimits(t *testing.T) {
 	// Stalled headers: the connection is closed after the read-header timeout.
 	line, d := exchange("GET / HTTP/1.1\r\nHost: a\r\n")
 	require.Empty(t, line)
-	require.GreaterOrEqual(t, d, 300*time.Millisecond)
+	require.GreaterOrEqual(t, d, 250*time.Millisecond) // the timeout runs from the accept, a little before start
 	require.Less(t, d, 10*time.Second)
 	// A stalled body: the request fails once the body idle timeout passes.
 	line, d = exchange("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
