@@ -82,4 +82,10 @@ func TestServeTwoApps(t *testing.T) {
 	r = e.run(append([]string{"status", "--json"}, b...)...)
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"app": "appb"`)
+	r = e.run("status", "--json", "-a", "appb") // from app a's directory and fly.toml
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"app": "appb"`)
+	r = e.run("status", "-a", "nope")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, `runs no app "nope"`)
 }
