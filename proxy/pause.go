@@ -34,6 +34,8 @@ type pause struct {
 // caller (a database migration, say) sees no traffic, or with ctx's error
 // when ctx ends first; the proxy stays paused in both cases. Pausing a
 // paused proxy changes the timeout for the requests that arrive from then on.
+// Requests that were already waiting for a target under its hard limit when
+// the pause began stay in the queue with their own Concurrency.QueueTimeout.
 func (p *Proxy) Pause(ctx context.Context, timeout time.Duration) error {
 	if timeout == 0 {
 		timeout = DefaultPauseTimeout
