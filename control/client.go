@@ -22,6 +22,7 @@ import (
 type Client struct {
 	path string
 	hc   *http.Client
+	app  string // sent in AppHeader when set (see WithApp)
 }
 
 var (
@@ -67,6 +68,9 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.app != "" {
+		req.Header.Set(AppHeader, c.app)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -32,6 +32,14 @@ type Server struct {
 	Stats func() map[string]TargetStats
 	// Info describes the daemon; it is served as is.
 	Info Info
+	// Pauser serves pause and resume; nil means the Router when it is a
+	// Pauser (such as a *proxy.Proxy); else they are answered not found.
+	Pauser Pauser
+	// Apps, for a daemon that runs several apps, are their Servers by app
+	// name (never Serve them: this Server serves them). A request that names
+	// an app (Client.WithApp) goes to its Server; one that names none, to
+	// this Server's own Router and App.
+	Apps map[string]*Server
 	// ErrorLog receives the HTTP server's errors; nil means the log package's logger.
 	ErrorLog *log.Logger
 	// Handover, when set, lets a new process take over the listening
@@ -65,7 +73,9 @@ func (s *Server) init() {
 		mux.HandleFunc("POST /v1/handover", s.handover)
 		mux.HandleFunc("POST /v1/scale", s.scale)
 		mux.HandleFunc("POST /v1/destroy", s.destroy)
-		s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.ErrorLog}
+		mux.HandleFunc("POST /v1/pause", s.pause)
+		mux.HandleFunc("POST /v1/resume", s.resume)
+		s.srv = &http.Server{Handler: s.route(mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: s.ErrorLog}
 	})
 }
 
@@ -129,6 +139,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.cancel(ErrStopping)
 	err := s.srv.Shutdown(ctx)
+	err = errors.Join(err, s.forApps(func(a *Server) error { return a.Shutdown(ctx) }))
 	done := make(chan struct{})
 	go func() { s.ops.Wait(); close(done) }()
 	select {
@@ -148,6 +159,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel(ErrStopping)
 	err := s.srv.Close()
+	err = errors.Join(err, s.forApps(func(a *Server) error { return a.Close() }))
 	s.ops.Wait()
 	return err
 }

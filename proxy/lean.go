@@ -307,6 +307,9 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 			}
 			break
 		}
+		if len(tried) > 0 {
+			p.retries.Add(1)
+		}
 		tried = append(tried, t)
 		t.stats.requests.Add(1)
 		done, abort, err := p.leanAttempt(ctx, w, r, t, body, !idem, false)

@@ -172,12 +172,19 @@ type waiter struct {
 // wait queues a request until it can claim a target (returned), its wait runs
 // out (errOverloaded), or ctx ends (ctx's error).
 func (q *queue) wait(ctx context.Context, key string, tried []*target, lim *limits) (*target, error) {
+	return q.waitFor(ctx, key, tried, lim.timeout, lim.length, errOverloaded)
+}
+
+// waitFor is wait with its bounds given: at most timeout in the queue, which
+// it joins only while fewer than length wait; full is the error for a request
+// that cannot wait or waited too long.
+func (q *queue) waitFor(ctx context.Context, key string, tried []*target, timeout time.Duration, length int, full error) (*target, error) {
 	w := &waiter{key: key, tried: slices.Clone(tried), ch: make(chan *target, 1)}
 	q.mu.Lock()
-	if int(q.waiting.Load()) >= lim.length {
+	if int(q.waiting.Load()) >= length {
 		q.mu.Unlock()
 		q.shed.Add(1)
-		return nil, errOverloaded
+		return nil, full
 	}
 	q.list = append(q.list, w)
 	q.waiting.Add(1)
@@ -185,7 +192,7 @@ func (q *queue) wait(ctx context.Context, key string, tried []*target, lim *limi
 	q.mu.Unlock()
 	q.pump()
 
-	timer := time.NewTimer(lim.timeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case t := <-w.ch:
@@ -202,7 +209,7 @@ func (q *queue) wait(ctx context.Context, key string, tried []*target, lim *limi
 			return nil, err
 		}
 		q.shed.Add(1)
-		return nil, errOverloaded
+		return nil, full
 	}
 	q.mu.Unlock()
 	t := <-w.ch // sent as the wait ended
@@ -228,6 +235,9 @@ func (q *queue) pump() {
 		return
 	}
 	p := q.p
+	if p.pause.Load() != nil {
+		return // Resume pumps
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.head < len(q.list) {

@@ -22,6 +22,8 @@
 //   - within the weights, a request goes to the less loaded of two targets
 //     (fewer requests in flight), and Options.Concurrency can cap each
 //     target's requests in flight, queueing the rest briefly;
+//   - Pause holds new requests in that queue while in-flight ones finish,
+//     and Resume releases them (maintenance without failed requests);
 //   - per-target counters and a latency histogram support canary analysis;
 //   - a client that goes away cancels its upstream request at once, or, if it
 //     leaves in the first 10 ms of the wait for a response head, when those
@@ -36,6 +38,9 @@
 //	}
 //
 // without importing the package that declares them.
+//
+// A Mux serves several apps, one Proxy each, behind one listener, routed by
+// host name and path prefix.
 package proxy
 
 import (
@@ -178,7 +183,9 @@ type Proxy struct {
 	sem       chan struct{} // serializes SetTargets (a mutex that respects ctx)
 	limits    atomic.Pointer[limits]
 	queue     queue
-	rr        bool // weighted round robin instead of least-loaded picking (tests compare them)
+	pause     atomic.Pointer[pause] // non-nil while paused (see Pause)
+	retries   atomic.Uint64         // attempts after a request's first (see Retries)
+	rr        bool                  // weighted round robin instead of least-loaded picking (tests compare them)
 
 	statsMu sync.Mutex
 	removed map[string]*target // removed targets whose statistics are kept, by address
@@ -373,6 +380,9 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 	case errors.Is(err, errNoTargets):
 		writeError(w, http.StatusServiceUnavailable, "no healthy targets")
+	case errors.Is(err, errPaused):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "service unavailable: paused for maintenance")
 	case errors.Is(err, errOverloaded):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "service unavailable: every target is at its concurrency limit")

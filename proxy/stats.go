@@ -239,3 +239,19 @@ func (h Histogram) Add(o Histogram) Histogram {
 	h.sum += o.sum
 	return h
 }
+
+// CountBelow returns the number of observations in the buckets whose upper
+// bound is at most le. It is exact when le is a power of two of nanoseconds
+// from 1024ns on (bucket edges), such as the buckets of a Prometheus
+// histogram built from the snapshot; otherwise it undercounts by at most the
+// bucket holding le (about 19% of le wide).
+func (h Histogram) CountBelow(le time.Duration) uint64 {
+	var n uint64
+	for i, c := range h.counts {
+		if _, hi := bucketBounds(i); hi > int64(le) {
+			break
+		}
+		n += c
+	}
+	return n
+}

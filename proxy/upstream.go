@@ -35,6 +35,9 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			break
 		}
+		if len(tried) > 0 {
+			p.retries.Add(1)
+		}
 		tried = append(tried, t)
 		if len(tried) > 1 && body != nil {
 			r, err := body.b.getBody()
@@ -103,6 +106,9 @@ func (e *targetError) Unwrap() error { return e.err }
 // wait or waited too long, or ctx's error.
 func (p *Proxy) claim(ctx context.Context, key string, tried []*target) (*target, error) {
 	lim := p.limits.Load()
+	if ps := p.pause.Load(); ps != nil && len(tried) == 0 {
+		return p.hold(ctx, key, ps, lim) // a retry belongs to a request in flight: not held
+	}
 	if lim.hard > 0 && p.queue.waiting.Load() > 0 {
 		return p.queue.wait(ctx, key, tried, lim) // none overtakes a waiting request
 	}

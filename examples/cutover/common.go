@@ -17,6 +17,7 @@ import (
 
 	"github.com/cutover/deploy/config"
 	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/release"
 )
 
 // common are the flags every command has.
@@ -25,6 +26,7 @@ type common struct {
 	cfgPath  string
 	stateDir string
 	backend  string         // optional on client commands: checked against the daemon's
+	app      string         // -a: the app, instead of fly.toml's (a daemon may serve several)
 	usage    func()         // prints the usage to stdout
 	cfg      *config.Config // set by load
 }
@@ -34,6 +36,7 @@ func newFlags(name, synopsis, about string, stdout io.Writer) *common {
 	c.fs.SetOutput(io.Discard)
 	c.fs.StringVar(&c.cfgPath, "c", "fly.toml", "path to the app's fly.toml")
 	c.fs.StringVar(&c.cfgPath, "config", "fly.toml", "same as -c")
+	c.fs.StringVar(&c.app, "a", "", "app name (default: app in fly.toml); a daemon started with serve --app serves several")
 	c.fs.StringVar(&c.stateDir, "state-dir", "", "state directory: release history, control socket (default .cutover next to fly.toml)")
 	c.fs.Usage = func() {} // Parse calls it on every flag error; parse prints the usage for --help only
 	c.usage = func() {
@@ -117,6 +120,12 @@ func (c *common) load() (config.Plan, error) {
 	if err != nil {
 		return config.Plan{}, usagef("invalid %s: %v: fix it and run again", c.cfgPath, oneLine(err))
 	}
+	if c.app != "" {
+		if err := release.ValidApp(c.app); err != nil {
+			return config.Plan{}, usagef("-a %q: use letters, digits, '-', '_' or '.'", c.app)
+		}
+		plan.Spec.App = c.app
+	}
 	return plan, nil
 }
 
@@ -135,7 +144,7 @@ func firstErr(err error) (int, error) {
 // dial connects to the daemon of the state directory and checks it runs the
 // app of fly.toml (and the backend asked for, if any).
 func (c *common) dial(ctx context.Context, app string) (*control.Client, error) {
-	cl := control.Dial(c.socket())
+	cl := control.Dial(c.socket()).WithApp(app) // a daemon serving several apps (serve --app) picks it
 	info, err := cl.Info(ctx)
 	if err != nil {
 		cl.Close()

@@ -14,6 +14,11 @@
 //	cutover releases
 //	cutover rollback
 //	cutover status
+//	cutover pause && cutover resume
+//
+// serve's --https-port, --acme, --cert, --key and --host terminate TLS
+// (package internal/edge); --metrics-addr serves Prometheus metrics
+// (package internal/metrics).
 //
 // Exit codes: 0 success; 1 a failed, aborted or rolled-back deploy, or any
 // other failure; 2 a usage error (flags, fly.toml, strategy, image).
@@ -52,6 +57,8 @@ Commands:
   destroy    stop and remove every machine of the app (--yes); the history is kept
   version    print the version of cutover
   help CMD   show a command's usage and flags
+  pause      hold the app's new requests until resume (maintenance), once none is in flight
+  resume     release the requests held by pause
 
 Every command reads fly.toml like fly does (-c PATH, default ./fly.toml) and
 keeps its state in --state-dir (default .cutover next to fly.toml).
@@ -78,6 +85,8 @@ var commands = []command{
 	{"abort", runAbort},
 	{"scale", runScale},
 	{"destroy", runDestroy},
+	{"pause", runPause},
+	{"resume", runResume},
 }
 
 func main() {

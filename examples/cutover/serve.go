@@ -19,6 +19,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/config"
 	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/examples/cutover/internal/edge"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/release"
 )
@@ -71,12 +72,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	drain := c.durationFlag("drain-timeout", 30*time.Second, "how long a machine leaving traffic may take to finish its requests")
 	quiet := c.fs.Bool("quiet", false, "do not copy the log to stderr")
 	upgrade := c.fs.Bool("upgrade", false, "take over from the daemon running on the state directory: its listening sockets (no connection refused), then it drains and exits; for a new binary or new flags. SIGHUP or SIGUSR2 to a daemon does the same with its own binary")
+	ff := addFrontFlags(c.fs)
+	metricsAddr := c.fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, such as 127.0.0.1:9091 (default: off)")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
 	}
 	if *port < 0 || *port > 65535 {
 		return usagef("--port %d out of range (want 1 to 65535, or 0 for any free port)", *port)
+	}
+	frontOpts, err := ff.options(c.state())
+	if err != nil {
+		return err
 	}
 	app := plan.Spec.App
 	if err := release.ValidApp(app); err != nil {
@@ -98,6 +105,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var ln, pub net.Listener
 	var tk *control.Takeover
+	if *upgrade && ff.httpsPort != 0 {
+		return usagef("--upgrade hands over the HTTP port only, not --https-port: stop and start the daemon instead")
+	}
 	if *upgrade {
 		if tk, ln, pub, err = takeOver(ctx, c.socket()); err != nil {
 			return err
@@ -137,20 +147,59 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 
 	if pub == nil {
-		pub, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+		pub, err = net.Listen("tcp", net.JoinHostPort(ff.bind, strconv.Itoa(*port)))
 		if err != nil {
-			return fmt.Errorf("cannot listen on 127.0.0.1:%d (%v): pass another --port", *port, err)
+			return fmt.Errorf("cannot listen on %s:%d (%v): pass another --port", ff.bind, *port, err)
 		}
 	}
 	limits := proxyConcurrency(plan.Concurrency)
 	if err := limits.Validate(); err != nil {
+		pub.Close()
 		return usagef("invalid concurrency in %s: %v", c.cfgPath, err)
 	}
-	px := proxy.New(proxy.Options{DrainTimeout: *drain, ErrorLog: logs.logger("proxy: "), Concurrency: limits})
+	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: "), Concurrency: limits})
 	defer px.Close()
+	frontOpts.Server.ErrorLog = logs.logger("http: ")
+	h, mux, err := ff.handler(px)
+	if err != nil {
+		pub.Close()
+		return err
+	}
+	srv, err := edge.New(h, frontOpts) // safe timeouts and header limits; TLS when asked
+	if err != nil {
+		pub.Close()
+		return err
+	}
+	tlsLn, err := ff.listenTLS()
+	if err != nil {
+		pub.Close()
+		return err
+	}
 
 	d := newDaemon(app, plan, kit, px, store, logs)
 	d.info = control.Info{App: app, Backend: kit.name, Addr: pub.Addr().String(), PID: os.Getpid(), Started: time.Now()}
+	measure, stopMetrics, err := startMetrics(*metricsAddr, logs)
+	if err != nil {
+		pub.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+		return err
+	}
+	defer stopMetrics()
+	handedOver := make(chan struct{})
+	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
+		Handover: d.handover(pub, ln, handedOver)}
+	// More apps (--app), each with its own proxy behind the host Mux.
+	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")}, mux, ctl, d.info, measure)
+	if err != nil {
+		pub.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+		return err
+	}
+	defer stopApps()
 
 	owner, err := lockOwner(c.state())
 	if err != nil {
@@ -186,13 +235,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); _ = d.mon.Run(monCtx) }()
 
-	srv := proxy.NewServer("", px, proxy.ServerOptions{ErrorLog: logs.logger("http: ")}) // safe timeouts and header limits
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(pub) }()
+	go func() { srvErr <- srv.Serve(pub, tlsLn) }()
 
-	handedOver := make(chan struct{})
-	ctl := &control.Server{Router: d.mon, App: d, Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
-		Handover: d.handover(pub, ln, handedOver)}
 	ctlErr := make(chan error, 1)
 	go func() { ctlErr <- ctl.Serve(ln) }()
 
@@ -209,6 +254,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		signal.Notify(sigs, upgradeSignals...)
 	}
 	defer signal.Stop(sigs)
+	if tlsLn != nil {
+		logs.printf("serving HTTPS for %s on %s; HTTP redirects to it", strings.Join(ff.hosts, ", "), tlsLn.Addr())
+	}
 	var runErr error
 wait:
 	select {

@@ -24,6 +24,9 @@ type Options struct {
 	// (a 64 KiB body) and GET /stream, which the app must answer with its
 	// version as / does (examples/app does); false sends GET / only.
 	Mixed bool
+	// Transport sends the requests (HTTPS with a test CA, a fixed address);
+	// nil: a new plain one. Its idle connections are closed on Stop.
+	Transport http.RoundTripper
 }
 
 // upload is the body of the mixed load's POST /upload.
@@ -87,8 +90,11 @@ func Start(ctx context.Context, baseURL string, opts Options) *Run {
 		url:     strings.TrimSuffix(baseURL, "/") + "/",
 		opts:    opts,
 		cancel:  cancel,
-		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: opts.Workers, Proxy: nil}, Timeout: 30 * time.Second},
+		client:  &http.Client{Transport: opts.Transport, Timeout: 30 * time.Second},
 		byEpoch: map[int64]map[string]int64{},
+	}
+	if r.client.Transport == nil {
+		r.client.Transport = &http.Transport{MaxIdleConnsPerHost: opts.Workers, Proxy: nil}
 	}
 	r.res.ByBody = map[string]int64{}
 	r.start = time.Now()

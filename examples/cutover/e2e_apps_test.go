@@ -1,0 +1,91 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cutover/deploy/internal/load"
+)
+
+// hostTransport sends every request to addr, whatever the URL's host.
+func hostTransport(t *testing.T, addr string) *http.Transport {
+	d := &net.Dialer{}
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// `serve --host a.test --app b/fly.toml=b.test`: two apps behind one port,
+// each deployed, paused and listed on its own (the commands pick the app of
+// their fly.toml); a deploy of one under load fails no request and leaves the
+// other's traffic untouched; an unknown host gets 404.
+func TestServeTwoApps(t *testing.T) {
+	e := newEnv(t, "appa", "demo:a1")
+	require.NoError(t, os.Mkdir(filepath.Join(e.dir, "b"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "b", "fly.toml"), fmt.Appendf(nil, flyTOML, "appb", "demo:b1"), 0o644))
+	daemon(t, e.dir, e.url(), "--backend", "mem", "--port", strconv.Itoa(e.port), "--host", "a.test", "--app", "b/fly.toml=b.test")
+	b := []string{"-c", "b/fly.toml", "--state-dir", ".cutover"}
+	require.Equal(t, 0, e.run("deploy", "--count", "2").code)
+	r := e.run(append([]string{"deploy", "--count", "2"}, b...)...)
+	require.Equal(t, 0, r.code, r.stderr)
+
+	tr := hostTransport(t, "127.0.0.1:"+strconv.Itoa(e.port))
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	res, err := hc.Get("http://other.test/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, 404, res.StatusCode)
+
+	ctx := context.Background()
+	la := load.Start(ctx, "http://a.test", load.Options{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	lb := load.Start(ctx, "http://b.test", load.Options{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	defer la.Stop()
+	defer lb.Stop()
+	require.NoError(t, la.WaitRequests(ctx, 50))
+	require.NoError(t, lb.WaitRequests(ctx, 50))
+	r = e.run("deploy", "--image", "demo:a2")
+	require.Equal(t, 0, r.code, r.stderr)
+	n := la.Mark()
+	require.NoError(t, la.WaitEpoch(ctx, n, 50))
+
+	// Pause b only: a flows, b's requests wait, then resume.
+	r = e.run(append([]string{"pause"}, b...)...)
+	require.Equal(t, 0, r.code, r.stderr)
+	nb, na := lb.Mark(), la.Mark()
+	require.NoError(t, la.WaitEpoch(ctx, na, 50))
+	require.Empty(t, lb.Epoch(nb), "b answered during its pause")
+	require.Equal(t, 0, e.run(append([]string{"resume"}, b...)...).code)
+	require.NoError(t, lb.WaitEpoch(ctx, nb, 20))
+
+	ra, rb := la.Stop(), lb.Stop()
+	t.Logf("a: %v; b: %v", ra, rb)
+	require.Zero(t, ra.Failed, "%v", ra.Errors)
+	require.Zero(t, rb.Failed, "%v", rb.Errors)
+	require.Equal(t, map[string]int64{"b1": rb.Requests}, rb.ByBody, "b's traffic untouched")
+	require.Equal(t, map[string]int64{"a2": la.Epoch(n)["a2"]}, la.Epoch(n))
+
+	r = e.run(append([]string{"releases", "--json"}, b...)...)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "demo:b1")
+	require.NotContains(t, r.stdout, "demo:a2")
+	r = e.run(append([]string{"status", "--json"}, b...)...)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"app": "appb"`)
+	r = e.run("status", "--json", "-a", "appb") // from app a's directory and fly.toml
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"app": "appb"`)
+	r = e.run("status", "-a", "nope")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, `runs no app "nope"`)
+}

@@ -1,0 +1,307 @@
+// Package edge is the cutover daemon's public front door: plain HTTP, or
+// HTTPS with certificates from an ACME CA (golang.org/x/crypto/acme/autocert)
+// or from files, HTTP redirected to HTTPS with the ACME HTTP-01 challenge
+// answered on the HTTP port, HTTP/2 for TLS clients, and the timeouts and
+// size limits a port open to the internet needs.
+//
+// TLS belongs to the daemon: the proxy package stays importable on its own
+// and serves whatever handler a Front is given (a *proxy.Proxy or a
+// *proxy.Mux of several apps).
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/cutover/deploy/proxy"
+)
+
+// Defaults of Options, used when the corresponding field is zero.
+const (
+	// DefaultBodyIdleTimeout is how long a request body may go without a
+	// byte arriving (a slow-body attack); the upload as a whole is not bounded.
+	DefaultBodyIdleTimeout = 60 * time.Second
+	// DefaultACMEDirectory is Let's Encrypt's production directory.
+	DefaultACMEDirectory = autocert.DefaultACMEDirectory
+)
+
+// ErrNoHosts is returned (wrapped) by New when TLS is asked for without a
+// list of host names: an ACME CA would be asked for certificates for any
+// name a client sends.
+var ErrNoHosts = errors.New("edge: TLS needs the list of host names it serves")
+
+// Options configures a Front. The zero value serves plain HTTP with safe
+// server defaults.
+type Options struct {
+	// Hosts are the host names served over TLS (no wildcards with ACME: the
+	// HTTP-01 challenge cannot prove them). Required when TLS is on.
+	Hosts []string
+
+	// ACME, when set, turns TLS on with certificates obtained and renewed
+	// from an ACME CA.
+	ACME *ACME
+
+	// CertFile and KeyFile, when both set, turn TLS on with this certificate
+	// (PEM; the chain may follow the leaf) instead of ACME.
+	CertFile, KeyFile string
+
+	// Server holds the client-side timeouts and header size limit of both
+	// servers (see proxy.ServerOptions: read-header 10s, idle 120s, headers
+	// 64 KiB by default).
+	Server proxy.ServerOptions
+
+	// BodyIdleTimeout bounds how long a request body may go without a byte
+	// arriving; the request then fails (the proxy answers 502 or 400, or the
+	// connection closes). Zero means DefaultBodyIdleTimeout (60s); negative,
+	// none.
+	BodyIdleTimeout time.Duration
+
+	// HTTPSPort is the port HTTP requests are redirected to; zero means 443.
+	// Set it when the HTTPS listener is not on 443 (tests, a port mapping).
+	HTTPSPort int
+
+	// ErrorLog receives the servers' errors; nil means the log package's logger.
+	ErrorLog *log.Logger
+}
+
+// ACME configures certificates from an ACME CA.
+type ACME struct {
+	// CacheDir keeps the account key and the certificates, so that a restart
+	// reuses them (a subdirectory of the daemon's state directory). Required.
+	CacheDir string
+	// DirectoryURL is the CA's directory; empty means DefaultACMEDirectory
+	// (Let's Encrypt).
+	DirectoryURL string
+	// Email is the contact address given to the CA; optional.
+	Email string
+	// HTTPClient talks to the CA; nil means http.DefaultClient. Tests give
+	// one that trusts their CA's HTTPS certificate.
+	HTTPClient *http.Client
+}
+
+// TLS reports whether o asks for TLS.
+func (o Options) TLS() bool { return o.ACME != nil || o.CertFile != "" || o.KeyFile != "" }
+
+// Validate reports options that cannot serve: TLS without hosts
+// (ErrNoHosts), only one of CertFile and KeyFile, ACME without a cache
+// directory or with a wildcard host.
+func (o Options) Validate() error {
+	if !o.TLS() {
+		return nil
+	}
+	if len(o.Hosts) == 0 {
+		return fmt.Errorf("%w: give the names clients use (such as app.example.com)", ErrNoHosts)
+	}
+	if o.ACME == nil && (o.CertFile == "" || o.KeyFile == "") {
+		return errors.New("edge: give both the certificate file and the key file")
+	}
+	if o.ACME != nil {
+		if o.CertFile != "" || o.KeyFile != "" {
+			return errors.New("edge: give either ACME or a certificate and key, not both")
+		}
+		if o.ACME.CacheDir == "" {
+			return errors.New("edge: ACME needs a cache directory")
+		}
+		for _, h := range o.Hosts {
+			if strings.Contains(h, "*") {
+				return fmt.Errorf("edge: ACME cannot obtain a certificate for the wildcard %q over HTTP-01: give a certificate file", h)
+			}
+		}
+	}
+	return nil
+}
+
+// Front serves a handler on an HTTP listener and, with TLS, an HTTPS one.
+type Front struct {
+	opts    Options
+	h       http.Handler
+	mgr     *autocert.Manager
+	httpSrv *http.Server
+	tlsSrv  *http.Server // nil without TLS
+}
+
+// New returns a Front for h, or an error when the options cannot serve
+// (see Validate) or the certificate files cannot be loaded.
+func New(h http.Handler, opts Options) (*Front, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	f := &Front{opts: opts, h: bodyIdle(h, opts.BodyIdleTimeout)}
+	if !opts.TLS() {
+		f.httpSrv = proxy.NewServer("", f.h, opts.Server)
+		return f, nil
+	}
+	var tc *tls.Config
+	var httpH http.Handler = http.HandlerFunc(f.redirect)
+	if opts.ACME != nil {
+		a := opts.ACME
+		dir := a.DirectoryURL
+		if dir == "" {
+			dir = DefaultACMEDirectory
+		}
+		f.mgr = &autocert.Manager{
+			Prompt:     autocert.AcceptTOS,
+			Cache:      autocert.DirCache(filepath.Clean(a.CacheDir)),
+			HostPolicy: hostPolicy(opts.Hosts),
+			Email:      a.Email,
+			Client:     &acme.Client{DirectoryURL: dir, HTTPClient: a.HTTPClient},
+		}
+		tc = f.mgr.TLSConfig()
+		httpH = f.mgr.HTTPHandler(httpH) // answers HTTP-01 challenges, redirects the rest
+	} else {
+		cert, err := tls.LoadX509KeyPair(opts.CertFile, opts.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("edge: certificate: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+	}
+	tc.MinVersion = tls.VersionTLS12
+	f.httpSrv = proxy.NewServer("", httpH, opts.Server)
+	f.tlsSrv = proxy.NewServer("", f.h, opts.Server)
+	f.tlsSrv.TLSConfig = tc
+	return f, nil
+}
+
+// Serve serves HTTP on httpLn and, with TLS, HTTPS on tlsLn (nil without
+// TLS), until Shutdown or Close; it then returns nil. A listener's failure
+// stops both and is returned.
+func (f *Front) Serve(httpLn, tlsLn net.Listener) error {
+	if (tlsLn != nil) != (f.tlsSrv != nil) {
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+		httpLn.Close()
+		return errors.New("edge: give an HTTPS listener exactly when TLS is on")
+	}
+	errs := make(chan error, 2)
+	n := 1
+	go func() { errs <- f.httpSrv.Serve(httpLn) }()
+	if tlsLn != nil {
+		n++
+		go func() { errs <- f.tlsSrv.Serve(tls.NewListener(tlsLn, f.tlsSrv.TLSConfig)) }()
+	}
+	var first error
+	for range n {
+		err := <-errs
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		if err != nil && first == nil {
+			first = err
+			_ = f.Close()
+		}
+	}
+	return first
+}
+
+// Shutdown stops accepting, lets the requests in flight complete (or ctx
+// end) on both servers.
+func (f *Front) Shutdown(ctx context.Context) error {
+	err := f.httpSrv.Shutdown(ctx)
+	if f.tlsSrv != nil {
+		err = errors.Join(err, f.tlsSrv.Shutdown(ctx))
+	}
+	return err
+}
+
+// Close closes both servers and their connections at once.
+func (f *Front) Close() error {
+	err := f.httpSrv.Close()
+	if f.tlsSrv != nil {
+		err = errors.Join(err, f.tlsSrv.Close())
+	}
+	return err
+}
+
+// redirect sends a plain HTTP request to HTTPS on the same host: 308 keeps
+// the method and body of a POST; a host not served is 404.
+func (f *Front) redirect(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if !f.serves(host) {
+		http.Error(w, "not found: no app serves this host", http.StatusNotFound)
+		return
+	}
+	if p := f.opts.HTTPSPort; p != 0 && p != 443 {
+		host = net.JoinHostPort(host, fmt.Sprint(p))
+	}
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
+
+func (f *Front) serves(host string) bool {
+	for _, h := range f.opts.Hosts {
+		h = strings.ToLower(h)
+		if h == host || strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:]) && !strings.Contains(host[:len(host)-len(h)+1], ".") {
+			return true
+		}
+	}
+	return false
+}
+
+// hostPolicy allows the certificates of hosts only. The HTTP-01 handler asks
+// with the request's Host, which carries the port when it is not 80.
+func hostPolicy(hosts []string) autocert.HostPolicy {
+	allow := autocert.HostWhitelist(hosts...)
+	return func(ctx context.Context, host string) error {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		return allow(ctx, host)
+	}
+}
+
+// bodyIdle wraps h so that a request body that goes idle times out.
+func bodyIdle(h http.Handler, d time.Duration) http.Handler {
+	if d == 0 {
+		d = DefaultBodyIdleTimeout
+	}
+	if d < 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(d)) == nil {
+				r.Body = &idleBody{ReadCloser: r.Body, rc: rc, d: d}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// idleBody moves the read deadline forward on each read, and clears it once
+// the body was read whole: a deadline left behind would cut a long response
+// (the server reads the connection in the background to notice a client that
+// goes away). After a failed read the deadline stays, so that the server
+// does not wait for the rest of a stalled body.
+type idleBody struct {
+	io.ReadCloser
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.d))
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.clear()
+	}
+	return n, err
+}
+
+func (b *idleBody) clear() { _ = b.rc.SetReadDeadline(time.Time{}) }
