@@ -208,6 +208,9 @@ func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error
 		if err != nil {
 			return nil, err
 		}
+		if m.State() == deploy.StateDestroyed {
+			continue // destroyed by this process after the engine listed it
+		}
 		out = append(out, m)
 	}
 	return out, nil
