@@ -98,9 +98,12 @@ func (e *env) Deploy(t *testing.T, s deploy.Strategy, version string, count int)
 	return res, took, err
 }
 
-// Load starts 8 clients sending requests through the proxy, bounded to 3
-// minutes, and returns once 50 requests completed.
-func (e *env) Load(t *testing.T) *load.Run { return testenv.StartLoad(t, e.URL, 3*time.Minute) }
+// Load starts 16 clients sending the mixed load through the proxy (GETs,
+// 200 ms requests, 64 KiB uploads and streams, which examples/app answers),
+// bounded to 3 minutes, as the Docker end-to-end tests do.
+func (e *env) Load(t *testing.T) *load.Run {
+	return testenv.StartLoadWith(t, e.URL, load.Options{Workers: 16, Duration: 3 * time.Minute, Mixed: true})
+}
 
 // Nodes returns, per version, how many of the app's machines run on each
 // node ("manager", "worker").

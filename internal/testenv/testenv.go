@@ -111,7 +111,15 @@ func (e *Env) Load(t testing.TB) *load.Run { return StartLoad(t, e.URL, time.Min
 // it if the test does not.
 func StartLoad(t testing.TB, url string, limit time.Duration) *load.Run {
 	t.Helper()
-	r := load.Start(context.Background(), url, load.Options{Workers: 8, Duration: limit, Max: 5_000_000})
+	return StartLoadWith(t, url, load.Options{Workers: 8, Duration: limit})
+}
+
+// StartLoadWith is StartLoad with options of its own (Workers, Duration,
+// Mixed), bounded to 5,000,000 requests.
+func StartLoadWith(t testing.TB, url string, opts load.Options) *load.Run {
+	t.Helper()
+	opts.Max = 5_000_000
+	r := load.Start(context.Background(), url, opts)
 	t.Cleanup(func() { r.Stop() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
