@@ -35,10 +35,12 @@ const (
 	LabelStopTimeout = "cutover.stop_timeout" // spec.StopTimeout as a Go duration, when set
 	LabelCmd         = "cutover.cmd"          // spec.Cmd as a JSON array, when set
 	LabelEnvKeys     = "cutover.env_keys"     // the spec's env keys as a JSON array, when set
+	LabelPorts       = "cutover.ports"        // spec.Ports as a JSON array, when set
+	LabelEntrypoint  = "cutover.entrypoint"   // spec.Entrypoint as a JSON array, when set
 	LabelCreated     = "cutover.created"      // creation time (RFC 3339, nanoseconds), to order List
 	LabelImage       = "cutover.image"        // spec.Image as given (the task may name the image by ID)
 	LabelNode        = "cutover.node"         // the node ID the machine is placed on
-	LabelStarted     = "cutover.started"      // set by the first Start: replicas 0 then means stopped, not created
+	LabelStarted     = "cutover.started"      // the latest Start's time: replicas 0 then means stopped, not created
 )
 
 // NodeLabelPrefix starts the spec labels that name node labels to run on: a
@@ -225,24 +227,27 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	replicas := uint64(0)
 	constraints := []string{"node.id==" + node}
 	constraints = append(constraints, nodeConstraints(spec.Labels)...)
+	ports := []swarm.PortConfig{{Protocol: network.TCP, TargetPort: uint32(spec.Port), PublishMode: swarm.PortConfigPublishModeHost}}
+	for _, p := range extraPorts(spec) { // published in host mode too, each on an ephemeral port
+		ports = append(ports, swarm.PortConfig{Protocol: network.TCP, TargetPort: uint32(p), PublishMode: swarm.PortConfigPublishModeHost})
+	}
 	svc := swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: b.serviceName(spec.App, id), Labels: labels},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
 				Image:           image,
+				Command:         spec.Entrypoint,
 				Args:            spec.Cmd,
 				Env:             envList(spec.Env),
 				Labels:          map[string]string{LabelManaged: "true", LabelNamespace: b.opts.Namespace, LabelMachine: id, deploy.LabelApp: spec.App},
 				StopSignal:      sig,
 				StopGracePeriod: &grace,
 			},
-			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
+			RestartPolicy: taskPolicy(spec.Restart),
 			Placement:     &swarm.Placement{Constraints: constraints},
 		},
-		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
-		EndpointSpec: &swarm.EndpointSpec{Ports: []swarm.PortConfig{{
-			Protocol: network.TCP, TargetPort: uint32(spec.Port), PublishMode: swarm.PortConfigPublishModeHost,
-		}}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+		EndpointSpec: &swarm.EndpointSpec{Ports: ports},
 	}
 	res, err := b.cli.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: svc})
 	if err != nil {
@@ -523,13 +528,32 @@ func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string,
 		js, _ := json.Marshal(slices.Sorted(maps.Keys(spec.Env)))
 		l[LabelEnvKeys] = string(js)
 	}
+	if len(spec.Ports) > 0 {
+		js, _ := json.Marshal(spec.Ports)
+		l[LabelPorts] = string(js)
+	}
+	if len(spec.Entrypoint) > 0 {
+		js, _ := json.Marshal(spec.Entrypoint)
+		l[LabelEntrypoint] = string(js)
+	}
 	return l, nil
+}
+
+// extraPorts returns the spec's Ports other than its app port.
+func extraPorts(s deploy.MachineSpec) []int {
+	var out []int
+	for _, p := range s.Ports {
+		if p != s.Port && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 var internalLabels = map[string]bool{
 	LabelManaged: true, LabelNamespace: true, LabelMachine: true, LabelPort: true,
 	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true,
-	LabelImage: true, LabelNode: true, LabelStarted: true,
+	LabelImage: true, LabelNode: true, LabelStarted: true, LabelPorts: true, LabelEntrypoint: true,
 }
 
 // specOf rebuilds a machine's spec from its service.
@@ -563,6 +587,16 @@ func specOf(s swarm.Service) deploy.MachineSpec {
 	if spec.Image == "" && cs != nil {
 		spec.Image = cs.Image
 	}
+	if js := l[LabelPorts]; js != "" {
+		_ = json.Unmarshal([]byte(js), &spec.Ports)
+	}
+	if js := l[LabelEntrypoint]; js != "" {
+		_ = json.Unmarshal([]byte(js), &spec.Entrypoint)
+	} else if cs != nil && len(cs.Command) > 0 {
+		spec.Entrypoint = cs.Command
+	}
+	spec.NoService = l[deploy.LabelNoService] == "true"
+	spec.Restart = policyOf(s.Spec.TaskTemplate.RestartPolicy)
 	if js := l[LabelEnvKeys]; js != "" && cs != nil {
 		var keys []string
 		_ = json.Unmarshal([]byte(js), &keys)
@@ -610,6 +644,14 @@ func validate(s deploy.MachineSpec) error {
 	case s.Port < 0 || s.Port > 65535:
 		return fmt.Errorf("swarm: spec: %w: port %d out of range", deploy.ErrInvalid, s.Port)
 	}
+	for _, p := range s.Ports {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("swarm: spec: %w: port %d out of range", deploy.ErrInvalid, p)
+		}
+	}
+	if err := s.Restart.Validate(); err != nil {
+		return fmt.Errorf("swarm: spec: %w", err)
+	}
 	for k := range s.Env {
 		if k == "" || strings.Contains(k, "=") {
 			return fmt.Errorf("swarm: spec: %w: env key %q", deploy.ErrInvalid, k)
@@ -631,9 +673,12 @@ func normalize(s deploy.MachineSpec) deploy.MachineSpec {
 	}
 	s.Labels = labels
 	s.Env = maps.Clone(s.Env)
+	s.Restart = s.Restart.Normalized()
 	if s.Cmd != nil {
 		s.Cmd = append([]string(nil), s.Cmd...)
 	}
+	s.Ports = slices.Clone(s.Ports)
+	s.Entrypoint = slices.Clone(s.Entrypoint)
 	return s
 }
 
