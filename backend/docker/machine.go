@@ -13,6 +13,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
+	eng "github.com/cutover/deploy/backend/internal/engine"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -453,7 +454,7 @@ func (m *Machine) observeInspect(c container.InspectResponse) {
 	addr := ""
 	if c.NetworkSettings != nil {
 		addr = hostAddr(c.NetworkSettings.Ports[portKey(m.spec.Port)])
-		for _, p := range extraPorts(m.spec) {
+		for _, p := range eng.ExtraPorts(m.spec) {
 			if a := hostAddr(c.NetworkSettings.Ports[portKey(p)]); a != "" {
 				m.mu.Lock()
 				if m.ports == nil {
@@ -528,20 +529,9 @@ func (m *Machine) recordExit(code int, oom bool) deploy.ExitStatus {
 	if m.exit != nil {
 		return *m.exit
 	}
-	st := deploy.ExitStatus{Code: code}
-	switch {
-	case oom:
+	st := deploy.ExitStatus{Code: code, Reason: eng.ExitReason(code, m.killReason, m.stopAsked, false)}
+	if oom {
 		st.Reason = "out of memory"
-	case m.killReason != "" && code == 137:
-		st.Reason = m.killReason
-	case m.stopAsked:
-		st.Reason = "stopped"
-	case code == 0:
-		st.Reason = "exited"
-	case code == 137:
-		st.Reason = "killed"
-	default:
-		st.Reason = "exited with error"
 	}
 	m.exit = &st
 	if m.state != deploy.StateDestroyed {
@@ -566,12 +556,7 @@ func (m *Machine) markDestroyedLocked() {
 		return
 	}
 	if m.exit == nil {
-		switch m.state {
-		case deploy.StateCreated:
-			m.exit = &deploy.ExitStatus{Reason: "never started"}
-		case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
-			m.exit = &deploy.ExitStatus{Code: 137, Reason: "destroyed while running"}
-		}
+		m.exit = eng.DestroyedExit(m.state)
 	}
 	m.state = deploy.StateDestroyed
 	m.closeNeverLocked()

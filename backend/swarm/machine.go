@@ -14,6 +14,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
+	eng "github.com/cutover/deploy/backend/internal/engine"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -781,21 +782,7 @@ func (m *Machine) recordExitLocked(code int) deploy.ExitStatus {
 	if m.exit != nil {
 		return *m.exit
 	}
-	st := deploy.ExitStatus{Code: code}
-	switch {
-	case m.killReason != "" && code == 137:
-		st.Reason = m.killReason
-	case m.stopAsked && code == 137 && time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault():
-		st.Reason = "killed after stop timeout"
-	case m.stopAsked:
-		st.Reason = "stopped"
-	case code == 0:
-		st.Reason = "exited"
-	case code == 137:
-		st.Reason = "killed"
-	default:
-		st.Reason = "exited with error"
-	}
+	st := deploy.ExitStatus{Code: code, Reason: eng.ExitReason(code, m.killReason, m.stopAsked, time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault())}
 	m.exit = &st
 	if m.state != deploy.StateDestroyed {
 		m.state = deploy.StateStopped
@@ -841,12 +828,7 @@ func (m *Machine) markDestroyed() {
 	m.mu.Lock()
 	if m.state != deploy.StateDestroyed {
 		if m.exit == nil {
-			switch m.state {
-			case deploy.StateCreated:
-				m.exit = &deploy.ExitStatus{Reason: "never started"}
-			case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
-				m.exit = &deploy.ExitStatus{Code: 137, Reason: "destroyed while running"}
-			}
+			m.exit = eng.DestroyedExit(m.state)
 		}
 		m.state = deploy.StateDestroyed
 	}
