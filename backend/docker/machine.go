@@ -22,18 +22,11 @@ import (
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-// refreshTimeout bounds the engine look-up State makes for a running machine.
-const refreshTimeout = 2 * time.Second
+// refreshTimeout bounds the look-up State makes for a running machine.
+const refreshTimeout = eng.RefreshTimeout
 
-// ownTimeout bounds the engine calls made with ownContext.
-const ownTimeout = 10 * time.Second
-
-// ownContext returns a context for the engine calls that finish what a method
-// began whatever its ctx does (kill, record the exit): ctx's values, no
-// cancellation, ownTimeout.
-func ownContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), ownTimeout)
-}
+// ownContext: see eng.OwnContext.
+var ownContext = eng.OwnContext
 
 // Machine is one container. It implements deploy.Machine and deploy.LogReader.
 // Its methods are safe for concurrent use.
@@ -85,13 +78,7 @@ func (m *Machine) Addr() string {
 func (m *Machine) AddrOf(port int) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if port == m.spec.Port && m.addr != "" {
-		return m.addr, nil
-	}
-	if a := m.ports[port]; a != "" {
-		return a, nil
-	}
-	return "", fmt.Errorf("docker: machine %s: port %d: %w", m.id, port, deploy.ErrPortNotPublished)
+	return eng.AddrOf("docker", m.id, port, m.spec.Port, m.addr, m.ports)
 }
 
 // State returns the machine's state. While the machine runs (or is stopping)

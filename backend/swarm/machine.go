@@ -22,20 +22,14 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// refreshTimeout bounds the manager look-up State makes for a running machine.
-const refreshTimeout = 2 * time.Second
+// refreshTimeout bounds the look-up State makes for a running machine.
+const refreshTimeout = eng.RefreshTimeout
 
-// ownTimeout bounds the calls made with ownContext.
-const ownTimeout = 10 * time.Second
+// ownContext: see eng.OwnContext.
+var ownContext = eng.OwnContext
 
 // destroyWait bounds how long Destroy waits for the task to be gone.
 const destroyWait = 15 * time.Second
-
-// ownContext returns a context for the calls that finish what a method began
-// whatever its ctx does: ctx's values, no cancellation, ownTimeout.
-func ownContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), ownTimeout)
-}
 
 // Machine is one swarm service of one replica. It implements deploy.Machine
 // and deploy.LogReader. Its methods are safe for concurrent use.
@@ -86,13 +80,7 @@ func adopt(b *Backend, s swarm.Service) *Machine {
 func (m *Machine) AddrOf(port int) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if port == m.spec.Port && m.addr != "" {
-		return m.addr, nil
-	}
-	if a := m.ports[port]; a != "" {
-		return a, nil
-	}
-	return "", fmt.Errorf("swarm: machine %s: port %d: %w", m.id, port, deploy.ErrPortNotPublished)
+	return eng.AddrOf("swarm", m.id, port, m.spec.Port, m.addr, m.ports)
 }
 
 // ID returns the machine ID (not the service ID; see ServiceID).

@@ -285,3 +285,29 @@ func WrapErr(name, op, id string, err error, connFailed bool) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// RefreshTimeout bounds the look-up a machine's State makes while it runs.
+const RefreshTimeout = 2 * time.Second
+
+// OwnTimeout bounds the calls made with OwnContext.
+const OwnTimeout = 10 * time.Second
+
+// OwnContext returns a context for the calls that finish what a method began
+// whatever its ctx does (kill, record the exit): ctx's values, no
+// cancellation, OwnTimeout.
+func OwnContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), OwnTimeout)
+}
+
+// AddrOf is a machine's deploy.PortAddresser answer: addr for its app port
+// (appPort) once known, else what ports holds for port, else an error
+// wrapping deploy.ErrPortNotPublished.
+func AddrOf(name, id string, port, appPort int, addr string, ports map[int]string) (string, error) {
+	if port == appPort && addr != "" {
+		return addr, nil
+	}
+	if a := ports[port]; a != "" {
+		return a, nil
+	}
+	return "", fmt.Errorf("%s: machine %s: port %d: %w", name, id, port, deploy.ErrPortNotPublished)
+}
