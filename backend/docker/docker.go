@@ -21,21 +21,16 @@ package docker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
+	eng "github.com/cutover/deploy/backend/internal/engine"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -45,24 +40,24 @@ import (
 // deploy.LabelVersion and the spec's own labels. They are bookkeeping and are
 // not part of a machine's Spec().Labels.
 const (
-	LabelManaged     = "cutover.managed"      // always "true"
-	LabelNamespace   = "cutover.namespace"    // Options.Namespace
-	LabelMachine     = "cutover.machine"      // the machine ID
-	LabelPort        = "cutover.port"         // spec.Port
-	LabelStopSignal  = "cutover.stop_signal"  // spec.StopSignal, when set
-	LabelStopTimeout = "cutover.stop_timeout" // spec.StopTimeout as a Go duration, when set
-	LabelCmd         = "cutover.cmd"          // spec.Cmd as a JSON array, when set
-	LabelEnvKeys     = "cutover.env_keys"     // the spec's env keys as a JSON array, when set
-	LabelPorts       = "cutover.ports"        // spec.Ports as a JSON array, when set
-	LabelEntrypoint  = "cutover.entrypoint"   // spec.Entrypoint as a JSON array, when set
-	LabelCreated     = "cutover.created"      // creation time (RFC 3339, nanoseconds), to order List
+	LabelManaged     = eng.LabelManaged     // always "true"
+	LabelNamespace   = eng.LabelNamespace   // Options.Namespace
+	LabelMachine     = eng.LabelMachine     // the machine ID
+	LabelPort        = eng.LabelPort        // spec.Port
+	LabelStopSignal  = eng.LabelStopSignal  // spec.StopSignal, when set
+	LabelStopTimeout = eng.LabelStopTimeout // spec.StopTimeout as a Go duration, when set
+	LabelCmd         = eng.LabelCmd         // spec.Cmd as a JSON array, when set
+	LabelEnvKeys     = eng.LabelEnvKeys     // the spec's env keys as a JSON array, when set
+	LabelPorts       = eng.LabelPorts       // spec.Ports as a JSON array, when set
+	LabelEntrypoint  = eng.LabelEntrypoint  // spec.Entrypoint as a JSON array, when set
+	LabelCreated     = eng.LabelCreated     // creation time (RFC 3339, nanoseconds), to order List
 )
 
 // DefaultPort is the app port used when a spec sets none.
-const DefaultPort = 8080
+const DefaultPort = eng.DefaultPort
 
 // DefaultNamespace is the namespace used when Options.Namespace is empty.
-const DefaultNamespace = "default"
+const DefaultNamespace = eng.DefaultNamespace
 
 // Options configures a Backend. The zero value is valid.
 type Options struct {
@@ -137,7 +132,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		return nil, err
 	}
 	spec = normalize(spec)
-	id, err := newID()
+	id, err := eng.NewID()
 	if err != nil {
 		return nil, fmt.Errorf("docker: create: %w", err)
 	}
@@ -151,7 +146,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	}
 	cfg := &container.Config{
 		Image:        spec.Image,
-		Env:          envList(spec.Env),
+		Env:          eng.EnvList(spec.Env),
 		Cmd:          spec.Cmd,
 		Labels:       labels,
 		ExposedPorts: network.PortSet{port: {}},
@@ -168,7 +163,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		PortBindings:  network.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
 		RestartPolicy: enginePolicy(spec.Restart),
 	}
-	for _, p := range extraPorts(spec) { // published on loopback too, each on an ephemeral host port
+	for _, p := range eng.ExtraPorts(spec) { // published on loopback too, each on an ephemeral host port
 		xp, ok := network.PortFrom(uint16(p), network.TCP)
 		if !ok {
 			return nil, fmt.Errorf("docker: create: %w: port %d", deploy.ErrInvalid, p)
@@ -357,55 +352,7 @@ func (b *Backend) removeQuietly(ref string) {
 }
 
 func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string, error) {
-	l := make(map[string]string, len(spec.Labels)+8)
-	maps.Copy(l, spec.Labels)
-	l[LabelManaged] = "true"
-	l[LabelNamespace] = b.opts.Namespace
-	l[LabelMachine] = id
-	l[LabelPort] = strconv.Itoa(spec.Port)
-	l[LabelCreated] = time.Now().UTC().Format(time.RFC3339Nano)
-	if spec.StopSignal != "" {
-		l[LabelStopSignal] = spec.StopSignal
-	}
-	if spec.StopTimeout > 0 {
-		l[LabelStopTimeout] = spec.StopTimeout.String()
-	}
-	if len(spec.Cmd) > 0 {
-		js, err := json.Marshal(spec.Cmd)
-		if err != nil {
-			return nil, fmt.Errorf("docker: create: %w: cmd: %w", deploy.ErrInvalid, err)
-		}
-		l[LabelCmd] = string(js)
-	}
-	if len(spec.Env) > 0 {
-		js, _ := json.Marshal(slices.Sorted(maps.Keys(spec.Env)))
-		l[LabelEnvKeys] = string(js)
-	}
-	if len(spec.Ports) > 0 {
-		js, _ := json.Marshal(spec.Ports)
-		l[LabelPorts] = string(js)
-	}
-	if len(spec.Entrypoint) > 0 {
-		js, _ := json.Marshal(spec.Entrypoint)
-		l[LabelEntrypoint] = string(js)
-	}
-	return l, nil
-}
-
-// extraPorts returns the spec's Ports other than its app port.
-func extraPorts(s deploy.MachineSpec) []int {
-	var out []int
-	for _, p := range s.Ports {
-		if p != s.Port && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-var internalLabels = map[string]bool{
-	LabelManaged: true, LabelNamespace: true, LabelMachine: true, LabelPort: true,
-	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true, LabelPorts: true, LabelEntrypoint: true,
+	return eng.Labels("docker", b.opts.Namespace, id, spec)
 }
 
 // adopt rebuilds a machine handle and its spec from an inspected container.
@@ -414,128 +361,19 @@ func adopt(b *Backend, c container.InspectResponse) (*Machine, error) {
 		return nil, fmt.Errorf("docker: adopt %s: no config in inspect response", c.ID)
 	}
 	l := c.Config.Labels
-	spec := deploy.MachineSpec{
-		App:        l[deploy.LabelApp],
-		Image:      c.Config.Image,
-		Version:    l[deploy.LabelVersion],
-		StopSignal: l[LabelStopSignal],
-		Labels:     map[string]string{},
-	}
-	for k, v := range l {
-		if !internalLabels[k] {
-			spec.Labels[k] = v
-		}
-	}
-	spec.Port, _ = strconv.Atoi(l[LabelPort])
-	if spec.Port == 0 {
-		spec.Port = DefaultPort
-	}
+	spec := eng.SpecOf(l, c.Config.Env, c.Config.Cmd, eng.Internal)
+	spec.Image = c.Config.Image
 	if c.HostConfig != nil {
 		spec.Restart = policyOf(c.HostConfig.RestartPolicy)
-	}
-	if d, err := time.ParseDuration(l[LabelStopTimeout]); err == nil {
-		spec.StopTimeout = d
-	}
-	if js := l[LabelCmd]; js != "" {
-		if err := json.Unmarshal([]byte(js), &spec.Cmd); err != nil {
-			spec.Cmd = c.Config.Cmd
-		}
-	}
-	if js := l[LabelPorts]; js != "" {
-		_ = json.Unmarshal([]byte(js), &spec.Ports)
-	}
-	if js := l[LabelEntrypoint]; js != "" {
-		_ = json.Unmarshal([]byte(js), &spec.Entrypoint)
-	}
-	spec.NoService = l[deploy.LabelNoService] == "true"
-	if js := l[LabelEnvKeys]; js != "" {
-		var keys []string
-		_ = json.Unmarshal([]byte(js), &keys)
-		env := envMap(c.Config.Env)
-		spec.Env = make(map[string]string, len(keys))
-		for _, k := range keys {
-			if v, ok := env[k]; ok {
-				spec.Env[k] = v
-			}
-		}
 	}
 	m := &Machine{b: b, id: l[LabelMachine], cid: c.ID, spec: spec, state: deploy.StateCreated, neverStarted: make(chan struct{}), tty: c.Config.Tty}
 	m.observeInspect(c)
 	return m, nil
 }
 
-func validate(s deploy.MachineSpec) error {
-	switch {
-	case s.App == "":
-		return fmt.Errorf("docker: spec: %w: app is empty", deploy.ErrInvalid)
-	case s.Image == "":
-		return fmt.Errorf("docker: spec: %w: image is empty", deploy.ErrInvalid)
-	case s.Port < 0 || s.Port > 65535:
-		return fmt.Errorf("docker: spec: %w: port %d out of range", deploy.ErrInvalid, s.Port)
-	}
-	for _, p := range s.Ports {
-		if p < 1 || p > 65535 {
-			return fmt.Errorf("docker: spec: %w: port %d out of range", deploy.ErrInvalid, p)
-		}
-	}
-	if err := s.Restart.Validate(); err != nil {
-		return fmt.Errorf("docker: spec: %w", err)
-	}
-	for k := range s.Env {
-		if k == "" || strings.Contains(k, "=") {
-			return fmt.Errorf("docker: spec: %w: env key %q", deploy.ErrInvalid, k)
-		}
-	}
-	return nil
-}
+func validate(s deploy.MachineSpec) error { return eng.Validate("docker", s) }
 
-// normalize copies the spec's maps and slices and fills defaults.
-func normalize(s deploy.MachineSpec) deploy.MachineSpec {
-	if s.Port == 0 {
-		s.Port = DefaultPort
-	}
-	labels := make(map[string]string, len(s.Labels)+2)
-	maps.Copy(labels, s.Labels)
-	labels[deploy.LabelApp] = s.App
-	if s.Version != "" {
-		labels[deploy.LabelVersion] = s.Version
-	}
-	s.Labels = labels
-	s.Env = maps.Clone(s.Env)
-	s.Restart = s.Restart.Normalized()
-	if s.Cmd != nil {
-		s.Cmd = append([]string(nil), s.Cmd...)
-	}
-	s.Ports = slices.Clone(s.Ports)
-	s.Entrypoint = slices.Clone(s.Entrypoint)
-	return s
-}
-
-func envList(env map[string]string) []string {
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func envMap(env []string) map[string]string {
-	out := make(map[string]string, len(env))
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		out[k] = v
-	}
-	return out
-}
-
-func newID() (string, error) {
-	var buf [6]byte
-	if _, err := rand.Read(buf[:]); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(buf[:]), nil
-}
+func normalize(s deploy.MachineSpec) deploy.MachineSpec { return eng.Normalize(s) }
 
 // sanitize keeps a name usable in a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*).
 func sanitize(s string) string {
@@ -563,19 +401,5 @@ func ceilSeconds(d time.Duration) int {
 
 // wrapErr wraps an engine error, adding the deploy sentinel it maps to.
 func wrapErr(op, id string, err error) error {
-	what := "docker: " + op
-	if id != "" {
-		what += " " + id
-	}
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", what, err)
-	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("%s: %w: %w", what, deploy.ErrNotFound, err)
-	case cerrdefs.IsInvalidArgument(err):
-		return fmt.Errorf("%s: %w: %w", what, deploy.ErrInvalid, err)
-	case client.IsErrConnectionFailed(err), cerrdefs.IsUnavailable(err):
-		return fmt.Errorf("%s: %w: %w", what, deploy.ErrTransient, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
+	return eng.WrapErr("docker", op, id, err, client.IsErrConnectionFailed(err))
 }

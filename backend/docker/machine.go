@@ -13,6 +13,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
+	eng "github.com/cutover/deploy/backend/internal/engine"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -21,18 +22,11 @@ import (
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-// refreshTimeout bounds the engine look-up State makes for a running machine.
-const refreshTimeout = 2 * time.Second
+// refreshTimeout bounds the look-up State makes for a running machine.
+const refreshTimeout = eng.RefreshTimeout
 
-// ownTimeout bounds the engine calls made with ownContext.
-const ownTimeout = 10 * time.Second
-
-// ownContext returns a context for the engine calls that finish what a method
-// began whatever its ctx does (kill, record the exit): ctx's values, no
-// cancellation, ownTimeout.
-func ownContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), ownTimeout)
-}
+// ownContext: see eng.OwnContext.
+var ownContext = eng.OwnContext
 
 // Machine is one container. It implements deploy.Machine and deploy.LogReader.
 // Its methods are safe for concurrent use.
@@ -84,13 +78,7 @@ func (m *Machine) Addr() string {
 func (m *Machine) AddrOf(port int) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if port == m.spec.Port && m.addr != "" {
-		return m.addr, nil
-	}
-	if a := m.ports[port]; a != "" {
-		return a, nil
-	}
-	return "", fmt.Errorf("docker: machine %s: port %d: %w", m.id, port, deploy.ErrPortNotPublished)
+	return eng.AddrOf("docker", m.id, port, m.spec.Port, m.addr, m.ports)
 }
 
 // State returns the machine's state. While the machine runs (or is stopping)
@@ -453,7 +441,7 @@ func (m *Machine) observeInspect(c container.InspectResponse) {
 	addr := ""
 	if c.NetworkSettings != nil {
 		addr = hostAddr(c.NetworkSettings.Ports[portKey(m.spec.Port)])
-		for _, p := range extraPorts(m.spec) {
+		for _, p := range eng.ExtraPorts(m.spec) {
 			if a := hostAddr(c.NetworkSettings.Ports[portKey(p)]); a != "" {
 				m.mu.Lock()
 				if m.ports == nil {
@@ -528,20 +516,9 @@ func (m *Machine) recordExit(code int, oom bool) deploy.ExitStatus {
 	if m.exit != nil {
 		return *m.exit
 	}
-	st := deploy.ExitStatus{Code: code}
-	switch {
-	case oom:
+	st := deploy.ExitStatus{Code: code, Reason: eng.ExitReason(code, m.killReason, m.stopAsked, false)}
+	if oom {
 		st.Reason = "out of memory"
-	case m.killReason != "" && code == 137:
-		st.Reason = m.killReason
-	case m.stopAsked:
-		st.Reason = "stopped"
-	case code == 0:
-		st.Reason = "exited"
-	case code == 137:
-		st.Reason = "killed"
-	default:
-		st.Reason = "exited with error"
 	}
 	m.exit = &st
 	if m.state != deploy.StateDestroyed {
@@ -566,12 +543,7 @@ func (m *Machine) markDestroyedLocked() {
 		return
 	}
 	if m.exit == nil {
-		switch m.state {
-		case deploy.StateCreated:
-			m.exit = &deploy.ExitStatus{Reason: "never started"}
-		case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
-			m.exit = &deploy.ExitStatus{Code: 137, Reason: "destroyed while running"}
-		}
+		m.exit = eng.DestroyedExit(m.state)
 	}
 	m.state = deploy.StateDestroyed
 	m.closeNeverLocked()

@@ -36,6 +36,7 @@ func TestConformance(t *testing.T) {
 		Exit: func(app, line string, code int) deploy.MachineSpec {
 			s := spec(app, "v1")
 			s.Cmd = []string{docker.BinaryPath, "exit", strconv.Itoa(code), line}
+			s.Restart = deploy.RestartPolicy{Policy: deploy.RestartNever} // it exits once
 			return s
 		},
 		Timeout: 60 * time.Second,

@@ -13,15 +13,28 @@
 // replica and returns once the task runs; Stop sets zero replicas (the swarm
 // sends the spec's stop signal, waits its StopGracePeriod, then kills); Wait
 // follows the task's state; Destroy removes the service; Logs reads the
-// service's logs. Tasks never restart on their own (restart condition none):
-// the deploy strategies, not the swarm, decide what runs.
+// service's logs.
+//
+// # Restarts
+//
+// A machine's Restart policy becomes the service's task restart policy:
+// always is condition "any" (a clean exit is restarted too), on-failure is
+// condition "on-failure" with MaxAttempts its retries, never is "none"; the
+// swarm replaces the task RestartDelay after its process exits. A Stop
+// (replicas 0) or Destroy is never restarted. A restart is a new task, with
+// a new container and new published ports on the machine's node: Addr and
+// AddrOf follow the running task, Wait returns the exit of the run that
+// ended, and Restarts (deploy.RestartReporter) counts the replacements since
+// the latest Start.
 //
 // # Addresses and ports
 //
 // The app port is published in host mode (the ingress routing mesh is not
 // used: it balances on its own and hides which machine served), and Addr is
 // "<node address>:<published port>", the node's Status.Addr and the task's
-// Status.PortStatus. Host-mode ports listen on every interface of their node:
+// Status.PortStatus. The spec's other Ports are published in host mode too,
+// each on its own ephemeral port; AddrOf (deploy.PortAddresser) returns
+// "<node address>:<published port>" for one. Host-mode ports listen on every interface of their node:
 // swarm has no host IP for them (unlike the Docker backend, which publishes
 // on 127.0.0.1). Keep them private by putting the nodes on a private network
 // that only the proxies reach, and by a firewall rule on each node that

@@ -14,26 +14,22 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
+	eng "github.com/cutover/deploy/backend/internal/engine"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 )
 
-// refreshTimeout bounds the manager look-up State makes for a running machine.
-const refreshTimeout = 2 * time.Second
+// refreshTimeout bounds the look-up State makes for a running machine.
+const refreshTimeout = eng.RefreshTimeout
 
-// ownTimeout bounds the calls made with ownContext.
-const ownTimeout = 10 * time.Second
+// ownContext: see eng.OwnContext.
+var ownContext = eng.OwnContext
 
 // destroyWait bounds how long Destroy waits for the task to be gone.
 const destroyWait = 15 * time.Second
-
-// ownContext returns a context for the calls that finish what a method began
-// whatever its ctx does: ctx's values, no cancellation, ownTimeout.
-func ownContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), ownTimeout)
-}
 
 // Machine is one swarm service of one replica. It implements deploy.Machine
 // and deploy.LogReader. Its methods are safe for concurrent use.
@@ -47,7 +43,13 @@ type Machine struct {
 	mu         sync.Mutex
 	state      deploy.MachineState
 	addr       string
-	task       string // the current (latest) task's ID
+	ports      map[int]string // host:port of each published target port, of the running task
+	task       string         // the current (latest) task's ID
+	taskAt     time.Time      // its creation time
+	expectNew  bool           // Start asked for a new task: the next one is not a restart
+	restarts   int            // tasks the swarm replaced since the latest Start
+	runs       int            // tasks seen replacing another
+	prevExit   *deploy.ExitStatus
 	container  string // its container ID, on node
 	started    bool   // the service was started once
 	stopAsked  bool
@@ -72,11 +74,28 @@ func adopt(b *Backend, s swarm.Service) *Machine {
 	return m
 }
 
+// AddrOf returns "<node address>:<published port>" for a port of the spec
+// (its Port or one of its Ports) while the task runs (deploy.PortAddresser),
+// or an error wrapping deploy.ErrPortNotPublished.
+func (m *Machine) AddrOf(port int) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return eng.AddrOf("swarm", m.id, port, m.spec.Port, m.addr, m.ports)
+}
+
 // ID returns the machine ID (not the service ID; see ServiceID).
 func (m *Machine) ID() string { return m.id }
 
 // ServiceID returns the swarm's ID of the machine's service.
 func (m *Machine) ServiceID() string { return m.sid }
+
+// ContainerID returns the ID of the current task's container on its node's
+// engine, or "" before the task has one. A restart makes a new one.
+func (m *Machine) ContainerID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.container
+}
 
 // NodeID returns the ID of the node the machine is placed on.
 func (m *Machine) NodeID() string { return m.node }
@@ -93,12 +112,17 @@ func (m *Machine) Addr() string {
 }
 
 // State returns the machine's state. While the machine runs (or is
-// starting or stopping) it asks the manager, briefly, so a crash shows up as
-// StateStopped; otherwise it returns the state the machine's methods last saw.
+// starting or stopping, or exited on its own with a policy that restarts it)
+// it asks the manager, briefly, so a crash shows up as StateStopped and a
+// restart as StateStarting or StateStarted; otherwise it returns the state
+// the machine's methods last saw.
 func (m *Machine) State() deploy.MachineState {
 	st := m.stateNow()
-	switch st {
-	case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
+	m.mu.Lock()
+	mayRestart := st == deploy.StateStopped && m.started && !m.stopAsked && m.spec.Restart.Normalized().Policy != deploy.RestartNever
+	m.mu.Unlock()
+	switch {
+	case mayRestart, st == deploy.StateStarting, st == deploy.StateStarted, st == deploy.StateStopping:
 		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
 		defer cancel()
 		_ = m.Refresh(ctx)
@@ -149,6 +173,7 @@ func (m *Machine) Start(ctx context.Context) error {
 	}
 	prev, old, restart := m.state, m.task, m.started
 	m.state = deploy.StateStarting
+	m.expectNew, m.restarts = true, 0
 	m.mu.Unlock()
 
 	err := m.update(ctx, func(s *swarm.ServiceSpec) {
@@ -157,9 +182,7 @@ func (m *Machine) Start(ctx context.Context) error {
 		if restart {
 			s.TaskTemplate.ForceUpdate++ // a new task for a slot whose task exited
 		}
-		if s.Labels[LabelStarted] == "" {
-			s.Labels[LabelStarted] = time.Now().UTC().Format(time.RFC3339Nano)
-		}
+		s.Labels[LabelStarted] = time.Now().UTC().Format(time.RFC3339Nano)
 	})
 	if err != nil {
 		if !errors.Is(err, deploy.ErrNotFound) {
@@ -208,11 +231,19 @@ func (m *Machine) Start(ctx context.Context) error {
 
 // Wait blocks until the machine's process exits, or ctx ends. For a created
 // machine it waits for the next run to end. After Destroy it returns the last
-// exit seen, if any.
+// exit seen, if any. When the swarm restarts the machine (its Restart policy)
+// the exit of the run that ended is returned, its reason saying
+// "restarted by its restart policy".
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 	lastNodeCheck := time.Now()
+	m.mu.Lock()
+	runs := m.runs
+	m.mu.Unlock()
 	for {
 		if st, ok := m.exitStatus(); ok {
+			return st, nil
+		}
+		if st, ok := m.exitSince(runs); ok {
 			return st, nil
 		}
 		if m.stateNow() == deploy.StateDestroyed {
@@ -371,12 +402,16 @@ func (m *Machine) nodeGone(ctx context.Context, last *time.Time) bool {
 	return true
 }
 
-// kill ends a stop cut short by ctx: SIGKILL through the node's engine when
-// known, and replicas 0 in any case. It returns ctx's error.
+// kill ends a stop cut short by ctx: replicas 0 in any case, and SIGKILL
+// through the node's engine when known. It returns ctx's error.
 func (m *Machine) kill(ctx context.Context, eng *client.Client, cid string) error {
 	err := fmt.Errorf("swarm: stop %s: %w", m.id, ctx.Err())
 	octx, cancel := ownContext(ctx)
 	defer cancel()
+	// Replicas 0 first, so that a restart policy does not replace the task the kill ends.
+	if serr := m.scaleZero(octx); serr != nil && !errors.Is(serr, deploy.ErrNotFound) {
+		err = errors.Join(err, serr)
+	}
 	if eng != nil && cid != "" {
 		m.mu.Lock()
 		m.killReason = "killed: stop cancelled"
@@ -394,9 +429,6 @@ func (m *Machine) kill(ctx context.Context, eng *client.Client, cid string) erro
 			}
 		}
 		w.close()
-	}
-	if serr := m.scaleZero(octx); serr != nil && !errors.Is(serr, deploy.ErrNotFound) {
-		err = errors.Join(err, serr)
 	}
 	return err
 }
@@ -589,10 +621,22 @@ func (m *Machine) observeTasks(ctx context.Context, s swarm.Service, tasks []swa
 		}
 	}
 	if n := newest(tasks, ""); n != nil && (t == nil || n.CreatedAt.After(t.CreatedAt)) {
+		if t != nil && terminal(t.Status.State) {
+			m.observeTask(ctx, *t, replicas) // the run that ended, before the one replacing it
+		}
 		t = n
 	}
 	if t != nil {
 		m.observeTask(ctx, *t, replicas)
+		// What the task history shows, for a handle that did not see the
+		// restarts (after observeTask, which counts the one it sees).
+		if started, err := time.Parse(time.RFC3339Nano, s.Spec.Labels[LabelStarted]); err == nil {
+			if n := countRestarts(tasks, started, t.ID); n > 0 {
+				m.mu.Lock()
+				m.restarts = max(m.restarts, n)
+				m.mu.Unlock()
+			}
+		}
 		return
 	}
 	// No task.
@@ -616,14 +660,18 @@ func (m *Machine) observeTasks(ctx context.Context, s swarm.Service, tasks []swa
 // observeTask merges one task into the cache.
 func (m *Machine) observeTask(ctx context.Context, t swarm.Task, replicas uint64) {
 	addr := ""
-	if t.Status.State == swarm.TaskStateRunning {
-		for _, p := range t.Status.PortStatus.Ports {
-			if p.TargetPort == uint32(m.spec.Port) && p.PublishedPort != 0 {
-				if host, err := m.b.nodeAddress(ctx, t.NodeID); err == nil {
-					addr = net.JoinHostPort(host, strconv.Itoa(int(p.PublishedPort)))
+	var ports map[int]string
+	if t.Status.State == swarm.TaskStateRunning && len(t.Status.PortStatus.Ports) > 0 {
+		if host, err := m.b.nodeAddress(ctx, t.NodeID); err == nil {
+			ports = make(map[int]string, len(t.Status.PortStatus.Ports))
+			for _, p := range t.Status.PortStatus.Ports {
+				// A node may list a port once per address family, on different
+				// host ports: the first (IPv4) one is kept.
+				if _, seen := ports[int(p.TargetPort)]; !seen && p.PublishedPort != 0 && p.Protocol != network.UDP && p.Protocol != network.SCTP {
+					ports[int(p.TargetPort)] = net.JoinHostPort(host, strconv.Itoa(int(p.PublishedPort)))
 				}
-				break
 			}
+			addr = ports[m.spec.Port]
 		}
 	}
 	m.mu.Lock()
@@ -631,11 +679,27 @@ func (m *Machine) observeTask(ctx context.Context, t swarm.Task, replicas uint64
 	if m.state == deploy.StateDestroyed {
 		return
 	}
+	if t.ID != m.task && m.task != "" && !t.CreatedAt.After(m.taskAt) {
+		return // an older task, from a listing made before the current task's
+	}
 	if t.ID != m.task {
-		if m.task != "" && m.exit != nil && !terminal(t.Status.State) {
+		if m.task != "" && !m.expectNew && !m.stopAsked {
+			// The swarm replaced the task: a restart, on a new port.
+			if m.exit != nil {
+				prev := *m.exit
+				prev.Reason += "; restarted by its restart policy"
+				m.prevExit = &prev
+			}
+			m.restarts++
+			m.runs++
+			m.exit = nil
+			m.killReason = ""
+			m.addr, m.ports = "", nil
+		} else if m.task != "" && m.exit != nil && !terminal(t.Status.State) {
 			m.exit = nil // a new run
 		}
-		m.task = t.ID
+		m.expectNew = false
+		m.task, m.taskAt = t.ID, t.CreatedAt
 	}
 	if t.Status.ContainerStatus != nil && t.Status.ContainerStatus.ContainerID != "" {
 		m.container = t.Status.ContainerStatus.ContainerID
@@ -645,6 +709,9 @@ func (m *Machine) observeTask(ctx context.Context, t swarm.Task, replicas uint64
 	}
 	if addr != "" {
 		m.addr = addr
+	}
+	if ports != nil {
+		m.ports = ports
 	}
 	switch st := t.Status.State; {
 	case st == swarm.TaskStateRunning:
@@ -703,21 +770,7 @@ func (m *Machine) recordExitLocked(code int) deploy.ExitStatus {
 	if m.exit != nil {
 		return *m.exit
 	}
-	st := deploy.ExitStatus{Code: code}
-	switch {
-	case m.killReason != "" && code == 137:
-		st.Reason = m.killReason
-	case m.stopAsked && code == 137 && time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault():
-		st.Reason = "killed after stop timeout"
-	case m.stopAsked:
-		st.Reason = "stopped"
-	case code == 0:
-		st.Reason = "exited"
-	case code == 137:
-		st.Reason = "killed"
-	default:
-		st.Reason = "exited with error"
-	}
+	st := deploy.ExitStatus{Code: code, Reason: eng.ExitReason(code, m.killReason, m.stopAsked, time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault())}
 	m.exit = &st
 	if m.state != deploy.StateDestroyed {
 		m.state = deploy.StateStopped
@@ -739,6 +792,17 @@ func (m *Machine) setStateIf(from, to deploy.MachineState) {
 	m.mu.Unlock()
 }
 
+// exitSince returns the exit of a run that ended and was replaced by a
+// restart since runs.
+func (m *Machine) exitSince(runs int) (deploy.ExitStatus, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.runs == runs || m.prevExit == nil {
+		return deploy.ExitStatus{}, false
+	}
+	return *m.prevExit, true
+}
+
 func (m *Machine) exitStatus() (deploy.ExitStatus, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -752,12 +816,7 @@ func (m *Machine) markDestroyed() {
 	m.mu.Lock()
 	if m.state != deploy.StateDestroyed {
 		if m.exit == nil {
-			switch m.state {
-			case deploy.StateCreated:
-				m.exit = &deploy.ExitStatus{Reason: "never started"}
-			case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
-				m.exit = &deploy.ExitStatus{Code: 137, Reason: "destroyed while running"}
-			}
+			m.exit = eng.DestroyedExit(m.state)
 		}
 		m.state = deploy.StateDestroyed
 	}

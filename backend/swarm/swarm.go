@@ -2,21 +2,17 @@ package swarm
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
+	eng "github.com/cutover/deploy/backend/internal/engine"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
@@ -27,18 +23,20 @@ import (
 // backend's containers. They are bookkeeping and are not part of a machine's
 // Spec().Labels.
 const (
-	LabelManaged     = "cutover.managed"      // always "true"
-	LabelNamespace   = "cutover.namespace"    // Options.Namespace
-	LabelMachine     = "cutover.machine"      // the machine ID
-	LabelPort        = "cutover.port"         // spec.Port
-	LabelStopSignal  = "cutover.stop_signal"  // spec.StopSignal, when set
-	LabelStopTimeout = "cutover.stop_timeout" // spec.StopTimeout as a Go duration, when set
-	LabelCmd         = "cutover.cmd"          // spec.Cmd as a JSON array, when set
-	LabelEnvKeys     = "cutover.env_keys"     // the spec's env keys as a JSON array, when set
-	LabelCreated     = "cutover.created"      // creation time (RFC 3339, nanoseconds), to order List
-	LabelImage       = "cutover.image"        // spec.Image as given (the task may name the image by ID)
-	LabelNode        = "cutover.node"         // the node ID the machine is placed on
-	LabelStarted     = "cutover.started"      // set by the first Start: replicas 0 then means stopped, not created
+	LabelManaged     = eng.LabelManaged     // always "true"
+	LabelNamespace   = eng.LabelNamespace   // Options.Namespace
+	LabelMachine     = eng.LabelMachine     // the machine ID
+	LabelPort        = eng.LabelPort        // spec.Port
+	LabelStopSignal  = eng.LabelStopSignal  // spec.StopSignal, when set
+	LabelStopTimeout = eng.LabelStopTimeout // spec.StopTimeout as a Go duration, when set
+	LabelCmd         = eng.LabelCmd         // spec.Cmd as a JSON array, when set
+	LabelEnvKeys     = eng.LabelEnvKeys     // the spec's env keys as a JSON array, when set
+	LabelPorts       = eng.LabelPorts       // spec.Ports as a JSON array, when set
+	LabelEntrypoint  = eng.LabelEntrypoint  // spec.Entrypoint as a JSON array, when set
+	LabelCreated     = eng.LabelCreated     // creation time (RFC 3339, nanoseconds), to order List
+	LabelImage       = "cutover.image"      // spec.Image as given (the task may name the image by ID)
+	LabelNode        = "cutover.node"       // the node ID the machine is placed on
+	LabelStarted     = "cutover.started"    // the latest Start's time: replicas 0 then means stopped, not created
 )
 
 // NodeLabelPrefix starts the spec labels that name node labels to run on: a
@@ -52,10 +50,10 @@ const NodeLabelPrefix = "cutover.node."
 const RegionNodeLabel = "region"
 
 // DefaultPort is the app port used when a spec sets none.
-const DefaultPort = 8080
+const DefaultPort = eng.DefaultPort
 
 // DefaultNamespace is the namespace used when Options.Namespace is empty.
-const DefaultNamespace = "default"
+const DefaultNamespace = eng.DefaultNamespace
 
 // Options configures a Backend. The zero value is valid.
 type Options struct {
@@ -194,7 +192,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		return nil, err
 	}
 	spec = normalize(spec)
-	id, err := newID()
+	id, err := eng.NewID()
 	if err != nil {
 		return nil, fmt.Errorf("swarm: create: %w", err)
 	}
@@ -225,24 +223,27 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	replicas := uint64(0)
 	constraints := []string{"node.id==" + node}
 	constraints = append(constraints, nodeConstraints(spec.Labels)...)
+	ports := []swarm.PortConfig{{Protocol: network.TCP, TargetPort: uint32(spec.Port), PublishMode: swarm.PortConfigPublishModeHost}}
+	for _, p := range eng.ExtraPorts(spec) { // published in host mode too, each on an ephemeral port
+		ports = append(ports, swarm.PortConfig{Protocol: network.TCP, TargetPort: uint32(p), PublishMode: swarm.PortConfigPublishModeHost})
+	}
 	svc := swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: b.serviceName(spec.App, id), Labels: labels},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
 				Image:           image,
+				Command:         spec.Entrypoint,
 				Args:            spec.Cmd,
-				Env:             envList(spec.Env),
+				Env:             eng.EnvList(spec.Env),
 				Labels:          map[string]string{LabelManaged: "true", LabelNamespace: b.opts.Namespace, LabelMachine: id, deploy.LabelApp: spec.App},
 				StopSignal:      sig,
 				StopGracePeriod: &grace,
 			},
-			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
+			RestartPolicy: taskPolicy(spec.Restart),
 			Placement:     &swarm.Placement{Constraints: constraints},
 		},
-		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
-		EndpointSpec: &swarm.EndpointSpec{Ports: []swarm.PortConfig{{
-			Protocol: network.TCP, TargetPort: uint32(spec.Port), PublishMode: swarm.PortConfigPublishModeHost,
-		}}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+		EndpointSpec: &swarm.EndpointSpec{Ports: ports},
 	}
 	res, err := b.cli.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: svc})
 	if err != nil {
@@ -498,82 +499,37 @@ func (b *Backend) removeQuietly(ref string) {
 }
 
 func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string, error) {
-	l := make(map[string]string, len(spec.Labels)+10)
-	maps.Copy(l, spec.Labels)
-	l[LabelManaged] = "true"
-	l[LabelNamespace] = b.opts.Namespace
-	l[LabelMachine] = id
-	l[LabelPort] = strconv.Itoa(spec.Port)
-	l[LabelCreated] = time.Now().UTC().Format(time.RFC3339Nano)
+	l, err := eng.Labels("swarm", b.opts.Namespace, id, spec)
+	if err != nil {
+		return nil, err
+	}
 	l[LabelImage] = spec.Image
-	if spec.StopSignal != "" {
-		l[LabelStopSignal] = spec.StopSignal
-	}
-	if spec.StopTimeout > 0 {
-		l[LabelStopTimeout] = spec.StopTimeout.String()
-	}
-	if len(spec.Cmd) > 0 {
-		js, err := json.Marshal(spec.Cmd)
-		if err != nil {
-			return nil, fmt.Errorf("swarm: create: %w: cmd: %w", deploy.ErrInvalid, err)
-		}
-		l[LabelCmd] = string(js)
-	}
-	if len(spec.Env) > 0 {
-		js, _ := json.Marshal(slices.Sorted(maps.Keys(spec.Env)))
-		l[LabelEnvKeys] = string(js)
-	}
 	return l, nil
 }
 
-var internalLabels = map[string]bool{
-	LabelManaged: true, LabelNamespace: true, LabelMachine: true, LabelPort: true,
-	LabelStopSignal: true, LabelStopTimeout: true, LabelCmd: true, LabelEnvKeys: true, LabelCreated: true,
-	LabelImage: true, LabelNode: true, LabelStarted: true,
+// internal reports the labels that are bookkeeping, not part of a machine's Spec().Labels.
+func internal(k string) bool {
+	return eng.Internal(k) || k == LabelImage || k == LabelNode || k == LabelStarted
 }
 
 // specOf rebuilds a machine's spec from its service.
 func specOf(s swarm.Service) deploy.MachineSpec {
 	l := s.Spec.Labels
-	spec := deploy.MachineSpec{
-		App:        l[deploy.LabelApp],
-		Image:      l[LabelImage],
-		Version:    l[deploy.LabelVersion],
-		StopSignal: l[LabelStopSignal],
-		Labels:     map[string]string{},
-	}
-	for k, v := range l {
-		if !internalLabels[k] {
-			spec.Labels[k] = v
-		}
-	}
-	spec.Port, _ = strconv.Atoi(l[LabelPort])
-	if spec.Port == 0 {
-		spec.Port = DefaultPort
-	}
-	if d, err := time.ParseDuration(l[LabelStopTimeout]); err == nil {
-		spec.StopTimeout = d
-	}
+	var env, args, command []string
 	cs := s.Spec.TaskTemplate.ContainerSpec
-	if js := l[LabelCmd]; js != "" {
-		if err := json.Unmarshal([]byte(js), &spec.Cmd); err != nil && cs != nil {
-			spec.Cmd = cs.Args
-		}
+	image := ""
+	if cs != nil {
+		env, args, command, image = cs.Env, cs.Args, cs.Command, cs.Image
 	}
-	if spec.Image == "" && cs != nil {
-		spec.Image = cs.Image
+	spec := eng.SpecOf(l, env, args, internal)
+	spec.Image = l[LabelImage]
+	if spec.Image == "" {
+		spec.Image = image
 	}
-	if js := l[LabelEnvKeys]; js != "" && cs != nil {
-		var keys []string
-		_ = json.Unmarshal([]byte(js), &keys)
-		env := envMap(cs.Env)
-		spec.Env = make(map[string]string, len(keys))
-		for _, k := range keys {
-			if v, ok := env[k]; ok {
-				spec.Env[k] = v
-			}
-		}
+	if l[LabelEntrypoint] == "" && len(command) > 0 {
+		spec.Entrypoint = command
 	}
+	spec.Restart = policyOf(s.Spec.TaskTemplate.RestartPolicy)
 	return spec
 }
 
@@ -601,67 +557,9 @@ func nodeConstraints(l map[string]string) []string {
 	return out
 }
 
-func validate(s deploy.MachineSpec) error {
-	switch {
-	case s.App == "":
-		return fmt.Errorf("swarm: spec: %w: app is empty", deploy.ErrInvalid)
-	case s.Image == "":
-		return fmt.Errorf("swarm: spec: %w: image is empty", deploy.ErrInvalid)
-	case s.Port < 0 || s.Port > 65535:
-		return fmt.Errorf("swarm: spec: %w: port %d out of range", deploy.ErrInvalid, s.Port)
-	}
-	for k := range s.Env {
-		if k == "" || strings.Contains(k, "=") {
-			return fmt.Errorf("swarm: spec: %w: env key %q", deploy.ErrInvalid, k)
-		}
-	}
-	return nil
-}
+func validate(s deploy.MachineSpec) error { return eng.Validate("swarm", s) }
 
-// normalize copies the spec's maps and slices and fills defaults.
-func normalize(s deploy.MachineSpec) deploy.MachineSpec {
-	if s.Port == 0 {
-		s.Port = DefaultPort
-	}
-	labels := make(map[string]string, len(s.Labels)+2)
-	maps.Copy(labels, s.Labels)
-	labels[deploy.LabelApp] = s.App
-	if s.Version != "" {
-		labels[deploy.LabelVersion] = s.Version
-	}
-	s.Labels = labels
-	s.Env = maps.Clone(s.Env)
-	if s.Cmd != nil {
-		s.Cmd = append([]string(nil), s.Cmd...)
-	}
-	return s
-}
-
-func envList(env map[string]string) []string {
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func envMap(env []string) map[string]string {
-	out := make(map[string]string, len(env))
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		out[k] = v
-	}
-	return out
-}
-
-func newID() (string, error) {
-	var buf [6]byte
-	if _, err := rand.Read(buf[:]); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(buf[:]), nil
-}
+func normalize(s deploy.MachineSpec) deploy.MachineSpec { return eng.Normalize(s) }
 
 // sanitize keeps a name usable in a service name ([a-zA-Z0-9-], at most 40 characters).
 func sanitize(s string) string {
@@ -685,19 +583,5 @@ func sanitize(s string) string {
 
 // wrapErr wraps an engine error, adding the deploy sentinel it maps to.
 func wrapErr(op, id string, err error) error {
-	what := "swarm: " + op
-	if id != "" {
-		what += " " + id
-	}
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", what, err)
-	case cerrdefs.IsNotFound(err):
-		return fmt.Errorf("%s: %w: %w", what, deploy.ErrNotFound, err)
-	case cerrdefs.IsInvalidArgument(err):
-		return fmt.Errorf("%s: %w: %w", what, deploy.ErrInvalid, err)
-	case client.IsErrConnectionFailed(err), cerrdefs.IsUnavailable(err):
-		return fmt.Errorf("%s: %w: %w", what, deploy.ErrTransient, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
+	return eng.WrapErr("swarm", op, id, err, client.IsErrConnectionFailed(err))
 }
