@@ -329,7 +329,12 @@ func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error
 	if err != nil {
 		return nil, err
 	}
-	return b.handles(ctx, svcs)
+	ms, err := b.handles(ctx, svcs)
+	if err != nil {
+		return nil, err
+	}
+	// Leave out a machine this process destroyed after the engine listed it.
+	return slices.DeleteFunc(ms, func(m deploy.Machine) bool { return m.State() == deploy.StateDestroyed }), nil
 }
 
 // Get returns the machine with the given ID, or an error wrapping deploy.ErrNotFound.
