@@ -16,12 +16,33 @@ const (
 	// KeyCanaryStepDuration is how long each canary step is held:
 	// canary_step_duration = "30s" (a bare integer means seconds).
 	KeyCanaryStepDuration = "deploy.canary_step_duration"
+	// KeyMaxBodyBytes is the largest request body, in bytes, that the proxy
+	// in front of the app accepts (413 beyond): [http_service]
+	// max_body_bytes = 10485760; 0 means no limit. cutover serve reads it per
+	// app; without it, its --max-body-bytes applies.
+	KeyMaxBodyBytes = "http_service.max_body_bytes"
 )
 
 // IsExtension reports whether key, as Config.Unknown lists it, is one of this
 // project's extension keys.
 func IsExtension(key string) bool {
-	return key == KeyCanarySteps || key == KeyCanaryStepDuration
+	return key == KeyCanarySteps || key == KeyCanaryStepDuration || key == KeyMaxBodyBytes
+}
+
+// MaxBodyBytes reads the extension key http_service.max_body_bytes; set is
+// false when the file does not have it. A negative or non-integer value is
+// an error wrapping ErrInvalid that names the key.
+func (c *Config) MaxBodyBytes() (n int64, set bool, err error) {
+	hs, _ := c.Raw["http_service"].(map[string]any)
+	v, ok := hs["max_body_bytes"]
+	if !ok {
+		return 0, false, nil
+	}
+	n, isInt := v.(int64)
+	if !isInt || n < 0 {
+		return 0, false, fmt.Errorf("%w: %s: want a whole number of bytes, 0 or more, not %v", ErrInvalid, KeyMaxBodyBytes, v)
+	}
+	return n, true, nil
 }
 
 // Canary is what the extension keys of [deploy] say about a canary deploy.

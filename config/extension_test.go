@@ -36,3 +36,27 @@ func TestCanaryExtension(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []int{10, 50}, steps)
 }
+
+func TestMaxBodyBytesExtension(t *testing.T) {
+	c, err := config.Parse([]byte("app = \"a\"\n[http_service]\ninternal_port = 8080\nmax_body_bytes = 1048576\n"))
+	require.NoError(t, err)
+	n, set, err := c.MaxBodyBytes()
+	require.NoError(t, err)
+	assert.True(t, set)
+	assert.Equal(t, int64(1<<20), n)
+	assert.Equal(t, []string{config.KeyMaxBodyBytes}, c.Unknown, "listed as unknown, known as an extension")
+	assert.True(t, config.IsExtension(c.Unknown[0]))
+
+	c, err = config.Parse([]byte("app = \"a\"\n[http_service]\ninternal_port = 8080\n"))
+	require.NoError(t, err)
+	_, set, err = c.MaxBodyBytes()
+	require.NoError(t, err)
+	assert.False(t, set)
+
+	for _, bad := range []string{"max_body_bytes = -1", "max_body_bytes = \"1MB\""} {
+		c, err := config.Parse([]byte("app = \"a\"\n[http_service]\n" + bad + "\n"))
+		require.NoError(t, err, bad)
+		_, _, err = c.MaxBodyBytes()
+		assert.ErrorIs(t, err, config.ErrInvalid, bad)
+	}
+}

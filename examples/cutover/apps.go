@@ -57,10 +57,21 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		}
 	}
 	for _, s := range specs {
-		plan, err := (&common{cfgPath: s.path}).load()
+		cm := &common{cfgPath: s.path}
+		plan, err := cm.load()
 		if err != nil {
 			stop()
 			return nil, fmt.Errorf("--app %s: %w", s.path, err)
+		}
+		// Its own limits: fly.toml's concurrency and max_body_bytes (else the flag's).
+		aopts := popts
+		aopts.Concurrency = proxyConcurrency(plan.Concurrency)
+		if aopts.MaxBodyBytes, err = appMaxBody(cm.cfg, popts.MaxBodyBytes); err == nil {
+			err = aopts.Concurrency.Validate()
+		}
+		if err != nil {
+			stop()
+			return nil, usagef("--app %s: %v", s.path, err)
 		}
 		app := plan.Spec.App
 		if err := release.ValidApp(app); err != nil {
@@ -71,7 +82,7 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 			stop()
 			return nil, usagef("--app %s: app %q is served already", s.path, app)
 		}
-		px := proxy.New(popts)
+		px := proxy.New(aopts)
 		d := newDaemon(app, plan, kit, px, store, logs)
 		d.info = info
 		d.info.App, d.info.PID, d.info.Started = app, os.Getpid(), time.Now()

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -33,7 +34,10 @@ func hostTransport(t *testing.T, addr string) *http.Transport {
 func TestServeTwoApps(t *testing.T) {
 	e := newEnv(t, "appa", "demo:a1")
 	require.NoError(t, os.Mkdir(filepath.Join(e.dir, "b"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "b", "fly.toml"), fmt.Appendf(nil, flyTOML, "appb", "demo:b1"), 0o644))
+	// b has a body limit of its own (this project's extension key); a has the flag's default.
+	bconf := fmt.Appendf(nil, flyTOML, "appb", "demo:b1")
+	bconf = bytes.Replace(bconf, []byte("internal_port = 8080"), []byte("internal_port = 8080\n  max_body_bytes = 1024"), 1)
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "b", "fly.toml"), bconf, 0o644))
 	daemon(t, e.dir, e.url(), "--backend", "mem", "--port", strconv.Itoa(e.port), "--host", "a.test", "--app", "b/fly.toml=b.test")
 	b := []string{"-c", "b/fly.toml", "--state-dir", ".cutover"}
 	require.Equal(t, 0, e.run("deploy", "--count", "2").code)
@@ -46,6 +50,12 @@ func TestServeTwoApps(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, 404, res.StatusCode)
+	for host, want := range map[string]int{"a.test": http.StatusOK, "b.test": http.StatusRequestEntityTooLarge} {
+		res, err := hc.Post("http://"+host+"/", "application/octet-stream", bytes.NewReader(make([]byte, 4096)))
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, want, res.StatusCode, "a 4 KiB body to %s", host)
+	}
 
 	ctx := context.Background()
 	la := load.Start(ctx, "http://a.test", load.Options{Workers: 4, Duration: 5 * time.Minute, Transport: tr})

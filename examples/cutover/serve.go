@@ -157,7 +157,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		pub.Close()
 		return usagef("invalid concurrency in %s: %v", c.cfgPath, err)
 	}
-	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: "), Concurrency: limits})
+	maxBody, err := appMaxBody(c.cfg, ff.maxBody)
+	if err != nil {
+		pub.Close()
+		return usagef("invalid %s: %v", c.cfgPath, err)
+	}
+	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: maxBody, ErrorLog: logs.logger("proxy: "), Concurrency: limits})
 	defer px.Close()
 	frontOpts.Server.ErrorLog = logs.logger("http: ")
 	h, mux, err := ff.handler(px)
@@ -512,4 +517,18 @@ func proxyConcurrency(c *config.Concurrency) proxy.Concurrency {
 		return proxy.Concurrency{}
 	}
 	return proxy.Concurrency{Type: c.Type, SoftLimit: c.SoftLimit, HardLimit: c.HardLimit}
+}
+
+// appMaxBody is the largest request body an app's proxy accepts: its
+// fly.toml's http_service.max_body_bytes (this project's extension), else
+// the --max-body-bytes flag's value.
+func appMaxBody(cfg *config.Config, flag int64) (int64, error) {
+	if cfg == nil {
+		return flag, nil
+	}
+	n, set, err := cfg.MaxBodyBytes()
+	if err != nil || !set {
+		return flag, err
+	}
+	return n, nil
 }
