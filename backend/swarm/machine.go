@@ -98,7 +98,11 @@ func (m *Machine) ContainerID() string {
 }
 
 // NodeID returns the ID of the node the machine is placed on.
-func (m *Machine) NodeID() string { return m.node }
+func (m *Machine) NodeID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.node
+}
 
 // Spec returns the machine's spec. Its Labels hold deploy.LabelApp and, when
 // set, deploy.LabelVersion, besides the labels the spec was created with.
@@ -216,8 +220,8 @@ func (m *Machine) Start(ctx context.Context) error {
 				// A task waits for its node (pending, assigned, ...): fail
 				// when the node is gone rather than wait for it forever.
 				lastNodeCheck = time.Now()
-				if n, err := m.b.cli.NodeInspect(ctx, m.node, client.NodeInspectOptions{}); err == nil && n.Node.Status.State != swarm.NodeStateReady {
-					return fmt.Errorf("swarm: start %s: %w: its node %s is %s (%s)", m.id, deploy.ErrTransient, m.node, n.Node.Status.State, taskErr(*t))
+				if n, err := m.b.cli.NodeInspect(ctx, m.NodeID(), client.NodeInspectOptions{}); err == nil && n.Node.Status.State != swarm.NodeStateReady {
+					return fmt.Errorf("swarm: start %s: %w: its node %s is %s (%s)", m.id, deploy.ErrTransient, m.NodeID(), n.Node.Status.State, taskErr(*t))
 				}
 			}
 		}
@@ -313,7 +317,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 	m.mu.Unlock()
 
 	grace := m.spec.StopTimeoutOrDefault()
-	eng := m.b.engine(m.node)
+	eng := m.b.engine(m.NodeID())
 	var w *waiter
 	if eng != nil && cid != "" {
 		w = startWait(ctx, eng, cid)
@@ -383,11 +387,11 @@ func (m *Machine) Stop(ctx context.Context) error {
 // machine's node is down: its task can neither run nor report its end. It
 // then records the machine as stopped (killed with its node) and says so.
 func (m *Machine) nodeGone(ctx context.Context, last *time.Time) bool {
-	if time.Since(*last) < 2*time.Second || m.node == "" {
+	if time.Since(*last) < 2*time.Second || m.NodeID() == "" {
 		return false
 	}
 	*last = time.Now()
-	n, err := m.b.cli.NodeInspect(ctx, m.node, client.NodeInspectOptions{})
+	n, err := m.b.cli.NodeInspect(ctx, m.NodeID(), client.NodeInspectOptions{})
 	if err != nil || n.Node.Status.State == swarm.NodeStateReady {
 		return false
 	}
@@ -482,7 +486,7 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	if st == deploy.StateDestroyed {
 		return nil
 	}
-	if eng := m.b.engine(m.node); eng != nil && cid != "" && (st == deploy.StateStarted || st == deploy.StateStopping || st == deploy.StateStarting) {
+	if eng := m.b.engine(m.NodeID()); eng != nil && cid != "" && (st == deploy.StateStarted || st == deploy.StateStopping || st == deploy.StateStarting) {
 		_, _ = eng.ContainerKill(ctx, cid, client.ContainerKillOptions{Signal: "SIGKILL"})
 	}
 	_, err := m.b.cli.ServiceRemove(ctx, m.sid, client.ServiceRemoveOptions{})
@@ -494,7 +498,7 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	// its port is free and nothing is left when Destroy returns.
 	wctx, cancel := context.WithTimeout(ctx, destroyWait)
 	defer cancel()
-	if n, err := m.b.cli.NodeInspect(wctx, m.node, client.NodeInspectOptions{}); err == nil && n.Node.Status.State != swarm.NodeStateReady {
+	if n, err := m.b.cli.NodeInspect(wctx, m.NodeID(), client.NodeInspectOptions{}); err == nil && n.Node.Status.State != swarm.NodeStateReady {
 		return nil // a task on a node that is gone never reports its end
 	}
 	for {

@@ -102,8 +102,11 @@ func (e *env) Deploy(t *testing.T, s deploy.Strategy, version string, count int)
 // 200 ms requests, 64 KiB uploads and streams, which examples/app answers),
 // bounded to 3 minutes, as the Docker end-to-end tests do.
 func (e *env) Load(t *testing.T) *load.Run {
-	return testenv.StartLoadWith(t, e.URL, load.Options{Workers: 16, Duration: 3 * time.Minute, Mixed: true})
+	return testenv.StartLoadWith(t, e.URL, load.Options{Workers: loadClients, Duration: 3 * time.Minute, Mixed: true})
 }
+
+// loadClients is how many clients Load runs.
+const loadClients = 16
 
 // Nodes returns, per version, how many of the app's machines run on each
 // node ("manager", "worker").
