@@ -63,7 +63,8 @@ func TestSwarmZeroDowntime(t *testing.T) {
 
 // The worker goes away (its dockerd stopped) while a rolling deploy of v2
 // runs: the deploy fails or finishes on the manager, v1 (or, if it
-// finished, v2) keeps answering every request through the proxy, and no
+// finished, v2) keeps answering through the proxy (only the requests in
+// flight on the lost machines fail), and no
 // machine of v2 is left behind when it failed.
 // It stops the worker for good, so it runs last.
 func TestSwarmWorkerLost(t *testing.T) {
