@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -19,7 +20,8 @@ type StatsReporter interface {
 	// requests that failed (5xx or transport errors), and the latency to
 	// response headers as a histogram: each bucket's upper bound mapped to
 	// its count. A bucket's lower bound is the next lower bound listed, or
-	// 0, so every bucket is listed, empty ones too.
+	// 0, so every bucket is listed, empty ones too. Nil maps mean the
+	// statistics could not be read.
 	RequestStats() (requests, errors map[string]uint64, latency map[string]map[time.Duration]uint64)
 }
 
@@ -109,8 +111,9 @@ func (t Traffic) Add(o Traffic) Traffic {
 // wrapper is a Router that wraps another, such as Monitor.
 type wrapper interface{ Unwrap() Router }
 
-// statsReporter finds a StatsReporter in rt or the routers it wraps.
-func statsReporter(rt Router) (StatsReporter, bool) {
+// StatsReporterOf finds a StatsReporter in rt or the routers it wraps (an
+// Unwrap() Router method, as Monitor has).
+func StatsReporterOf(rt Router) (StatsReporter, bool) {
 	for rt != nil {
 		if s, ok := rt.(StatsReporter); ok {
 			return s, true
@@ -124,15 +127,23 @@ func statsReporter(rt Router) (StatsReporter, bool) {
 	return nil, false
 }
 
+// ErrNoStats is returned by Rollout.Traffic when the router's StatsReporter
+// could not read its statistics (nil maps), such as a router in another
+// process that did not answer.
+var ErrNoStats = errors.New("the router's traffic statistics could not be read")
+
 // Traffic returns the router's per-target traffic counters, keyed by machine
 // address. It fails with ErrInvalid when the router (or a router it wraps)
-// is no StatsReporter.
+// is no StatsReporter, and with ErrNoStats when it reports nil maps.
 func (r *Rollout) Traffic() (map[string]Traffic, error) {
-	sr, ok := statsReporter(r.router)
+	sr, ok := StatsReporterOf(r.router)
 	if !ok {
 		return nil, fmt.Errorf("%w: the router (%T) reports no traffic statistics", ErrInvalid, r.router)
 	}
 	reqs, errs, lat := sr.RequestStats()
+	if reqs == nil {
+		return nil, ErrNoStats
+	}
 	out := make(map[string]Traffic, len(reqs))
 	for a, n := range reqs {
 		out[a] = Traffic{Requests: n, Errors: errs[a], Latency: lat[a]}
