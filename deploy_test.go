@@ -141,7 +141,7 @@ type failAfterLaunch struct{ route bool }
 
 func (failAfterLaunch) Name() string { return "fail-after-launch" }
 func (f failAfterLaunch) Deploy(ctx context.Context, r *deploy.Rollout) error {
-	ms, err := r.LaunchNew(ctx, 1, 1, false)
+	ms, err := r.LaunchNew(ctx, deploy.LaunchOptions{Count: 1})
 	if err != nil {
 		return err
 	}

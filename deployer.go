@@ -330,7 +330,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		res.Counts[e.Type]++
 		d.event(log, e)
 	}))
-	r.Logger = log
+	r.logger = log
 	r.WaitTimeout = waitTimeout(req.WaitTimeout, d.WaitTimeout)
 
 	from := "first deploy"
@@ -351,7 +351,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	res.Downtime = r.downtime
 	if err == nil {
 		res.Status = StatusSucceeded
-		res.Machines = ids(r.Created())
+		res.Machines = ids(r.createdAlive())
 		r.Emit(Event{Type: DeploySucceeded, Version: spec.Version})
 		res.Finished = time.Now()
 		return res, nil
@@ -462,13 +462,13 @@ func (d *Deployer) Rollback(ctx context.Context, app string, version int) (*Resu
 func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.undoTimeout())
 	defer cancel()
-	moved := r.TrafficMoved()
-	created := r.Created()
-	alive := r.OldAlive()
+	moved := r.trafficMoved()
+	created := r.createdAlive()
+	alive := r.oldAlive()
 
 	if moved && d.NoAutoRollback {
 		// Keep what serves; remove only new machines that never took traffic.
-		routes := r.Routes()
+		routes := r.currentRoutes()
 		var idle []Machine
 		for _, m := range created {
 			if routes[m.Addr()] == 0 {
@@ -521,13 +521,13 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 		// Nothing of the previous version runs: keep whatever new machines serve
 		// rather than leave the app with none.
 		errs = append(errs, errors.New("no machine of the previous version could be restored; new machines that serve are kept"))
-		routes := r.Routes()
+		routes := r.currentRoutes()
 		for _, m := range created {
 			if routes[m.Addr()] > 0 {
 				keep = append(keep, m)
 			}
 		}
-	} else if err := r.RouteAddrs(ctx, next); err != nil {
+	} else if err := r.routeAddrs(ctx, func(map[string]int) map[string]int { return next }); err != nil {
 		errs = append(errs, err)
 	}
 	kept := make(map[string]bool, len(keep))

@@ -9,7 +9,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
-	"github.com/cutover/deploy/internal/demo"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // A port forwarder in front of a machine (as Docker's published port) accepts
@@ -20,7 +20,7 @@ func ExampleDefaultCheck() {
 	b := mem.New()
 	b.PortForwarder = true
 	defer b.Close()
-	b.Register("web", demo.Handler("v1"))
+	b.Register("web", deploytest.App("v1"))
 	b.Inject(mem.Fault{Image: "web", BootDelay: 2 * time.Second}) // the app boots for 2s
 	m, _ := b.Create(ctx, deploy.MachineSpec{App: "web", Image: "web"})
 	_ = m.Start(ctx)

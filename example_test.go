@@ -8,8 +8,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -20,8 +20,8 @@ func Example() {
 
 	backend := mem.New() // machines serve real HTTP on 127.0.0.1
 	defer backend.Close()
-	backend.Register("web:v1", demo.Handler("v1"))
-	backend.Register("web:v2", demo.Handler("v2"))
+	backend.Register("web:v1", deploytest.App("v1"))
+	backend.Register("web:v2", deploytest.App("v2"))
 
 	px := proxy.New(proxy.Options{}) // the app's entry point; a deploy.Router
 	defer px.Close()

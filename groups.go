@@ -144,8 +144,8 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 			}
 		}
 		r := newRollout(specs[i], counts[i], oldBy[req.Groups[i].Name], d.Backend, d.Router, hc, shared.snapshot(), emit)
-		r.Router = &scopedRouter{rt: d.Router, shared: shared, r: r}
-		r.Logger = log.With("group", req.Groups[i].Name)
+		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
+		r.logger = log.With("group", req.Groups[i].Name)
 		r.WaitTimeout = wait
 		return r
 	}
@@ -167,7 +167,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	for i, g := range req.Groups {
 		r := newGroupRollout(i)
 		done = append(done, r)
-		r.Logger.Info("deploying group", "machines", counts[i], "version", version)
+		r.logger.Info("deploying group", "machines", counts[i], "version", version)
 		if err = strat.Deploy(ctx, r); err == nil {
 			err = r.checkAlive(ctx)
 		}
@@ -186,8 +186,8 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	}
 	if err == nil && len(orphans) > 0 {
 		r := newRollout(specs[0], 0, orphans, d.Backend, d.Router, nil, shared.snapshot(), emit)
-		r.Router = &scopedRouter{rt: d.Router, shared: shared, r: r}
-		r.Logger = log
+		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
+		r.logger = log
 		if rerr := r.Retire(ctx, orphans...); rerr != nil {
 			log.Warn("machines of groups no longer deployed were not all removed", "error", rerr)
 		}
@@ -195,7 +195,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	if err == nil {
 		res.Status = StatusSucceeded
 		for _, r := range done {
-			res.Machines = append(res.Machines, ids(r.Created())...)
+			res.Machines = append(res.Machines, ids(r.createdAlive())...)
 		}
 		emit(Event{Type: DeploySucceeded, App: app, Time: time.Now(), Version: version})
 		res.Finished = time.Now()
@@ -333,8 +333,8 @@ func (d *Deployer) undoGroups(ctx context.Context, newest Release, prev *Release
 			hc = StaysRunning{}
 		}
 		r := newRollout(spec, count, oldBy[name], d.Backend, d.Router, hc, shared.snapshot(), emit)
-		r.Router = &scopedRouter{rt: d.Router, shared: shared, r: r}
-		r.Logger = d.logger().With("app", newest.App, "group", name)
+		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
+		r.logger = d.logger().With("app", newest.App, "group", name)
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = newBy[name]
 		for _, m := range r.created {
@@ -378,15 +378,21 @@ func (s *sharedTargets) snapshot() map[string]int {
 type scopedRouter struct {
 	rt     Router
 	shared *sharedTargets
-	r      *Rollout // its RouteAddrs calls SetTargets with r.mu held, so r.byAddr may be read
+	r      *Rollout // the group's rollout: its machines are those in r.byAddr
 }
 
 // SetTargets replaces this group's targets with targets, keeping the others.
 func (s *scopedRouter) SetTargets(ctx context.Context, targets map[string]int) error {
+	s.r.mu.Lock()
+	mine := make(map[string]bool, len(s.r.byAddr))
+	for a := range s.r.byAddr {
+		mine[a] = true
+	}
+	s.r.mu.Unlock()
 	s.shared.mu.Lock()
 	next := make(map[string]int, len(s.shared.full)+len(targets))
 	for a, w := range s.shared.full {
-		if s.r.byAddr[a] == nil {
+		if !mine[a] {
 			next[a] = w
 		}
 	}

@@ -50,7 +50,8 @@ type Monitor struct {
 	// ReplaceTimeout bounds a replacement's health wait; 0 means DefaultWaitTimeout.
 	ReplaceTimeout time.Duration
 
-	mu      sync.Mutex // serializes changes to the real router
+	applyMu sync.Mutex // serializes changes to the real router; held across its SetTargets
+	mu      sync.Mutex // guards the fields below; never held across a call out
 	desired map[string]int
 	fails   map[string]int
 	passes  map[string]int
@@ -69,7 +70,6 @@ type Monitor struct {
 // ones currently failing their checks. It returns once removed targets drained.
 func (m *Monitor) SetTargets(ctx context.Context, targets map[string]int) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.desired = copyWeights(targets)
 	// Forget the state of targets no longer wanted: every target ever checked
 	// has a fails entry (down and passes are subsets), not only the ones down.
@@ -87,7 +87,8 @@ func (m *Monitor) SetTargets(ctx context.Context, targets map[string]int) error 
 			delete(m.retryAt, a)
 		}
 	}
-	return m.applyLocked(ctx)
+	m.mu.Unlock()
+	return m.apply(ctx)
 }
 
 // Targets returns the targets last set by the caller (the desired set).
@@ -111,7 +112,15 @@ func (m *Monitor) Down() []string {
 // Unwrap returns the real router, so that strategies can find its optional abilities.
 func (m *Monitor) Unwrap() Router { return m.Router }
 
-func (m *Monitor) applyLocked(ctx context.Context) error {
+// apply passes the desired targets, minus those down, to the real router, and
+// returns once removed targets drained. m.mu must not be held: apply holds
+// m.applyMu across the router's SetTargets, so changes reach it in order, and
+// m.mu only to read the current state, so that Targets, Down and SetTargets'
+// bookkeeping never wait for a drain.
+func (m *Monitor) apply(ctx context.Context) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	m.mu.Lock()
 	eff := make(map[string]int, len(m.desired))
 	for a, w := range m.desired {
 		if !m.down[a] {
@@ -121,6 +130,7 @@ func (m *Monitor) applyLocked(ctx context.Context) error {
 	if len(eff) == 0 && len(m.desired) > 0 {
 		eff = copyWeights(m.desired) // all failing: fail open
 	}
+	m.mu.Unlock()
 	return m.Router.SetTargets(ctx, eff)
 }
 
@@ -229,7 +239,6 @@ func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr m
 		passes = threshold
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.fails == nil {
 		m.fails, m.passes, m.down = map[string]int{}, map[string]int{}, map[string]bool{}
 	}
@@ -260,8 +269,9 @@ func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr m
 			}
 		}
 	}
+	m.mu.Unlock()
 	if changed {
-		_ = m.applyLocked(ctx)
+		_ = m.apply(ctx)
 	}
 	m.emit(events...)
 }

@@ -45,7 +45,17 @@ type move struct {
 // replace is true), and the events to emit.
 func (m *Monitor) follow(ctx context.Context, byAddr, byID map[string]Machine, replace bool) ([]lostMachine, []Event) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	lost, events, moved := m.followLocked(byAddr, byID, replace)
+	m.mu.Unlock()
+	if moved {
+		_ = m.apply(ctx)
+	}
+	return lost, events
+}
+
+// followLocked is follow's bookkeeping, with m.mu held; moved reports that
+// targets moved, to be applied.
+func (m *Monitor) followLocked(byAddr, byID map[string]Machine, replace bool) (lost []lostMachine, events []Event, moved bool) {
 	if m.fails == nil {
 		m.fails, m.passes, m.down = map[string]int{}, map[string]int{}, map[string]bool{}
 	}
@@ -54,9 +64,7 @@ func (m *Monitor) follow(ctx context.Context, byAddr, byID map[string]Machine, r
 		m.gone, m.replacing, m.retryAt = map[string]int{}, map[string]bool{}, map[string]time.Time{}
 	}
 	now := time.Now()
-	var events []Event
 	var moves []move
-	var lost []lostMachine
 	for a := range m.desired {
 		mc := byAddr[a]
 		id := ""
@@ -117,10 +125,7 @@ func (m *Monitor) follow(ctx context.Context, byAddr, byID map[string]Machine, r
 			events = append(events, m.restartEvent(mv.mc, mv.to, n, "restarted at a new address (was "+mv.from+"); back in traffic once healthy"))
 		}
 	}
-	if len(moves) > 0 {
-		_ = m.applyLocked(ctx)
-	}
-	return lost, events
+	return lost, events, len(moves) > 0
 }
 
 func (m *Monitor) restartEvent(mc Machine, addr string, n int, msg string) Event {
@@ -210,9 +215,11 @@ func (m *Monitor) replace(ctx context.Context, hc HealthChecker, l lostMachine) 
 		m.desired[a] = w
 		m.fails[a] = 0
 		m.ids[a], m.specs[nm.ID()], m.restarts[nm.ID()] = nm.ID(), nm.Spec(), RestartsOf(nm)
-		err = m.applyLocked(ctx)
 	}
 	m.mu.Unlock()
+	if still {
+		err = m.apply(ctx)
+	}
 	if !still { // the deployer moved on meanwhile
 		fail(nm, errors.New("no longer wanted"))
 		return

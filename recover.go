@@ -124,7 +124,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 			hc = StaysRunning{} // the machines to bring back are workers
 		}
 		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, hc, routes, emit)
-		r.Logger = log
+		r.logger = log
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = news
 		r.moved = true
@@ -229,20 +229,16 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 		res.Counts[e.Type]++
 		d.event(log, e)
 	}))
-	r.Logger = log
+	r.logger = log
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)
 	r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)})
-	news, err := r.LaunchNew(ctx, missing, 0, false)
+	news, err := r.LaunchNew(ctx, LaunchOptions{Count: missing})
 	if err == nil {
-		next := r.Routes()
-		for _, m := range news {
-			next[m.Addr()] = 1
-		}
-		err = r.RouteAddrs(ctx, next)
+		err = r.AddRoutes(ctx, 1, news...)
 	}
 	res.Finished = time.Now()
 	if err != nil {
-		_ = r.Retire(context.WithoutCancel(ctx), r.Created()...)
+		_ = r.Retire(context.WithoutCancel(ctx), r.createdAlive()...)
 		res.Status, res.Err = StatusFailed, err
 		return res, fmt.Errorf("recover %s: restore %s to %d machines: %w", app, v, rel.Count, err)
 	}

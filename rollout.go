@@ -11,21 +11,24 @@ import (
 )
 
 // Rollout is what a Strategy works with: the app, the new spec, the current
-// machines and the parts to act through. The Deployer builds one per deploy.
-// Its methods emit events and track what was created and routed, so that the
-// Deployer can undo a failed deploy whatever the strategy did.
+// machines, and methods to act through. The Deployer builds one per deploy.
+// The backend and the router are reached only through its methods, which
+// emit events and track what was created and routed, so that the Deployer
+// can undo a failed deploy whatever the strategy did.
 type Rollout struct {
 	App         string
 	Spec        MachineSpec   // the new version
 	Count       int           // how many machines of Spec to end with
 	Old         []Machine     // the machines serving before the deploy
-	Backend     Backend       // creates machines
-	Router      Router        // moves traffic
 	Health      HealthChecker // nil: DefaultCheck
 	WaitTimeout time.Duration // per machine health wait, as the Deployer resolved it (never 0)
-	Logger      hclog.Logger  // never nil when built by the Deployer
 
-	emit func(Event)
+	backend Backend      // creates machines
+	router  Router       // moves traffic
+	logger  hclog.Logger // never nil
+	emit    func(Event)
+
+	routeMu sync.Mutex // serializes routing changes, so the router sees them in the order recorded
 
 	mu       sync.Mutex
 	routes   map[string]int     // addr -> weight, as last set on the Router
@@ -45,7 +48,7 @@ type Rollout struct {
 func newRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router, hc HealthChecker, routes map[string]int, onEvent func(Event)) *Rollout {
 	r := &Rollout{
 		App: spec.App, Spec: spec, Count: count, Old: old,
-		Backend: b, Router: rt, Health: hc, Logger: hclog.NewNullLogger(),
+		backend: b, router: rt, Health: hc, logger: hclog.NewNullLogger(),
 		emit:   onEvent,
 		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{}, oldIDs: map[string]bool{},
 		unrouted: spec.NoService,
@@ -62,6 +65,9 @@ func newRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router
 	}
 	return r
 }
+
+// Logger returns the deploy's logger (a null logger when the Deployer has none).
+func (r *Rollout) Logger() hclog.Logger { return r.logger }
 
 // Emit sends an event to the deploy's watchers, stamped with time and app.
 func (r *Rollout) Emit(e Event) {
@@ -84,7 +90,7 @@ func (r *Rollout) emitFor(t EventType, m Machine, msg string, err error) {
 // Launch creates and starts one machine of spec. A machine that fails to start
 // is destroyed. The returned machine is tracked for cleanup.
 func (r *Rollout) Launch(ctx context.Context, spec MachineSpec) (Machine, error) {
-	m, err := r.Backend.Create(ctx, spec)
+	m, err := r.backend.Create(ctx, spec)
 	if err != nil {
 		return nil, phaseErr(nil, "create", err)
 	}
@@ -103,10 +109,23 @@ func (r *Rollout) Launch(ctx context.Context, spec MachineSpec) (Machine, error)
 	return m, nil
 }
 
-// LaunchNew launches n machines of the new spec in parallel, at most parallel at
-// a time (0 means all), and waits for each to be healthy unless noWait. On any
-// failure it returns the first error; machines it started stay tracked for cleanup.
-func (r *Rollout) LaunchNew(ctx context.Context, n, parallel int, noWait bool) ([]Machine, error) {
+// LaunchOptions say how LaunchNew launches. The zero value launches the
+// rollout's Count machines all at once and waits for each to be healthy.
+type LaunchOptions struct {
+	Count    int  // machines to launch; 0 means the rollout's Count
+	Parallel int  // machines started at once; 0 means all
+	NoWait   bool // return once started, without waiting for health checks
+}
+
+// LaunchNew launches machines of the new spec in parallel, as o says, and
+// waits for each to be healthy unless o.NoWait. On any failure it returns the
+// first error; machines it started stay tracked for cleanup.
+func (r *Rollout) LaunchNew(ctx context.Context, o LaunchOptions) ([]Machine, error) {
+	n := o.Count
+	if n <= 0 {
+		n = r.Count
+	}
+	parallel, noWait := o.Parallel, o.NoWait
 	if parallel <= 0 || parallel > n {
 		parallel = n
 	}
@@ -191,8 +210,8 @@ func waitTimeout(ts ...time.Duration) time.Duration {
 	return DefaultWaitTimeout
 }
 
-// Routes returns a copy of the target set last given to the Router.
-func (r *Rollout) Routes() map[string]int {
+// currentRoutes returns a copy of the target set last given to the router.
+func (r *Rollout) currentRoutes() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return copyWeights(r.routes)
@@ -206,67 +225,76 @@ func (r *Rollout) Route(ctx context.Context, weights map[Machine]int) error {
 	for m, w := range weights {
 		next[m.Addr()] = w
 	}
-	return r.RouteAddrs(ctx, next)
+	return r.routeAddrs(ctx, func(map[string]int) map[string]int { return next })
 }
 
-// RouteAddrs is Route keyed by address.
-func (r *Rollout) RouteAddrs(ctx context.Context, next map[string]int) error {
+// routeAddrs sets the target set edit returns, given a copy of the current
+// one. Routing changes are serialized by r.routeMu, so edits are not lost and
+// the router sees them in order; r.mu is held only to read and record state,
+// never while events go out or the router drains.
+func (r *Rollout) routeAddrs(ctx context.Context, edit func(cur map[string]int) map[string]int) error {
 	if r.unrouted {
 		return nil // the machines serve no traffic: nothing to route or drain
 	}
+	r.routeMu.Lock()
+	defer r.routeMu.Unlock()
+	next := edit(r.currentRoutes())
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	prev := r.routes
+	var events []Event
 	for a, w := range next {
 		if pw, ok := prev[a]; ok && pw == w {
 			continue
 		}
 		if m := r.byAddr[a]; m != nil {
-			r.emitRoute(m, w)
+			if !r.isOld(m) && w > 0 {
+				r.moved = true
+			}
+			events = append(events, Event{Type: MachineRouted, Machine: m.ID(), Version: m.Spec().Version, Addr: m.Addr(), Weight: w})
 		}
 	}
 	for a := range prev {
 		if _, ok := next[a]; !ok {
 			if m := r.byAddr[a]; m != nil {
-				r.emitFor(MachineDraining, m, "", nil)
+				events = append(events, Event{Type: MachineDraining, Machine: m.ID(), Version: m.Spec().Version, Addr: m.Addr()})
 			}
 		}
 	}
-	err := r.Router.SetTargets(ctx, next)
-	r.routes = next
+	r.mu.Unlock()
+	for _, e := range events {
+		r.Emit(e)
+	}
+	err := r.router.SetTargets(ctx, copyWeights(next))
+	r.mu.Lock()
+	r.routes = copyWeights(next)
+	r.mu.Unlock()
 	if err != nil {
 		return phaseErr(nil, "route", err)
 	}
 	return nil
 }
 
-// emitRoute records traffic moving and emits MachineRouted. r.mu is held.
-func (r *Rollout) emitRoute(m Machine, w int) {
-	if !r.isOld(m) && w > 0 {
-		r.moved = true
-	}
-	r.Emit(Event{Type: MachineRouted, Machine: m.ID(), Version: m.Spec().Version, Addr: m.Addr(), Weight: w})
-}
-
 func (r *Rollout) isOld(m Machine) bool { return r.oldIDs[m.ID()] }
 
-// Unroute removes machines from traffic, keeping every other target as it is,
+// unroute removes machines from traffic, keeping every other target as it is,
 // and returns once they have drained.
-func (r *Rollout) Unroute(ctx context.Context, ms ...Machine) error {
-	next := r.Routes()
-	for _, m := range ms {
-		delete(next, m.Addr())
-	}
-	return r.RouteAddrs(ctx, next)
+func (r *Rollout) unroute(ctx context.Context, ms ...Machine) error {
+	return r.routeAddrs(ctx, func(next map[string]int) map[string]int {
+		for _, m := range ms {
+			delete(next, m.Addr())
+		}
+		return next
+	})
 }
 
 // AddRoutes adds machines to traffic at weight w, keeping every other target.
 func (r *Rollout) AddRoutes(ctx context.Context, w int, ms ...Machine) error {
-	next := r.Routes()
-	for _, m := range ms {
-		next[m.Addr()] = w
-	}
-	return r.RouteAddrs(ctx, next)
+	return r.routeAddrs(ctx, func(next map[string]int) map[string]int {
+		for _, m := range ms {
+			next[m.Addr()] = w
+		}
+		return next
+	})
 }
 
 // MaxParallelStops bounds how many machines Retire stops at once.
@@ -279,7 +307,7 @@ func (r *Rollout) Retire(ctx context.Context, ms ...Machine) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	if err := r.Unroute(ctx, ms...); err != nil {
+	if err := r.unroute(ctx, ms...); err != nil {
 		return err
 	}
 	for _, m := range ms {
@@ -340,8 +368,8 @@ func (r *Rollout) SetDowntime(d time.Duration) {
 	r.mu.Unlock()
 }
 
-// Created returns the machines this rollout created that are not destroyed.
-func (r *Rollout) Created() []Machine {
+// createdAlive returns the machines this rollout created that are not destroyed.
+func (r *Rollout) createdAlive() []Machine {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Machine
@@ -353,8 +381,8 @@ func (r *Rollout) Created() []Machine {
 	return out
 }
 
-// OldAlive returns the old machines not destroyed by this rollout.
-func (r *Rollout) OldAlive() []Machine {
+// oldAlive returns the old machines not destroyed by this rollout.
+func (r *Rollout) oldAlive() []Machine {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Machine
@@ -366,8 +394,8 @@ func (r *Rollout) OldAlive() []Machine {
 	return out
 }
 
-// TrafficMoved reports whether traffic reached a new machine or an old machine was retired.
-func (r *Rollout) TrafficMoved() bool {
+// trafficMoved reports whether traffic reached a new machine or an old machine was retired.
+func (r *Rollout) trafficMoved() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.moved
@@ -377,7 +405,7 @@ func (r *Rollout) TrafficMoved() bool {
 // ended (say it crashed after it took traffic), so the deploy is rolled back,
 // even if its restart policy brought it back.
 func (r *Rollout) checkAlive(ctx context.Context) error {
-	for _, m := range r.Created() {
+	for _, m := range r.createdAlive() {
 		st := m.State()                // first: it may bring the restart count up to date
 		if n := RestartsOf(m); n > 0 { // it crashed, and its restart policy brought it back
 			return phaseErr(m, "serve", fmt.Errorf("%w after it started: restarted %d time(s) by its restart policy", ErrExited, n))

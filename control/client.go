@@ -18,7 +18,7 @@ import (
 )
 
 // Client talks to a Server over its Unix socket. It implements deploy.Router
-// and deploy.WeightReporter. It is safe for concurrent use; Close it when done.
+// deploy.WeightReporter and deploy.StatsReporter. It is safe for concurrent use; Close it when done.
 type Client struct {
 	path string
 	hc   *http.Client
@@ -27,6 +27,7 @@ type Client struct {
 
 var (
 	_ deploy.Router         = (*Client)(nil)
+	_ deploy.StatsReporter  = (*Client)(nil)
 	_ deploy.WeightReporter = (*Client)(nil)
 )
 
@@ -160,6 +161,23 @@ func (c *Client) Stats(ctx context.Context) (map[string]TargetStats, error) {
 	}
 	err := c.call(ctx, http.MethodGet, "/v1/stats", nil, &out)
 	return out.Stats, err
+}
+
+// RequestStats implements deploy.StatsReporter with the counters of the
+// server's router, so that strategy/canary can judge a canary through a
+// router in another process. It returns nil maps when the server cannot be
+// asked within 10s or its router reports no statistics.
+func (c *Client) RequestStats() (requests, errors map[string]uint64, latency map[string]map[time.Duration]uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out requestStats
+	if err := c.call(ctx, http.MethodGet, "/v1/requeststats", nil, &out); err != nil || out.Requests == nil {
+		return nil, nil, nil
+	}
+	if out.Errors == nil {
+		out.Errors = map[string]uint64{}
+	}
+	return out.Requests, out.Errors, out.Latency
 }
 
 // Status returns the app's machines, targets and running operation.

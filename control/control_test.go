@@ -21,6 +21,7 @@ import (
 	"github.com/cutover/deploy/internal/demo"
 	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/proxy"
+	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/rolling"
 )
 
@@ -402,4 +403,53 @@ func TestDetachAndShutdown(t *testing.T) {
 	assert.NoError(t, <-logsDone, "a shutdown ends a follow cleanly")
 	_, err = c.Info(context.Background())
 	assert.ErrorIs(t, err, control.ErrUnreachable)
+}
+
+// A canary judged through a Client: the server's router reports its request
+// statistics (deploy.StatsReporter), so the analysis runs on the traffic of a
+// proxy in another "process"; under load, nothing fails.
+func TestRemoteRouterCanary(t *testing.T) {
+	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
+	defer px.Close()
+	front := httptest.NewServer(px)
+	defer front.Close()
+	c := serve(t, &control.Server{Router: &deploy.Monitor{Router: px}}) // found through the wrapper
+	b := mem.New()
+	defer b.Close()
+	for _, v := range []string{"v1", "v2"} {
+		b.Register(v, demo.Handler(v))
+	}
+	d := &deploy.Deployer{
+		Backend: b, Router: c, Strategy: rolling.Strategy{},
+		Health:      health.HTTP{Path: "/health", Interval: 20 * time.Millisecond},
+		WaitTimeout: 10 * time.Second,
+	}
+	var verdict string
+	d.OnEvent = func(e deploy.Event) {
+		if e.Type == deploy.CanaryAnalysis {
+			verdict = e.Message
+		}
+	}
+	ctx := context.Background()
+	spec := func(v string) deploy.MachineSpec { return deploy.MachineSpec{App: "web", Image: v, Version: v} }
+	_, err := d.Deploy(ctx, deploy.Request{Spec: spec("v1"), Count: 2})
+	require.NoError(t, err)
+
+	run := load.Start(ctx, front.URL, load.Options{Workers: 4, Duration: time.Minute})
+	require.NoError(t, run.WaitRequests(ctx, 50))
+	s := canary.Strategy{Steps: []canary.Step{{Percent: 20}}, Bake: 300 * time.Millisecond, MaxBake: 10 * time.Second,
+		Analysis: canary.Analysis{MinRequests: 20, Interval: 50 * time.Millisecond}}
+	res, err := d.Deploy(ctx, deploy.Request{Spec: spec("v2"), Strategy: s})
+	require.NoError(t, err)
+	assert.Equal(t, deploy.StatusSucceeded, res.Status)
+	lr := run.Stop()
+	assert.Zero(t, lr.Failed, "failed requests: %v", lr.Errors)
+	assert.Contains(t, verdict, "canary: ")
+	assert.NotContains(t, verdict, "no verdict", "the canary's requests were counted through the client")
+
+	reqs, _, lat := c.RequestStats()
+	assert.NotEmpty(t, reqs)
+	for a := range reqs {
+		assert.NotEmpty(t, lat[a], "latency buckets of %s", a)
+	}
 }

@@ -63,6 +63,7 @@ func (s *Server) init() {
 		mux.HandleFunc("GET /v1/targets", s.targets)
 		mux.HandleFunc("PUT /v1/targets", s.setTargets)
 		mux.HandleFunc("GET /v1/stats", s.stats)
+		mux.HandleFunc("GET /v1/requeststats", s.requestStats)
 		mux.HandleFunc("GET /v1/status", s.status)
 		mux.HandleFunc("GET /v1/releases", s.releases)
 		mux.HandleFunc("POST /v1/deploy", s.deploy)
@@ -242,6 +243,19 @@ func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"stats": s.Stats()})
+}
+
+// requestStats serves the counters of the router's deploy.StatsReporter
+// (found through the routers it wraps), which Client.RequestStats reads.
+func (s *Server) requestStats(w http.ResponseWriter, _ *http.Request) {
+	sr, ok := deploy.StatsReporterOf(s.Router)
+	if !ok {
+		writeErr(w, errorf("not_found", "control: the router reports no request statistics"))
+		return
+	}
+	var out requestStats
+	out.Requests, out.Errors, out.Latency = sr.RequestStats()
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

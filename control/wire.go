@@ -167,6 +167,14 @@ type RollbackArgs struct {
 	User    string `json:"user,omitempty"`
 }
 
+// requestStats is the JSON form of deploy.StatsReporter's counters; latency
+// buckets are keyed by their upper bound in nanoseconds.
+type requestStats struct {
+	Requests map[string]uint64                   `json:"requests"`
+	Errors   map[string]uint64                   `json:"errors"`
+	Latency  map[string]map[time.Duration]uint64 `json:"latency"`
+}
+
 // TargetStats is the JSON form of a proxy's statistics for one target.
 type TargetStats struct {
 	Weight    int     `json:"weight"`

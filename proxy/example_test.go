@@ -58,7 +58,7 @@ func Example() {
 }
 
 // ExampleHistogram_Observe builds a latency distribution outside the Proxy, as a
-// router of one's own does to report TargetStats.
+// router of one's own does to report deploy.StatsReporter's counters (Buckets).
 func ExampleHistogram_Observe() {
 	var h proxy.Histogram
 	for i := 1; i <= 100; i++ {

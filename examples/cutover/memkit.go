@@ -9,7 +9,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
-	"github.com/cutover/deploy/internal/demo"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // memBootDelay is how long a demo machine takes to boot, so that deploys take
@@ -35,7 +35,7 @@ func newMemKit(logs *logRing) *backendKit {
 		}
 		registered[image] = true
 		tag := imageTag(image)
-		b.Register(image, demo.Handler(tag))
+		b.Register(image, deploytest.App(tag))
 		switch {
 		case strings.HasPrefix(tag, "crash"):
 			b.Inject(mem.Fault{Image: image, CrashAfter: memBootDelay + 100*time.Millisecond})

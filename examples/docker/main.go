@@ -27,9 +27,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/load"
-	"github.com/cutover/deploy/internal/report"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy"
 	"github.com/cutover/deploy/strategy/canary"
@@ -156,7 +155,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	}
 
 	fmt.Printf("deploying v2 (%s) with %d clients sending requests through the proxy\n", s.Name(), workers)
-	traffic := load.Start(ctx, url, load.Options{Workers: workers, Duration: 5 * time.Minute})
+	traffic := deploytest.StartLoad(ctx, url, deploytest.LoadOptions{Workers: workers, Duration: 5 * time.Minute})
 	if err := traffic.WaitRequests(ctx, 100); err != nil {
 		traffic.Stop()
 		return err
@@ -170,7 +169,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	lr := traffic.Stop()
 	cerr := cleanup() // before the summary, so that the JSON line is the last
 
-	report.Print(os.Stdout, res, machines, lr, traffic.Epoch(after), derr, asJSON)
+	deploytest.PrintReport(os.Stdout, res, machines, lr, traffic.Epoch(after), derr, asJSON)
 	return errors.Join(derr, cerr)
 }
 

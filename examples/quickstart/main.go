@@ -17,10 +17,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
-	"github.com/cutover/deploy/internal/load"
-	"github.com/cutover/deploy/internal/report"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy"
 	"github.com/cutover/deploy/strategy/canary"
@@ -57,8 +55,8 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	// The backend: each image is a Go handler; each machine serves it on 127.0.0.1.
 	backend := mem.New()
 	defer backend.Close()
-	backend.Register("demo:v1", demo.Handler("v1"))
-	backend.Register("demo:v2", demo.Handler("v2"))
+	backend.Register("demo:v1", deploytest.App("v1"))
+	backend.Register("demo:v2", deploytest.App("v2"))
 	// Real apps take a moment to boot; so do these, so that traffic flows during the deploy.
 	backend.Inject(mem.Fault{BootDelay: 200 * time.Millisecond})
 
@@ -92,7 +90,7 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	}
 
 	fmt.Printf("deploying v2 (%s) with %d clients sending requests through the proxy\n", s.Name(), workers)
-	traffic := load.Start(ctx, url, load.Options{Workers: workers, Duration: 5 * time.Minute})
+	traffic := deploytest.StartLoad(ctx, url, deploytest.LoadOptions{Workers: workers, Duration: 5 * time.Minute})
 	if err := traffic.WaitRequests(ctx, 100); err != nil {
 		return err
 	}
@@ -104,6 +102,6 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	cancel()
 	lr := traffic.Stop()
 
-	report.Print(os.Stdout, res, machines, lr, traffic.Epoch(after), derr, asJSON)
+	deploytest.PrintReport(os.Stdout, res, machines, lr, traffic.Epoch(after), derr, asJSON)
 	return derr
 }

@@ -33,9 +33,8 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
 	"github.com/cutover/deploy/backend/swarm"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/load"
-	"github.com/cutover/deploy/internal/report"
 	"github.com/cutover/deploy/internal/swarmtest"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy"
@@ -170,7 +169,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	}
 
 	fmt.Printf("deploying v2 (%s) with %d clients sending requests through the proxy\n", s.Name(), workers)
-	traffic := load.Start(ctx, url, load.Options{Workers: workers, Duration: 5 * time.Minute})
+	traffic := deploytest.StartLoad(ctx, url, deploytest.LoadOptions{Workers: workers, Duration: 5 * time.Minute})
 	if err := traffic.WaitRequests(ctx, 100); err != nil {
 		traffic.Stop()
 		return err
@@ -192,7 +191,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	derr2 := cluster.Down(dctx) // before the summary, so that the JSON line is the last
 	dcancel()
-	report.PrintNodes(os.Stdout, res, machines, len(nodes), lr, traffic.Epoch(after), derr, asJSON)
+	deploytest.PrintNodesReport(os.Stdout, res, machines, len(nodes), lr, traffic.Epoch(after), derr, asJSON)
 	return errors.Join(derr, cerr, derr2)
 }
 

@@ -1,65 +1,22 @@
-// Package report prints what the example programs did: a summary for people
-// and, last, one JSON line for programs.
+// Package report is deploytest's report printer under its former names.
 package report
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
-	"time"
 
 	"github.com/cutover/deploy"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 )
 
-// Summary is the JSON line: the deploy and what the clients saw.
-type Summary struct {
-	Strategy   string `json:"strategy"`
-	From       string `json:"from"`
-	To         string `json:"to"`
-	Status     string `json:"status"`
-	Machines   int    `json:"machines"`
-	Requests   int64  `json:"requests"`
-	Failed     int64  `json:"failed"` // non-2xx responses plus transport errors
-	DurationMS int64  `json:"duration_ms"`
-	DowntimeMS int64  `json:"downtime_ms"`
-	Nodes      int    `json:"nodes,omitempty"` // hosts whose machines served after the deploy (examples/swarm)
-	Error      string `json:"error,omitempty"`
+// Summary is deploytest.Summary.
+type Summary = deploytest.Summary
+
+// Print is deploytest.PrintReport.
+func Print(w io.Writer, res *deploy.Result, machines int, lr deploytest.LoadResult, after map[string]int64, derr error, asJSON bool) {
+	deploytest.PrintReport(w, res, machines, lr, after, derr, asJSON)
 }
 
-// Print writes the deploy res of machines machines, the load lr sent during
-// it, who served after it returned (after), and, with asJSON, the Summary line.
-func Print(w io.Writer, res *deploy.Result, machines int, lr load.Result, after map[string]int64, derr error, asJSON bool) {
-	PrintNodes(w, res, machines, 0, lr, after, derr, asJSON)
-}
-
-// PrintNodes is Print for machines spread over hosts: nodes is how many hosts
-// ran the machines that served after the deploy (0 leaves it out).
-func PrintNodes(w io.Writer, res *deploy.Result, machines, nodes int, lr load.Result, after map[string]int64, derr error, asJSON bool) {
-	fmt.Fprintf(w, "\n%s deploy %s -> %s: %s in %s\n", res.Strategy, res.FromVersion, res.Version, res.Status, res.Duration().Round(time.Millisecond))
-	fmt.Fprintf(w, "  machines then: %v\n", res.Machines)
-	fmt.Fprintf(w, "  requests: %d, failed: %d, served by: %v\n", lr.Requests, lr.Failed, lr.ByBody)
-	fmt.Fprintf(w, "  after the deploy returned, served by: %v\n", after)
-	if nodes > 0 {
-		fmt.Fprintf(w, "  nodes serving: %d\n", nodes)
-	}
-	if res.Downtime > 0 {
-		fmt.Fprintf(w, "  downtime window: %s\n", res.Downtime.Round(time.Millisecond))
-	}
-	for _, e := range lr.Errors {
-		fmt.Fprintf(w, "  failure: %s\n", e)
-	}
-	if !asJSON {
-		return
-	}
-	sum := Summary{
-		Strategy: res.Strategy, From: res.FromVersion, To: res.Version, Status: string(res.Status),
-		Machines: machines, Requests: lr.Requests, Failed: lr.Failed,
-		DurationMS: res.Duration().Milliseconds(), DowntimeMS: res.Downtime.Milliseconds(), Nodes: nodes,
-	}
-	if derr != nil {
-		sum.Error = derr.Error()
-	}
-	b, _ := json.Marshal(sum)
-	fmt.Fprintln(w, string(b))
+// PrintNodes is deploytest.PrintNodesReport.
+func PrintNodes(w io.Writer, res *deploy.Result, machines, nodes int, lr deploytest.LoadResult, after map[string]int64, derr error, asJSON bool) {
+	deploytest.PrintNodesReport(w, res, machines, nodes, lr, after, derr, asJSON)
 }

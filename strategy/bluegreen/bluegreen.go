@@ -45,7 +45,7 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	if parallel <= 0 {
 		parallel = DefaultParallel
 	}
-	news, err := r.LaunchNew(ctx, r.Count, parallel, false)
+	news, err := r.LaunchNew(ctx, deploy.LaunchOptions{Parallel: parallel})
 	if err != nil {
 		return err
 	}

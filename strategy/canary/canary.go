@@ -11,8 +11,8 @@
 // the old machines keep serving.
 // After the last step the remaining machines are started and all traffic moves.
 //
-// The router must report statistics: proxy.Proxy does, and a router of one's
-// own implements Observer, building latencies with proxy.Histogram.Observe. For
+// The router must report statistics (deploy.StatsReporter, read through
+// Rollout.Traffic): proxy.Proxy does, and a router of one's own can. For
 // sticky assignment, so that one user sees one version for the whole canary,
 // set the proxy's StickyHeader or StickyCookie.
 package canary
@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
-	"github.com/cutover/deploy/proxy"
 )
 
 // Step is one stage of a canary.
@@ -79,28 +78,6 @@ type Strategy struct {
 	Parallel int // machines started at once for the final roll-out; 0 means all
 }
 
-// Observer is a router that reports per-target traffic statistics, such as
-// *proxy.Proxy, keyed by machine address; the canary compares windows between
-// two calls (see proxy.TargetStats.Sub).
-type Observer interface {
-	Stats() map[string]proxy.TargetStats
-}
-
-// observer finds an Observer in rt or the routers it wraps (see deploy.Monitor).
-func observer(rt deploy.Router) (Observer, bool) {
-	for rt != nil {
-		if o, ok := rt.(Observer); ok {
-			return o, true
-		}
-		u, ok := rt.(interface{ Unwrap() deploy.Router })
-		if !ok {
-			return nil, false
-		}
-		rt = u.Unwrap()
-	}
-	return nil, false
-}
-
 // Name returns "canary".
 func (Strategy) Name() string { return "canary" }
 
@@ -109,9 +86,8 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	if len(r.Old) == 0 { // nothing to compare with: a first deploy rolls out directly
 		return s.rollOut(ctx, r, nil)
 	}
-	obs, ok := observer(r.Router)
-	if !ok {
-		return fmt.Errorf("canary: %w: the router (%T) reports no traffic statistics", deploy.ErrInvalid, r.Router)
+	if _, err := r.Traffic(); err != nil {
+		return fmt.Errorf("canary: %w", err)
 	}
 	steps := s.Steps
 	if len(steps) == 0 {
@@ -125,7 +101,7 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 		want := max(st.Machines, len(canaries), 1)
 		want = min(want, r.Count)
 		if more := want - len(canaries); more > 0 {
-			ms, err := r.LaunchNew(ctx, more, 0, false)
+			ms, err := r.LaunchNew(ctx, deploy.LaunchOptions{Count: more})
 			if err != nil {
 				return err
 			}
@@ -140,7 +116,7 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 		}
 		r.Emit(deploy.Event{Type: deploy.CanaryStep, Version: r.Spec.Version, Weight: st.Percent,
 			Message: fmt.Sprintf("step %d/%d: %d canary machines at %d%% for %s", i+1, len(steps), len(canaries), st.Percent, orDefaultBake(bake))})
-		if err := s.bake(ctx, r, obs, canaries, bake); err != nil {
+		if err := s.bake(ctx, r, canaries, bake); err != nil {
 			return fmt.Errorf("canary step %d (%d%%): %w", i+1, st.Percent, err)
 		}
 	}
@@ -164,7 +140,7 @@ func shares(old, canaries []deploy.Machine, pct int) map[deploy.Machine]int {
 func (s Strategy) rollOut(ctx context.Context, r *deploy.Rollout, canaries []deploy.Machine) error {
 	news := canaries
 	if more := r.Count - len(canaries); more > 0 {
-		ms, err := r.LaunchNew(ctx, more, s.Parallel, false)
+		ms, err := r.LaunchNew(ctx, deploy.LaunchOptions{Count: more, Parallel: s.Parallel})
 		if err != nil {
 			return err
 		}
@@ -180,12 +156,16 @@ func (s Strategy) rollOut(ctx context.Context, r *deploy.Rollout, canaries []dep
 	return r.Retire(ctx, r.Old...)
 }
 
-func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, obs Observer, canaries []deploy.Machine, bake time.Duration) error {
+func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, canaries []deploy.Machine, bake time.Duration) error {
 	a := s.Analysis.withDefaults()
 	if bake <= 0 {
 		bake = DefaultBake
 	}
-	start, began := obs.Stats(), time.Now()
+	start, err := r.Traffic()
+	if err != nil {
+		return err
+	}
+	began := time.Now()
 	end := time.NewTimer(bake)
 	defer end.Stop()
 	baked := false
@@ -211,7 +191,11 @@ func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, obs Observer, can
 				fails[m.ID()] = 0
 			}
 		}
-		v := a.judge(r.Old, canaries, start, obs.Stats())
+		now, err := r.Traffic()
+		if err != nil {
+			return err
+		}
+		v := a.judge(r.Old, canaries, start, now)
 		final = baked && (!v.tooFew || time.Since(began) >= s.MaxBake)
 		if v.err != nil || final {
 			r.Emit(deploy.Event{Type: deploy.CanaryAnalysis, Version: r.Spec.Version, Message: v.summary, Err: v.err})
@@ -280,10 +264,10 @@ func percentile(n uint64) int {
 }
 
 // judge compares the canary's traffic since start with the baseline's.
-func (a Analysis) judge(old, canaries []deploy.Machine, start, now map[string]proxy.TargetStats) verdict {
+func (a Analysis) judge(old, canaries []deploy.Machine, start, now map[string]deploy.Traffic) verdict {
 	c := window(canaries, start, now)
 	b := window(old, start, now)
-	pc := percentile(c.Latency.Count())
+	pc := percentile(c.Observations())
 	cq, bq := c.Quantile(float64(pc)/100), b.Quantile(float64(pc)/100)
 	sum := fmt.Sprintf("canary: %d requests, %.1f%% errors, p%d %s; baseline: %d requests, %.1f%% errors, p%d %s",
 		c.Requests, 100*c.ErrorRate(), pc, cq, b.Requests, 100*b.ErrorRate(), pc, bq)
@@ -300,8 +284,8 @@ func (a Analysis) judge(old, canaries []deploy.Machine, start, now map[string]pr
 }
 
 // window adds up the machines' statistics between two snapshots.
-func window(ms []deploy.Machine, start, now map[string]proxy.TargetStats) proxy.TargetStats {
-	var total proxy.TargetStats
+func window(ms []deploy.Machine, start, now map[string]deploy.Traffic) deploy.Traffic {
+	var total deploy.Traffic
 	for _, m := range ms {
 		total = total.Add(now[m.Addr()].Sub(start[m.Addr()]))
 	}

@@ -198,8 +198,8 @@ func TestCanaryNeedsObserver(t *testing.T) {
 
 type plainRouter struct{ deploy.Router }
 
-// A router of one's own drives a canary by reporting TargetStats it builds with
-// proxy.Histogram.Observe. This one reports that the canary answers in 2s where
+// A router of one's own drives a canary by reporting deploy.StatsReporter's
+// counters, here built with proxy.Histogram.Observe. This one reports that the canary answers in 2s where
 // the old machines answer in 10ms, so the analysis rolls the canary back on
 // latency: at p95, the highest percentile with 5 of the window's 100 canary
 // requests above it.
@@ -280,10 +280,10 @@ func newStatsRouter(e *testenv.Env, more func(old bool, seen int) []time.Duratio
 	return r
 }
 
-func (r *statsRouter) Stats() map[string]proxy.TargetStats {
+func (r *statsRouter) RequestStats() (requests, errors map[string]uint64, latency map[string]map[time.Duration]uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string]proxy.TargetStats{}
+	requests, errors, latency = map[string]uint64{}, map[string]uint64{}, map[string]map[time.Duration]uint64{}
 	for addr := range r.p.Stats() {
 		r.seen[addr]++
 		s := r.stats[addr]
@@ -292,9 +292,9 @@ func (r *statsRouter) Stats() map[string]proxy.TargetStats {
 			s.Latency.Observe(d)
 		}
 		r.stats[addr] = s
-		out[addr] = s
+		requests[addr], errors[addr], latency[addr] = s.Requests, s.Errors, s.Latency.Buckets()
 	}
-	return out
+	return requests, errors, latency
 }
 
 // A step with too little traffic is held up to MaxBake, then passes on health alone.

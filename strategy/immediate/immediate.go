@@ -30,7 +30,7 @@ func (Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 			return err
 		}
 	}
-	news, err := r.LaunchNew(ctx, r.Count, 0, true)
+	news, err := r.LaunchNew(ctx, deploy.LaunchOptions{NoWait: true})
 	if err != nil {
 		return err
 	}

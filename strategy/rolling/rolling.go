@@ -56,7 +56,7 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	old := r.Old
 	for made := 0; made < r.Count; {
 		k := min(batch, r.Count-made)
-		news, err := r.LaunchNew(ctx, k, k, false)
+		news, err := r.LaunchNew(ctx, deploy.LaunchOptions{Count: k})
 		if err != nil {
 			return err
 		}
