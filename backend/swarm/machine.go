@@ -489,7 +489,7 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	if eng := m.b.engine(m.NodeID()); eng != nil && cid != "" && (st == deploy.StateStarted || st == deploy.StateStopping || st == deploy.StateStarting) {
 		_, _ = eng.ContainerKill(ctx, cid, client.ContainerKillOptions{Signal: "SIGKILL"})
 	}
-	_, err := m.b.cli.ServiceRemove(ctx, m.sid, client.ServiceRemoveOptions{})
+	err := m.b.removeService(ctx, m.sid)
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return wrapErr("destroy", m.id, err)
 	}

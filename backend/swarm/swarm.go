@@ -500,7 +500,40 @@ func (b *Backend) serviceName(app, id string) string {
 func (b *Backend) removeQuietly(ref string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, _ = b.cli.ServiceRemove(ctx, ref, client.ServiceRemoveOptions{})
+	_ = b.removeService(ctx, ref)
+}
+
+// reapWait bounds how long removeService waits for the swarm to reap the
+// tasks a scale-down marked for removal.
+const reapWait = 5 * time.Second
+
+// removeService removes a service once none of its tasks is marked for
+// removal. A swarm manager without swarmkit's fix for it (moby/swarmkit#3222;
+// Docker 20.10, the engine of Debian 12, among them) can panic, and the whole
+// engine with it, when a service is removed while its task reaper deletes one
+// of the service's tasks: the tasks that a scale to 0 replicas (Stop) marked
+// for removal are deleted once they have shut down. So the removal waits, up
+// to reapWait, until those are gone (a task on a node that is down is never
+// reaped: after reapWait the removal goes ahead).
+func (b *Backend) removeService(ctx context.Context, ref string) error {
+	deadline := time.Now().Add(reapWait)
+	for time.Now().Before(deadline) {
+		res, err := b.cli.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", ref)})
+		if err != nil || !slices.ContainsFunc(res.Items, func(t swarm.Task) bool {
+			return t.DesiredState == swarm.TaskStateRemove
+		}) {
+			break
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	_, err := b.cli.ServiceRemove(ctx, ref, client.ServiceRemoveOptions{})
+	return err
 }
 
 func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string, error) {

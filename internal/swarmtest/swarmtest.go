@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -433,6 +434,16 @@ func (s *Swarm) down(ctx context.Context, fromFile bool) error {
 	if s.st.ManagerJoined {
 		if svcs, err := mgr.ServiceList(ctx, client.ServiceListOptions{}); err == nil {
 			for _, svc := range svcs.Items {
+				// As backend/swarm's removeService: not while the reaper
+				// deletes tasks marked for removal (a swarmkit panic in
+				// Docker 20.10 takes the engine down).
+				_ = waitFor(ctx, 5*time.Second, func(ctx context.Context) error {
+					ts, err := mgr.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", svc.ID)})
+					if err == nil && slices.ContainsFunc(ts.Items, func(t swarm.Task) bool { return t.DesiredState == swarm.TaskStateRemove }) {
+						return errors.New("tasks marked for removal remain")
+					}
+					return nil
+				})
 				if _, err := mgr.ServiceRemove(ctx, svc.ID, client.ServiceRemoveOptions{}); err != nil {
 					errs = append(errs, fmt.Errorf("remove service %s: %w", svc.Spec.Name, err))
 				}
