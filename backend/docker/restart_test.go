@@ -2,7 +2,9 @@ package docker
 
 import (
 	"errors"
+	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,7 +57,15 @@ func waitRestarted(t *testing.T, b *Backend, m *Machine, n int) {
 // policy, on-failure), on a new host port that Addr follows; Wait returns the
 // killed run's exit, and a later Stop is not restarted.
 func TestRestartAfterKill(t *testing.T) {
-	b := engine(t)
+	// The engine requests pass through a proxy that says when Wait's reached it.
+	waiting := make(chan struct{})
+	var once sync.Once
+	b := engineProxy(t, func(w http.ResponseWriter, r *http.Request, engine http.Handler) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/wait") {
+			once.Do(func() { close(waiting) })
+		}
+		engine.ServeHTTP(w, r)
+	})
 	app := newApp(t, b)
 	m := launch(t, b, spec(app, "v1")).(*Machine)
 	get(t, m, "/health")
@@ -71,7 +81,7 @@ func TestRestartAfterKill(t *testing.T) {
 		st, err := m.Wait(ctxFor(t, 60*time.Second))
 		wc <- waited{st, err}
 	}()
-	time.Sleep(500 * time.Millisecond) // let Wait reach the engine
+	<-waiting // Wait's request is on its way to the engine, which restarts 100ms after the kill
 	killProcess(t, m)
 	if w := <-wc; w.err != nil || !strings.Contains(w.st.Reason, "restarted") {
 		t.Fatalf("Wait = %v, %v; want the exit of a restarted run", w.st, w.err)
