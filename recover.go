@@ -54,7 +54,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		}
 	}
 	if len(running) == 0 && len(orphans) == 0 {
-		if prev != nil {
+		if prev != nil && len(prev.Groups) == 0 { // a multi-group release keeps one group's spec and count in Spec
 			return d.refill(ctx, app, *prev, appMachines(all))
 		}
 		return nil, nil
@@ -119,10 +119,11 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 			res.FromVersion = "v" + strconv.Itoa(prev.Version)
 		}
 	} else if len(running) > 0 && !finish {
-		hc := d.Health
-		if prev != nil && prev.Spec.NoService || prev == nil && newest.Spec.NoService {
-			hc = StaysRunning{} // the machines to bring back are workers
+		spec := newest.Spec // of the machines to bring back
+		if prev != nil {
+			spec = prev.Spec
 		}
+		hc := d.groupHealth(spec)
 		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, hc, routes, emit)
 		r.logger = log
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
@@ -131,8 +132,8 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		if prev != nil {
 			restore := *prev
 			v := "v" + strconv.Itoa(prev.Version)
-			restore.Spec.Version = v
-			restore.Spec.Labels = withLabels(restore.Spec.Labels, map[string]string{LabelApp: app, LabelVersion: v, LabelRole: "app"})
+			restore.Spec.App, restore.Spec.Version = app, v
+			restore.Spec.Labels = withLabels(restore.Spec.Labels, appLabels(restore.Spec))
 			r.restore = &restore
 		}
 		if _, err := d.undo(ctx, r); err != nil {
@@ -219,13 +220,13 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	log := d.logger().With("app", app)
 	res := &Result{App: app, Version: v, FromVersion: v, Release: rel.Version, Started: time.Now(), Counts: map[EventType]int{}, Strategy: "recover"}
 	spec := rel.Spec
-	spec.Version = v
-	spec.Labels = withLabels(spec.Labels, map[string]string{LabelApp: app, LabelVersion: v, LabelRole: "app"})
+	spec.App, spec.Version = app, v
+	spec.Labels = withLabels(spec.Labels, appLabels(spec))
 	var routes map[string]int
 	if wr, ok := d.Router.(WeightReporter); ok {
 		routes = wr.Targets()
 	}
-	r := newRollout(spec, rel.Count, alive, d.Backend, d.Router, d.Health, routes, serialize(func(e Event) {
+	r := newRollout(spec, rel.Count, alive, d.Backend, d.Router, d.groupHealth(spec), routes, serialize(func(e Event) {
 		res.Counts[e.Type]++
 		d.event(log, e)
 	}))
