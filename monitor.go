@@ -239,9 +239,7 @@ func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr m
 		passes = threshold
 	}
 	m.mu.Lock()
-	if m.fails == nil {
-		m.fails, m.passes, m.down = map[string]int{}, map[string]int{}, map[string]bool{}
-	}
+	m.initLocked()
 	changed := false
 	var events []Event
 	for a, err := range results {
@@ -293,4 +291,11 @@ func copyWeights(in map[string]int) map[string]int {
 		out[a] = w
 	}
 	return out
+}
+
+// initLocked makes the health bookkeeping's maps; m.mu is held.
+func (m *Monitor) initLocked() {
+	if m.fails == nil {
+		m.fails, m.passes, m.down = map[string]int{}, map[string]int{}, map[string]bool{}
+	}
 }

@@ -56,9 +56,7 @@ func (m *Monitor) follow(ctx context.Context, byAddr, byID map[string]Machine, r
 // followLocked is follow's bookkeeping, with m.mu held; moved reports that
 // targets moved, to be applied.
 func (m *Monitor) followLocked(byAddr, byID map[string]Machine, replace bool) (lost []lostMachine, events []Event, moved bool) {
-	if m.fails == nil {
-		m.fails, m.passes, m.down = map[string]int{}, map[string]int{}, map[string]bool{}
-	}
+	m.initLocked()
 	if m.ids == nil {
 		m.ids, m.specs, m.restarts = map[string]string{}, map[string]MachineSpec{}, map[string]int{}
 		m.gone, m.replacing, m.retryAt = map[string]int{}, map[string]bool{}, map[string]time.Time{}
@@ -71,12 +69,11 @@ func (m *Monitor) followLocked(byAddr, byID map[string]Machine, replace bool) (l
 		if mc != nil {
 			id = mc.ID()
 			m.ids[a], m.specs[id] = id, mc.Spec()
-			if n, prev := RestartsOf(mc), m.restarts[id]; n > prev {
-				if _, seen := m.restarts[id]; seen {
-					events = append(events, m.restartEvent(mc, a, n, "restarted by the backend"))
-				}
+			n := RestartsOf(mc)
+			if prev, seen := m.restarts[id]; seen && n > prev {
+				events = append(events, m.restartEvent(mc, a, n, "restarted by the backend"))
 			}
-			m.restarts[id] = RestartsOf(mc)
+			m.restarts[id] = n
 		} else {
 			var known bool
 			if id, known = m.ids[a]; !known {

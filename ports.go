@@ -25,15 +25,8 @@ func AddrOf(m Machine, port int) (string, error) {
 	if port == 0 || port == m.Spec().Port {
 		return m.Addr(), nil
 	}
-	for cur := m; cur != nil; {
-		if pa, ok := cur.(PortAddresser); ok {
-			return pa.AddrOf(port)
-		}
-		u, ok := cur.(interface{ Unwrap() Machine })
-		if !ok {
-			break
-		}
-		cur = u.Unwrap()
+	if pa, ok := machineAs[PortAddresser](m); ok {
+		return pa.AddrOf(port)
 	}
 	return "", fmt.Errorf("machine %s: port %d: %w (the backend publishes only the app port)", m.ID(), port, ErrPortNotPublished)
 }
@@ -65,4 +58,21 @@ func (s StaysRunning) Policy() HealthPolicy {
 		w = DefaultStartupWindow
 	}
 	return HealthPolicy{GracePeriod: w, Interval: 100 * time.Millisecond}
+}
+
+// machineAs finds the optional interface T on m or on a machine it wraps
+// (through an Unwrap() Machine method, as backend/retry's machines have).
+func machineAs[T any](m Machine) (T, bool) {
+	for m != nil {
+		if t, ok := m.(T); ok {
+			return t, true
+		}
+		u, ok := m.(interface{ Unwrap() Machine })
+		if !ok {
+			break
+		}
+		m = u.Unwrap()
+	}
+	var zero T
+	return zero, false
 }

@@ -102,15 +102,8 @@ type RestartReporter interface {
 // RestartsOf returns m's restart count, or 0 when neither m nor a machine it
 // wraps (an Unwrap() Machine method, as backend/retry's) reports one.
 func RestartsOf(m Machine) int {
-	for m != nil {
-		if r, ok := m.(RestartReporter); ok {
-			return r.Restarts()
-		}
-		u, ok := m.(interface{ Unwrap() Machine })
-		if !ok {
-			return 0
-		}
-		m = u.Unwrap()
+	if r, ok := machineAs[RestartReporter](m); ok {
+		return r.Restarts()
 	}
 	return 0
 }
