@@ -112,10 +112,10 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 		}
 		bake := st.Bake
 		if bake <= 0 {
-			bake = s.Bake
+			bake = orDefaultBake(s.Bake)
 		}
 		r.Emit(deploy.Event{Type: deploy.CanaryStep, Version: r.Spec.Version, Weight: st.Percent,
-			Message: fmt.Sprintf("step %d/%d: %d canary machines at %d%% for %s", i+1, len(steps), len(canaries), st.Percent, orDefaultBake(bake))})
+			Message: fmt.Sprintf("step %d/%d: %d canary machines at %d%% for %s", i+1, len(steps), len(canaries), st.Percent, bake)})
 		if err := s.bake(ctx, r, canaries, bake); err != nil {
 			return fmt.Errorf("canary step %d (%d%%): %w", i+1, st.Percent, err)
 		}
@@ -158,9 +158,6 @@ func (s Strategy) rollOut(ctx context.Context, r *deploy.Rollout, canaries []dep
 
 func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, canaries []deploy.Machine, bake time.Duration) error {
 	a := s.Analysis.withDefaults()
-	if bake <= 0 {
-		bake = DefaultBake
-	}
 	start, err := r.Traffic()
 	if err != nil {
 		return err
