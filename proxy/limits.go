@@ -179,13 +179,13 @@ func (q *queue) wait(ctx context.Context, key string, tried []*target, lim *limi
 // it joins only while fewer than length wait; full is the error for a request
 // that cannot wait or waited too long.
 func (q *queue) waitFor(ctx context.Context, key string, tried []*target, timeout time.Duration, length int, full error) (*target, error) {
-	w := &waiter{key: key, tried: slices.Clone(tried), ch: make(chan *target, 1)}
 	q.mu.Lock()
 	if int(q.waiting.Load()) >= length {
 		q.mu.Unlock()
 		q.shed.Add(1)
-		return nil, full
+		return nil, full // shed before anything is allocated for it
 	}
+	w := &waiter{key: key, tried: slices.Clone(tried), ch: make(chan *target, 1)}
 	q.list = append(q.list, w)
 	q.waiting.Add(1)
 	q.queued.Add(1)

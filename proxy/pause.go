@@ -74,12 +74,22 @@ func (p *Proxy) Paused() (bool, time.Time) {
 	return true, ps.since
 }
 
-// inFlight returns the requests in flight to the targets of the current set.
+// inFlight returns the requests in flight to the targets of the current set
+// and to removed targets still draining.
 func (p *Proxy) inFlight() int64 {
 	var n int64
+	cur := map[*target]bool{}
 	for _, e := range p.set.Load().all {
 		n += e.t.inflight.Load()
+		cur[e.t] = true
 	}
+	p.statsMu.Lock()
+	for _, t := range p.removed {
+		if !cur[t] { // a target removed and added again is counted once
+			n += t.inflight.Load()
+		}
+	}
+	p.statsMu.Unlock()
 	return n
 }
 

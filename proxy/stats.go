@@ -63,6 +63,7 @@ func (h *histogram) observe(ns int64) {
 func (c *counters) add(o *counters) {
 	c.requests.Add(o.requests.Load())
 	c.errors.Add(o.errors.Load())
+	c.queued.Add(o.queued.Load())
 	for i := range c.latency.buckets {
 		c.latency.buckets[i].Add(o.latency.buckets[i].Load())
 	}
@@ -73,6 +74,7 @@ func (c *counters) add(o *counters) {
 func (c *counters) reset() {
 	c.requests.Store(0)
 	c.errors.Store(0)
+	c.queued.Store(0)
 	for i := range c.latency.buckets {
 		c.latency.buckets[i].Store(0)
 	}

@@ -106,10 +106,12 @@ func (e *targetError) Unwrap() error { return e.err }
 // wait or waited too long, or ctx's error.
 func (p *Proxy) claim(ctx context.Context, key string, tried []*target) (*target, error) {
 	lim := p.limits.Load()
-	if ps := p.pause.Load(); ps != nil && len(tried) == 0 {
+	ps := p.pause.Load()
+	if ps != nil && len(tried) == 0 {
 		return p.hold(ctx, key, ps, lim) // a retry belongs to a request in flight: not held
 	}
-	if lim.hard > 0 && p.queue.waiting.Load() > 0 {
+	// During a pause the queue holds the paused requests: a retry does not wait behind them.
+	if lim.hard > 0 && ps == nil && p.queue.waiting.Load() > 0 {
 		return p.queue.wait(ctx, key, tried, lim) // none overtakes a waiting request
 	}
 	t, full := p.tryClaim(key, tried, lim)
