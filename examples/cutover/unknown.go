@@ -7,13 +7,15 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/cutover/deploy/config"
 )
 
 // knownKeys are the fly.toml keys package config reads, as dotted paths
-// ("deploy.strategy", "http_service.checks.path"), from its JSON tags.
-var knownKeys = func() []string {
+// ("deploy.strategy", "http_service.checks.path"), from its JSON tags; read
+// once, when a file first has an unknown key.
+var knownKeys = sync.OnceValue(func() []string {
 	var out []string
 	seen := map[reflect.Type]bool{}
 	var walk func(t reflect.Type, prefix string)
@@ -41,7 +43,7 @@ var knownKeys = func() []string {
 	out = append(out, config.KeyCanarySteps, config.KeyCanaryStepDuration)
 	sort.Strings(out)
 	return out
-}()
+})
 
 var index = regexp.MustCompile(`\[\d+\]`)
 
@@ -53,7 +55,7 @@ func closestKey(key string) string {
 		parent, leaf = key[:i+1], key[i+1:]
 	}
 	best, bestD := "", len(leaf)/3+2
-	for _, k := range knownKeys {
+	for _, k := range knownKeys() {
 		if !strings.HasPrefix(k, parent) || strings.Contains(k[len(parent):], ".") {
 			continue
 		}

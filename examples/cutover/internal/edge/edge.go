@@ -130,6 +130,7 @@ type Front struct {
 	mgr     *autocert.Manager
 	httpSrv *http.Server
 	tlsSrv  *http.Server // nil without TLS
+	hosts   proxy.Mux    // opts.Hosts, matched as the proxy matches them
 }
 
 // New returns a Front for h, or an error when the options cannot serve
@@ -142,6 +143,11 @@ func New(h http.Handler, opts Options) (*Front, error) {
 	if !opts.TLS() {
 		f.httpSrv = proxy.NewServer("", f.h, opts.Server)
 		return f, nil
+	}
+	for _, h := range opts.Hosts {
+		if err := f.hosts.Handle(h, "", http.NotFoundHandler()); err != nil {
+			return nil, err
+		}
 	}
 	var tc *tls.Config
 	var httpH http.Handler = http.HandlerFunc(f.redirect)
@@ -228,29 +234,19 @@ func (f *Front) Close() error {
 // redirect sends a plain HTTP request to HTTPS on the same host: 308 keeps
 // the method and body of a POST; a host not served is 404.
 func (f *Front) redirect(w http.ResponseWriter, r *http.Request) {
+	if f.hosts.Handler(r) == nil {
+		http.Error(w, "not found: no app serves this host", http.StatusNotFound)
+		return
+	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if !f.serves(host) {
-		http.Error(w, "not found: no app serves this host", http.StatusNotFound)
-		return
-	}
 	if p := f.opts.HTTPSPort; p != 0 && p != 443 {
 		host = net.JoinHostPort(host, fmt.Sprint(p))
 	}
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
-}
-
-func (f *Front) serves(host string) bool {
-	for _, h := range f.opts.Hosts {
-		h = strings.ToLower(h)
-		if h == host || strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:]) && !strings.Contains(host[:len(host)-len(h)+1], ".") {
-			return true
-		}
-	}
-	return false
 }
 
 // hostPolicy allows the certificates of hosts only. The HTTP-01 handler asks

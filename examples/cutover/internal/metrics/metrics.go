@@ -7,8 +7,8 @@
 package metrics
 
 import (
+	"maps"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
@@ -170,20 +170,10 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // deploy and health counters.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	apps := make(map[string]Source, len(c.apps))
-	for k, v := range c.apps {
-		apps[k] = v
-	}
+	apps := maps.Clone(c.apps)
 	c.mu.Unlock()
 	for app, s := range apps {
-		stats := s.Stats()
-		addrs := make([]string, 0, len(stats))
-		for a := range stats {
-			addrs = append(addrs, a)
-		}
-		sort.Strings(addrs)
-		for _, addr := range addrs {
-			st := stats[addr]
+		for addr, st := range s.Stats() { // the registry sorts what it gathers
 			ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(st.Requests), app, addr)
 			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(st.Errors), app, addr)
 			ch <- prometheus.MustNewConstMetric(descDequeued, prometheus.CounterValue, float64(st.Queued), app, addr)
