@@ -102,9 +102,14 @@ func TestKillDaemonMidDeployRecovers(t *testing.T) {
 			image := fmt.Sprintf("demo:k%d", i)
 			r, killed := e.deployUntil(p.at, p.new, "--image", image)
 			require.True(t, killed, "the deploy reached %s", p.at)
-			assert.Equal(t, 1, r.code)
-			assert.Contains(t, r.stderr, "the daemon stopped", "the client says the daemon died")
-			assert.Contains(t, r.stderr, "its proxy")
+			if p.at == "deploy_succeeded" && r.code == 0 {
+				// The deploy had finished: its answer can reach the client before the kill does.
+				t.Logf("the client had the deploy's result before the daemon died")
+			} else {
+				assert.Equal(t, 1, r.code)
+				assert.Contains(t, r.stderr, "the daemon stopped", "the client says the daemon died")
+				assert.Contains(t, r.stderr, "its proxy")
+			}
 			assert.NotContains(t, r.stderr, "previous version serves")
 			t.Logf("load while the daemon was killed: %s", run.Stop())
 
