@@ -87,6 +87,12 @@ func TestHardLimitQueues(t *testing.T) {
 	if qs.Queued != 25 || qs.Shed != 0 || qs.Waiting != 0 || queued != 25 {
 		t.Errorf("queue stats %+v, targets' Queued sum %d; want 25 queued, 25 served from the queue, none shed", qs, queued)
 	}
+	p.ResetStats()
+	for _, b := range bs {
+		if st := p.Stats()[b.addr()]; st.Queued != 0 || st.Requests != 0 {
+			t.Errorf("%s after ResetStats: %d queued, %d requests; want 0", b.name, st.Queued, st.Requests)
+		}
+	}
 }
 
 // TestQueueTimeoutAndLength: with every target at its hard limit, a request
