@@ -12,8 +12,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -105,7 +105,7 @@ func TestDeploysRespectConcurrencyLimits(t *testing.T) {
 	}
 	deployOnce(rolling.Strategy{}, "v1")
 
-	run := load.Start(context.Background(), srv.URL, load.Options{Workers: 16, Duration: time.Minute, Max: 200_000})
+	run := deploytest.StartLoad(context.Background(), srv.URL, deploytest.LoadOptions{Workers: 16, Duration: time.Minute, Max: 200_000})
 	t.Cleanup(func() { run.Stop() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

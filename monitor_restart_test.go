@@ -17,8 +17,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -36,7 +36,7 @@ type countingApp struct {
 func newCountingApp(version string) *countingApp {
 	a := &countingApp{started: map[string]int{}, inFlight: map[string]int{}}
 	mux := http.NewServeMux()
-	mux.Handle("/", demo.Handler(version))
+	mux.Handle("/", deploytest.App(version))
 	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
 		for i := range 5 { // five chunks over 100ms
 			fmt.Fprintf(w, "%s chunk %d\n", version, i)

@@ -12,8 +12,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/control"
-	"github.com/cutover/deploy/internal/demo"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/proxy"
 )
 
@@ -23,8 +22,8 @@ import (
 func TestAppsPauseResume(t *testing.T) {
 	b := mem.New()
 	defer b.Close()
-	b.Register("web", demo.Handler("web"))
-	b.Register("api", demo.Handler("api"))
+	b.Register("web", deploytest.App("web"))
+	b.Register("api", deploytest.App("api"))
 	ctx := context.Background()
 
 	start := func(app string) (*proxy.Proxy, *httptest.Server, string) {
@@ -54,8 +53,8 @@ func TestAppsPauseResume(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, errors.Is(err, deploy.ErrNotFound), "%v", err)
 
-	webLoad := load.Start(ctx, webFront.URL, load.Options{Workers: 4, Duration: time.Minute})
-	apiLoad := load.Start(ctx, apiFront.URL, load.Options{Workers: 4, Duration: time.Minute})
+	webLoad := deploytest.StartLoad(ctx, webFront.URL, deploytest.LoadOptions{Workers: 4, Duration: time.Minute})
+	apiLoad := deploytest.StartLoad(ctx, apiFront.URL, deploytest.LoadOptions{Workers: 4, Duration: time.Minute})
 	require.NoError(t, apiLoad.WaitRequests(ctx, 100))
 	for range 3 {
 		require.NoError(t, c.WithApp("api").Pause(ctx, 10*time.Second))

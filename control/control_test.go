@@ -17,9 +17,8 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
-	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -75,7 +74,7 @@ func TestRemoteRouterDeploysUnderLoad(t *testing.T) {
 	b := mem.New()
 	defer b.Close()
 	for _, v := range []string{"v1", "v2", "v3"} {
-		b.Register(v, demo.Handler(v))
+		b.Register(v, deploytest.App(v))
 	}
 	b.Inject(mem.Fault{BootDelay: 30 * time.Millisecond})
 	d := &deploy.Deployer{
@@ -88,7 +87,7 @@ func TestRemoteRouterDeploysUnderLoad(t *testing.T) {
 	_, err := d.Deploy(ctx, deploy.Request{Spec: spec("v1"), Count: 2})
 	require.NoError(t, err)
 
-	run := load.Start(ctx, front.URL, load.Options{Workers: 4, Duration: time.Minute})
+	run := deploytest.StartLoad(ctx, front.URL, deploytest.LoadOptions{Workers: 4, Duration: time.Minute})
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	for _, v := range []string{"v2", "v3"} {
 		res, err := d.Deploy(ctx, deploy.Request{Spec: spec(v)})
@@ -417,7 +416,7 @@ func TestRemoteRouterCanary(t *testing.T) {
 	b := mem.New()
 	defer b.Close()
 	for _, v := range []string{"v1", "v2"} {
-		b.Register(v, demo.Handler(v))
+		b.Register(v, deploytest.App(v))
 	}
 	d := &deploy.Deployer{
 		Backend: b, Router: c, Strategy: rolling.Strategy{},
@@ -435,7 +434,7 @@ func TestRemoteRouterCanary(t *testing.T) {
 	_, err := d.Deploy(ctx, deploy.Request{Spec: spec("v1"), Count: 2})
 	require.NoError(t, err)
 
-	run := load.Start(ctx, front.URL, load.Options{Workers: 4, Duration: time.Minute})
+	run := deploytest.StartLoad(ctx, front.URL, deploytest.LoadOptions{Workers: 4, Duration: time.Minute})
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	s := canary.Strategy{Steps: []canary.Step{{Percent: 20}}, Bake: 300 * time.Millisecond, MaxBake: 10 * time.Second,
 		Analysis: canary.Analysis{MinRequests: 20, Interval: 50 * time.Millisecond}}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -103,7 +103,7 @@ func (e *env) MustDeploy(t *testing.T, s deploy.Strategy, version string, count 
 
 // Start deploys v1 to 3 machines and starts 8 clients sending requests
 // through the proxy; it returns once they got 50 answers.
-func (e *env) Start(t *testing.T) *load.Run {
+func (e *env) Start(t *testing.T) *deploytest.Load {
 	t.Helper()
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
 	return e.Load(t)
@@ -111,7 +111,7 @@ func (e *env) Start(t *testing.T) *load.Run {
 
 // Load starts 8 clients sending requests through the proxy, bounded to 3
 // minutes, and returns once 50 requests completed.
-func (e *env) Load(t *testing.T) *load.Run { return testenv.StartLoad(t, e.URL, 3*time.Minute) }
+func (e *env) Load(t *testing.T) *deploytest.Load { return testenv.StartLoad(t, e.URL, 3*time.Minute) }
 
 // Versions returns how many containers of the app run each version, as the
 // engine lists them (any state but removed; release-command containers as "release_command").
@@ -147,7 +147,7 @@ func wantVersions(t *testing.T, what string, got, want map[string]int) {
 // settle waits until 100 requests sent from now on got an answer (or
 // failed), stops the load and fails the test if any request failed. It
 // returns the epoch of those requests.
-func settle(t *testing.T, r *load.Run) int64 {
+func settle(t *testing.T, r *deploytest.Load) int64 {
 	t.Helper()
 	after := r.Mark()
 	if err := r.WaitEpoch(ctxFor(t, 20*time.Second), after, 100); err != nil {
@@ -159,7 +159,7 @@ func settle(t *testing.T, r *load.Run) int64 {
 
 // wantOnly checks that version alone answered the requests of epoch after,
 // and that the app's containers are 3 of version, all routed.
-func (e *env) wantOnly(t *testing.T, r *load.Run, after int64, version string) {
+func (e *env) wantOnly(t *testing.T, r *deploytest.Load, after int64, version string) {
 	t.Helper()
 	if got := r.Epoch(after); got[version] == 0 || len(got) != 1 {
 		t.Errorf("after the deploy, served by %v; want %s only", got, version)

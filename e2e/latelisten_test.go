@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/immediate"
@@ -32,7 +32,7 @@ func TestDockerLateListener(t *testing.T) {
 			e := newEnv(t)
 			e.Deployer.Health = nil // the default check
 			e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
-			run := load.Start(context.Background(), e.URL, load.Options{Workers: 16, Duration: 3 * time.Minute, Mixed: true})
+			run := deploytest.StartLoad(context.Background(), e.URL, deploytest.LoadOptions{Workers: 16, Duration: 3 * time.Minute, Mixed: true})
 			t.Cleanup(func() { run.Stop() })
 			if err := run.WaitRequests(ctxFor(t, 20*time.Second), 50); err != nil {
 				t.Fatal(err)

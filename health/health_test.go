@@ -13,8 +13,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,7 +30,7 @@ func start(t *testing.T, b *mem.Backend, image string) deploy.Machine {
 
 func newBackend(t *testing.T) *mem.Backend {
 	b := mem.New()
-	b.Register("v1", demo.Handler("v1"))
+	b.Register("v1", deploytest.App("v1"))
 	b.Register("hdr", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodHead || r.Header.Get("X-Check") != "yes" || r.Host != "app.internal" {
 			w.WriteHeader(http.StatusTeapot)
@@ -145,9 +145,9 @@ func TestTCPCheckClosedAtOnce(t *testing.T) {
 	b := mem.New()
 	b.PortForwarder = true
 	defer b.Close()
-	b.Register("late", demo.Handler("late"))
+	b.Register("late", deploytest.App("late"))
 	b.Inject(mem.Fault{Image: "late", NeverListen: true})
-	b.Register("v1", demo.Handler("v1"))
+	b.Register("v1", deploytest.App("v1"))
 	ctx := context.Background()
 	err := health.TCP{}.Check(ctx, start(t, b, "late"))
 	assert.ErrorIs(t, err, deploy.ErrClosedAtOnce)

@@ -12,7 +12,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/backendtest"
 	"github.com/cutover/deploy/backend/mem"
-	"github.com/cutover/deploy/internal/demo"
+	"github.com/cutover/deploy/deploytest"
 )
 
 func TestConformance(t *testing.T) {
@@ -29,8 +29,8 @@ func conformance(t *testing.T, fwd bool) {
 	b := mem.New()
 	b.PortForwarder = fwd
 	defer b.Close()
-	b.Register("serve:v1", demo.Handler("v1"))
-	b.Register("stubborn", demo.Handler("stubborn"))
+	b.Register("serve:v1", deploytest.App("v1"))
+	b.Register("stubborn", deploytest.App("stubborn"))
 	b.Inject(mem.Fault{Image: "stubborn", SlowShutdown: time.Hour})
 	b.RegisterCommand("exit", func(_ context.Context, args []string, _ map[string]string, out *mem.Output) int {
 		io.WriteString(out, args[0]+"\n")
@@ -58,7 +58,7 @@ func conformance(t *testing.T, fwd bool) {
 			boots++
 			image := fmt.Sprintf("boot-%d", boots)
 			mu.Unlock()
-			b.Register(image, demo.Handler("v1"))
+			b.Register(image, deploytest.App("v1"))
 			b.Inject(mem.Fault{
 				Image: image, BootDelay: bt.ListenAfter, CloseConns: bt.CloseConns,
 				NeverListen: bt.NeverListen || bt.ExitAfter > 0, ExitAfter: bt.ExitAfter, ExitCode: bt.ExitCode,

@@ -11,7 +11,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
-	"github.com/cutover/deploy/internal/demo"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // With PortForwarder, a machine's address accepts connections from the start,
@@ -21,7 +21,7 @@ func TestPortForwarder(t *testing.T) {
 	b := mem.New()
 	b.PortForwarder = true
 	defer b.Close()
-	b.Register("v1", demo.Handler("v1"))
+	b.Register("v1", deploytest.App("v1"))
 	b.Inject(mem.Fault{Image: "v1", BootDelay: 500 * time.Millisecond})
 	ctx := context.Background()
 	m, err := b.Create(ctx, deploy.MachineSpec{App: "a", Image: "v1"})

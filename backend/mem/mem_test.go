@@ -18,7 +18,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
-	"github.com/cutover/deploy/internal/demo"
+	"github.com/cutover/deploy/deploytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -37,7 +37,7 @@ func get(t *testing.T, addr, path string) (int, string) {
 
 func newBackend(t *testing.T) *mem.Backend {
 	b := mem.New()
-	b.Register("app:v1", demo.Handler("v1"))
+	b.Register("app:v1", deploytest.App("v1"))
 	t.Cleanup(func() { b.Close() })
 	return b
 }

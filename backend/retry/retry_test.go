@@ -13,7 +13,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/backend/retry"
-	"github.com/cutover/deploy/internal/demo"
+	"github.com/cutover/deploy/deploytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestRetryTransient(t *testing.T) {
 	b := mem.New()
 	defer b.Close()
-	b.Register("v1", demo.Handler("v1"))
+	b.Register("v1", deploytest.App("v1"))
 	for _, op := range []mem.Op{mem.OpCreate, mem.OpStart, mem.OpStop, mem.OpDestroy} {
 		b.Inject(mem.Fault{Op: op, Transient: true, Times: 2})
 	}

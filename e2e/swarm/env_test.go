@@ -13,8 +13,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/swarm"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/proxy"
 )
@@ -101,8 +101,8 @@ func (e *env) Deploy(t *testing.T, s deploy.Strategy, version string, count int)
 // Load starts 16 clients sending the mixed load through the proxy (GETs,
 // 200 ms requests, 64 KiB uploads and streams, which examples/app answers),
 // bounded to 3 minutes, as the Docker end-to-end tests do.
-func (e *env) Load(t *testing.T) *load.Run {
-	return testenv.StartLoadWith(t, e.URL, load.Options{Workers: loadClients, Duration: 3 * time.Minute, Mixed: true})
+func (e *env) Load(t *testing.T) *deploytest.Load {
+	return testenv.StartLoadWith(t, e.URL, deploytest.LoadOptions{Workers: loadClients, Duration: 3 * time.Minute, Mixed: true})
 }
 
 // loadClients is how many clients Load runs.

@@ -15,8 +15,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/examples/cutover/internal/pebbletest"
-	"github.com/cutover/deploy/internal/load"
 )
 
 // `serve --acme` against a real ACME server (Pebble, validating over
@@ -79,8 +79,8 @@ func TestServeACME(t *testing.T) {
 	require.Equal(t, "https://b.test:"+strconv.Itoa(httpsPort)+"/p?q=1", res.Header.Get("Location"))
 
 	ctx := context.Background()
-	la := load.Start(ctx, "https://a.test", load.Options{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
-	lb := load.Start(ctx, "https://b.test", load.Options{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	la := deploytest.StartLoad(ctx, "https://a.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	lb := deploytest.StartLoad(ctx, "https://b.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
 	defer la.Stop()
 	defer lb.Stop()
 	require.NoError(t, la.WaitRequests(ctx, 50))

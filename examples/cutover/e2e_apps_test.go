@@ -14,7 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // hostTransport sends every request to addr, whatever the URL's host.
@@ -58,8 +58,8 @@ func TestServeTwoApps(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	la := load.Start(ctx, "http://a.test", load.Options{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
-	lb := load.Start(ctx, "http://b.test", load.Options{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	la := deploytest.StartLoad(ctx, "http://a.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	lb := deploytest.StartLoad(ctx, "http://b.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
 	defer la.Stop()
 	defer lb.Stop()
 	require.NoError(t, la.WaitRequests(ctx, 50))

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy/backend/docker"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // TestEndToEndDocker runs the scenario of TestEndToEndMem on the local Docker
@@ -84,7 +84,7 @@ func TestEndToEndDocker(t *testing.T) {
 
 	// SIGKILL of the daemon once the new version took traffic, under load;
 	// a new daemon recovers: v4 again at its count, the release rolled back.
-	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 	require.NoError(t, run.WaitRequests(ctx, 20))
 	r, killed := e.deployUntil("machine_routed", true, "--image", images[2])
 	require.True(t, killed)
@@ -100,7 +100,7 @@ func TestEndToEndDocker(t *testing.T) {
 	rel := lastRelease(t, e)
 	assert.Equal(t, "rolled_back", rel.Status)
 	assert.Contains(t, rel.Reason, "stopped before the deploy finished (killed or crashed); on restart v4 was restored")
-	run = load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: time.Minute})
+	run = deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: time.Minute})
 	require.NoError(t, run.WaitRequests(ctx, 200))
 	lr := run.Stop()
 	assert.Zero(t, lr.Failed, "failed requests after the recovery: %v", lr.Errors)
@@ -108,7 +108,7 @@ func TestEndToEndDocker(t *testing.T) {
 
 	// serve --upgrade under load: the new daemon adopts the containers and
 	// takes the sockets; no request fails, the containers stay.
-	run = load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	run = deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 	require.NoError(t, run.WaitRequests(ctx, 100))
 	oldDone, oldStop := e.done, e.stop
 	e.start("docker", "--upgrade")

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // daemon runs `cutover serve` with args in dir until the test ends (SIGTERM,
@@ -97,7 +97,7 @@ func TestMetricsDuringDeploy(t *testing.T) {
 	daemon(t, e.dir, murl, "--backend", "mem", "--port", strconv.Itoa(e.port), "--metrics-addr", maddr)
 	require.Equal(t, 0, e.run("deploy", "--count", "2").code)
 	ctx := context.Background()
-	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	before := metricSum(t, murl, `cutover_proxy_requests_total{app="mx"`)

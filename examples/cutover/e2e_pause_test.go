@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // `cutover pause` and `cutover resume` under load: no request fails, and
@@ -17,7 +17,7 @@ func TestPauseResume(t *testing.T) {
 	e.start("mem")
 	require.Equal(t, 0, e.run("deploy", "--count", "2").code)
 	ctx := context.Background()
-	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	for range 2 {

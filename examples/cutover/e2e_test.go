@@ -23,7 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cutover/deploy/control"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 )
 
@@ -285,7 +285,7 @@ func scenario(t *testing.T, e *env, backend string, images, versions [3]string) 
 	assert.Contains(t, r.stdout, "deployed with rolling")
 
 	ctx := context.Background()
-	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 10 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 10 * time.Minute})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 50))
 
@@ -370,7 +370,7 @@ func TestEndToEndMem(t *testing.T) {
 
 	// A deploy that fails under load: exit 1, the previous version serves, no request fails.
 	ctx := context.Background()
-	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	r := e.run("deploy", "--image", "demo:unhealthy", "--wait-timeout", "1s")

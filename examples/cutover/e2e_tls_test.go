@@ -22,7 +22,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // selfSigned writes a certificate for hosts and its key into dir and
@@ -94,7 +94,7 @@ func TestServeTLSCertFiles(t *testing.T) {
 	require.Equal(t, 404, res.StatusCode)
 
 	ctx := context.Background()
-	run := load.Start(ctx, "https://app.test", load.Options{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	run := deploytest.StartLoad(ctx, "https://app.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	r = e.run("deploy", "--image", "demo:v2")

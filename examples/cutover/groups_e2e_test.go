@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy/control"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 )
 
@@ -52,7 +52,7 @@ func TestEndToEndGroupsMem(t *testing.T) {
 	assert.Contains(t, r.stderr, "warning: fly.toml: vm: machine sizes are the backend's; not applied")
 
 	ctx := context.Background()
-	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 10 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 10 * time.Minute})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	r = e.run("deploy", "--image", "demo:v2")

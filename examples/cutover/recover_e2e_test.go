@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy/control"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // deployUntil runs `cutover deploy --json` with args and kills the daemon
@@ -97,7 +97,7 @@ func TestKillDaemonMidDeployRecovers(t *testing.T) {
 		func() {
 			t.Logf("=== killed at %s", p.at)
 			ctx := context.Background()
-			run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+			run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 			require.NoError(t, run.WaitRequests(ctx, 20))
 			image := fmt.Sprintf("demo:k%d", i)
 			r, killed := e.deployUntil(p.at, p.new, "--image", image)
@@ -141,7 +141,7 @@ func TestKillDaemonMidDeployRecovers(t *testing.T) {
 				assert.Equal(t, 1, st.Targets[m.Addr], "routed")
 			}
 
-			run = load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: time.Minute})
+			run = deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: time.Minute})
 			require.NoError(t, run.WaitRequests(ctx, 400))
 			lr := run.Stop()
 			assert.Zero(t, lr.Failed, "%s: failed requests after the recovery: %v", p.at, lr.Errors)

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 )
 
 // `cutover serve --upgrade` takes over the running daemon's sockets under
@@ -23,7 +23,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 
 	ctx := context.Background()
-	run := load.Start(ctx, e.url(), load.Options{Workers: 4, Duration: 5 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 100))
 

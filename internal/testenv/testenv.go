@@ -13,9 +13,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
-	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/proxy"
 )
 
@@ -52,7 +51,7 @@ func New(t testing.TB) *Env {
 	e := &Env{Backend: mem.New(), StopTimeout: 5 * time.Second}
 	for i := 1; i <= 9; i++ {
 		v := fmt.Sprintf("v%d", i)
-		e.Backend.Register(v, demo.Handler(v))
+		e.Backend.Register(v, deploytest.App(v))
 	}
 	e.Proxy = proxy.New(proxy.Options{DrainTimeout: 10 * time.Second, StickyHeader: StickyHeader})
 	srv := httptest.NewServer(e.Proxy)
@@ -104,22 +103,22 @@ func (e *Env) MustDeploy(t testing.TB, s deploy.Strategy, version string, count 
 }
 
 // Load starts 8 clients sending requests through the proxy; see StartLoad.
-func (e *Env) Load(t testing.TB) *load.Run { return StartLoad(t, e.URL, time.Minute) }
+func (e *Env) Load(t testing.TB) *deploytest.Load { return StartLoad(t, e.URL, time.Minute) }
 
 // StartLoad starts 8 clients sending requests to url, bounded to limit and
 // 5,000,000 requests, and returns once 50 requests completed; t.Cleanup stops
 // it if the test does not.
-func StartLoad(t testing.TB, url string, limit time.Duration) *load.Run {
+func StartLoad(t testing.TB, url string, limit time.Duration) *deploytest.Load {
 	t.Helper()
-	return StartLoadWith(t, url, load.Options{Workers: 8, Duration: limit})
+	return StartLoadWith(t, url, deploytest.LoadOptions{Workers: 8, Duration: limit})
 }
 
 // StartLoadWith is StartLoad with options of its own (Workers, Duration,
 // Mixed), bounded to 5,000,000 requests.
-func StartLoadWith(t testing.TB, url string, opts load.Options) *load.Run {
+func StartLoadWith(t testing.TB, url string, opts deploytest.LoadOptions) *deploytest.Load {
 	t.Helper()
 	opts.Max = 5_000_000
-	r := load.Start(context.Background(), url, opts)
+	r := deploytest.StartLoad(context.Background(), url, opts)
 	t.Cleanup(func() { r.Stop() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -182,7 +181,7 @@ func (e *Env) Events() []deploy.Event {
 // in one snapshot that version answered all of them. Waiting for n requests of
 // any outcome, not n of version, makes a wrong version fail at once instead of
 // hiding behind the wait.
-func OnlyVersion(t testing.TB, run *load.Run, version string, n int64) {
+func OnlyVersion(t testing.TB, run *deploytest.Load, version string, n int64) {
 	t.Helper()
 	epoch := run.Mark()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -196,7 +195,7 @@ func OnlyVersion(t testing.TB, run *load.Run, version string, n int64) {
 }
 
 // AssertNoFailures fails the test when res has failed requests, listing them.
-func AssertNoFailures(t testing.TB, res load.Result) {
+func AssertNoFailures(t testing.TB, res deploytest.LoadResult) {
 	t.Helper()
 	t.Logf("load: %s in %v", res, res.Duration.Round(time.Millisecond))
 	if res.Failed != 0 {

@@ -19,8 +19,8 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/router/fanout"
@@ -84,7 +84,7 @@ func deployer(b *mem.Backend, rt deploy.Router) *deploy.Deployer {
 func backend(t *testing.T) *mem.Backend {
 	b := mem.New()
 	for _, v := range []string{"v1", "v2"} {
-		b.Register(v, demo.Handler(v))
+		b.Register(v, deploytest.App(v))
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -138,7 +138,7 @@ func TestWaitsForEveryDrain(t *testing.T) {
 		_, _ = w.Write([]byte("slow"))
 	}))
 	defer slow.Close()
-	fast := httptest.NewServer(demo.Handler("fast"))
+	fast := httptest.NewServer(deploytest.App("fast"))
 	defer fast.Close()
 	slowAddr, fastAddr := slow.Listener.Addr().String(), fast.Listener.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -12,14 +12,14 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/bluegreen"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func start(t *testing.T, n int) (*testenv.Env, *load.Run) {
+func start(t *testing.T, n int) (*testenv.Env, *deploytest.Load) {
 	e := testenv.New(t)
 	e.Backend.Inject(mem.Fault{BootDelay: 50 * time.Millisecond})
 	e.MustDeploy(t, bluegreen.Strategy{}, "v1", n)

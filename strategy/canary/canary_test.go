@@ -16,8 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cutover/deploy"
-	"github.com/cutover/deploy/internal/demo"
-	"github.com/cutover/deploy/internal/load"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/canary"
@@ -27,7 +26,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // steps marks a load epoch at every canary step and returns the epochs by step percent.
-func steps(e *testenv.Env, run *load.Run) func() map[int]int64 {
+func steps(e *testenv.Env, run *deploytest.Load) func() map[int]int64 {
 	var mu sync.Mutex
 	epochs := map[int]int64{}
 	e.OnEvent(func(ev deploy.Event) {
@@ -58,7 +57,7 @@ func total(m map[string]int64) int64 {
 func TestCanaryHealthyUnderLoad(t *testing.T) {
 	e := testenv.New(t)
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
-	run := load.Start(context.Background(), e.URL, load.Options{Workers: 16, Duration: time.Minute, Max: 2_000_000})
+	run := deploytest.StartLoad(context.Background(), e.URL, deploytest.LoadOptions{Workers: 16, Duration: time.Minute, Max: 2_000_000})
 	defer run.Stop()
 	epochs := steps(e, run)
 	// The 10% step lasts 2s and until the canary served 220 requests (about
@@ -101,7 +100,7 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestCanaryErrorsAbortAtFirstStep(t *testing.T) {
 	e := testenv.New(t)
-	bad := &flaky{app: demo.Handler("v2")}
+	bad := &flaky{app: deploytest.App("v2")}
 	e.Backend.Register("v2", bad)
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
 	run := e.Load(t)

@@ -19,11 +19,10 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/examples/cutover/internal/edge"
 	"github.com/cutover/deploy/examples/cutover/internal/pebbletest"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
-	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -98,7 +97,7 @@ func TestACME(t *testing.T) {
 	b := mem.New()
 	defer b.Close()
 	for _, v := range []string{"v1", "v2", "api"} {
-		b.Register(v, demo.Handler(v))
+		b.Register(v, deploytest.App(v))
 	}
 	ctx := context.Background()
 	var mux proxy.Mux
@@ -156,8 +155,8 @@ func TestACME(t *testing.T) {
 	require.Error(t, err)
 
 	// Deploy web under load over HTTPS; api's load goes on beside it.
-	webLoad := load.Start(ctx, "https://web.test", load.Options{Workers: 4, Duration: 2 * time.Minute, Transport: tr})
-	apiLoad := load.Start(ctx, "https://api.test", load.Options{Workers: 4, Duration: 2 * time.Minute, Transport: tr})
+	webLoad := deploytest.StartLoad(ctx, "https://web.test", deploytest.LoadOptions{Workers: 4, Duration: 2 * time.Minute, Transport: tr})
+	apiLoad := deploytest.StartLoad(ctx, "https://api.test", deploytest.LoadOptions{Workers: 4, Duration: 2 * time.Minute, Transport: tr})
 	require.NoError(t, webLoad.WaitRequests(ctx, 100))
 	require.NoError(t, apiLoad.WaitRequests(ctx, 100))
 	b.Inject(mem.Fault{BootDelay: 200 * time.Millisecond}) // machines that take a while to listen

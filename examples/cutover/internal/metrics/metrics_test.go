@@ -17,10 +17,9 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/examples/cutover/internal/metrics"
 	"github.com/cutover/deploy/health"
-	"github.com/cutover/deploy/internal/demo"
-	"github.com/cutover/deploy/internal/load"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -63,8 +62,8 @@ func scrape(t *testing.T, url string) (samples, sums map[string]float64) {
 func TestScrapeDuringDeploy(t *testing.T) {
 	b := mem.New()
 	defer b.Close()
-	b.Register("v1", demo.Handler("v1"))
-	b.Register("v2", demo.Handler("v2"))
+	b.Register("v1", deploytest.App("v1"))
+	b.Register("v2", deploytest.App("v2"))
 	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
 	defer px.Close()
 	front := httptest.NewServer(px)
@@ -88,7 +87,7 @@ func TestScrapeDuringDeploy(t *testing.T) {
 	coll.Result(res)
 	require.NoError(t, err)
 
-	run := load.Start(ctx, front.URL, load.Options{Workers: 4, Duration: time.Minute})
+	run := deploytest.StartLoad(ctx, front.URL, deploytest.LoadOptions{Workers: 4, Duration: time.Minute})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	_, before := scrape(t, url)
