@@ -2,11 +2,9 @@ package deploy
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,100 +137,6 @@ func (d *Deployer) logger() hclog.Logger {
 		return hclog.NewNullLogger()
 	}
 	return d.Logger
-}
-
-// Locker is implemented by stores that hold a per-app deploy lock shared by
-// processes. A lock expires at its ttl unless its owner extends it, so a
-// crashed process blocks the next deploy for one ttl at most.
-type Locker interface {
-	// Lock takes or extends app's lock for owner until ttl from now. While
-	// another owner holds an unexpired lock it fails with an error wrapping
-	// ErrDeployInProgress.
-	Lock(ctx context.Context, app, owner string, ttl time.Duration) error
-	// Unlock releases owner's lock; releasing a lock not held is not an error.
-	Unlock(ctx context.Context, app, owner string) error
-}
-
-// DefaultLockTTL is how long a deploy lock lasts without renewal.
-const DefaultLockTTL = 30 * time.Second
-
-// acquire takes app's deploy lock in this process and, when the Store is a
-// Locker, across processes, renewing it until the returned func is called.
-func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
-	d.mu.Lock()
-	if d.running[app] {
-		d.mu.Unlock()
-		return nil, fmt.Errorf("app %q: %w", app, ErrDeployInProgress)
-	}
-	if d.running == nil {
-		d.running = map[string]bool{}
-	}
-	d.running[app] = true
-	if d.owner == "" {
-		d.owner = d.Owner
-	}
-	if d.owner == "" {
-		d.owner = newOwner()
-	}
-	owner := d.owner
-	d.mu.Unlock()
-	local := func() {
-		d.mu.Lock()
-		delete(d.running, app)
-		d.mu.Unlock()
-	}
-	lk, ok := d.Store.(Locker)
-	if !ok {
-		return local, nil
-	}
-	ttl := d.LockTTL
-	if ttl <= 0 {
-		ttl = DefaultLockTTL
-	}
-	if err := lk.Lock(ctx, app, owner, ttl); err != nil {
-		local()
-		return nil, fmt.Errorf("app %q: %w", app, err)
-	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { // renew until released
-		defer close(done)
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if err := lk.Lock(context.Background(), app, owner, ttl); err != nil {
-					d.logger().Error("deploy lock: renewal failed", "app", app, "error", err)
-				}
-			}
-		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-		if err := lk.Unlock(context.Background(), app, owner); err != nil {
-			d.logger().Error("deploy lock: release failed", "app", app, "error", err)
-		}
-		local()
-	}, nil
-}
-
-// Lock takes app's deploy lock, as Deploy does, and returns its release.
-// While a deploy of app runs it fails with an error wrapping
-// ErrDeployInProgress, and while the lock is held Deploy does. A Monitor
-// holds it while it replaces a machine (Monitor.Lock).
-func (d *Deployer) Lock(ctx context.Context, app string) (unlock func(), err error) {
-	return d.acquire(ctx, app)
-}
-
-func newOwner() string {
-	host, _ := os.Hostname()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }
 
 // Deploy moves req.Spec.App to req.Spec with the request's strategy. It always
@@ -400,65 +304,6 @@ func (d *Deployer) finishRelease(ctx context.Context, rel Release, res *Result) 
 	}
 }
 
-// Rollback redeploys release version of app (its image and its stored spec
-// and configuration) as a new release whose description names the version.
-// Version 0 means the newest stable release before the newest stable one.
-// Releases that did not complete are refused with ErrInvalid.
-func (d *Deployer) Rollback(ctx context.Context, app string, version int) (*Result, error) {
-	if d.Store == nil {
-		return nil, fmt.Errorf("rollback: %w: the Deployer has no release Store", ErrInvalid)
-	}
-	rels, err := d.Store.List(ctx, app)
-	if err != nil {
-		return nil, fmt.Errorf("rollback: %w", err)
-	}
-	var target *Release
-	if version == 0 {
-		current := 0
-		for i := range rels { // newest first
-			if !rels[i].Stable {
-				continue
-			}
-			if current == 0 {
-				current = rels[i].Version
-				continue
-			}
-			target = &rels[i]
-			break
-		}
-		if target == nil {
-			return nil, fmt.Errorf("rollback %s: %w: no stable release before the current one", app, ErrNotFound)
-		}
-	} else {
-		for i := range rels {
-			if rels[i].Version == version {
-				target = &rels[i]
-			}
-		}
-		if target == nil {
-			return nil, fmt.Errorf("rollback %s to v%d: %w", app, version, ErrNotFound)
-		}
-		if !target.Stable {
-			return nil, fmt.Errorf("rollback %s to v%d: %w: that release is %s, not a stable release (%s)", app, version, ErrInvalid, target.Status, target.Reason)
-		}
-	}
-	req := groupsRequest(*target)
-	if d.FromRelease != nil {
-		if req, err = d.FromRelease(*target); err != nil {
-			return nil, fmt.Errorf("rollback %s to v%d: %w", app, target.Version, err)
-		}
-	}
-	req.Spec.Version = ""
-	for i := range req.Groups {
-		req.Groups[i].Spec.Version = ""
-	}
-	req.Description = fmt.Sprintf("rollback to v%d", target.Version)
-	return d.Deploy(ctx, req)
-}
-
-// undo returns the app to its previous version after a failed strategy:
-// previous machines serve, every machine the deploy created is gone. It reports
-// whether traffic had moved and had to be restored.
 func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.undoTimeout())
 	defer cancel()
@@ -567,66 +412,6 @@ func (d *Deployer) event(log hclog.Logger, e Event) {
 	if d.OnEvent != nil {
 		d.OnEvent(e)
 	}
-}
-
-// MachineStatus is one line of Deployer.Status, like `fly status`.
-type MachineStatus struct {
-	ID      string
-	Group   string // process group (LabelGroup); "" for a single-group app
-	Version string
-	Image   string
-	Addr    string
-	State   MachineState
-	Health  string // "passing", "critical: <reason>", or "" when not started
-	Weight  int    // traffic weight; -1 when the router cannot say
-}
-
-// Status lists an app's machines with their version, state, health (checked now)
-// and traffic weight, sorted by ID. The weight is the innermost router's: with
-// a Monitor, a machine held out of traffic shows 0.
-func (d *Deployer) Status(ctx context.Context, app string) ([]MachineStatus, error) {
-	ms, err := d.Backend.List(ctx, app)
-	if err != nil {
-		return nil, err
-	}
-	var weights map[string]int // what the router carrying traffic does, under any wrappers
-	for rt := d.Router; rt != nil; {
-		if wr, ok := rt.(WeightReporter); ok {
-			weights = wr.Targets()
-		}
-		u, ok := rt.(interface{ Unwrap() Router })
-		if !ok {
-			break
-		}
-		rt = u.Unwrap()
-	}
-	hc := d.Health
-	if hc == nil {
-		hc = DefaultCheck{}
-	}
-	out := make([]MachineStatus, 0, len(ms))
-	for _, m := range ms {
-		st := MachineStatus{ID: m.ID(), Group: m.Spec().Labels[LabelGroup], Version: m.Spec().Version, Image: m.Spec().Image, Addr: m.Addr(), State: m.State(), Weight: -1}
-		if weights != nil {
-			st.Weight = weights[m.Addr()]
-		}
-		if st.State == StateStarted {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			mhc := hc
-			if noService(m.Spec()) {
-				mhc = StaysRunning{}
-			}
-			if err := mhc.Check(cctx, m); err != nil {
-				st.Health = "critical: " + err.Error()
-			} else {
-				st.Health = "passing"
-			}
-			cancel()
-		}
-		out = append(out, st)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
 }
 
 func validateSpec(s MachineSpec) error {
