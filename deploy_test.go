@@ -174,7 +174,7 @@ func TestFailedDeployRemovesWhatItCreated(t *testing.T) {
 func TestCancelledDeployCleansUp(t *testing.T) {
 	e := testenv.New(t)
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
-	e.Backend.Inject(mem.Fault{Image: "v2", BootDelay: time.Hour})
+	e.Backend.Inject(mem.Fault{Image: "v2", ListenAfter: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	e.OnEvent(func(ev deploy.Event) {
 		if ev.Type == deploy.MachineStarted && ev.Version == "v2" {

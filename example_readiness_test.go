@@ -21,7 +21,7 @@ func ExampleDefaultCheck() {
 	b.PortForwarder = true
 	defer b.Close()
 	b.Register("web", deploytest.App("v1"))
-	b.Inject(mem.Fault{Image: "web", BootDelay: 2 * time.Second}) // the app boots for 2s
+	b.Inject(mem.Fault{Image: "web", ListenAfter: 2 * time.Second}) // the app boots for 2s
 	m, _ := b.Create(ctx, deploy.MachineSpec{App: "web", Image: "web"})
 	_ = m.Start(ctx)
 

@@ -85,7 +85,7 @@ func faultCells() []cell {
 		{name: "fails to start", setup: func(e *testenv.Env) { e.Backend.Inject(mem.Fault{Image: "v2", FailStart: true}) },
 			want: mem.ErrInjected},
 		{name: "crashes on boot", setup: func(e *testenv.Env) {
-			e.Backend.Inject(mem.Fault{Image: "v2", BootDelay: time.Hour, CrashAfter: 30 * time.Millisecond})
+			e.Backend.Inject(mem.Fault{Image: "v2", ListenAfter: time.Hour, CrashAfter: 30 * time.Millisecond})
 		}, want: deploy.ErrExited},
 		{name: "never healthy", setup: func(e *testenv.Env) {
 			e.Backend.Inject(mem.Fault{Image: "v2", Unhealthy: true})
@@ -93,7 +93,7 @@ func faultCells() []cell {
 		}, want: deploy.ErrUnhealthy, healthBlind: true},
 		crashAfterTraffic(),
 		{name: "slow shutdown past its stop timeout", setup: func(e *testenv.Env) {
-			e.Backend.Inject(mem.Fault{Image: "v1", SlowShutdown: time.Hour})
+			e.Backend.Inject(mem.Fault{Image: "v1", IgnoreStopFor: time.Hour})
 		}},
 		{name: "permanent backend error on create", setup: func(e *testenv.Env) {
 			e.Backend.Inject(mem.Fault{Image: "v2", Op: mem.OpCreate, Err: errQuota})

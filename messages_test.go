@@ -23,7 +23,7 @@ func TestCancelledDeploySaysCancelled(t *testing.T) {
 	store := release.NewMemory()
 	e.Deployer.Store = store
 	e.MustDeploy(t, bluegreen.Strategy{}, "v1", 2)
-	e.Backend.Inject(mem.Fault{Image: "v2", BootDelay: time.Hour}) // never healthy
+	e.Backend.Inject(mem.Fault{Image: "v2", ListenAfter: time.Hour}) // never healthy
 	ctx, cancel := context.WithCancelCause(context.Background())
 	e.OnEvent(func(ev deploy.Event) {
 		if ev.Type == deploy.MachineStarted && ev.Version == "v2" {
@@ -47,7 +47,7 @@ func TestCancelledDeploySaysCancelled(t *testing.T) {
 func TestSiblingsOfACrashAreNotUnhealthy(t *testing.T) {
 	e := testenv.New(t)
 	e.MustDeploy(t, bluegreen.Strategy{}, "v1", 1)
-	e.Backend.Inject(mem.Fault{Image: "v2", BootDelay: time.Hour})
+	e.Backend.Inject(mem.Fault{Image: "v2", ListenAfter: time.Hour})
 	e.Backend.Inject(mem.Fault{Image: "v2", Nth: 2, CrashAfter: 50 * time.Millisecond})
 	_, err := e.Deploy(context.Background(), bluegreen.Strategy{}, "v2", 3)
 	require.ErrorIs(t, err, deploy.ErrExited)

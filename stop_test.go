@@ -21,7 +21,7 @@ import (
 func TestRetireStopsTogether(t *testing.T) {
 	e := testenv.New(t)
 	const slow = time.Second
-	e.Backend.Inject(mem.Fault{Image: "v1", SlowShutdown: slow}) // read when the machines start
+	e.Backend.Inject(mem.Fault{Image: "v1", IgnoreStopFor: slow}) // read when the machines start
 	e.MustDeploy(t, bluegreen.Strategy{}, "v1", 3)
 	res := e.MustDeploy(t, bluegreen.Strategy{}, "v2", 3)
 	require.Equal(t, deploy.StatusSucceeded, res.Status)
@@ -43,7 +43,7 @@ func TestRetireStopsTogether(t *testing.T) {
 func TestStoppedEventSaysKilled(t *testing.T) {
 	e := testenv.New(t)
 	e.StopTimeout = 200 * time.Millisecond
-	e.Backend.Inject(mem.Fault{Image: "v1", SlowShutdown: time.Hour})
+	e.Backend.Inject(mem.Fault{Image: "v1", IgnoreStopFor: time.Hour})
 	e.MustDeploy(t, bluegreen.Strategy{}, "v1", 1)
 	e.MustDeploy(t, bluegreen.Strategy{}, "v2", 1)
 	var msgs []string

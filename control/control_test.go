@@ -76,7 +76,7 @@ func TestRemoteRouterDeploysUnderLoad(t *testing.T) {
 	for _, v := range []string{"v1", "v2", "v3"} {
 		b.Register(v, deploytest.App(v))
 	}
-	b.Inject(mem.Fault{BootDelay: 30 * time.Millisecond})
+	b.Inject(mem.Fault{ListenAfter: 30 * time.Millisecond})
 	d := &deploy.Deployer{
 		Backend: b, Router: c, Strategy: rolling.Strategy{},
 		Health:      health.HTTP{Path: "/health", Interval: 20 * time.Millisecond},

@@ -76,7 +76,7 @@ func TestTCPCheck(t *testing.T) {
 
 func TestWaitHealthyThresholdAndGrace(t *testing.T) {
 	b := newBackend(t)
-	b.Inject(mem.Fault{Image: "v1", BootDelay: 150 * time.Millisecond})
+	b.Inject(mem.Fault{Image: "v1", ListenAfter: 150 * time.Millisecond})
 	m := start(t, b, "v1")
 	counting := &countingCheck{HTTP: health.HTTP{Path: "/health", Interval: 20 * time.Millisecond, GracePeriod: 50 * time.Millisecond, Threshold: 3}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -36,7 +36,7 @@ func TestLateListenerBehindPortForwarder(t *testing.T) {
 			e.Backend.PortForwarder = true
 			e.Deployer.Health = nil // the default check
 			e.MustDeploy(t, s, "v1", 3)
-			e.Backend.Inject(mem.Fault{Image: "v2", BootDelay: late})
+			e.Backend.Inject(mem.Fault{Image: "v2", ListenAfter: late})
 			run := e.Load(t)
 			require.NoError(t, run.WaitRequests(context.Background(), 100))
 			start := time.Now()

@@ -31,7 +31,7 @@ func conformance(t *testing.T, fwd bool) {
 	defer b.Close()
 	b.Register("serve:v1", deploytest.App("v1"))
 	b.Register("stubborn", deploytest.App("stubborn"))
-	b.Inject(mem.Fault{Image: "stubborn", SlowShutdown: time.Hour})
+	b.Inject(mem.Fault{Image: "stubborn", IgnoreStopFor: time.Hour})
 	b.RegisterCommand("exit", func(_ context.Context, args []string, _ map[string]string, out *mem.Output) int {
 		io.WriteString(out, args[0]+"\n")
 		code, err := strconv.Atoi(args[1])
@@ -60,7 +60,7 @@ func conformance(t *testing.T, fwd bool) {
 			mu.Unlock()
 			b.Register(image, deploytest.App("v1"))
 			b.Inject(mem.Fault{
-				Image: image, BootDelay: bt.ListenAfter, CloseConns: bt.CloseConns,
+				Image: image, ListenAfter: bt.ListenAfter, CloseConns: bt.CloseConns,
 				NeverListen: bt.NeverListen || bt.ExitAfter > 0, ExitAfter: bt.ExitAfter, ExitCode: bt.ExitCode,
 			})
 			return deploy.MachineSpec{App: app, Image: image}

@@ -22,30 +22,40 @@ const (
 
 // Fault describes injected misbehaviour. The selector fields choose the
 // machines it applies to; zero selectors match every machine. Behaviour faults
-// are read when a machine starts; Op faults when the call is made.
+// are read each time a machine starts (a restart by its restart policy
+// included); Op faults when the call is made. Faults that match one machine
+// add up: every flag applies, ListenAfter and IgnoreStopFor take the longest,
+// and CrashAfter, ExitAfter and HealthPath the last injected.
 type Fault struct {
 	// Selectors.
 	Image   string // machines of this image
-	Nth     int    // with Image: only the Nth machine created from it (1-based)
+	Nth     int    // only the Nth machine created from its image (1-based); usually with Image
 	Machine string // one machine, by ID
 
-	// Behaviour.
-	BootDelay    time.Duration // the app listens only after this delay
-	NeverListen  bool          // the app never listens (a boot that never ends)
-	CloseConns   bool          // the app accepts every connection and closes it at once, serving nothing
-	FailStart    bool          // Start fails and the machine exits with code 1
-	CrashAfter   time.Duration // crash (connections reset, exit 1) this long after start
-	ExitAfter    time.Duration // exit on its own this long after start, with ExitCode
-	ExitCode     int           // for ExitAfter
-	Unhealthy    bool          // the health endpoint answers 503
-	HealthPath   string        // the health endpoint; default "/health"
-	SlowShutdown time.Duration // the app ignores the stop signal this long (killed at the stop timeout)
+	// Behaviour. Durations count from each start of the machine.
+	ListenAfter time.Duration // the app listens only this long after it starts; connections are refused until then
+	NeverListen bool          // the app never listens (a boot that never ends); connections are refused
+	CloseConns  bool          // the app accepts every connection and closes it at once, serving nothing
+	FailStart   bool          // Start returns an error wrapping ErrInjected; the machine exits with code 1
+	CrashAfter  time.Duration // the app crashes this long after it starts: connections reset, exit 1
+	ExitAfter   time.Duration // the app exits on its own this long after it starts, gracefully, with ExitCode
+	ExitCode    int           // the exit code of ExitAfter
+	// Unhealthy makes the health endpoint (HealthPath) answer 503 while the
+	// app serves every other path: HTTP checks of that path fail, TCP checks pass.
+	Unhealthy bool
+	// HealthPath is the path that Unhealthy and Machine.SetHealthy(false)
+	// make answer 503; "" means "/health".
+	HealthPath string
+	// IgnoreStopFor is how long the app ignores the stop signal, serving on
+	// as if none came, before it shuts down gracefully; the machine is killed
+	// (exit 137) if the spec's stop timeout ends first.
+	IgnoreStopFor time.Duration
 
 	// Backend call errors.
 	Op        Op    // the call to fail
 	Err       error // the error; nil means ErrInjected
-	Transient bool  // wrap deploy.ErrTransient so callers may retry
-	Times     int   // fail this many calls, then succeed; 0 fails every call
+	Transient bool  // wrap deploy.ErrTransient as well, so callers may retry
+	Times     int   // fail this many matching calls, then succeed; 0 fails every one
 }
 
 type faultState struct {
@@ -68,7 +78,7 @@ func (f *faultState) matches(image, id string, nth int) bool {
 
 // merge returns f with the behaviour set in g added.
 func (f Fault) merge(g Fault) Fault {
-	f.BootDelay = max(f.BootDelay, g.BootDelay)
+	f.ListenAfter = max(f.ListenAfter, g.ListenAfter)
 	f.FailStart = f.FailStart || g.FailStart
 	f.NeverListen = f.NeverListen || g.NeverListen
 	f.CloseConns = f.CloseConns || g.CloseConns
@@ -82,6 +92,6 @@ func (f Fault) merge(g Fault) Fault {
 	if g.HealthPath != "" {
 		f.HealthPath = g.HealthPath
 	}
-	f.SlowShutdown = max(f.SlowShutdown, g.SlowShutdown)
+	f.IgnoreStopFor = max(f.IgnoreStopFor, g.IgnoreStopFor)
 	return f
 }

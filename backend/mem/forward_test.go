@@ -22,7 +22,7 @@ func TestPortForwarder(t *testing.T) {
 	b.PortForwarder = true
 	defer b.Close()
 	b.Register("v1", deploytest.App("v1"))
-	b.Inject(mem.Fault{Image: "v1", BootDelay: 500 * time.Millisecond})
+	b.Inject(mem.Fault{Image: "v1", ListenAfter: 500 * time.Millisecond})
 	ctx := context.Background()
 	m, err := b.Create(ctx, deploy.MachineSpec{App: "a", Image: "v1"})
 	require.NoError(t, err)

@@ -29,9 +29,10 @@ type Machine struct {
 
 	mu       sync.Mutex
 	state    deploy.MachineState
-	fault    Fault      // the behaviour faults, read at Start
-	addr     string     // where clients reach the app: its own address, or its forwarder's
-	fwd      *forwarder // with Backend.PortForwarder; closed when the machine exits
+	fault    Fault        // the behaviour faults, read at Start
+	app      http.Handler // what this run serves: the image's app
+	addr     string       // where clients reach the app: its own address, or its forwarder's
+	fwd      *forwarder   // with Backend.PortForwarder; closed when the machine exits
 	srv      *http.Server
 	extra    map[int]string // spec.Ports -> address, once listening
 	extraSrv []*http.Server
@@ -85,7 +86,7 @@ func (m *Machine) SetHealthy(ok bool) { m.unhealthy.Store(!ok) }
 func (m *Machine) SetFailing(failing bool) { m.failing.Store(failing) }
 
 // Start starts the machine: its app listens on a fresh loopback port (after any
-// boot delay), or its command override runs.
+// ListenAfter fault), or its command override runs.
 func (m *Machine) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -93,7 +94,7 @@ func (m *Machine) Start(ctx context.Context) error {
 	if err := m.b.opErr(OpStart, m.spec.Image, m.id, m.nth); err != nil {
 		return err
 	}
-	h, cmd, err := m.b.lookup(m.spec)
+	h, cmd, err := m.newRun()
 	if err != nil {
 		return err
 	}
@@ -133,17 +134,50 @@ func (m *Machine) Start(ctx context.Context) error {
 		m.exitLocked(deploy.ExitStatus{Code: ExitCrashed, Reason: err.Error()})
 		return err
 	}
-	m.srv = m.newServer(h)
-	for _, p := range m.spec.Ports {
-		if p > 0 && p != m.spec.Port {
-			m.extraSrv = append(m.extraSrv, m.newServer(m.b.portHandler(m.spec.Image, p, h)))
-		}
-	}
+	m.serversLocked(h)
 	m.state = deploy.StateStarted
 	m.bg.Add(1)
 	go m.serve(runCtx, ln, res, f)
 	m.armFaultsLocked(f)
 	return nil
+}
+
+// newRun returns what a new run of the machine runs: a new instance of its
+// image's app (none in the backend's NoListen mode), or its command override.
+// No lock is held: the image's constructor is the user's code.
+func (m *Machine) newRun() (http.Handler, CommandFunc, error) {
+	newApp, cmd, err := m.b.lookup(m.spec)
+	if err != nil || cmd != nil || m.b.NoListen {
+		return nil, cmd, err
+	}
+	h := newApp(m.spec)
+	if h == nil {
+		return nil, nil, fmt.Errorf("mem: image %q: its app is a nil handler", m.spec.Image)
+	}
+	return h, nil, nil
+}
+
+// Handler returns the app the machine's current (or last) run serves: the
+// handler its image's constructor made for it (Backend.RegisterPerMachine),
+// or the image's shared handler (Backend.Register). It is nil before Start
+// and for a command override. A test type-asserts it to read the app's state.
+func (m *Machine) Handler() http.Handler {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.app
+}
+
+// serversLocked makes the servers of a run that serves app: the app port's,
+// and one per other port of the spec (listening once the app does). m.mu is held.
+func (m *Machine) serversLocked(app http.Handler) {
+	m.app = app
+	m.srv = m.newServer(app)
+	m.extra, m.extraSrv = nil, nil
+	for _, p := range m.spec.Ports {
+		if p > 0 && p != m.spec.Port {
+			m.extraSrv = append(m.extraSrv, m.newServer(m.b.portHandler(m.spec.Image, p, app)))
+		}
+	}
 }
 
 // listenLocked gives a run of the machine its address: a listener, or, for
@@ -154,7 +188,7 @@ func (m *Machine) listenLocked(f Fault) (net.Listener, *reservation, error) {
 	var ln net.Listener
 	var res *reservation
 	var err error
-	if f.BootDelay > 0 || f.NeverListen {
+	if f.ListenAfter > 0 || f.NeverListen {
 		if res, err = reserve(); err == nil {
 			m.addr = res.addr
 		}
@@ -192,7 +226,7 @@ func (m *Machine) serve(ctx context.Context, ln net.Listener, res *reservation, 
 	if ln == nil {
 		var after <-chan time.Time
 		if !f.NeverListen {
-			t := time.NewTimer(f.BootDelay)
+			t := time.NewTimer(f.ListenAfter)
 			defer t.Stop()
 			after = t.C
 		}
@@ -384,7 +418,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 	}
 	m.state = deploy.StateStopping
 	m.stopAsked = true
-	slow := m.fault.SlowShutdown
+	slow := m.fault.IgnoreStopFor
 	m.mu.Unlock()
 	if err := ctx.Err(); err != nil { // no time left for a graceful stop
 		m.kill(ExitKilled, "killed: stop cancelled")

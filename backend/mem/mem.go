@@ -1,19 +1,22 @@
 // Package mem is an in-memory deploy.Backend for tests and examples.
 //
-// An http.Handler is registered per image name; every machine serves its
-// image's handler on its own 127.0.0.1:0 listener, so health checks and proxy
+// An image is an app registered by name: one http.Handler that all its
+// machines share (Register), or a constructor called with each machine's
+// spec, so that every machine runs an instance of its own, as every
+// container runs a process of its own (RegisterPerMachine). Every machine
+// serves its app on its own 127.0.0.1:0 listener, so health checks and proxy
 // traffic are real HTTP. The other ports of a spec (MachineSpec.Ports) get a
-// listener each too, once the app listens, serving the image's handler or one
-// registered for that port (RegisterPort); Machine.AddrOf finds them.
+// listener each too, once the app listens, serving the machine's app or a
+// handler registered for that port (RegisterPort); Machine.AddrOf finds them.
 //
 // A command override (MachineSpec.Cmd, after MachineSpec.Entrypoint when
 // set) runs a registered Go func instead and exits with its code, as a
 // release command or a worker does.
 //
 // Faults are injected per image, per Nth machine of an image, or per machine:
-// boot delay, an app that never listens or that closes every connection,
-// failure to start, a crash or exit after a delay, a failing health endpoint,
-// a slow shutdown, and errors on backend calls. Backend.PortForwarder fronts
+// an app that listens late, never listens, or closes every connection; a
+// failure to start; a crash or exit after a delay; a failing health endpoint;
+// an app that ignores the stop signal; and errors on backend calls. Backend.PortForwarder fronts
 // machines with a port forwarder, as Docker does.
 //
 // A serving machine that exits on its own (a crash fault, Kill, an exit
@@ -45,8 +48,9 @@ type Backend struct {
 	// listener and run no server, and their Addr is a synthetic unique address
 	// ("m0001.mem.invalid:80") that nothing serves. Health checks must then use
 	// a checker that does not dial (one that always passes); faults other than
-	// start failures and operation errors (boot delay, unhealthy endpoint,
-	// crash or exit after a delay) have no effect.
+	// start failures and operation errors (listening late, unhealthy
+	// endpoint, crash or exit after a delay) have no effect, and no app is
+	// made (an image's constructor is not called).
 	NoListen bool
 	// RestartDelay is how long a machine that exited on its own stays down
 	// before its restart policy restarts it; 0 means DefaultRestartDelay.
@@ -62,7 +66,7 @@ type Backend struct {
 	PortForwarder bool
 
 	mu       sync.Mutex
-	images   map[string]http.Handler
+	images   map[string]func(deploy.MachineSpec) http.Handler
 	ports    map[string]map[int]http.Handler // image -> extra port -> handler
 	commands map[string]CommandFunc
 	machines map[string]*Machine // not yet destroyed
@@ -75,7 +79,7 @@ type Backend struct {
 // New returns an empty Backend.
 func New() *Backend {
 	return &Backend{
-		images:   map[string]http.Handler{},
+		images:   map[string]func(deploy.MachineSpec) http.Handler{},
 		ports:    map[string]map[int]http.Handler{},
 		commands: map[string]CommandFunc{},
 		machines: map[string]*Machine{},
@@ -83,16 +87,28 @@ func New() *Backend {
 	}
 }
 
-// Register makes image runnable: its machines serve h.
+// Register makes image runnable: all its machines serve h, one handler
+// shared by them. An app that keeps state per machine (its start time, the
+// requests it served) registers with RegisterPerMachine instead.
 func (b *Backend) Register(image string, h http.Handler) {
+	b.RegisterPerMachine(image, func(deploy.MachineSpec) http.Handler { return h })
+}
+
+// RegisterPerMachine makes image runnable with an app per machine, as every
+// container runs a process of its own: each time a machine of image starts
+// (and again when its restart policy restarts it, as a restarted process
+// starts afresh), newApp is called with the machine's spec, and that run of
+// the machine serves the handler it returns. Machine.Handler returns it.
+// A nil handler fails the start.
+func (b *Backend) RegisterPerMachine(image string, newApp func(spec deploy.MachineSpec) http.Handler) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.images[image] = h
+	b.images[image] = newApp
 }
 
 // RegisterPort makes machines of image serve h on port, one of their spec's
-// Ports (deploy.MachineSpec.Ports). A port of Ports with no handler
-// registered serves the image's handler.
+// Ports (deploy.MachineSpec.Ports); h is shared by the machines. A port of
+// Ports with no handler registered serves the machine's app.
 func (b *Backend) RegisterPort(image string, port int, h http.Handler) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -234,7 +250,9 @@ func (b *Backend) forget(id string) {
 	b.mu.Unlock()
 }
 
-func (b *Backend) lookup(spec deploy.MachineSpec) (http.Handler, CommandFunc, error) {
+// lookup returns what a machine of spec runs: its image's app constructor,
+// or its command override.
+func (b *Backend) lookup(spec deploy.MachineSpec) (func(deploy.MachineSpec) http.Handler, CommandFunc, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if args := commandLine(spec); len(args) > 0 {
@@ -244,11 +262,11 @@ func (b *Backend) lookup(spec deploy.MachineSpec) (http.Handler, CommandFunc, er
 		}
 		return nil, fn, nil
 	}
-	h, ok := b.images[spec.Image]
+	newApp, ok := b.images[spec.Image]
 	if !ok {
 		return nil, nil, fmt.Errorf("mem: image %q not registered: %w", spec.Image, deploy.ErrNotFound)
 	}
-	return h, nil, nil
+	return newApp, nil, nil
 }
 
 // opErr returns the injected error for op on a machine, if any.

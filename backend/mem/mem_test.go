@@ -100,9 +100,9 @@ func TestMemServesAndStopsGracefully(t *testing.T) {
 	assert.ErrorIs(t, err, deploy.ErrNotFound)
 }
 
-func TestMemSlowShutdownIsKilled(t *testing.T) {
+func TestMemIgnoredStopIsKilled(t *testing.T) {
 	b := newBackend(t)
-	b.Inject(mem.Fault{Image: "app:v1", SlowShutdown: time.Hour})
+	b.Inject(mem.Fault{Image: "app:v1", IgnoreStopFor: time.Hour})
 	m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1", StopTimeout: 100 * time.Millisecond})
 	start := time.Now()
 	require.NoError(t, m.Stop(context.Background()))
@@ -169,16 +169,16 @@ func TestMemFaults(t *testing.T) {
 		assert.Equal(t, mem.ExitCrashed, st.Code)
 		assert.Contains(t, st.Reason, "crashed")
 	})
-	t.Run("boot delay", func(t *testing.T) {
+	t.Run("listen after", func(t *testing.T) {
 		b := newBackend(t)
-		b.Inject(mem.Fault{Image: "app:v1", BootDelay: 200 * time.Millisecond})
+		b.Inject(mem.Fault{Image: "app:v1", ListenAfter: 200 * time.Millisecond})
 		m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1"})
 		_, err := client.Get("http://" + m.Addr() + "/")
 		assert.ErrorIs(t, err, syscall.ECONNREFUSED, "not listening during boot")
 		// The port is held meanwhile: nothing else can take it.
 		if ln, err := net.Listen("tcp", m.Addr()); err == nil {
 			ln.Close()
-			t.Fatalf("%s could be taken during the boot delay", m.Addr())
+			t.Fatalf("%s could be taken before the app listens", m.Addr())
 		}
 		require.Eventually(t, func() bool {
 			resp, err := client.Get("http://" + m.Addr() + "/")
@@ -191,7 +191,7 @@ func TestMemFaults(t *testing.T) {
 	})
 	t.Run("stopped during boot", func(t *testing.T) {
 		b := newBackend(t)
-		b.Inject(mem.Fault{Image: "app:v1", BootDelay: time.Minute})
+		b.Inject(mem.Fault{Image: "app:v1", ListenAfter: time.Minute})
 		m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1"})
 		require.NoError(t, m.Stop(ctx))
 		_, err := m.Wait(ctx)

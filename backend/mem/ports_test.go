@@ -21,7 +21,7 @@ func TestMemExtraPorts(t *testing.T) {
 	b.RegisterPort("app:v1", 5500, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("check port"))
 	}))
-	b.Inject(mem.Fault{Image: "app:v1", BootDelay: 300 * time.Millisecond})
+	b.Inject(mem.Fault{Image: "app:v1", ListenAfter: 300 * time.Millisecond})
 	m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1", Port: 5432, Ports: []int{5500, 9100}})
 
 	_, err := m.AddrOf(5500)

@@ -59,12 +59,12 @@ func (m *Machine) cancelRestartLocked() bool {
 }
 
 // restart begins a new run of the machine, as a restart policy does: the app
-// listens on a fresh loopback port (after the boot delay of its faults), and
-// its behaviour faults are read again, as at Start (a machine that crashes
-// after a delay crashes again). Its ID stays; its Addr changes, as a Docker
+// listens on a fresh loopback port (after its ListenAfter fault), its
+// image's app is made anew (RegisterPerMachine), and its behaviour faults are
+// read again, as at Start (a machine that crashes after a delay crashes again). Its ID stays; its Addr changes, as a Docker
 // container's ephemeral host port does.
 func (m *Machine) restart() {
-	h, _, err := m.b.lookup(m.spec)
+	h, _, err := m.newRun() // a new process: a new instance of the app
 	m.b.mu.Lock()
 	closed := m.b.closed
 	m.b.mu.Unlock()
@@ -97,7 +97,7 @@ func (m *Machine) restart() {
 	m.exited = make(chan struct{})
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.srv = m.newServer(h)
+	m.serversLocked(h)
 	m.state = deploy.StateStarted
 	m.bg.Add(1)
 	go m.serve(runCtx, ln, res, f)

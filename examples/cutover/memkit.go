@@ -24,7 +24,7 @@ const memBootDelay = 300 * time.Millisecond
 // (a process group with no service) runs a demo worker until stopped.
 func newMemKit(logs *logRing) *backendKit {
 	b := mem.New()
-	b.Inject(mem.Fault{BootDelay: memBootDelay})
+	b.Inject(mem.Fault{ListenAfter: memBootDelay})
 	var mu sync.Mutex
 	registered := map[string]bool{}
 	register := func(image string) {

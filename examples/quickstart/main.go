@@ -58,7 +58,7 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	backend.Register("demo:v1", deploytest.App("v1"))
 	backend.Register("demo:v2", deploytest.App("v2"))
 	// Real apps take a moment to boot; so do these, so that traffic flows during the deploy.
-	backend.Inject(mem.Fault{BootDelay: 200 * time.Millisecond})
+	backend.Inject(mem.Fault{ListenAfter: 200 * time.Millisecond})
 
 	// The proxy: the app's single entry point, switching traffic between machines.
 	px := proxy.New(proxy.Options{})

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func start(t *testing.T, n int) (*testenv.Env, *deploytest.Load) {
 	e := testenv.New(t)
-	e.Backend.Inject(mem.Fault{BootDelay: 50 * time.Millisecond})
+	e.Backend.Inject(mem.Fault{ListenAfter: 50 * time.Millisecond})
 	e.MustDeploy(t, bluegreen.Strategy{}, "v1", n)
 	run := e.Load(t)
 	require.NoError(t, run.WaitRequests(context.Background(), 100))

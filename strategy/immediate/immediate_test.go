@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestImmediateReportsDowntime(t *testing.T) {
 	e := testenv.New(t)
 	e.MustDeploy(t, immediate.Strategy{}, "v1", 3)
-	e.Backend.Inject(mem.Fault{Image: "v2", BootDelay: 100 * time.Millisecond})
+	e.Backend.Inject(mem.Fault{Image: "v2", ListenAfter: 100 * time.Millisecond})
 	run := e.Load(t)
 	require.NoError(t, run.WaitRequests(context.Background(), 100))
 	res := e.MustDeploy(t, immediate.Strategy{}, "v2", 3)

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // by the new version.
 func TestRollingUnderLoad(t *testing.T) {
 	e := testenv.New(t)
-	e.Backend.Inject(mem.Fault{BootDelay: 100 * time.Millisecond}) // every app takes a while to listen
+	e.Backend.Inject(mem.Fault{ListenAfter: 100 * time.Millisecond}) // every app takes a while to listen
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
 	run := e.Load(t)
 	require.NoError(t, run.WaitRequests(context.Background(), 200))
@@ -94,7 +94,7 @@ func TestRollingNeverHealthy(t *testing.T) {
 func TestRollingCrashFailsFast(t *testing.T) {
 	e := testenv.New(t)
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
-	e.Backend.Inject(mem.Fault{Image: "v2", CrashAfter: 200 * time.Millisecond, BootDelay: time.Hour})
+	e.Backend.Inject(mem.Fault{Image: "v2", CrashAfter: 200 * time.Millisecond, ListenAfter: time.Hour})
 	run := e.Load(t)
 	e.Deployer.WaitTimeout = time.Minute
 	start := time.Now()
@@ -222,7 +222,7 @@ func TestRollingMaxUnavailable(t *testing.T) {
 // not one batch after another.
 func TestRollingFirstDeployStartsAllAtOnce(t *testing.T) {
 	e := testenv.New(t)
-	e.Backend.Inject(mem.Fault{BootDelay: 200 * time.Millisecond})
+	e.Backend.Inject(mem.Fault{ListenAfter: 200 * time.Millisecond})
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
 	started, healthy := 0, 0
 	for _, ev := range e.Events() {

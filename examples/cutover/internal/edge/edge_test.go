@@ -159,7 +159,7 @@ func TestACME(t *testing.T) {
 	apiLoad := deploytest.StartLoad(ctx, "https://api.test", deploytest.LoadOptions{Workers: 4, Duration: 2 * time.Minute, Transport: tr})
 	require.NoError(t, webLoad.WaitRequests(ctx, 100))
 	require.NoError(t, apiLoad.WaitRequests(ctx, 100))
-	b.Inject(mem.Fault{BootDelay: 200 * time.Millisecond}) // machines that take a while to listen
+	b.Inject(mem.Fault{ListenAfter: 200 * time.Millisecond}) // machines that take a while to listen
 	res2, err := deployers["web"].Deploy(ctx, deploy.Request{Spec: deploy.MachineSpec{App: "web", Image: "v2", Version: "v2"}})
 	require.NoError(t, err)
 	n := webLoad.Mark()

@@ -93,7 +93,7 @@ func TestScrapeDuringDeploy(t *testing.T) {
 	_, before := scrape(t, url)
 	assert.Positive(t, before["cutover_proxy_requests_total"])
 
-	b.Inject(mem.Fault{BootDelay: 300 * time.Millisecond}) // a deploy long enough to scrape during
+	b.Inject(mem.Fault{ListenAfter: 300 * time.Millisecond}) // a deploy long enough to scrape during
 	done := make(chan error, 1)
 	go func() {
 		res, err := d.Deploy(ctx, deploy.Request{Spec: spec("v2")})
