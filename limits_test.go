@@ -2,10 +2,8 @@ package deploy_test
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,44 +17,31 @@ import (
 	"github.com/cutover/deploy/strategy/rolling"
 )
 
-// machineLoad counts, per machine (its listening address), the requests the
-// machine itself is serving, and the most it served at once.
-type machineLoad struct {
-	mu       sync.Mutex
-	inflight map[string]*atomic.Int64
-	peak     map[string]*atomic.Int64
+// limitedApp is one machine's app: it takes 3 ms a request and counts the
+// requests it is serving, and the most it served at once.
+type limitedApp struct {
+	version        string
+	inFlight, peak atomic.Int64
 }
 
-func (l *machineLoad) counters(addr string) (cur, peak *atomic.Int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.inflight[addr] == nil {
-		l.inflight[addr], l.peak[addr] = new(atomic.Int64), new(atomic.Int64)
+func newLimitedApp(spec deploy.MachineSpec) http.Handler { return &limitedApp{version: spec.Version} }
+
+func (a *limitedApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/health" {
+		_, _ = w.Write([]byte("ok"))
+		return
 	}
-	return l.inflight[addr], l.peak[addr]
-}
-
-// handler is an app for version that takes 3 ms a request and counts itself.
-func (l *machineLoad) handler(version string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" {
-			_, _ = w.Write([]byte("ok"))
-			return
-		}
-		addr := r.Context().Value(http.LocalAddrContextKey).(net.Addr).String()
-		cur, peak := l.counters(addr)
-		n := cur.Add(1)
-		defer cur.Add(-1)
-		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-		}
-		tm := time.NewTimer(3 * time.Millisecond) // the app's service time
-		defer tm.Stop()
-		select {
-		case <-tm.C:
-		case <-r.Context().Done():
-		}
-		_, _ = w.Write([]byte(version))
-	})
+	n := a.inFlight.Add(1)
+	defer a.inFlight.Add(-1)
+	for p := a.peak.Load(); n > p && !a.peak.CompareAndSwap(p, n); p = a.peak.Load() {
+	}
+	tm := time.NewTimer(3 * time.Millisecond) // the app's service time
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-r.Context().Done():
+	}
+	_, _ = w.Write([]byte(a.version))
 }
 
 // TestDeploysRespectConcurrencyLimits: with a hard limit of 2 requests per
@@ -67,11 +52,10 @@ func (l *machineLoad) handler(version string) http.Handler {
 // machines themselves; the new machines serve.
 func TestDeploysRespectConcurrencyLimits(t *testing.T) {
 	const hard = 2
-	ml := &machineLoad{inflight: map[string]*atomic.Int64{}, peak: map[string]*atomic.Int64{}}
 	backend := mem.New()
 	t.Cleanup(func() { _ = backend.Close() })
 	for _, v := range []string{"v1", "v2", "v3"} {
-		backend.Register(v, ml.handler(v))
+		backend.RegisterPerMachine(v, newLimitedApp)
 	}
 	px := proxy.New(proxy.Options{
 		DrainTimeout: 10 * time.Second,
@@ -85,7 +69,8 @@ func TestDeploysRespectConcurrencyLimits(t *testing.T) {
 		Health:      health.HTTP{Path: "/health", Interval: 20 * time.Millisecond, Timeout: time.Second},
 		WaitTimeout: 10 * time.Second,
 	}
-	newAddrs := map[string]string{} // address of each machine of v2 and v3: its ID and version
+	apps := map[string]*limitedApp{} // every machine's app, by its ID and version
+	var newMachines []string         // the machines of v2 and v3
 	deployOnce := func(s deploy.Strategy, v string) {
 		t.Helper()
 		res, err := d.Deploy(context.Background(), deploy.Request{
@@ -100,7 +85,9 @@ func TestDeploysRespectConcurrencyLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			newAddrs[m.Addr()] = id + " (" + v + ")"
+			key := id + " (" + v + ")"
+			apps[key] = m.Handler().(*limitedApp)
+			newMachines = append(newMachines, key)
 		}
 	}
 	deployOnce(rolling.Strategy{}, "v1")
@@ -123,7 +110,7 @@ func TestDeploysRespectConcurrencyLimits(t *testing.T) {
 		}
 	}
 	waitQueued()
-	clear(newAddrs) // only v2's and v3's
+	newMachines = nil // only v2's and v3's
 	deployOnce(rolling.Strategy{}, "v2")
 	waitQueued()
 	deployOnce(bluegreen.Strategy{}, "v3")
@@ -139,18 +126,16 @@ func TestDeploysRespectConcurrencyLimits(t *testing.T) {
 	if res.ByBody["v2"] == 0 || res.ByBody["v3"] == 0 {
 		t.Errorf("the new versions served no request: %v", res.ByBody)
 	}
-	ml.mu.Lock()
-	defer ml.mu.Unlock()
-	for addr, p := range ml.peak {
-		if p.Load() > hard {
-			t.Errorf("machine %s served %d requests at once, over the hard limit %d", addr, p.Load(), hard)
+	for m, a := range apps {
+		if p := a.peak.Load(); p > hard {
+			t.Errorf("machine %s served %d requests at once, over the hard limit %d", m, p, hard)
 		}
 	}
-	if len(newAddrs) != 4 {
-		t.Fatalf("new machines %v, want 4", newAddrs)
+	if len(newMachines) != 4 {
+		t.Fatalf("new machines %v, want 4", newMachines)
 	}
-	for addr, m := range newAddrs {
-		if p := ml.peak[addr]; p == nil || p.Load() != hard {
+	for _, m := range newMachines {
+		if apps[m].peak.Load() != hard {
 			t.Errorf("new machine %s never served %d at once", m, hard)
 		}
 	}
