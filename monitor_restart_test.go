@@ -23,23 +23,20 @@ import (
 	"github.com/cutover/deploy/strategy/rolling"
 )
 
-// countingApp serves demo's v1 plus /stream, and counts per machine (by the
-// X-Machine-Id header the mem backend sets) the requests that reached the
-// app: started and still in flight.
+// countingApp is one machine's app: deploytest's App for its version plus
+// /stream, counting the requests that reached it: started and still in flight.
 type countingApp struct {
-	mu       sync.Mutex
-	started  map[string]int
-	inFlight map[string]int
-	h        http.Handler
+	started, inFlight atomic.Int64
+	h                 http.Handler
 }
 
-func newCountingApp(version string) *countingApp {
-	a := &countingApp{started: map[string]int{}, inFlight: map[string]int{}}
+func newCountingApp(spec deploy.MachineSpec) http.Handler {
+	a := &countingApp{}
 	mux := http.NewServeMux()
-	mux.Handle("/", deploytest.App(version))
+	mux.Handle("/", deploytest.App(spec.Version))
 	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
 		for i := range 5 { // five chunks over 100ms
-			fmt.Fprintf(w, "%s chunk %d\n", version, i)
+			fmt.Fprintf(w, "%s chunk %d\n", spec.Version, i)
 			w.(http.Flusher).Flush()
 			select {
 			case <-time.After(20 * time.Millisecond):
@@ -53,28 +50,15 @@ func newCountingApp(version string) *countingApp {
 }
 
 func (a *countingApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := w.Header().Get("X-Machine-Id")
-	a.mu.Lock()
-	a.started[id]++
-	a.inFlight[id]++
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.inFlight[id]--
-		a.mu.Unlock()
-	}()
+	a.started.Add(1)
+	a.inFlight.Add(1)
+	defer a.inFlight.Add(-1)
 	if r.Method == http.MethodPost {
 		if _, err := io.Copy(io.Discard, r.Body); err != nil { // an upload
 			return
 		}
 	}
 	a.h.ServeHTTP(w, r)
-}
-
-func (a *countingApp) counts(id string) (started, inFlight int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.started[id], a.inFlight[id]
 }
 
 // mixedLoad sends, from 16 clients, a mix of quick GETs, 200ms requests,
@@ -204,8 +188,7 @@ func waitForMachine(t *testing.T, events <-chan deploy.Event, typ deploy.EventTy
 // test needs to check its recovery.
 func killUnderLoad(t *testing.T, restart deploy.RestartPolicy, kill func(*testing.T, *testenv.Env, string)) (e *testenv.Env, mon *deploy.Monitor, events chan deploy.Event, load *mixedLoad, victim string, inFlight int, killed time.Time) {
 	e = testenv.New(t)
-	app := newCountingApp("v1")
-	e.Backend.Register("v1", app)
+	e.Backend.RegisterPerMachine("v1", newCountingApp)
 	events = make(chan deploy.Event, 64)
 	mon = &deploy.Monitor{
 		Router: e.Proxy, Backend: e.Backend, App: testenv.App,
@@ -236,10 +219,11 @@ func killUnderLoad(t *testing.T, restart deploy.RestartPolicy, kill func(*testin
 	require.NoError(t, err)
 	addr := vm.Addr()
 	st0 := e.Proxy.Stats()[addr]
-	startedBefore, inFlightBefore := app.counts(victim)
+	app := vm.Handler().(*countingApp) // the killed run's, even once a restart made another
+	startedBefore, inFlightBefore := app.started.Load(), app.inFlight.Load()
 	killed = time.Now()
 	kill(t, e, victim)
-	startedAfter, _ := app.counts(victim)
+	startedAfter := app.started.Load()
 	st1 := e.Proxy.Stats()[addr]
 	// What the proxy had in flight on it, or sent to it while it was being
 	// killed (unknown if the monitor removed it meanwhile, which drops its
