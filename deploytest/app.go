@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/cutover/deploy"
 )
 
 // App returns the app for version: "/" answers the version, "/health"
@@ -33,4 +35,25 @@ func App(version string) http.Handler {
 		http.Error(w, "failing on purpose", http.StatusInternalServerError)
 	})
 	return mux
+}
+
+// SlowBoot returns an app constructor, one app per machine (as
+// mem.Backend.RegisterPerMachine takes), for an app that listens at once but
+// boots for boot, as one that warms caches or connects to its database
+// first: until boot has passed since the machine's app was made, every path,
+// "/health" included, answers 503 "booting"; then the machine serves
+// App(spec.Version). A TCP check passes it at once; an HTTP check of
+// "/health" only once it has booted.
+func SlowBoot(boot time.Duration) func(deploy.MachineSpec) http.Handler {
+	return func(spec deploy.MachineSpec) http.Handler {
+		started := time.Now()
+		app := App(spec.Version)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if time.Since(started) < boot {
+				http.Error(w, "booting", http.StatusServiceUnavailable)
+				return
+			}
+			app.ServeHTTP(w, r)
+		})
+	}
 }

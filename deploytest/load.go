@@ -1,6 +1,7 @@
 // Package deploytest is what a test needs to prove a deploy loses no request:
 // a load generator that counts every response by the version that served it
-// and every failure, an app that tells its version, and checks of which
+// and every failure, an app that tells its version (App) and one whose
+// every machine boots for a while of its own (SlowBoot), and checks of which
 // versions the router sends traffic to. The library's own tests use it.
 package deploytest
 
