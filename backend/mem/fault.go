@@ -32,9 +32,11 @@ type Fault struct {
 	Nth     int    // only the Nth machine created from its image (1-based); usually with Image
 	Machine string // one machine, by ID
 
-	// Behaviour. Durations count from each start of the machine.
-	ListenAfter time.Duration // the app listens only this long after it starts; connections are refused until then
-	NeverListen bool          // the app never listens (a boot that never ends); connections are refused
+	// Behaviour. Durations count from each start of the machine. Until the
+	// app listens, its address refuses connections (with
+	// Backend.PortForwarder: accepts and closes them).
+	ListenAfter time.Duration // the app listens only this long after it starts
+	NeverListen bool          // the app never listens (a boot that never ends)
 	CloseConns  bool          // the app accepts every connection and closes it at once, serving nothing
 	FailStart   bool          // Start returns an error wrapping ErrInjected; the machine exits with code 1
 	CrashAfter  time.Duration // the app crashes this long after it starts: connections reset, exit 1

@@ -16,8 +16,8 @@
 // Faults are injected per image, per Nth machine of an image, or per machine:
 // an app that listens late, never listens, or closes every connection; a
 // failure to start; a crash or exit after a delay; a failing health endpoint;
-// an app that ignores the stop signal; and errors on backend calls. Backend.PortForwarder fronts
-// machines with a port forwarder, as Docker does.
+// an app that ignores the stop signal; and errors on backend calls.
+// Backend.PortForwarder fronts machines with a port forwarder, as Docker does.
 //
 // A serving machine that exits on its own (a crash fault, Kill, an exit
 // fault) is restarted as its spec's Restart policy says, after RestartDelay,
