@@ -32,8 +32,8 @@ var ownContext = eng.OwnContext
 // Its methods are safe for concurrent use.
 type Machine struct {
 	b    *Backend
-	id   string // machine ID (label LabelMachine)
-	cid  string // container ID
+	id   string // machine ID: the container ID's short form
+	cid  string // container ID, in full
 	spec deploy.MachineSpec
 	tty  bool
 
@@ -55,10 +55,17 @@ var (
 	_ deploy.LogReader     = (*Machine)(nil)
 )
 
-// ID returns the machine ID (not the container ID; see ContainerID).
+func newMachine(b *Backend, cid string, spec deploy.MachineSpec, tty bool) *Machine {
+	return &Machine{b: b, id: eng.ShortID(cid), cid: cid, spec: spec, tty: tty, state: deploy.StateCreated, neverStarted: make(chan struct{})}
+}
+
+// ID returns the machine ID: its container's ID in the short form docker ps
+// prints (12 hex digits), which docker logs, docker inspect and docker stop
+// take too. A restart of the container keeps it.
 func (m *Machine) ID() string { return m.id }
 
-// ContainerID returns the engine's ID of the machine's container.
+// ContainerID returns the full ID of the machine's container (ID is its
+// short form).
 func (m *Machine) ContainerID() string { return m.cid }
 
 // Spec returns the machine's spec. Its Labels hold deploy.LabelApp and, when
@@ -532,8 +539,8 @@ func (m *Machine) markDestroyed() {
 	m.markDestroyedLocked()
 	m.mu.Unlock()
 	m.b.mu.Lock()
-	if m.b.machines[m.id] == m {
-		delete(m.b.machines, m.id)
+	if m.b.machines[m.cid] == m {
+		delete(m.b.machines, m.cid)
 	}
 	m.b.mu.Unlock()
 }

@@ -87,6 +87,14 @@ func TestRestartAfterKill(t *testing.T) {
 		t.Fatalf("Wait = %v, %v; want the exit of a restarted run", w.st, w.err)
 	}
 	waitRestarted(t, b, m, 1)
+	// The engine restarted the same container: the machine keeps its ID.
+	res, err := b.cli.ContainerInspect(ctxFor(t, 10*time.Second), m.ID(), client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect %s after the restart: %v", m.ID(), err)
+	}
+	if res.Container.RestartCount != 1 {
+		t.Fatalf("inspect %s after the restart: restart count %d, want 1", m.ID(), res.Container.RestartCount)
+	}
 	if m.Addr() == before {
 		t.Logf("the restart kept host port %s (the engine may reuse it)", before)
 	}

@@ -35,8 +35,8 @@ const destroyWait = 15 * time.Second
 // and deploy.LogReader. Its methods are safe for concurrent use.
 type Machine struct {
 	b    *Backend
-	id   string // machine ID (label LabelMachine)
-	sid  string // service ID
+	id   string // machine ID: the service ID's short form
+	sid  string // service ID, in full
 	spec deploy.MachineSpec
 	node string // the node it is placed on
 
@@ -63,13 +63,13 @@ var (
 	_ deploy.LogReader = (*Machine)(nil)
 )
 
-func newMachine(b *Backend, id, sid string, spec deploy.MachineSpec, node string) *Machine {
-	return &Machine{b: b, id: id, sid: sid, spec: spec, node: node, state: deploy.StateCreated}
+func newMachine(b *Backend, sid string, spec deploy.MachineSpec, node string) *Machine {
+	return &Machine{b: b, id: eng.ShortID(sid), sid: sid, spec: spec, node: node, state: deploy.StateCreated}
 }
 
 // adopt builds a handle for a service another handle (or process) made.
 func adopt(b *Backend, s swarm.Service) *Machine {
-	m := newMachine(b, s.Spec.Labels[LabelMachine], s.ID, specOf(s), s.Spec.Labels[LabelNode])
+	m := newMachine(b, s.ID, specOf(s), s.Spec.Labels[LabelNode])
 	m.started = s.Spec.Labels[LabelStarted] != ""
 	return m
 }
@@ -83,10 +83,12 @@ func (m *Machine) AddrOf(port int) (string, error) {
 	return eng.AddrOf("swarm", m.id, port, m.spec.Port, m.addr, m.ports)
 }
 
-// ID returns the machine ID (not the service ID; see ServiceID).
+// ID returns the machine ID: its service's ID in the short form docker
+// service ls prints (12 characters), which docker service ps, docker service
+// logs and docker service inspect take too. Restarts (new tasks) keep it.
 func (m *Machine) ID() string { return m.id }
 
-// ServiceID returns the swarm's ID of the machine's service.
+// ServiceID returns the full ID of the machine's service (ID is its short form).
 func (m *Machine) ServiceID() string { return m.sid }
 
 // ContainerID returns the ID of the current task's container on its node's
@@ -826,8 +828,8 @@ func (m *Machine) markDestroyed() {
 	}
 	m.mu.Unlock()
 	m.b.mu.Lock()
-	if m.b.machines[m.id] == m {
-		delete(m.b.machines, m.id)
+	if m.b.machines[m.sid] == m {
+		delete(m.b.machines, m.sid)
 	}
 	m.b.mu.Unlock()
 }
