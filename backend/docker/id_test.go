@@ -123,10 +123,10 @@ func TestAdoptLegacyContainer(t *testing.T) {
 	if !reflect.DeepEqual(ms[0].Spec().Labels, s.Labels) {
 		t.Fatalf("adopted labels %v, want %v", ms[0].Spec().Labels, s.Labels)
 	}
-	if err := ms[0].Start(ctx); err != nil {
-		t.Fatal(err)
+	if g, err := b.Get(ctx, ms[0].ID()); err != nil || g != ms[0] {
+		t.Fatalf("Get(%s) = %v, %v; want the adopted handle", ms[0].ID(), g, err)
 	}
-	if got := get(t, ms[0], "/"); got != "v1" {
-		t.Fatalf("GET / = %q", got)
+	if _, err := b.Get(ctx, "0123456789ab"); !errors.Is(err, deploy.ErrNotFound) {
+		t.Fatalf("Get by the old label's ID = %v, want ErrNotFound", err)
 	}
 }
