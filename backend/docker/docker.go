@@ -343,8 +343,8 @@ func (b *Backend) remove(ctx context.Context, cid string) error {
 		return nil
 	case cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress"):
 		w := b.startWait(ctx, cid, container.WaitConditionRemoved)
-		defer w.close()
-		if _, werr := w.result(ctx, nil); werr != nil && !cerrdefs.IsNotFound(werr) {
+		defer w.Close()
+		if _, werr := w.Result(ctx, nil); werr != nil && !cerrdefs.IsNotFound(werr) {
 			return fmt.Errorf("%w (waiting for removal: %w)", err, werr)
 		}
 		return nil

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -37,14 +36,10 @@ type Machine struct {
 	spec deploy.MachineSpec
 	tty  bool
 
-	mu           sync.Mutex
-	state        deploy.MachineState
+	c            eng.Cache // c.Mu guards the fields below too
 	addr         string
 	ports        map[int]string // host address of each of spec.Ports, once started
-	stopAsked    bool           // a Stop sent the stop signal
-	killReason   string         // set before a Stop sends SIGKILL
-	exit         *deploy.ExitStatus
-	neverStarted chan struct{} // closed when a created machine is stopped or destroyed
+	neverStarted chan struct{}  // closed when a created machine is stopped or destroyed
 	closedNever  bool
 	restarts     int // the engine's RestartCount, as last seen
 }
@@ -56,7 +51,9 @@ var (
 )
 
 func newMachine(b *Backend, cid string, spec deploy.MachineSpec, tty bool) *Machine {
-	return &Machine{b: b, id: eng.ShortID(cid), cid: cid, spec: spec, tty: tty, state: deploy.StateCreated, neverStarted: make(chan struct{})}
+	m := &Machine{b: b, id: eng.ShortID(cid), cid: cid, spec: spec, tty: tty, neverStarted: make(chan struct{})}
+	m.c.State = deploy.StateCreated
+	return m
 }
 
 // ID returns the machine ID: its container's ID in the short form docker ps
@@ -74,8 +71,8 @@ func (m *Machine) Spec() deploy.MachineSpec { return m.spec }
 
 // Addr returns "127.0.0.1:<host port>" once started, or "" before.
 func (m *Machine) Addr() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return m.addr
 }
 
@@ -83,8 +80,8 @@ func (m *Machine) Addr() string {
 // the spec's Ports, once started; an error wrapping
 // deploy.ErrPortNotPublished before, or for another port.
 func (m *Machine) AddrOf(port int) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return eng.AddrOf("docker", m.id, port, m.spec.Port, m.addr, m.ports)
 }
 
@@ -92,17 +89,17 @@ func (m *Machine) AddrOf(port int) (string, error) {
 // it asks the engine, briefly, so a crash shows up as StateStopped; otherwise
 // it returns the state the machine's methods last saw.
 func (m *Machine) State() deploy.MachineState {
-	m.mu.Lock()
-	st := m.state
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	st := m.c.State
+	m.c.Mu.Unlock()
 	switch st {
 	case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
 		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
 		defer cancel()
 		_ = m.Refresh(ctx)
-		m.mu.Lock()
-		st = m.state
-		m.mu.Unlock()
+		m.c.Mu.Lock()
+		st = m.c.State
+		m.c.Mu.Unlock()
 	}
 	return st
 }
@@ -120,30 +117,20 @@ func (m *Machine) Refresh(ctx context.Context) error {
 // Start starts the container and reads back its host port. It returns once
 // the process runs, not once it is healthy. Starting a running machine does nothing.
 func (m *Machine) Start(ctx context.Context) error {
-	m.mu.Lock()
-	switch m.state {
-	case deploy.StateDestroyed:
-		m.mu.Unlock()
-		return fmt.Errorf("docker: start %s: %w", m.id, deploy.ErrNotFound)
-	case deploy.StateStarted, deploy.StateStopping:
-		m.mu.Unlock()
-		return nil
-	case deploy.StateStopped:
-		// A restart: forget the previous run.
-		m.exit, m.stopAsked, m.killReason = nil, false, ""
-		if m.closedNever {
+	prev, ok, err := m.c.BeginStart("docker", m.id, func() {
+		if m.closedNever { // it was stopped before it started
 			m.neverStarted, m.closedNever = make(chan struct{}), false
 		}
+	})
+	if !ok {
+		return err
 	}
-	prev := m.state
-	m.state = deploy.StateStarting
-	m.mu.Unlock()
 
 	if _, err := m.b.cli.ContainerStart(ctx, m.cid, client.ContainerStartOptions{}); err != nil {
 		if cerrdefs.IsNotFound(err) {
 			m.markDestroyed()
 		} else {
-			m.setStateIf(deploy.StateStarting, prev)
+			m.c.SetIf(deploy.StateStarting, prev)
 			if ctx.Err() == nil {
 				octx, cancel := ownContext(ctx)
 				_ = m.Refresh(octx)
@@ -168,7 +155,7 @@ func (m *Machine) Start(ctx context.Context) error {
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
-	if m.Addr() == "" && m.stateNow() == deploy.StateStarted {
+	if m.Addr() == "" && m.c.Now() == deploy.StateStarted {
 		return fmt.Errorf("docker: start %s: no host port published for %d/tcp", m.id, m.spec.Port)
 	}
 	return nil
@@ -182,12 +169,12 @@ func (m *Machine) Start(ctx context.Context) error {
 // reported, which may be 0 (the engine can lose it as it restarts); a Wait
 // begun after the restart waits for the next run.
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
-	if st, ok := m.exitStatus(); ok {
+	if st, ok := m.c.ExitStatus(); ok {
 		return st, nil
 	}
 	c, err := m.inspect(ctx)
 	if err != nil {
-		if st, ok := m.exitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
+		if st, ok := m.c.ExitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
 			return st, nil
 		}
 		return deploy.ExitStatus{}, err
@@ -199,7 +186,7 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 
 	cond := container.WaitConditionNotRunning
 	if c.State != nil && c.State.Status == container.StateCreated {
-		if st, ok := m.exitStatus(); ok { // stopped before it ever started
+		if st, ok := m.c.ExitStatus(); ok { // stopped before it ever started
 			return st, nil
 		}
 		cond = container.WaitConditionNextExit
@@ -207,7 +194,7 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 	// The engine registers the waiter before it answers the request, so a
 	// second look after it closes the gap between inspect and wait.
 	w := m.b.startWait(ctx, m.cid, cond)
-	defer w.close()
+	defer w.Close()
 	if cond == container.WaitConditionNextExit {
 		if c, err := m.inspect(ctx); err == nil {
 			if st, ok := exitedState(c); ok {
@@ -216,18 +203,18 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 			}
 		}
 	}
-	m.mu.Lock()
+	m.c.Mu.Lock()
 	never, restarts := m.neverStarted, m.restarts
-	m.mu.Unlock()
-	res, err := w.result(ctx, never)
-	if errors.Is(err, errNeverStarted) {
-		if st, ok := m.exitStatus(); ok {
+	m.c.Mu.Unlock()
+	res, err := w.Result(ctx, never)
+	if errors.Is(err, eng.ErrNeverStarted) {
+		if st, ok := m.c.ExitStatus(); ok {
 			return st, nil
 		}
 		return deploy.ExitStatus{}, fmt.Errorf("docker: wait %s: %w", m.id, deploy.ErrNotFound)
 	}
 	if err != nil {
-		if st, ok := m.exitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
+		if st, ok := m.c.ExitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
 			return st, nil
 		}
 		return deploy.ExitStatus{}, wrapErr("wait", m.id, err)
@@ -245,8 +232,8 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 			return deploy.ExitStatus{Code: int(res.StatusCode), Reason: "exited; restarted by its restart policy"}, nil
 		}
 	} else {
-		m.setStateIf(deploy.StateStarted, deploy.StateStopped)
-		m.setStateIf(deploy.StateStopping, deploy.StateStopped)
+		m.c.SetIf(deploy.StateStarted, deploy.StateStopped)
+		m.c.SetIf(deploy.StateStopping, deploy.StateStopped)
 	}
 	return m.recordExit(int(res.StatusCode), oom), nil
 }
@@ -257,9 +244,9 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 // container is killed and ctx's error returned. Stopping a stopped machine
 // does nothing; stopping a destroyed one is ErrNotFound.
 func (m *Machine) Stop(ctx context.Context) error {
-	m.mu.Lock()
-	st := m.state
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	st := m.c.State
+	m.c.Mu.Unlock()
 	switch st {
 	case deploy.StateDestroyed:
 		return fmt.Errorf("docker: stop %s: %w", m.id, deploy.ErrNotFound)
@@ -280,37 +267,37 @@ func (m *Machine) Stop(ctx context.Context) error {
 		return fmt.Errorf("docker: stop %s: no state in inspect response", m.id)
 	}
 	if c.State.Status == container.StateCreated {
-		m.mu.Lock()
-		m.state = deploy.StateStopped
-		if m.exit == nil {
-			m.exit = &deploy.ExitStatus{Reason: "never started"}
+		m.c.Mu.Lock()
+		m.c.State = deploy.StateStopped
+		if m.c.Exit == nil {
+			m.c.Exit = &deploy.ExitStatus{Reason: "never started"}
 		}
 		m.closeNeverLocked()
-		m.mu.Unlock()
+		m.c.Mu.Unlock()
 		return nil
 	}
 	if _, ok := exitedState(c); ok {
 		return nil
 	}
 
-	m.mu.Lock()
-	m.state = deploy.StateStopping
-	m.stopAsked = true
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	m.c.State = deploy.StateStopping
+	m.c.StopAsked = true
+	m.c.Mu.Unlock()
 
 	sig := m.spec.StopSignal
 	if sig == "" {
 		sig = "SIGTERM"
 	}
 	w := m.b.startWait(ctx, m.cid, container.WaitConditionNotRunning)
-	defer w.close()
+	defer w.Close()
 	var stopErr error
 	_, serr := m.b.cli.ContainerKill(ctx, m.cid, client.ContainerKillOptions{Signal: sig})
 	switch {
 	case serr == nil || cerrdefs.IsConflict(serr):
 		// Conflict: it is not running any more, and the wait returns at once.
 		tctx, tcancel := context.WithTimeout(ctx, m.spec.StopTimeoutOrDefault())
-		_, werr := w.result(tctx, nil)
+		_, werr := w.Result(tctx, nil)
 		switch {
 		case werr != nil && tctx.Err() != nil:
 			// The stop timeout passed or ctx ended (the wait request, cut by
@@ -328,7 +315,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 		m.markDestroyed()
 		return wrapErr("stop", m.id, serr)
 	default:
-		m.setStateIf(deploy.StateStopping, deploy.StateStarted)
+		m.c.SetIf(deploy.StateStopping, deploy.StateStarted)
 		return wrapErr("stop", m.id, serr)
 	}
 	// Record how it ended.
@@ -352,16 +339,16 @@ func (m *Machine) kill(ctx context.Context) error {
 		reason = "killed: stop cancelled"
 		err = fmt.Errorf("docker: stop %s: %w", m.id, ctx.Err())
 	}
-	m.mu.Lock()
-	m.killReason = reason
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	m.c.KillReason = reason
+	m.c.Mu.Unlock()
 	kctx, cancel := ownContext(ctx)
 	defer cancel()
 	_, kerr := m.b.cli.ContainerKill(kctx, m.cid, client.ContainerKillOptions{Signal: "SIGKILL"})
 	if kerr == nil {
 		kw := m.b.startWait(kctx, m.cid, container.WaitConditionNotRunning)
-		_, kerr = kw.result(kctx, nil)
-		kw.close()
+		_, kerr = kw.Result(kctx, nil)
+		kw.Close()
 	}
 	if kerr != nil && !cerrdefs.IsConflict(kerr) && !cerrdefs.IsNotFound(kerr) && err == nil {
 		err = wrapErr("kill", m.id, kerr)
@@ -372,9 +359,9 @@ func (m *Machine) kill(ctx context.Context) error {
 // Destroy force-removes the container (killing it if it runs). Destroying a
 // destroyed or already removed machine is not an error.
 func (m *Machine) Destroy(ctx context.Context) error {
-	m.mu.Lock()
-	st := m.state
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	st := m.c.State
+	m.c.Mu.Unlock()
 	if st == deploy.StateDestroyed {
 		return nil
 	}
@@ -385,11 +372,10 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	return nil
 }
 
-// LogOptions selects what ReadLogs returns.
-type LogOptions struct {
-	Follow bool // stream until the container stops or ctx ends
-	Tail   int  // only the last Tail lines; 0 means all
-}
+// LogOptions selects what ReadLogs returns: Follow streams until the
+// container stops or ctx ends; Tail, when above 0, returns only the last Tail
+// lines.
+type LogOptions = eng.LogOptions
 
 // Logs returns the container's stdout and stderr, demultiplexed into one
 // stream. With follow it streams until the container stops or ctx ends.
@@ -410,25 +396,7 @@ func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser,
 	if m.tty {
 		return rc, nil
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := stdcopy.StdCopy(pw, pw, rc)
-		_ = pw.CloseWithError(err)
-	}()
-	return &logReader{pr: pr, src: rc}, nil
-}
-
-type logReader struct {
-	pr  *io.PipeReader
-	src io.Closer
-}
-
-func (l *logReader) Read(p []byte) (int, error) { return l.pr.Read(p) }
-
-func (l *logReader) Close() error {
-	err := l.src.Close() // ends the demuxing goroutine
-	_ = l.pr.Close()
-	return err
+	return eng.Demux(rc, nil, stdcopy.StdCopy, nil), nil
 }
 
 // inspect inspects the container; a missing container marks the machine destroyed.
@@ -450,12 +418,12 @@ func (m *Machine) observeInspect(c container.InspectResponse) {
 		addr = hostAddr(c.NetworkSettings.Ports[portKey(m.spec.Port)])
 		for _, p := range eng.ExtraPorts(m.spec) {
 			if a := hostAddr(c.NetworkSettings.Ports[portKey(p)]); a != "" {
-				m.mu.Lock()
+				m.c.Mu.Lock()
 				if m.ports == nil {
 					m.ports = map[int]string{}
 				}
 				m.ports[p] = a
-				m.mu.Unlock()
+				m.c.Mu.Unlock()
 			}
 		}
 	}
@@ -469,18 +437,18 @@ func (m *Machine) observeInspect(c container.InspectResponse) {
 // observe merges an engine state (and the host address, when known) into the
 // cache; restarts is the engine's restart count, or -1 when unknown.
 func (m *Machine) observe(engine deploy.MachineState, addr string, restarts int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.state != deploy.StateDestroyed {
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
+	if m.c.State != deploy.StateDestroyed {
 		m.newRunLocked(engine, restarts)
 	}
 	if addr != "" {
 		m.addr = addr
 	}
 	switch {
-	case engine == "", m.state == deploy.StateDestroyed:
-	case engine == deploy.StateStarted && m.state == deploy.StateStopping:
-	case engine == deploy.StateCreated && m.state != deploy.StateCreated:
+	case engine == "", m.c.State == deploy.StateDestroyed:
+	case engine == deploy.StateStarted && m.c.State == deploy.StateStopping:
+	case engine == deploy.StateCreated && m.c.State != deploy.StateCreated:
 		// The engine says "created" only before a container's first start: the
 		// machine was stopped before it started, or this answer is older than
 		// what the cache knows (an inspect that raced Start and arrived after
@@ -489,55 +457,25 @@ func (m *Machine) observe(engine deploy.MachineState, addr string, restarts int)
 	case engine == deploy.StateDestroyed:
 		m.markDestroyedLocked()
 	default:
-		m.state = engine
+		m.c.State = engine
 	}
-}
-
-func (m *Machine) stateNow() deploy.MachineState {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.state
-}
-
-func (m *Machine) setStateIf(from, to deploy.MachineState) {
-	m.mu.Lock()
-	if m.state == from {
-		m.state = to
-	}
-	m.mu.Unlock()
-}
-
-func (m *Machine) exitStatus() (deploy.ExitStatus, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exit == nil {
-		return deploy.ExitStatus{}, false
-	}
-	return *m.exit, true
 }
 
 // recordExit records the run's exit (the first one recorded wins) and returns it.
 func (m *Machine) recordExit(code int, oom bool) deploy.ExitStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exit != nil {
-		return *m.exit
-	}
-	st := deploy.ExitStatus{Code: code, Reason: eng.ExitReason(code, m.killReason, m.stopAsked, false)}
+	reason := ""
 	if oom {
-		st.Reason = "out of memory"
+		reason = "out of memory"
 	}
-	m.exit = &st
-	if m.state != deploy.StateDestroyed {
-		m.state = deploy.StateStopped
-	}
-	return st
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
+	return m.c.RecordExitLocked(code, false, reason)
 }
 
 func (m *Machine) markDestroyed() {
-	m.mu.Lock()
+	m.c.Mu.Lock()
 	m.markDestroyedLocked()
-	m.mu.Unlock()
+	m.c.Mu.Unlock()
 	m.b.mu.Lock()
 	if m.b.machines[m.cid] == m {
 		delete(m.b.machines, m.cid)
@@ -546,14 +484,9 @@ func (m *Machine) markDestroyed() {
 }
 
 func (m *Machine) markDestroyedLocked() {
-	if m.state == deploy.StateDestroyed {
-		return
+	if m.c.DestroyLocked() {
+		m.closeNeverLocked()
 	}
-	if m.exit == nil {
-		m.exit = eng.DestroyedExit(m.state)
-	}
-	m.state = deploy.StateDestroyed
-	m.closeNeverLocked()
 }
 
 func (m *Machine) closeNeverLocked() {
@@ -610,48 +543,9 @@ func hostAddr(bs []network.PortBinding) string {
 	return ""
 }
 
-// errNeverStarted ends a wait on a created machine that was stopped or destroyed.
-var errNeverStarted = errors.New("machine was stopped or destroyed before it started")
-
-// waiter is one ContainerWait request whose goroutine is always drained.
-type waiter struct {
-	res      client.ContainerWaitResult
-	cancel   context.CancelFunc
-	consumed bool
-}
-
 // startWait sends a wait request; it returns once the engine has registered it.
-func (b *Backend) startWait(ctx context.Context, cid string, cond container.WaitCondition) *waiter {
+func (b *Backend) startWait(ctx context.Context, cid string, cond container.WaitCondition) *eng.Waiter[container.WaitResponse] {
 	wctx, cancel := context.WithCancel(ctx)
-	return &waiter{res: b.cli.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: cond}), cancel: cancel}
-}
-
-// result waits for the exit, ctx, or stop (which gives errNeverStarted).
-func (w *waiter) result(ctx context.Context, stop <-chan struct{}) (container.WaitResponse, error) {
-	select {
-	case r := <-w.res.Result:
-		w.consumed = true
-		return r, nil
-	case err := <-w.res.Error:
-		w.consumed = true
-		return container.WaitResponse{}, err
-	case <-ctx.Done():
-		return container.WaitResponse{}, ctx.Err()
-	case <-stop:
-		return container.WaitResponse{}, errNeverStarted
-	}
-}
-
-// close cancels the request and lets the client's goroutine finish.
-func (w *waiter) close() {
-	w.cancel()
-	if w.consumed {
-		return
-	}
-	go func() {
-		select {
-		case <-w.res.Result:
-		case <-w.res.Error:
-		}
-	}()
+	res := b.cli.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: cond})
+	return eng.NewWaiter(cancel, res.Result, res.Error)
 }

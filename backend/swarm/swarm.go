@@ -20,24 +20,15 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Labels this backend sets on every service besides deploy.LabelApp,
-// deploy.LabelVersion and the spec's own labels: the same keys as the Docker
-// backend's containers. They are bookkeeping and are not part of a machine's
+// Labels this backend sets on every service besides those the Docker
+// backend sets on its containers (docker.LabelManaged, docker.LabelNamespace,
+// ..., the same keys), deploy.LabelApp, deploy.LabelVersion and the spec's
+// own labels. They are bookkeeping and are not part of a machine's
 // Spec().Labels.
 const (
-	LabelManaged     = eng.LabelManaged     // always "true"
-	LabelNamespace   = eng.LabelNamespace   // Options.Namespace
-	LabelPort        = eng.LabelPort        // spec.Port
-	LabelStopSignal  = eng.LabelStopSignal  // spec.StopSignal, when set
-	LabelStopTimeout = eng.LabelStopTimeout // spec.StopTimeout as a Go duration, when set
-	LabelCmd         = eng.LabelCmd         // spec.Cmd as a JSON array, when set
-	LabelEnvKeys     = eng.LabelEnvKeys     // the spec's env keys as a JSON array, when set
-	LabelPorts       = eng.LabelPorts       // spec.Ports as a JSON array, when set
-	LabelEntrypoint  = eng.LabelEntrypoint  // spec.Entrypoint as a JSON array, when set
-	LabelCreated     = eng.LabelCreated     // creation time (RFC 3339, nanoseconds), to order List
-	LabelImage       = "cutover.image"      // spec.Image as given (the task may name the image by ID)
-	LabelNode        = "cutover.node"       // the node ID the machine is placed on
-	LabelStarted     = "cutover.started"    // the latest Start's time: replicas 0 then means stopped, not created
+	LabelImage   = "cutover.image"   // spec.Image as given (the task may name the image by ID)
+	LabelNode    = "cutover.node"    // the node ID the machine is placed on
+	LabelStarted = "cutover.started" // the latest Start's time: replicas 0 then means stopped, not created
 )
 
 // NodeLabelPrefix starts the spec labels that name node labels to run on: a
@@ -239,7 +230,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 				Command:         spec.Entrypoint,
 				Args:            spec.Cmd,
 				Env:             eng.EnvList(spec.Env),
-				Labels:          map[string]string{LabelManaged: "true", LabelNamespace: b.opts.Namespace, deploy.LabelApp: spec.App},
+				Labels:          map[string]string{eng.LabelManaged: "true", eng.LabelNamespace: b.opts.Namespace, deploy.LabelApp: spec.App},
 				StopSignal:      sig,
 				StopGracePeriod: &grace,
 			},
@@ -456,7 +447,7 @@ func (b *Backend) list(ctx context.Context, f client.Filters) ([]swarm.Service, 
 	if f == nil {
 		f = make(client.Filters)
 	}
-	f.Add("label", LabelManaged+"=true", LabelNamespace+"="+b.opts.Namespace)
+	f.Add("label", eng.LabelManaged+"=true", eng.LabelNamespace+"="+b.opts.Namespace)
 	res, err := b.cli.ServiceList(ctx, client.ServiceListOptions{Filters: f})
 	if err != nil {
 		return nil, wrapErr("list", "", err)
@@ -596,7 +587,7 @@ func specOf(s swarm.Service) deploy.MachineSpec {
 	if spec.Image == "" {
 		spec.Image = image
 	}
-	if l[LabelEntrypoint] == "" && len(command) > 0 {
+	if l[eng.LabelEntrypoint] == "" && len(command) > 0 {
 		spec.Entrypoint = command
 	}
 	spec.Restart = policyOf(s.Spec.TaskTemplate.RestartPolicy)
