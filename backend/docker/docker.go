@@ -93,12 +93,7 @@ var _ deploy.Backend = (*Backend)(nil)
 // New connects to the engine, negotiating the API version, and checks it answers.
 // An unreachable engine gives an error wrapping deploy.ErrTransient.
 func New(ctx context.Context, opts Options) (*Backend, error) {
-	if opts.Namespace == "" {
-		opts.Namespace = DefaultNamespace
-	}
-	if opts.NamePrefix == "" {
-		opts.NamePrefix = "cutover"
-	}
+	eng.Defaults(&opts.Namespace, &opts.NamePrefix)
 	copts := []client.Opt{client.FromEnv}
 	if opts.Host != "" {
 		copts = append(copts, client.WithHost(opts.Host))
@@ -225,33 +220,16 @@ func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error
 // an error wrapping deploy.ErrNotFound when no container of the namespace
 // has that ID.
 func (b *Backend) Get(ctx context.Context, id string) (deploy.Machine, error) {
-	if !eng.ValidRef(id) {
-		return nil, fmt.Errorf("docker: machine %q: %w: not a container ID", id, deploy.ErrNotFound)
-	}
-	sums, err := b.list(ctx, make(client.Filters).Add("id", id))
-	if err != nil {
-		return nil, err
-	}
-	s, err := eng.Pick("docker", id, sums, func(s container.Summary) string { return s.ID })
-	if errors.Is(err, deploy.ErrNotFound) {
-		b.forget(id)
-	}
+	s, err := eng.Find(ctx, "docker", "container", id,
+		func(ctx context.Context, ref string) ([]container.Summary, error) {
+			return b.list(ctx, make(client.Filters).Add("id", ref))
+		},
+		func(s container.Summary) string { return s.ID },
+		func(ref string) { eng.Forget(&b.mu, b.machines, ref) })
 	if err != nil {
 		return nil, err
 	}
 	return b.handle(ctx, s)
-}
-
-// forget drops the handles of the containers whose ID starts with ref
-// (removed behind this process's back).
-func (b *Backend) forget(ref string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for cid := range b.machines {
-		if strings.HasPrefix(cid, ref) {
-			delete(b.machines, cid)
-		}
-	}
 }
 
 // DestroyAll force-removes every container of the namespace, or of one app

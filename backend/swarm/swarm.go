@@ -98,12 +98,7 @@ var _ deploy.Backend = (*Backend)(nil)
 // that it is a swarm manager. An unreachable engine gives an error wrapping
 // deploy.ErrTransient; an engine that is not a manager, deploy.ErrInvalid.
 func New(ctx context.Context, opts Options) (*Backend, error) {
-	if opts.Namespace == "" {
-		opts.Namespace = DefaultNamespace
-	}
-	if opts.NamePrefix == "" {
-		opts.NamePrefix = "cutover"
-	}
+	eng.Defaults(&opts.Namespace, &opts.NamePrefix)
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 100 * time.Millisecond
 	}
@@ -354,17 +349,12 @@ func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error
 // error wrapping deploy.ErrNotFound when no service of the namespace has that
 // ID.
 func (b *Backend) Get(ctx context.Context, id string) (deploy.Machine, error) {
-	if !eng.ValidRef(id) {
-		return nil, fmt.Errorf("swarm: machine %q: %w: not a service ID", id, deploy.ErrNotFound)
-	}
-	svcs, err := b.list(ctx, make(client.Filters).Add("id", id))
-	if err != nil {
-		return nil, err
-	}
-	s, err := eng.Pick("swarm", id, svcs, func(s swarm.Service) string { return s.ID })
-	if errors.Is(err, deploy.ErrNotFound) {
-		b.forget(id)
-	}
+	s, err := eng.Find(ctx, "swarm", "service", id,
+		func(ctx context.Context, ref string) ([]swarm.Service, error) {
+			return b.list(ctx, make(client.Filters).Add("id", ref))
+		},
+		func(s swarm.Service) string { return s.ID },
+		func(ref string) { eng.Forget(&b.mu, b.machines, ref) })
 	if err != nil {
 		return nil, err
 	}
@@ -457,18 +447,6 @@ func (b *Backend) list(ctx context.Context, f client.Filters) ([]swarm.Service, 
 		func(s swarm.Service) time.Time { return s.CreatedAt },
 		func(s swarm.Service) string { return s.ID })
 	return res.Items, nil
-}
-
-// forget drops the handles of the services whose ID starts with ref
-// (removed behind this process's back).
-func (b *Backend) forget(ref string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for sid := range b.machines {
-		if strings.HasPrefix(sid, ref) {
-			delete(b.machines, sid)
-		}
-	}
 }
 
 // nodeAddress returns a node's address, asking the manager once per node.

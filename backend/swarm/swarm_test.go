@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cutover/deploy/backend/internal/enginetest"
-
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/internal/enginetest"
 	"github.com/cutover/deploy/backend/swarm"
 	"github.com/moby/moby/client"
 )

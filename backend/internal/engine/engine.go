@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -51,6 +52,20 @@ const DefaultPort = 8080
 
 // DefaultNamespace is the namespace used when a backend's is empty.
 const DefaultNamespace = "default"
+
+// DefaultNamePrefix starts the names of a backend's containers or services
+// when its NamePrefix is empty.
+const DefaultNamePrefix = "cutover"
+
+// Defaults fills an empty namespace and name prefix of a backend's options.
+func Defaults(namespace, namePrefix *string) {
+	if *namespace == "" {
+		*namespace = DefaultNamespace
+	}
+	if *namePrefix == "" {
+		*namePrefix = DefaultNamePrefix
+	}
+}
 
 // Internal reports whether a label is bookkeeping of this package, not part
 // of a machine's Spec().Labels.
@@ -346,6 +361,34 @@ func AddrOf(name, id string, port, appPort int, addr string, ports map[int]strin
 		return a, nil
 	}
 	return "", fmt.Errorf("%s: machine %s: port %d: %w", name, id, port, deploy.ErrPortNotPublished)
+}
+
+// Find is a backend's Get of the item whose engine ID ref names: what
+// says what the engine's IDs are ("container"); list lists the namespace's
+// items that the engine's id filter matches with ref; forget, when none is
+// found, drops what the backend kept of ref. See Pick for the errors.
+func Find[T any](ctx context.Context, name, what, ref string, list func(ctx context.Context, ref string) ([]T, error), id func(T) string, forget func(ref string)) (T, error) {
+	var zero T
+	if !ValidRef(ref) {
+		return zero, fmt.Errorf("%s: machine %q: %w: not a %s ID", name, ref, deploy.ErrNotFound, what)
+	}
+	items, err := list(ctx, ref)
+	if err != nil {
+		return zero, err
+	}
+	it, err := Pick(name, ref, items, id)
+	if errors.Is(err, deploy.ErrNotFound) {
+		forget(ref)
+	}
+	return it, err
+}
+
+// Forget drops from handles, which mu guards, the entries whose key (an
+// engine ID) starts with ref: machines removed behind the process's back.
+func Forget[M any](mu *sync.Mutex, handles map[string]M, ref string) {
+	mu.Lock()
+	defer mu.Unlock()
+	maps.DeleteFunc(handles, func(id string, _ M) bool { return strings.HasPrefix(id, ref) })
 }
 
 // Pick returns the one item whose engine ID (id) ref names (see ValidRef),
