@@ -89,17 +89,13 @@ func (m *Machine) AddrOf(port int) (string, error) {
 // it asks the engine, briefly, so a crash shows up as StateStopped; otherwise
 // it returns the state the machine's methods last saw.
 func (m *Machine) State() deploy.MachineState {
-	m.c.Mu.Lock()
-	st := m.c.State
-	m.c.Mu.Unlock()
+	st := m.c.Now()
 	switch st {
 	case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
 		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
 		defer cancel()
 		_ = m.Refresh(ctx)
-		m.c.Mu.Lock()
-		st = m.c.State
-		m.c.Mu.Unlock()
+		st = m.c.Now()
 	}
 	return st
 }
@@ -118,7 +114,7 @@ func (m *Machine) Refresh(ctx context.Context) error {
 // the process runs, not once it is healthy. Starting a running machine does nothing.
 func (m *Machine) Start(ctx context.Context) error {
 	prev, ok, err := m.c.BeginStart("docker", m.id, func() {
-		if m.closedNever { // it was stopped before it started
+		if m.closedNever { // it was stopped before it started: a new run
 			m.neverStarted, m.closedNever = make(chan struct{}), false
 		}
 	})
@@ -244,9 +240,7 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 // container is killed and ctx's error returned. Stopping a stopped machine
 // does nothing; stopping a destroyed one is ErrNotFound.
 func (m *Machine) Stop(ctx context.Context) error {
-	m.c.Mu.Lock()
-	st := m.c.State
-	m.c.Mu.Unlock()
+	st := m.c.Now()
 	switch st {
 	case deploy.StateDestroyed:
 		return fmt.Errorf("docker: stop %s: %w", m.id, deploy.ErrNotFound)
@@ -268,10 +262,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 	}
 	if c.State.Status == container.StateCreated {
 		m.c.Mu.Lock()
-		m.c.State = deploy.StateStopped
-		if m.c.Exit == nil {
-			m.c.Exit = &deploy.ExitStatus{Reason: "never started"}
-		}
+		m.c.NeverStartedLocked()
 		m.closeNeverLocked()
 		m.c.Mu.Unlock()
 		return nil
@@ -359,9 +350,7 @@ func (m *Machine) kill(ctx context.Context) error {
 // Destroy force-removes the container (killing it if it runs). Destroying a
 // destroyed or already removed machine is not an error.
 func (m *Machine) Destroy(ctx context.Context) error {
-	m.c.Mu.Lock()
-	st := m.c.State
-	m.c.Mu.Unlock()
+	st := m.c.Now()
 	if st == deploy.StateDestroyed {
 		return nil
 	}

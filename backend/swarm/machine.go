@@ -164,14 +164,15 @@ func (m *Machine) tasks(ctx context.Context) ([]swarm.Task, error) {
 // (not once it is healthy), with Addr set. Starting a running machine does
 // nothing. A task the swarm rejects (an image no node has, say) fails Start.
 func (m *Machine) Start(ctx context.Context) error {
-	prev, ok, err := m.c.BeginStart("swarm", m.id, nil)
+	var old string
+	var restart bool
+	prev, ok, err := m.c.BeginStart("swarm", m.id, func() {
+		old, restart = m.task, m.started
+		m.expectNew, m.restarts = true, 0
+	})
 	if !ok {
 		return err
 	}
-	m.c.Mu.Lock()
-	old, restart := m.task, m.started
-	m.expectNew, m.restarts = true, 0
-	m.c.Mu.Unlock()
 
 	err = m.update(ctx, func(s *swarm.ServiceSpec) {
 		one := uint64(1)
@@ -293,10 +294,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 	m.c.Mu.Lock()
 	switch {
 	case m.c.State == deploy.StateCreated:
-		m.c.State = deploy.StateStopped
-		if m.c.Exit == nil {
-			m.c.Exit = &deploy.ExitStatus{Reason: "never started"}
-		}
+		m.c.NeverStartedLocked()
 		m.c.Mu.Unlock()
 		return nil
 	case m.c.State == deploy.StateStopped, m.c.State == deploy.StateDestroyed:

@@ -50,10 +50,10 @@ func (c *Cache) ExitStatus() (deploy.ExitStatus, bool) {
 // BeginStart is how a Start begins, for a handle named name (such as
 // "docker") and machine id: a destroyed machine is an error wrapping
 // deploy.ErrNotFound; a started or stopping one needs nothing (ok false);
-// a stopped one forgets its previous run (and calls again, when not nil,
-// with Mu held). Otherwise the state becomes StateStarting and prev is what
-// it was. Mu is not held.
-func (c *Cache) BeginStart(name, id string, again func()) (prev deploy.MachineState, ok bool, err error) {
+// a stopped one forgets its previous run. Otherwise the state becomes
+// StateStarting, prev is what it was, and begin, when not nil, runs with Mu
+// held (for the handle's own fields). Mu is not held.
+func (c *Cache) BeginStart(name, id string, begin func()) (prev deploy.MachineState, ok bool, err error) {
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
 	switch c.State {
@@ -63,11 +63,11 @@ func (c *Cache) BeginStart(name, id string, again func()) (prev deploy.MachineSt
 		return "", false, nil
 	case deploy.StateStopped:
 		c.Exit, c.StopAsked, c.KillReason = nil, false, ""
-		if again != nil {
-			again()
-		}
 	}
 	prev, c.State = c.State, deploy.StateStarting
+	if begin != nil {
+		begin()
+	}
 	return prev, true, nil
 }
 
@@ -86,6 +86,15 @@ func (c *Cache) RecordExitLocked(code int, pastTimeout bool, reason string) depl
 		c.State = deploy.StateStopped
 	}
 	return *c.Exit
+}
+
+// NeverStartedLocked records that a created machine was stopped before it
+// started. Mu is held.
+func (c *Cache) NeverStartedLocked() {
+	c.State = deploy.StateStopped
+	if c.Exit == nil {
+		c.Exit = &deploy.ExitStatus{Reason: "never started"}
+	}
 }
 
 // DestroyLocked marks the machine destroyed, with DestroyedExit for its exit
