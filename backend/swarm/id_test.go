@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/cutover/deploy"
+	eng "github.com/cutover/deploy/backend/internal/engine"
 )
 
 // A machine's ID is its service's ID as docker service ls prints it: the
@@ -39,7 +40,7 @@ func TestMachineIDIsServiceID(t *testing.T) {
 		t.Errorf("service name %q, want %q", res.Service.Spec.Name, want)
 	}
 	for k, v := range res.Service.Spec.Labels {
-		if v == id || k == "cutover.machine" {
+		if v == id || k == eng.LabelLegacyMachine {
 			t.Errorf("label %s = %q: the ID is the service's own", k, v)
 		}
 	}
