@@ -21,9 +21,6 @@ import (
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-// refreshTimeout bounds the look-up State makes for a running machine.
-const refreshTimeout = eng.RefreshTimeout
-
 // ownContext: see eng.OwnContext.
 var ownContext = eng.OwnContext
 
@@ -88,17 +85,7 @@ func (m *Machine) AddrOf(port int) (string, error) {
 // State returns the machine's state. While the machine runs (or is stopping)
 // it asks the engine, briefly, so a crash shows up as StateStopped; otherwise
 // it returns the state the machine's methods last saw.
-func (m *Machine) State() deploy.MachineState {
-	st := m.c.Now()
-	switch st {
-	case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
-		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
-		defer cancel()
-		_ = m.Refresh(ctx)
-		st = m.c.Now()
-	}
-	return st
-}
+func (m *Machine) State() deploy.MachineState { return m.c.Fresh(m.Refresh, nil) }
 
 // Refresh updates the machine's cached state and address from the engine.
 func (m *Machine) Refresh(ctx context.Context) error {

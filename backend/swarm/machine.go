@@ -22,9 +22,6 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// refreshTimeout bounds the look-up State makes for a running machine.
-const refreshTimeout = eng.RefreshTimeout
-
 // ownContext: see eng.OwnContext.
 var ownContext = eng.OwnContext
 
@@ -121,18 +118,9 @@ func (m *Machine) Addr() string {
 // restart as StateStarting or StateStarted; otherwise it returns the state
 // the machine's methods last saw.
 func (m *Machine) State() deploy.MachineState {
-	st := m.c.Now()
-	m.c.Mu.Lock()
-	mayRestart := st == deploy.StateStopped && m.started && !m.c.StopAsked && m.spec.Restart.Normalized().Policy != deploy.RestartNever
-	m.c.Mu.Unlock()
-	switch {
-	case mayRestart, st == deploy.StateStarting, st == deploy.StateStarted, st == deploy.StateStopping:
-		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
-		defer cancel()
-		_ = m.Refresh(ctx)
-		st = m.c.Now()
-	}
-	return st
+	return m.c.Fresh(m.Refresh, func() bool { // it exited on its own and may be restarted
+		return m.c.State == deploy.StateStopped && m.started && !m.c.StopAsked && m.spec.Restart.Normalized().Policy != deploy.RestartNever
+	})
 }
 
 // Refresh updates the machine's cached state and address from the manager.

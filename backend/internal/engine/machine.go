@@ -28,6 +28,24 @@ func (c *Cache) Now() deploy.MachineState {
 	return c.State
 }
 
+// Fresh returns the state, asking the engine first (refresh, within
+// RefreshTimeout) when it may have changed behind the handle's back: while
+// the machine starts, runs or stops, or when stale (asked with Mu held; may
+// be nil) says so.
+func (c *Cache) Fresh(refresh func(context.Context) error, stale func() bool) deploy.MachineState {
+	c.Mu.Lock()
+	st := c.State
+	ask := st == deploy.StateStarting || st == deploy.StateStarted || st == deploy.StateStopping || stale != nil && stale()
+	c.Mu.Unlock()
+	if !ask {
+		return st
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), RefreshTimeout)
+	defer cancel()
+	_ = refresh(ctx)
+	return c.Now()
+}
+
 // SetIf moves the state from one to another, if it is still from.
 func (c *Cache) SetIf(from, to deploy.MachineState) {
 	c.Mu.Lock()
