@@ -3,10 +3,14 @@
 // which backend/swarm and internal/swarmtest use too.
 //
 // Each machine is one container created from a local image and labelled with
-// its app, machine ID, version and role, so a new process can adopt the
-// containers an earlier one left running (List, Get). The app port is
-// published on 127.0.0.1 with an ephemeral host port; Addr returns
-// "127.0.0.1:<port>".
+// its app, version and role, so a new process can adopt the containers an
+// earlier one left running (List, Get). A machine's ID is its container's ID
+// in the short form docker ps prints (12 hex digits), and the container is
+// named "<prefix>-<app>-<ID>": docker ps --filter id=ID, docker logs ID,
+// docker inspect ID and docker stop ID all find it, and Get takes the short
+// or the full ID. The ID stays the same across restarts of the container. The
+// app port is published on 127.0.0.1 with an ephemeral host port; Addr
+// returns "127.0.0.1:<port>".
 //
 // A machine's Restart policy becomes the container's restart policy (always
 // as "unless-stopped", on-failure with its retries, never as "no"). The engine
@@ -23,7 +27,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +45,6 @@ import (
 const (
 	LabelManaged     = eng.LabelManaged     // always "true"
 	LabelNamespace   = eng.LabelNamespace   // Options.Namespace
-	LabelMachine     = eng.LabelMachine     // the machine ID
 	LabelPort        = eng.LabelPort        // spec.Port
 	LabelStopSignal  = eng.LabelStopSignal  // spec.StopSignal, when set
 	LabelStopTimeout = eng.LabelStopTimeout // spec.StopTimeout as a Go duration, when set
@@ -71,7 +73,7 @@ type Options struct {
 	// labelled with it, and List and Get see only their own namespace.
 	// Empty: DefaultNamespace.
 	Namespace string
-	// NamePrefix starts every container name ("<prefix>-<app>-<machine id>").
+	// NamePrefix starts every container name ("<prefix>-<app>-<machine ID>").
 	// Empty: "cutover".
 	NamePrefix string
 }
@@ -83,7 +85,7 @@ type Backend struct {
 	opts Options
 
 	mu       sync.Mutex
-	machines map[string]*Machine // by machine ID: one handle per container
+	machines map[string]*Machine // by container ID (full): one handle per container
 }
 
 var _ deploy.Backend = (*Backend)(nil)
@@ -91,12 +93,7 @@ var _ deploy.Backend = (*Backend)(nil)
 // New connects to the engine, negotiating the API version, and checks it answers.
 // An unreachable engine gives an error wrapping deploy.ErrTransient.
 func New(ctx context.Context, opts Options) (*Backend, error) {
-	if opts.Namespace == "" {
-		opts.Namespace = DefaultNamespace
-	}
-	if opts.NamePrefix == "" {
-		opts.NamePrefix = "cutover"
-	}
+	eng.Defaults(&opts.Namespace, &opts.NamePrefix)
 	copts := []client.Opt{client.FromEnv}
 	if opts.Host != "" {
 		copts = append(copts, client.WithHost(opts.Host))
@@ -126,17 +123,19 @@ func (b *Backend) Namespace() string { return b.opts.Namespace }
 
 // Create creates a container from spec, not yet started. spec.Port defaults to
 // DefaultPort. The machine's Spec() carries deploy.LabelApp (and
-// deploy.LabelVersion when Version is set) in its Labels.
+// deploy.LabelVersion when Version is set) in its Labels. The container is
+// created under a name of its own, then renamed "<prefix>-<app>-<ID>" once the
+// engine has given its ID; when Create fails, no container is left.
 func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.Machine, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
 	spec = normalize(spec)
-	id, err := eng.NewID()
+	token, err := eng.Token()
 	if err != nil {
 		return nil, fmt.Errorf("docker: create: %w", err)
 	}
-	labels, err := b.labels(id, spec)
+	labels, err := eng.Labels("docker", b.opts.Namespace, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -171,18 +170,23 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		cfg.ExposedPorts[xp] = struct{}{}
 		hcfg.PortBindings[xp] = []network.PortBinding{{HostIP: loopback, HostPort: ""}}
 	}
-	name := b.containerName(spec.App, id)
-	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hcfg, Name: name})
+	tmp := b.containerName(spec.App, "new-"+token)
+	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hcfg, Name: tmp})
 	if err != nil {
 		if ctx.Err() != nil {
 			// The engine may have created it before the request was cancelled.
-			b.removeQuietly(name)
+			b.removeQuietly(tmp)
 		}
-		return nil, wrapErr("create", id, err)
+		return nil, wrapErr("create", "", err)
 	}
-	m := &Machine{b: b, id: id, cid: res.ID, spec: spec, state: deploy.StateCreated, neverStarted: make(chan struct{})}
+	id := eng.ShortID(res.ID)
+	if _, err := b.cli.ContainerRename(ctx, res.ID, client.ContainerRenameOptions{NewName: b.containerName(spec.App, id)}); err != nil {
+		b.removeQuietly(res.ID)
+		return nil, wrapErr("create: rename", id, err)
+	}
+	m := newMachine(b, res.ID, spec, false)
 	b.mu.Lock()
-	b.machines[id] = m
+	b.machines[res.ID] = m
 	b.mu.Unlock()
 	return m, nil
 }
@@ -190,7 +194,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 // List returns the app's machines that are not destroyed (running, created or
 // exited containers), oldest first. Containers made by another process are adopted.
 func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
-	sums, err := b.list(ctx, appFilter(app))
+	sums, err := b.list(ctx, make(client.Filters).Add("label", appFilter(app)))
 	if err != nil {
 		return nil, err
 	}
@@ -211,30 +215,31 @@ func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error
 	return out, nil
 }
 
-// Get returns the machine with the given ID, or an error wrapping deploy.ErrNotFound.
+// Get returns the machine with the given ID: its container's ID, in the
+// short form Machine.ID returns, in full, or a prefix in between. It returns
+// an error wrapping deploy.ErrNotFound when no container of the namespace
+// has that ID.
 func (b *Backend) Get(ctx context.Context, id string) (deploy.Machine, error) {
-	if id == "" {
-		return nil, fmt.Errorf("docker: get: %w: empty machine id", deploy.ErrNotFound)
-	}
-	sums, err := b.list(ctx, LabelMachine+"="+id)
+	s, err := eng.Find(ctx, "docker", "container", id,
+		func(ctx context.Context, ref string) ([]container.Summary, error) {
+			return b.list(ctx, make(client.Filters).Add("id", ref))
+		},
+		func(s container.Summary) string { return s.ID },
+		func(ref string) { eng.Forget(&b.mu, b.machines, ref) })
 	if err != nil {
 		return nil, err
 	}
-	if len(sums) == 0 {
-		b.forget(id)
-		return nil, fmt.Errorf("docker: machine %s: %w", id, deploy.ErrNotFound)
-	}
-	return b.handle(ctx, sums[0])
+	return b.handle(ctx, s)
 }
 
 // DestroyAll force-removes every container of the namespace, or of one app
 // when app is not empty, and returns how many it removed.
 func (b *Backend) DestroyAll(ctx context.Context, app string) (int, error) {
-	var extra []string
+	f := make(client.Filters)
 	if app != "" {
-		extra = append(extra, appFilter(app))
+		f.Add("label", appFilter(app))
 	}
-	sums, err := b.list(ctx, extra...)
+	sums, err := b.list(ctx, f)
 	if err != nil {
 		return 0, err
 	}
@@ -242,17 +247,15 @@ func (b *Backend) DestroyAll(ctx context.Context, app string) (int, error) {
 	var errs []error
 	for _, s := range sums {
 		if err := b.remove(ctx, s.ID); err != nil {
-			errs = append(errs, wrapErr("remove", s.ID, err))
+			errs = append(errs, wrapErr("remove", eng.ShortID(s.ID), err))
 			continue
 		}
 		n++
-		if id := s.Labels[LabelMachine]; id != "" {
-			b.mu.Lock()
-			m := b.machines[id]
-			b.mu.Unlock()
-			if m != nil {
-				m.markDestroyed() // also forgets it
-			}
+		b.mu.Lock()
+		m := b.machines[s.ID]
+		b.mu.Unlock()
+		if m != nil {
+			m.markDestroyed() // also forgets it
 		}
 	}
 	return n, errors.Join(errs...)
@@ -261,46 +264,36 @@ func (b *Backend) DestroyAll(ctx context.Context, app string) (int, error) {
 // appFilter returns the label filter ("key=value") that selects an app's containers.
 func appFilter(app string) string { return deploy.LabelApp + "=" + app }
 
-// list lists the namespace's containers (all states) matching the extra label filters.
-func (b *Backend) list(ctx context.Context, extra ...string) ([]container.Summary, error) {
-	f := make(client.Filters).Add("label", LabelManaged+"=true", LabelNamespace+"="+b.opts.Namespace)
-	f.Add("label", extra...)
+// list lists the namespace's containers (all states) that match the filters
+// f adds, oldest first.
+func (b *Backend) list(ctx context.Context, f client.Filters) ([]container.Summary, error) {
+	if f == nil {
+		f = make(client.Filters)
+	}
+	f.Add("label", LabelManaged+"=true", LabelNamespace+"="+b.opts.Namespace)
 	res, err := b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, wrapErr("list", "", err)
 	}
-	items := res.Items
-	// The engine's Created has a one-second grain: order by our label first.
-	created := func(s container.Summary) time.Time {
-		t, err := time.Parse(time.RFC3339Nano, s.Labels[LabelCreated])
-		if err != nil {
-			return time.Unix(s.Created, 0)
-		}
-		return t
-	}
-	sort.SliceStable(items, func(i, j int) bool {
-		ti, tj := created(items[i]), created(items[j])
-		if !ti.Equal(tj) {
-			return ti.Before(tj)
-		}
-		return items[i].ID < items[j].ID
-	})
-	return items, nil
+	eng.SortByCreated(res.Items,
+		func(s container.Summary) map[string]string { return s.Labels },
+		func(s container.Summary) time.Time { return time.Unix(s.Created, 0) }, // a one-second grain
+		func(s container.Summary) string { return s.ID })
+	return res.Items, nil
 }
 
 // handle returns the one handle for a listed container, adopting it when needed.
 func (b *Backend) handle(ctx context.Context, s container.Summary) (*Machine, error) {
-	id := s.Labels[LabelMachine]
 	b.mu.Lock()
-	m := b.machines[id]
+	m := b.machines[s.ID]
 	b.mu.Unlock()
-	if m != nil && m.cid == s.ID {
+	if m != nil {
 		m.observe(stateOf(s.State), summaryAddr(s.Ports, m.spec.Port), -1)
 		return m, nil
 	}
 	res, err := b.cli.ContainerInspect(ctx, s.ID, client.ContainerInspectOptions{})
 	if err != nil {
-		return nil, wrapErr("inspect", id, err)
+		return nil, wrapErr("inspect", eng.ShortID(s.ID), err)
 	}
 	m, err = adopt(b, res.Container)
 	if err != nil {
@@ -308,17 +301,11 @@ func (b *Backend) handle(ctx context.Context, s container.Summary) (*Machine, er
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if old := b.machines[id]; old != nil && old.cid == m.cid {
+	if old := b.machines[s.ID]; old != nil {
 		return old, nil // adopted concurrently
 	}
-	b.machines[id] = m
+	b.machines[s.ID] = m
 	return m, nil
-}
-
-func (b *Backend) forget(id string) {
-	b.mu.Lock()
-	delete(b.machines, id)
-	b.mu.Unlock()
 }
 
 func (b *Backend) containerName(app, id string) string {
@@ -334,8 +321,8 @@ func (b *Backend) remove(ctx context.Context, cid string) error {
 		return nil
 	case cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress"):
 		w := b.startWait(ctx, cid, container.WaitConditionRemoved)
-		defer w.close()
-		if _, werr := w.result(ctx, nil); werr != nil && !cerrdefs.IsNotFound(werr) {
+		defer w.Close()
+		if _, werr := w.Result(ctx, nil); werr != nil && !cerrdefs.IsNotFound(werr) {
 			return fmt.Errorf("%w (waiting for removal: %w)", err, werr)
 		}
 		return nil
@@ -351,10 +338,6 @@ func (b *Backend) removeQuietly(ref string) {
 	_, _ = b.cli.ContainerRemove(ctx, ref, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 }
 
-func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string, error) {
-	return eng.Labels("docker", b.opts.Namespace, id, spec)
-}
-
 // adopt rebuilds a machine handle and its spec from an inspected container.
 func adopt(b *Backend, c container.InspectResponse) (*Machine, error) {
 	if c.Config == nil {
@@ -366,7 +349,7 @@ func adopt(b *Backend, c container.InspectResponse) (*Machine, error) {
 	if c.HostConfig != nil {
 		spec.Restart = policyOf(c.HostConfig.RestartPolicy)
 	}
-	m := &Machine{b: b, id: l[LabelMachine], cid: c.ID, spec: spec, state: deploy.StateCreated, neverStarted: make(chan struct{}), tty: c.Config.Tty}
+	m := newMachine(b, c.ID, spec, c.Config.Tty)
 	m.observeInspect(c)
 	return m, nil
 }

@@ -110,7 +110,7 @@ func TestLaunchServesHTTP(t *testing.T) {
 		}
 	}
 	l := res.Container.Config.Labels
-	for k, want := range map[string]string{deploy.LabelApp: app, deploy.LabelVersion: "v1", LabelManaged: "true", LabelMachine: m.ID(), LabelNamespace: testNamespace} {
+	for k, want := range map[string]string{deploy.LabelApp: app, deploy.LabelVersion: "v1", LabelManaged: "true", LabelNamespace: testNamespace} {
 		if l[k] != want {
 			t.Errorf("label %s = %q, want %q", k, l[k], want)
 		}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -22,9 +21,6 @@ import (
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-// refreshTimeout bounds the look-up State makes for a running machine.
-const refreshTimeout = eng.RefreshTimeout
-
 // ownContext: see eng.OwnContext.
 var ownContext = eng.OwnContext
 
@@ -32,19 +28,15 @@ var ownContext = eng.OwnContext
 // Its methods are safe for concurrent use.
 type Machine struct {
 	b    *Backend
-	id   string // machine ID (label LabelMachine)
-	cid  string // container ID
+	id   string // machine ID: the container ID's short form
+	cid  string // container ID, in full
 	spec deploy.MachineSpec
 	tty  bool
 
-	mu           sync.Mutex
-	state        deploy.MachineState
+	c            eng.Cache // c.Mu guards the fields below too
 	addr         string
 	ports        map[int]string // host address of each of spec.Ports, once started
-	stopAsked    bool           // a Stop sent the stop signal
-	killReason   string         // set before a Stop sends SIGKILL
-	exit         *deploy.ExitStatus
-	neverStarted chan struct{} // closed when a created machine is stopped or destroyed
+	neverStarted chan struct{}  // closed when a created machine is stopped or destroyed
 	closedNever  bool
 	restarts     int // the engine's RestartCount, as last seen
 }
@@ -55,10 +47,19 @@ var (
 	_ deploy.LogReader     = (*Machine)(nil)
 )
 
-// ID returns the machine ID (not the container ID; see ContainerID).
+func newMachine(b *Backend, cid string, spec deploy.MachineSpec, tty bool) *Machine {
+	m := &Machine{b: b, id: eng.ShortID(cid), cid: cid, spec: spec, tty: tty, neverStarted: make(chan struct{})}
+	m.c.State = deploy.StateCreated
+	return m
+}
+
+// ID returns the machine ID: its container's ID in the short form docker ps
+// prints (12 hex digits), which docker logs, docker inspect and docker stop
+// take too. A restart of the container keeps it.
 func (m *Machine) ID() string { return m.id }
 
-// ContainerID returns the engine's ID of the machine's container.
+// ContainerID returns the full ID of the machine's container (ID is its
+// short form).
 func (m *Machine) ContainerID() string { return m.cid }
 
 // Spec returns the machine's spec. Its Labels hold deploy.LabelApp and, when
@@ -67,8 +68,8 @@ func (m *Machine) Spec() deploy.MachineSpec { return m.spec }
 
 // Addr returns "127.0.0.1:<host port>" once started, or "" before.
 func (m *Machine) Addr() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return m.addr
 }
 
@@ -76,29 +77,15 @@ func (m *Machine) Addr() string {
 // the spec's Ports, once started; an error wrapping
 // deploy.ErrPortNotPublished before, or for another port.
 func (m *Machine) AddrOf(port int) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return eng.AddrOf("docker", m.id, port, m.spec.Port, m.addr, m.ports)
 }
 
 // State returns the machine's state. While the machine runs (or is stopping)
 // it asks the engine, briefly, so a crash shows up as StateStopped; otherwise
 // it returns the state the machine's methods last saw.
-func (m *Machine) State() deploy.MachineState {
-	m.mu.Lock()
-	st := m.state
-	m.mu.Unlock()
-	switch st {
-	case deploy.StateStarting, deploy.StateStarted, deploy.StateStopping:
-		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
-		defer cancel()
-		_ = m.Refresh(ctx)
-		m.mu.Lock()
-		st = m.state
-		m.mu.Unlock()
-	}
-	return st
-}
+func (m *Machine) State() deploy.MachineState { return m.c.Fresh(m.Refresh, nil) }
 
 // Refresh updates the machine's cached state and address from the engine.
 func (m *Machine) Refresh(ctx context.Context) error {
@@ -113,30 +100,20 @@ func (m *Machine) Refresh(ctx context.Context) error {
 // Start starts the container and reads back its host port. It returns once
 // the process runs, not once it is healthy. Starting a running machine does nothing.
 func (m *Machine) Start(ctx context.Context) error {
-	m.mu.Lock()
-	switch m.state {
-	case deploy.StateDestroyed:
-		m.mu.Unlock()
-		return fmt.Errorf("docker: start %s: %w", m.id, deploy.ErrNotFound)
-	case deploy.StateStarted, deploy.StateStopping:
-		m.mu.Unlock()
-		return nil
-	case deploy.StateStopped:
-		// A restart: forget the previous run.
-		m.exit, m.stopAsked, m.killReason = nil, false, ""
-		if m.closedNever {
+	prev, ok, err := m.c.BeginStart("docker", m.id, func() {
+		if m.closedNever { // it was stopped before it started: a new run
 			m.neverStarted, m.closedNever = make(chan struct{}), false
 		}
+	})
+	if !ok {
+		return err
 	}
-	prev := m.state
-	m.state = deploy.StateStarting
-	m.mu.Unlock()
 
 	if _, err := m.b.cli.ContainerStart(ctx, m.cid, client.ContainerStartOptions{}); err != nil {
 		if cerrdefs.IsNotFound(err) {
 			m.markDestroyed()
 		} else {
-			m.setStateIf(deploy.StateStarting, prev)
+			m.c.SetIf(deploy.StateStarting, prev)
 			if ctx.Err() == nil {
 				octx, cancel := ownContext(ctx)
 				_ = m.Refresh(octx)
@@ -161,7 +138,7 @@ func (m *Machine) Start(ctx context.Context) error {
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
-	if m.Addr() == "" && m.stateNow() == deploy.StateStarted {
+	if m.Addr() == "" && m.c.Now() == deploy.StateStarted {
 		return fmt.Errorf("docker: start %s: no host port published for %d/tcp", m.id, m.spec.Port)
 	}
 	return nil
@@ -175,12 +152,12 @@ func (m *Machine) Start(ctx context.Context) error {
 // reported, which may be 0 (the engine can lose it as it restarts); a Wait
 // begun after the restart waits for the next run.
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
-	if st, ok := m.exitStatus(); ok {
+	if st, ok := m.c.ExitStatus(); ok {
 		return st, nil
 	}
 	c, err := m.inspect(ctx)
 	if err != nil {
-		if st, ok := m.exitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
+		if st, ok := m.c.ExitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
 			return st, nil
 		}
 		return deploy.ExitStatus{}, err
@@ -192,7 +169,7 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 
 	cond := container.WaitConditionNotRunning
 	if c.State != nil && c.State.Status == container.StateCreated {
-		if st, ok := m.exitStatus(); ok { // stopped before it ever started
+		if st, ok := m.c.ExitStatus(); ok { // stopped before it ever started
 			return st, nil
 		}
 		cond = container.WaitConditionNextExit
@@ -200,7 +177,7 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 	// The engine registers the waiter before it answers the request, so a
 	// second look after it closes the gap between inspect and wait.
 	w := m.b.startWait(ctx, m.cid, cond)
-	defer w.close()
+	defer w.Close()
 	if cond == container.WaitConditionNextExit {
 		if c, err := m.inspect(ctx); err == nil {
 			if st, ok := exitedState(c); ok {
@@ -209,18 +186,18 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 			}
 		}
 	}
-	m.mu.Lock()
+	m.c.Mu.Lock()
 	never, restarts := m.neverStarted, m.restarts
-	m.mu.Unlock()
-	res, err := w.result(ctx, never)
-	if errors.Is(err, errNeverStarted) {
-		if st, ok := m.exitStatus(); ok {
+	m.c.Mu.Unlock()
+	res, err := w.Result(ctx, never)
+	if errors.Is(err, eng.ErrNeverStarted) {
+		if st, ok := m.c.ExitStatus(); ok {
 			return st, nil
 		}
 		return deploy.ExitStatus{}, fmt.Errorf("docker: wait %s: %w", m.id, deploy.ErrNotFound)
 	}
 	if err != nil {
-		if st, ok := m.exitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
+		if st, ok := m.c.ExitStatus(); ok && errors.Is(err, deploy.ErrNotFound) {
 			return st, nil
 		}
 		return deploy.ExitStatus{}, wrapErr("wait", m.id, err)
@@ -238,8 +215,8 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 			return deploy.ExitStatus{Code: int(res.StatusCode), Reason: "exited; restarted by its restart policy"}, nil
 		}
 	} else {
-		m.setStateIf(deploy.StateStarted, deploy.StateStopped)
-		m.setStateIf(deploy.StateStopping, deploy.StateStopped)
+		m.c.SetIf(deploy.StateStarted, deploy.StateStopped)
+		m.c.SetIf(deploy.StateStopping, deploy.StateStopped)
 	}
 	return m.recordExit(int(res.StatusCode), oom), nil
 }
@@ -250,9 +227,7 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 // container is killed and ctx's error returned. Stopping a stopped machine
 // does nothing; stopping a destroyed one is ErrNotFound.
 func (m *Machine) Stop(ctx context.Context) error {
-	m.mu.Lock()
-	st := m.state
-	m.mu.Unlock()
+	st := m.c.Now()
 	switch st {
 	case deploy.StateDestroyed:
 		return fmt.Errorf("docker: stop %s: %w", m.id, deploy.ErrNotFound)
@@ -273,37 +248,34 @@ func (m *Machine) Stop(ctx context.Context) error {
 		return fmt.Errorf("docker: stop %s: no state in inspect response", m.id)
 	}
 	if c.State.Status == container.StateCreated {
-		m.mu.Lock()
-		m.state = deploy.StateStopped
-		if m.exit == nil {
-			m.exit = &deploy.ExitStatus{Reason: "never started"}
-		}
+		m.c.Mu.Lock()
+		m.c.NeverStartedLocked()
 		m.closeNeverLocked()
-		m.mu.Unlock()
+		m.c.Mu.Unlock()
 		return nil
 	}
 	if _, ok := exitedState(c); ok {
 		return nil
 	}
 
-	m.mu.Lock()
-	m.state = deploy.StateStopping
-	m.stopAsked = true
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	m.c.State = deploy.StateStopping
+	m.c.StopAsked = true
+	m.c.Mu.Unlock()
 
 	sig := m.spec.StopSignal
 	if sig == "" {
 		sig = "SIGTERM"
 	}
 	w := m.b.startWait(ctx, m.cid, container.WaitConditionNotRunning)
-	defer w.close()
+	defer w.Close()
 	var stopErr error
 	_, serr := m.b.cli.ContainerKill(ctx, m.cid, client.ContainerKillOptions{Signal: sig})
 	switch {
 	case serr == nil || cerrdefs.IsConflict(serr):
 		// Conflict: it is not running any more, and the wait returns at once.
 		tctx, tcancel := context.WithTimeout(ctx, m.spec.StopTimeoutOrDefault())
-		_, werr := w.result(tctx, nil)
+		_, werr := w.Result(tctx, nil)
 		switch {
 		case werr != nil && tctx.Err() != nil:
 			// The stop timeout passed or ctx ended (the wait request, cut by
@@ -321,7 +293,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 		m.markDestroyed()
 		return wrapErr("stop", m.id, serr)
 	default:
-		m.setStateIf(deploy.StateStopping, deploy.StateStarted)
+		m.c.SetIf(deploy.StateStopping, deploy.StateStarted)
 		return wrapErr("stop", m.id, serr)
 	}
 	// Record how it ended.
@@ -345,16 +317,16 @@ func (m *Machine) kill(ctx context.Context) error {
 		reason = "killed: stop cancelled"
 		err = fmt.Errorf("docker: stop %s: %w", m.id, ctx.Err())
 	}
-	m.mu.Lock()
-	m.killReason = reason
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	m.c.KillReason = reason
+	m.c.Mu.Unlock()
 	kctx, cancel := ownContext(ctx)
 	defer cancel()
 	_, kerr := m.b.cli.ContainerKill(kctx, m.cid, client.ContainerKillOptions{Signal: "SIGKILL"})
 	if kerr == nil {
 		kw := m.b.startWait(kctx, m.cid, container.WaitConditionNotRunning)
-		_, kerr = kw.result(kctx, nil)
-		kw.close()
+		_, kerr = kw.Result(kctx, nil)
+		kw.Close()
 	}
 	if kerr != nil && !cerrdefs.IsConflict(kerr) && !cerrdefs.IsNotFound(kerr) && err == nil {
 		err = wrapErr("kill", m.id, kerr)
@@ -365,9 +337,7 @@ func (m *Machine) kill(ctx context.Context) error {
 // Destroy force-removes the container (killing it if it runs). Destroying a
 // destroyed or already removed machine is not an error.
 func (m *Machine) Destroy(ctx context.Context) error {
-	m.mu.Lock()
-	st := m.state
-	m.mu.Unlock()
+	st := m.c.Now()
 	if st == deploy.StateDestroyed {
 		return nil
 	}
@@ -378,11 +348,10 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	return nil
 }
 
-// LogOptions selects what ReadLogs returns.
-type LogOptions struct {
-	Follow bool // stream until the container stops or ctx ends
-	Tail   int  // only the last Tail lines; 0 means all
-}
+// LogOptions selects what ReadLogs returns: Follow streams until the
+// container stops or ctx ends; Tail, when above 0, returns only the last Tail
+// lines.
+type LogOptions = eng.LogOptions
 
 // Logs returns the container's stdout and stderr, demultiplexed into one
 // stream. With follow it streams until the container stops or ctx ends.
@@ -403,25 +372,7 @@ func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser,
 	if m.tty {
 		return rc, nil
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := stdcopy.StdCopy(pw, pw, rc)
-		_ = pw.CloseWithError(err)
-	}()
-	return &logReader{pr: pr, src: rc}, nil
-}
-
-type logReader struct {
-	pr  *io.PipeReader
-	src io.Closer
-}
-
-func (l *logReader) Read(p []byte) (int, error) { return l.pr.Read(p) }
-
-func (l *logReader) Close() error {
-	err := l.src.Close() // ends the demuxing goroutine
-	_ = l.pr.Close()
-	return err
+	return eng.Demux(rc, nil, stdcopy.StdCopy, nil), nil
 }
 
 // inspect inspects the container; a missing container marks the machine destroyed.
@@ -443,12 +394,12 @@ func (m *Machine) observeInspect(c container.InspectResponse) {
 		addr = hostAddr(c.NetworkSettings.Ports[portKey(m.spec.Port)])
 		for _, p := range eng.ExtraPorts(m.spec) {
 			if a := hostAddr(c.NetworkSettings.Ports[portKey(p)]); a != "" {
-				m.mu.Lock()
+				m.c.Mu.Lock()
 				if m.ports == nil {
 					m.ports = map[int]string{}
 				}
 				m.ports[p] = a
-				m.mu.Unlock()
+				m.c.Mu.Unlock()
 			}
 		}
 	}
@@ -462,18 +413,18 @@ func (m *Machine) observeInspect(c container.InspectResponse) {
 // observe merges an engine state (and the host address, when known) into the
 // cache; restarts is the engine's restart count, or -1 when unknown.
 func (m *Machine) observe(engine deploy.MachineState, addr string, restarts int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.state != deploy.StateDestroyed {
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
+	if m.c.State != deploy.StateDestroyed {
 		m.newRunLocked(engine, restarts)
 	}
 	if addr != "" {
 		m.addr = addr
 	}
 	switch {
-	case engine == "", m.state == deploy.StateDestroyed:
-	case engine == deploy.StateStarted && m.state == deploy.StateStopping:
-	case engine == deploy.StateCreated && m.state != deploy.StateCreated:
+	case engine == "", m.c.State == deploy.StateDestroyed:
+	case engine == deploy.StateStarted && m.c.State == deploy.StateStopping:
+	case engine == deploy.StateCreated && m.c.State != deploy.StateCreated:
 		// The engine says "created" only before a container's first start: the
 		// machine was stopped before it started, or this answer is older than
 		// what the cache knows (an inspect that raced Start and arrived after
@@ -482,71 +433,36 @@ func (m *Machine) observe(engine deploy.MachineState, addr string, restarts int)
 	case engine == deploy.StateDestroyed:
 		m.markDestroyedLocked()
 	default:
-		m.state = engine
+		m.c.State = engine
 	}
-}
-
-func (m *Machine) stateNow() deploy.MachineState {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.state
-}
-
-func (m *Machine) setStateIf(from, to deploy.MachineState) {
-	m.mu.Lock()
-	if m.state == from {
-		m.state = to
-	}
-	m.mu.Unlock()
-}
-
-func (m *Machine) exitStatus() (deploy.ExitStatus, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exit == nil {
-		return deploy.ExitStatus{}, false
-	}
-	return *m.exit, true
 }
 
 // recordExit records the run's exit (the first one recorded wins) and returns it.
 func (m *Machine) recordExit(code int, oom bool) deploy.ExitStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exit != nil {
-		return *m.exit
-	}
-	st := deploy.ExitStatus{Code: code, Reason: eng.ExitReason(code, m.killReason, m.stopAsked, false)}
+	reason := ""
 	if oom {
-		st.Reason = "out of memory"
+		reason = "out of memory"
 	}
-	m.exit = &st
-	if m.state != deploy.StateDestroyed {
-		m.state = deploy.StateStopped
-	}
-	return st
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
+	return m.c.RecordExitLocked(code, false, reason)
 }
 
 func (m *Machine) markDestroyed() {
-	m.mu.Lock()
+	m.c.Mu.Lock()
 	m.markDestroyedLocked()
-	m.mu.Unlock()
+	m.c.Mu.Unlock()
 	m.b.mu.Lock()
-	if m.b.machines[m.id] == m {
-		delete(m.b.machines, m.id)
+	if m.b.machines[m.cid] == m {
+		delete(m.b.machines, m.cid)
 	}
 	m.b.mu.Unlock()
 }
 
 func (m *Machine) markDestroyedLocked() {
-	if m.state == deploy.StateDestroyed {
-		return
+	if m.c.DestroyLocked() {
+		m.closeNeverLocked()
 	}
-	if m.exit == nil {
-		m.exit = eng.DestroyedExit(m.state)
-	}
-	m.state = deploy.StateDestroyed
-	m.closeNeverLocked()
 }
 
 func (m *Machine) closeNeverLocked() {
@@ -603,48 +519,9 @@ func hostAddr(bs []network.PortBinding) string {
 	return ""
 }
 
-// errNeverStarted ends a wait on a created machine that was stopped or destroyed.
-var errNeverStarted = errors.New("machine was stopped or destroyed before it started")
-
-// waiter is one ContainerWait request whose goroutine is always drained.
-type waiter struct {
-	res      client.ContainerWaitResult
-	cancel   context.CancelFunc
-	consumed bool
-}
-
 // startWait sends a wait request; it returns once the engine has registered it.
-func (b *Backend) startWait(ctx context.Context, cid string, cond container.WaitCondition) *waiter {
+func (b *Backend) startWait(ctx context.Context, cid string, cond container.WaitCondition) *eng.Waiter[container.WaitResponse] {
 	wctx, cancel := context.WithCancel(ctx)
-	return &waiter{res: b.cli.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: cond}), cancel: cancel}
-}
-
-// result waits for the exit, ctx, or stop (which gives errNeverStarted).
-func (w *waiter) result(ctx context.Context, stop <-chan struct{}) (container.WaitResponse, error) {
-	select {
-	case r := <-w.res.Result:
-		w.consumed = true
-		return r, nil
-	case err := <-w.res.Error:
-		w.consumed = true
-		return container.WaitResponse{}, err
-	case <-ctx.Done():
-		return container.WaitResponse{}, ctx.Err()
-	case <-stop:
-		return container.WaitResponse{}, errNeverStarted
-	}
-}
-
-// close cancels the request and lets the client's goroutine finish.
-func (w *waiter) close() {
-	w.cancel()
-	if w.consumed {
-		return
-	}
-	go func() {
-		select {
-		case <-w.res.Result:
-		case <-w.res.Error:
-		}
-	}()
+	res := b.cli.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: cond})
+	return eng.NewWaiter(cancel, res.Result, res.Error)
 }

@@ -1,15 +1,11 @@
 package docker
 
 import (
-	"errors"
-	"io"
 	"testing"
 	"time"
 
+	"github.com/cutover/deploy/backend/internal/enginetest"
 	"github.com/moby/moby/client"
-
-	"github.com/cutover/deploy"
-	"github.com/cutover/deploy/health"
 )
 
 // The spec's other ports are published on loopback too, each on its own
@@ -18,39 +14,10 @@ import (
 func TestExtraPortsPublished(t *testing.T) {
 	b := engine(t)
 	app := newApp(t, b)
-	s := spec(app, "v1")
-	s.Env["CHECK_PORT"] = "5500"
-	s.Ports = []int{5500}
-	m := launch(t, b, s)
+	m := launch(t, b, enginetest.ExtraPortSpec(spec(app, "v1"), 5500))
+	addr := enginetest.CheckExtraPort(t, m, 5500, "v1")
 
-	addr, err := deploy.AddrOf(m, 5500)
-	if err != nil {
-		t.Fatalf("AddrOf(5500): %v", err)
-	}
-	if addr == m.Addr() {
-		t.Fatalf("AddrOf(5500) = the app's address %s", addr)
-	}
-	ctx := ctxFor(t, 30*time.Second)
-	if err := deploy.WaitHealthy(ctx, m, health.HTTP{Port: 5500, Interval: 50 * time.Millisecond}); err != nil {
-		t.Fatalf("check on 5500: %v", err)
-	}
-	resp, err := httpClient.Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "check port" {
-		t.Fatalf("GET on 5500 = %q, want the check port's answer", body)
-	}
-	if got := get(t, m, "/"); got != "v1" {
-		t.Fatalf("GET / on the app port = %q", got)
-	}
-	if _, err := deploy.AddrOf(m, 7000); !errors.Is(err, deploy.ErrPortNotPublished) {
-		t.Fatalf("AddrOf(7000) = %v, want ErrPortNotPublished", err)
-	}
-
-	res, err := b.cli.ContainerInspect(ctx, m.(*Machine).ContainerID(), client.ContainerInspectOptions{})
+	res, err := b.cli.ContainerInspect(ctxFor(t, 10*time.Second), m.ID(), client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +37,7 @@ func TestExtraPortsPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Spec().Ports[0] != 5500 {
-		t.Fatalf("adopted spec Ports = %v", got.Spec().Ports)
-	}
-	if a, err := deploy.AddrOf(got, 5500); err != nil || a != addr {
-		t.Fatalf("adopted AddrOf(5500) = %q, %v; want %s", a, err, addr)
-	}
+	enginetest.CheckAdoptedPort(t, got, 5500, addr)
 }
 
 // An entrypoint override runs, with the command as its arguments, and an
@@ -87,14 +49,8 @@ func TestEntrypointOverride(t *testing.T) {
 	s.Entrypoint = []string{BinaryPath, "exit"}
 	s.Cmd = []string{"3"}
 	m := launch(t, b, s)
-	st, err := m.Wait(ctxFor(t, 30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Code != 3 {
-		t.Fatalf("exit %v, want code 3 from the entrypoint's exit 3", st)
-	}
-	res, err := b.cli.ContainerInspect(ctxFor(t, 10*time.Second), m.(*Machine).ContainerID(), client.ContainerInspectOptions{})
+	enginetest.WaitExit(t, m, 3) // the entrypoint's exit 3
+	res, err := b.cli.ContainerInspect(ctxFor(t, 10*time.Second), m.ID(), client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

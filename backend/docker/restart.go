@@ -14,8 +14,8 @@ import (
 // its restart policy, as last seen (deploy.RestartReporter). List and State
 // bring it up to date.
 func (m *Machine) Restarts() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return m.restarts
 }
 
@@ -68,14 +68,14 @@ func (m *Machine) newRunLocked(engine deploy.MachineState, restarts int) {
 	switch {
 	case restarts > m.restarts:
 		m.restarts = restarts
-	case restarts < 0 && m.exit != nil && !m.stopAsked && m.state == deploy.StateStopped &&
+	case restarts < 0 && m.c.Exit != nil && !m.c.StopAsked && m.c.State == deploy.StateStopped &&
 		(engine == deploy.StateStarted || engine == deploy.StateStarting) &&
 		m.spec.Restart.Normalized().Policy != deploy.RestartNever:
 		m.restarts++
 	default:
 		return
 	}
-	m.exit, m.stopAsked, m.killReason = nil, false, ""
+	m.c.Exit, m.c.StopAsked, m.c.KillReason = nil, false, ""
 }
 
 // Signal sends sig (such as "SIGKILL") to the container's process through the

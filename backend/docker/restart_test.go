@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/internal/enginetest"
 	"github.com/moby/moby/client"
 )
 
@@ -35,24 +36,6 @@ func killProcess(t *testing.T, m *Machine) {
 	}
 }
 
-// waitRestarted polls List until m was restarted n times and runs again.
-func waitRestarted(t *testing.T, b *Backend, m *Machine, n int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := b.List(ctxFor(t, 10*time.Second), m.Spec().App); err != nil {
-			t.Fatal(err)
-		}
-		if m.Restarts() >= n && m.State() == deploy.StateStarted && m.Addr() != "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("machine %s: %d restarts, %s, want %d restarts and started", m.ID(), m.Restarts(), m.State(), n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // A machine whose process is killed is restarted by the engine (the default
 // policy, on-failure), on a new host port that Addr follows; Wait returns the
 // killed run's exit, and a later Stop is not restarted.
@@ -72,21 +55,21 @@ func TestRestartAfterKill(t *testing.T) {
 	before := m.Addr()
 	// Wait begun before the death returns its exit; one begun after the
 	// engine restarted the container waits for the next.
-	type waited struct {
-		st  deploy.ExitStatus
-		err error
-	}
-	wc := make(chan waited, 1)
-	go func() {
-		st, err := m.Wait(ctxFor(t, 60*time.Second))
-		wc <- waited{st, err}
-	}()
+	wc := enginetest.WaitLater(t, m)
 	<-waiting // Wait's request is on its way to the engine, which restarts 100ms after the kill
 	killProcess(t, m)
-	if w := <-wc; w.err != nil || !strings.Contains(w.st.Reason, "restarted") {
-		t.Fatalf("Wait = %v, %v; want the exit of a restarted run", w.st, w.err)
+	if w := <-wc; w.Err != nil || !strings.Contains(w.Status.Reason, "restarted") {
+		t.Fatalf("Wait = %v, %v; want the exit of a restarted run", w.Status, w.Err)
 	}
-	waitRestarted(t, b, m, 1)
+	enginetest.WaitRestarted(t, b, m, 1, 30*time.Second)
+	// The engine restarted the same container: the machine keeps its ID.
+	res, err := b.cli.ContainerInspect(ctxFor(t, 10*time.Second), m.ID(), client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect %s after the restart: %v", m.ID(), err)
+	}
+	if res.Container.RestartCount != 1 {
+		t.Fatalf("inspect %s after the restart: restart count %d, want 1", m.ID(), res.Container.RestartCount)
+	}
 	if m.Addr() == before {
 		t.Logf("the restart kept host port %s (the engine may reuse it)", before)
 	}
@@ -103,26 +86,8 @@ func TestRestartAfterKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := am.Spec().Restart.Normalized(); p.Policy != deploy.RestartOnFailure || p.MaxRetries != deploy.DefaultRestartRetries {
-		t.Errorf("adopted restart policy = %v", p)
-	}
-	if n := deploy.RestartsOf(am); n != 1 {
-		t.Errorf("adopted restarts = %d, want 1", n)
-	}
-	if am.Addr() != m.Addr() {
-		t.Errorf("adopted Addr = %s, want %s", am.Addr(), m.Addr())
-	}
-
-	if err := m.Stop(ctxFor(t, 30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second) // the engine's first restart comes after 100ms
-	if _, err := b.List(ctxFor(t, 10*time.Second), app); err != nil {
-		t.Fatal(err)
-	}
-	if m.State() != deploy.StateStopped || m.Restarts() != 1 {
-		t.Fatalf("after Stop: %s with %d restarts, want stopped with 1", m.State(), m.Restarts())
-	}
+	enginetest.CheckAdoptedRestarts(t, am, m, 1)
+	enginetest.StopStays(t, b, m, 1, time.Second) // the engine's first restart comes after 100ms
 }
 
 // With policy never a killed process stays down; a kill through the engine

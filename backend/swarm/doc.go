@@ -5,11 +5,14 @@
 // # Mapping
 //
 // One machine is one swarm service with one replica, named
-// "<prefix>-<app>-<machine id>" and labelled like the Docker backend's
+// "<prefix>-<app>-<version>-<n>" and labelled like the Docker backend's
 // containers (cutover.managed, cutover.namespace, cutover.app,
-// cutover.version, cutover.role, cutover.machine, ...), so List and Get in a
-// new process adopt what an earlier one left, and deploy.Recover works
-// unchanged. Create makes the service with zero replicas; Start sets one
+// cutover.version, cutover.role, ...), so List and Get in a new process
+// adopt what an earlier one left, and deploy.Recover works unchanged. A
+// machine's ID is its service's ID in the short form docker service ls
+// prints (12 characters): docker service ps ID, docker service logs ID and
+// docker service inspect ID find it, Get takes it or the full ID, and it
+// stays the same when the swarm restarts the machine with a new task. Create makes the service with zero replicas; Start sets one
 // replica and returns once the task runs; Stop sets zero replicas (the swarm
 // sends the spec's stop signal, waits its StopGracePeriod, then kills); Wait
 // follows the task's state; Destroy removes the service; Logs reads the

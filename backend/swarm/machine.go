@@ -22,9 +22,6 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// refreshTimeout bounds the look-up State makes for a running machine.
-const refreshTimeout = eng.RefreshTimeout
-
 // ownContext: see eng.OwnContext.
 var ownContext = eng.OwnContext
 
@@ -35,27 +32,23 @@ const destroyWait = 15 * time.Second
 // and deploy.LogReader. Its methods are safe for concurrent use.
 type Machine struct {
 	b    *Backend
-	id   string // machine ID (label LabelMachine)
-	sid  string // service ID
+	id   string // machine ID: the service ID's short form
+	sid  string // service ID, in full
 	spec deploy.MachineSpec
 	node string // the node it is placed on
 
-	mu         sync.Mutex
-	state      deploy.MachineState
-	addr       string
-	ports      map[int]string // host:port of each published target port, of the running task
-	task       string         // the current (latest) task's ID
-	taskAt     time.Time      // its creation time
-	expectNew  bool           // Start asked for a new task: the next one is not a restart
-	restarts   int            // tasks the swarm replaced since the latest Start
-	runs       int            // tasks seen replacing another
-	prevExit   *deploy.ExitStatus
-	container  string // its container ID, on node
-	started    bool   // the service was started once
-	stopAsked  bool
-	stopAt     time.Time
-	killReason string
-	exit       *deploy.ExitStatus
+	c         eng.Cache // c.Mu guards the fields below too
+	addr      string
+	ports     map[int]string // host:port of each published target port, of the running task
+	task      string         // the current (latest) task's ID
+	taskAt    time.Time      // its creation time
+	expectNew bool           // Start asked for a new task: the next one is not a restart
+	restarts  int            // tasks the swarm replaced since the latest Start
+	runs      int            // tasks seen replacing another
+	prevExit  *deploy.ExitStatus
+	container string // its container ID, on node
+	started   bool   // the service was started once
+	stopAt    time.Time
 }
 
 var (
@@ -63,13 +56,15 @@ var (
 	_ deploy.LogReader = (*Machine)(nil)
 )
 
-func newMachine(b *Backend, id, sid string, spec deploy.MachineSpec, node string) *Machine {
-	return &Machine{b: b, id: id, sid: sid, spec: spec, node: node, state: deploy.StateCreated}
+func newMachine(b *Backend, sid string, spec deploy.MachineSpec, node string) *Machine {
+	m := &Machine{b: b, id: eng.ShortID(sid), sid: sid, spec: spec, node: node}
+	m.c.State = deploy.StateCreated
+	return m
 }
 
 // adopt builds a handle for a service another handle (or process) made.
 func adopt(b *Backend, s swarm.Service) *Machine {
-	m := newMachine(b, s.Spec.Labels[LabelMachine], s.ID, specOf(s), s.Spec.Labels[LabelNode])
+	m := newMachine(b, s.ID, specOf(s), s.Spec.Labels[LabelNode])
 	m.started = s.Spec.Labels[LabelStarted] != ""
 	return m
 }
@@ -78,29 +73,31 @@ func adopt(b *Backend, s swarm.Service) *Machine {
 // (its Port or one of its Ports) while the task runs (deploy.PortAddresser),
 // or an error wrapping deploy.ErrPortNotPublished.
 func (m *Machine) AddrOf(port int) (string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return eng.AddrOf("swarm", m.id, port, m.spec.Port, m.addr, m.ports)
 }
 
-// ID returns the machine ID (not the service ID; see ServiceID).
+// ID returns the machine ID: its service's ID in the short form docker
+// service ls prints (12 characters), which docker service ps, docker service
+// logs and docker service inspect take too. Restarts (new tasks) keep it.
 func (m *Machine) ID() string { return m.id }
 
-// ServiceID returns the swarm's ID of the machine's service.
+// ServiceID returns the full ID of the machine's service (ID is its short form).
 func (m *Machine) ServiceID() string { return m.sid }
 
 // ContainerID returns the ID of the current task's container on its node's
 // engine, or "" before the task has one. A restart makes a new one.
 func (m *Machine) ContainerID() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return m.container
 }
 
 // NodeID returns the ID of the node the machine is placed on.
 func (m *Machine) NodeID() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return m.node
 }
 
@@ -110,8 +107,8 @@ func (m *Machine) Spec() deploy.MachineSpec { return m.spec }
 
 // Addr returns "<node address>:<published port>" once started, or "" before.
 func (m *Machine) Addr() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return m.addr
 }
 
@@ -121,18 +118,9 @@ func (m *Machine) Addr() string {
 // restart as StateStarting or StateStarted; otherwise it returns the state
 // the machine's methods last saw.
 func (m *Machine) State() deploy.MachineState {
-	st := m.stateNow()
-	m.mu.Lock()
-	mayRestart := st == deploy.StateStopped && m.started && !m.stopAsked && m.spec.Restart.Normalized().Policy != deploy.RestartNever
-	m.mu.Unlock()
-	switch {
-	case mayRestart, st == deploy.StateStarting, st == deploy.StateStarted, st == deploy.StateStopping:
-		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
-		defer cancel()
-		_ = m.Refresh(ctx)
-		st = m.stateNow()
-	}
-	return st
+	return m.c.Fresh(m.Refresh, func() bool { // it exited on its own and may be restarted
+		return m.c.State == deploy.StateStopped && m.started && !m.c.StopAsked && m.spec.Restart.Normalized().Policy != deploy.RestartNever
+	})
 }
 
 // Refresh updates the machine's cached state and address from the manager.
@@ -164,23 +152,17 @@ func (m *Machine) tasks(ctx context.Context) ([]swarm.Task, error) {
 // (not once it is healthy), with Addr set. Starting a running machine does
 // nothing. A task the swarm rejects (an image no node has, say) fails Start.
 func (m *Machine) Start(ctx context.Context) error {
-	m.mu.Lock()
-	switch m.state {
-	case deploy.StateDestroyed:
-		m.mu.Unlock()
-		return fmt.Errorf("swarm: start %s: %w", m.id, deploy.ErrNotFound)
-	case deploy.StateStarted, deploy.StateStopping:
-		m.mu.Unlock()
-		return nil
-	case deploy.StateStopped:
-		m.exit, m.stopAsked, m.killReason = nil, false, ""
+	var old string
+	var restart bool
+	prev, ok, err := m.c.BeginStart("swarm", m.id, func() {
+		old, restart = m.task, m.started
+		m.expectNew, m.restarts = true, 0
+	})
+	if !ok {
+		return err
 	}
-	prev, old, restart := m.state, m.task, m.started
-	m.state = deploy.StateStarting
-	m.expectNew, m.restarts = true, 0
-	m.mu.Unlock()
 
-	err := m.update(ctx, func(s *swarm.ServiceSpec) {
+	err = m.update(ctx, func(s *swarm.ServiceSpec) {
 		one := uint64(1)
 		s.Mode.Replicated.Replicas = &one
 		if restart {
@@ -190,13 +172,13 @@ func (m *Machine) Start(ctx context.Context) error {
 	})
 	if err != nil {
 		if !errors.Is(err, deploy.ErrNotFound) {
-			m.setStateIf(deploy.StateStarting, prev)
+			m.c.SetIf(deploy.StateStarting, prev)
 		}
 		return err
 	}
-	m.mu.Lock()
+	m.c.Mu.Lock()
 	m.started = true
-	m.mu.Unlock()
+	m.c.Mu.Unlock()
 	lastNodeCheck := time.Now()
 	for {
 		tasks, err := m.tasks(ctx)
@@ -240,33 +222,33 @@ func (m *Machine) Start(ctx context.Context) error {
 // "restarted by its restart policy".
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 	lastNodeCheck := time.Now()
-	m.mu.Lock()
+	m.c.Mu.Lock()
 	runs := m.runs
-	m.mu.Unlock()
+	m.c.Mu.Unlock()
 	for {
-		if st, ok := m.exitStatus(); ok {
+		if st, ok := m.c.ExitStatus(); ok {
 			return st, nil
 		}
 		if st, ok := m.exitSince(runs); ok {
 			return st, nil
 		}
-		if m.stateNow() == deploy.StateDestroyed {
+		if m.c.Now() == deploy.StateDestroyed {
 			return deploy.ExitStatus{}, fmt.Errorf("swarm: wait %s: %w", m.id, deploy.ErrNotFound)
 		}
 		if err := ctx.Err(); err != nil {
 			return deploy.ExitStatus{}, fmt.Errorf("swarm: wait %s: %w", m.id, err)
 		}
 		if err := m.Refresh(ctx); err != nil {
-			if st, ok := m.exitStatus(); ok {
+			if st, ok := m.c.ExitStatus(); ok {
 				return st, nil
 			}
 			return deploy.ExitStatus{}, err
 		}
-		if st, ok := m.exitStatus(); ok {
+		if st, ok := m.c.ExitStatus(); ok {
 			return st, nil
 		}
 		if m.nodeGone(ctx, &lastNodeCheck) {
-			st, _ := m.exitStatus()
+			st, _ := m.c.ExitStatus()
 			return st, nil
 		}
 		select {
@@ -284,7 +266,7 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 // error returned. Stopping a stopped machine does nothing; stopping a
 // destroyed one is ErrNotFound.
 func (m *Machine) Stop(ctx context.Context) error {
-	switch m.stateNow() {
+	switch m.c.Now() {
 	case deploy.StateDestroyed:
 		return fmt.Errorf("swarm: stop %s: %w", m.id, deploy.ErrNotFound)
 	case deploy.StateStopping:
@@ -297,40 +279,37 @@ func (m *Machine) Stop(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
+	m.c.Mu.Lock()
 	switch {
-	case m.state == deploy.StateCreated:
-		m.state = deploy.StateStopped
-		if m.exit == nil {
-			m.exit = &deploy.ExitStatus{Reason: "never started"}
-		}
-		m.mu.Unlock()
+	case m.c.State == deploy.StateCreated:
+		m.c.NeverStartedLocked()
+		m.c.Mu.Unlock()
 		return nil
-	case m.state == deploy.StateStopped, m.state == deploy.StateDestroyed:
-		m.mu.Unlock()
+	case m.c.State == deploy.StateStopped, m.c.State == deploy.StateDestroyed:
+		m.c.Mu.Unlock()
 		return nil
 	}
-	m.state = deploy.StateStopping
-	m.stopAsked = true
+	m.c.State = deploy.StateStopping
+	m.c.StopAsked = true
 	m.stopAt = time.Now()
 	cid := m.container
-	m.mu.Unlock()
+	m.c.Mu.Unlock()
 
 	grace := m.spec.StopTimeoutOrDefault()
-	eng := m.b.engine(m.NodeID())
-	var w *waiter
-	if eng != nil && cid != "" {
-		w = startWait(ctx, eng, cid)
-		defer w.close()
+	ne := m.b.engine(m.NodeID())
+	var w *eng.Waiter[container.WaitResponse]
+	if ne != nil && cid != "" {
+		w = startWait(ctx, ne, cid)
+		defer w.Close()
 	}
 	if ctx.Err() != nil {
-		return m.kill(ctx, eng, cid)
+		return m.kill(ctx, ne, cid)
 	}
 	if err := m.scaleZero(ctx); err != nil {
 		if ctx.Err() != nil {
-			return m.kill(ctx, eng, cid)
+			return m.kill(ctx, ne, cid)
 		}
-		m.setStateIf(deploy.StateStopping, deploy.StateStarted)
+		m.c.SetIf(deploy.StateStopping, deploy.StateStarted)
 		return err
 	}
 	// The swarm kills at the grace; allow it some time past that.
@@ -339,31 +318,24 @@ func (m *Machine) Stop(ctx context.Context) error {
 	lastNodeCheck := time.Now()
 	for {
 		if w != nil {
-			select {
-			case r := <-w.res.Result:
-				w.consumed = true
+			r, err := w.Result(tctx, nil)
+			switch {
+			case err == nil:
 				m.recordExit(int(r.StatusCode))
 				return nil
-			case err := <-w.res.Error:
-				w.consumed = true
-				if cerrdefs.IsNotFound(err) {
-					w = nil // removed already: read the task instead
-					continue
-				}
+			case tctx.Err() != nil:
 				if ctx.Err() != nil {
-					return m.kill(ctx, eng, cid)
-				}
-				w = nil
-				continue
-			case <-tctx.Done():
-				if ctx.Err() != nil {
-					return m.kill(ctx, eng, cid)
+					return m.kill(ctx, ne, cid)
 				}
 				return fmt.Errorf("swarm: stop %s: the task did not stop within %s", m.id, grace+15*time.Second)
+			case ctx.Err() != nil && !cerrdefs.IsNotFound(err):
+				return m.kill(ctx, ne, cid)
 			}
+			w = nil // removed already, or the engine failed: read the task instead
+			continue
 		}
 		err := m.Refresh(tctx)
-		if _, ok := m.exitStatus(); ok {
+		if _, ok := m.c.ExitStatus(); ok {
 			return nil
 		}
 		if err != nil && errors.Is(err, deploy.ErrNotFound) {
@@ -375,7 +347,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 		select {
 		case <-tctx.Done():
 			if ctx.Err() != nil {
-				return m.kill(ctx, eng, cid)
+				return m.kill(ctx, ne, cid)
 			}
 			return fmt.Errorf("swarm: stop %s: the task did not stop within %s", m.id, grace+15*time.Second)
 		case <-time.After(m.b.opts.PollInterval / 2): // the task is stopping; look again
@@ -395,20 +367,20 @@ func (m *Machine) nodeGone(ctx context.Context, last *time.Time) bool {
 	if err != nil || n.Node.Status.State == swarm.NodeStateReady {
 		return false
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exit == nil {
-		m.exit = &deploy.ExitStatus{Code: 137, Reason: fmt.Sprintf("its node %s is %s", m.node, n.Node.Status.State)}
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
+	if m.c.Exit == nil {
+		m.c.Exit = &deploy.ExitStatus{Code: 137, Reason: fmt.Sprintf("its node %s is %s", m.node, n.Node.Status.State)}
 	}
-	if m.state != deploy.StateDestroyed {
-		m.state = deploy.StateStopped
+	if m.c.State != deploy.StateDestroyed {
+		m.c.State = deploy.StateStopped
 	}
 	return true
 }
 
 // kill ends a stop cut short by ctx: replicas 0 in any case, and SIGKILL
 // through the node's engine when known. It returns ctx's error.
-func (m *Machine) kill(ctx context.Context, eng *client.Client, cid string) error {
+func (m *Machine) kill(ctx context.Context, ne *client.Client, cid string) error {
 	err := fmt.Errorf("swarm: stop %s: %w", m.id, ctx.Err())
 	octx, cancel := ownContext(ctx)
 	defer cancel()
@@ -416,23 +388,18 @@ func (m *Machine) kill(ctx context.Context, eng *client.Client, cid string) erro
 	if serr := m.scaleZero(octx); serr != nil && !errors.Is(serr, deploy.ErrNotFound) {
 		err = errors.Join(err, serr)
 	}
-	if eng != nil && cid != "" {
-		m.mu.Lock()
-		m.killReason = "killed: stop cancelled"
-		m.mu.Unlock()
-		w := startWait(octx, eng, cid)
-		_, kerr := eng.ContainerKill(octx, cid, client.ContainerKillOptions{Signal: "SIGKILL"})
+	if ne != nil && cid != "" {
+		m.c.Mu.Lock()
+		m.c.KillReason = "killed: stop cancelled"
+		m.c.Mu.Unlock()
+		w := startWait(octx, ne, cid)
+		_, kerr := ne.ContainerKill(octx, cid, client.ContainerKillOptions{Signal: "SIGKILL"})
 		if kerr == nil || cerrdefs.IsConflict(kerr) {
-			select {
-			case r := <-w.res.Result:
-				w.consumed = true
+			if r, werr := w.Result(octx, nil); werr == nil {
 				m.recordExit(int(r.StatusCode))
-			case <-w.res.Error:
-				w.consumed = true
-			case <-octx.Done():
 			}
 		}
-		w.close()
+		w.Close()
 	}
 	return err
 }
@@ -480,14 +447,14 @@ func (m *Machine) update(ctx context.Context, change func(*swarm.ServiceSpec)) e
 // engine is known, and waits (briefly) for its task to be gone. Destroying a
 // destroyed or already removed machine is not an error.
 func (m *Machine) Destroy(ctx context.Context) error {
-	m.mu.Lock()
-	st, cid := m.state, m.container
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	st, cid := m.c.State, m.container
+	m.c.Mu.Unlock()
 	if st == deploy.StateDestroyed {
 		return nil
 	}
-	if eng := m.b.engine(m.NodeID()); eng != nil && cid != "" && (st == deploy.StateStarted || st == deploy.StateStopping || st == deploy.StateStarting) {
-		_, _ = eng.ContainerKill(ctx, cid, client.ContainerKillOptions{Signal: "SIGKILL"})
+	if ne := m.b.engine(m.NodeID()); ne != nil && cid != "" && (st == deploy.StateStarted || st == deploy.StateStopping || st == deploy.StateStarting) {
+		_, _ = ne.ContainerKill(ctx, cid, client.ContainerKillOptions{Signal: "SIGKILL"})
 	}
 	err := m.b.removeService(ctx, m.sid)
 	if err != nil && !cerrdefs.IsNotFound(err) {
@@ -514,11 +481,9 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	}
 }
 
-// LogOptions selects what ReadLogs returns.
-type LogOptions struct {
-	Follow bool // stream until the task exits or ctx ends
-	Tail   int  // only the last Tail lines; 0 means all
-}
+// LogOptions selects what ReadLogs returns: Follow streams until the task
+// exits or ctx ends; Tail, when above 0, returns only the last Tail lines.
+type LogOptions = eng.LogOptions
 
 // Logs returns the service's stdout and stderr (from whichever node runs
 // its task), demultiplexed into one stream. With follow it streams until the
@@ -535,7 +500,7 @@ const logFlush = time.Second
 func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser, error) {
 	follow := opts.Follow
 	if follow {
-		if _, ok := m.exitStatus(); ok {
+		if _, ok := m.c.ExitStatus(); ok {
 			follow = false
 		}
 	}
@@ -549,61 +514,40 @@ func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser,
 		cancel()
 		return nil, wrapErr("logs", m.id, err)
 	}
-	pr, pw := io.Pipe()
-	lr := &logReader{pr: pr, src: rc, cancel: cancel, done: make(chan struct{})}
-	var ended sync.WaitGroup
+	var (
+		watching sync.WaitGroup
+		ended    atomic.Bool // we ended the stream: the logs are complete
+	)
 	if follow {
-		ended.Add(1)
+		watching.Add(1)
 		go func() { // ends the stream once the task has exited
-			defer ended.Done()
+			defer watching.Done()
 			for {
 				select {
 				case <-lctx.Done():
 					return
 				case <-time.After(4 * m.b.opts.PollInterval): // poll the task's state
 				}
-				if _, ok := m.exitStatus(); !ok && m.State() != deploy.StateDestroyed {
+				if _, ok := m.c.ExitStatus(); !ok && m.State() != deploy.StateDestroyed {
 					continue
 				}
 				select {
 				case <-lctx.Done():
 				case <-time.After(logFlush):
-					lr.ended.Store(true)
+					ended.Store(true)
 					cancel()
 				}
 				return
 			}
 		}()
 	}
-	go func() {
-		defer close(lr.done)
-		_, err := stdcopy.StdCopy(pw, pw, rc)
-		if lr.ended.Load() {
-			err = nil // we ended the stream: the logs are complete
+	return eng.Demux(rc, cancel, stdcopy.StdCopy, func(err error) error {
+		watching.Wait()
+		if ended.Load() {
+			return nil
 		}
-		ended.Wait()
-		_ = pw.CloseWithError(err)
-	}()
-	return lr, nil
-}
-
-type logReader struct {
-	pr     *io.PipeReader
-	src    io.Closer
-	cancel context.CancelFunc
-	done   chan struct{}
-	ended  atomic.Bool
-}
-
-func (l *logReader) Read(p []byte) (int, error) { return l.pr.Read(p) }
-
-// Close ends the stream and its goroutines.
-func (l *logReader) Close() error {
-	l.cancel()
-	err := l.src.Close()
-	_ = l.pr.Close()
-	<-l.done
-	return err
+		return err
+	}), nil
 }
 
 // observeTasks merges a service and its tasks into the cache.
@@ -612,12 +556,12 @@ func (m *Machine) observeTasks(ctx context.Context, s swarm.Service, tasks []swa
 	if s.Spec.Mode.Replicated != nil && s.Spec.Mode.Replicated.Replicas != nil {
 		replicas = *s.Spec.Mode.Replicated.Replicas
 	}
-	m.mu.Lock()
+	m.c.Mu.Lock()
 	if s.Spec.Labels[LabelStarted] != "" {
 		m.started = true
 	}
 	cur := m.task
-	m.mu.Unlock()
+	m.c.Mu.Unlock()
 	var t *swarm.Task
 	for i := range tasks {
 		if tasks[i].ID == cur {
@@ -636,27 +580,27 @@ func (m *Machine) observeTasks(ctx context.Context, s swarm.Service, tasks []swa
 		// restarts (after observeTask, which counts the one it sees).
 		if started, err := time.Parse(time.RFC3339Nano, s.Spec.Labels[LabelStarted]); err == nil {
 			if n := countRestarts(tasks, started, t.ID); n > 0 {
-				m.mu.Lock()
+				m.c.Mu.Lock()
 				m.restarts = max(m.restarts, n)
-				m.mu.Unlock()
+				m.c.Mu.Unlock()
 			}
 		}
 		return
 	}
 	// No task.
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	switch {
-	case m.state == deploy.StateDestroyed:
+	case m.c.State == deploy.StateDestroyed:
 	case replicas == 0 && !m.started:
-		m.state = deploy.StateCreated
+		m.c.State = deploy.StateCreated
 	case replicas == 0:
-		if m.state == deploy.StateStarted || m.state == deploy.StateStopping || m.state == deploy.StateStarting || m.exit == nil {
+		if m.c.State == deploy.StateStarted || m.c.State == deploy.StateStopping || m.c.State == deploy.StateStarting || m.c.Exit == nil {
 			m.inferExitLocked()
 		}
 	default:
-		if m.state == deploy.StateCreated || m.state == deploy.StateStopped && m.exit == nil {
-			m.state = deploy.StateStarting
+		if m.c.State == deploy.StateCreated || m.c.State == deploy.StateStopped && m.c.Exit == nil {
+			m.c.State = deploy.StateStarting
 		}
 	}
 }
@@ -678,29 +622,29 @@ func (m *Machine) observeTask(ctx context.Context, t swarm.Task, replicas uint64
 			addr = ports[m.spec.Port]
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.state == deploy.StateDestroyed {
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
+	if m.c.State == deploy.StateDestroyed {
 		return
 	}
 	if t.ID != m.task && m.task != "" && !t.CreatedAt.After(m.taskAt) {
 		return // an older task, from a listing made before the current task's
 	}
 	if t.ID != m.task {
-		if m.task != "" && !m.expectNew && !m.stopAsked {
+		if m.task != "" && !m.expectNew && !m.c.StopAsked {
 			// The swarm replaced the task: a restart, on a new port.
-			if m.exit != nil {
-				prev := *m.exit
+			if m.c.Exit != nil {
+				prev := *m.c.Exit
 				prev.Reason += "; restarted by its restart policy"
 				m.prevExit = &prev
 			}
 			m.restarts++
 			m.runs++
-			m.exit = nil
-			m.killReason = ""
+			m.c.Exit = nil
+			m.c.KillReason = ""
 			m.addr, m.ports = "", nil
-		} else if m.task != "" && m.exit != nil && !terminal(t.Status.State) {
-			m.exit = nil // a new run
+		} else if m.task != "" && m.c.Exit != nil && !terminal(t.Status.State) {
+			m.c.Exit = nil // a new run
 		}
 		m.expectNew = false
 		m.task, m.taskAt = t.ID, t.CreatedAt
@@ -719,13 +663,13 @@ func (m *Machine) observeTask(ctx context.Context, t swarm.Task, replicas uint64
 	}
 	switch st := t.Status.State; {
 	case st == swarm.TaskStateRunning:
-		if m.stopAsked || replicas == 0 || t.DesiredState != swarm.TaskStateRunning {
-			m.state = deploy.StateStopping
+		if m.c.StopAsked || replicas == 0 || t.DesiredState != swarm.TaskStateRunning {
+			m.c.State = deploy.StateStopping
 		} else {
-			m.state = deploy.StateStarted
+			m.c.State = deploy.StateStarted
 		}
 	case terminal(st):
-		if m.exit == nil {
+		if m.c.Exit == nil {
 			code := 0
 			if t.Status.ContainerStatus != nil {
 				code = t.Status.ContainerStatus.ExitCode
@@ -736,10 +680,10 @@ func (m *Machine) observeTask(ctx context.Context, t swarm.Task, replicas uint64
 			}
 			m.recordExitLocked(code)
 		}
-		m.state = deploy.StateStopped
+		m.c.State = deploy.StateStopped
 	default:
-		if m.exit == nil {
-			m.state = deploy.StateStarting
+		if m.c.Exit == nil {
+			m.c.State = deploy.StateStarting
 		}
 	}
 }
@@ -748,86 +692,50 @@ func (m *Machine) observeTask(ctx context.Context, t swarm.Task, replicas uint64
 // before its exit code could be read: swarm either stopped it in its grace
 // (0) or killed it at the grace (137).
 func (m *Machine) inferExitLocked() {
-	if m.exit != nil {
-		m.state = deploy.StateStopped
+	if m.c.Exit != nil {
+		m.c.State = deploy.StateStopped
 		return
 	}
 	switch {
-	case m.stopAsked && time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault():
-		m.exit = &deploy.ExitStatus{Code: 137, Reason: "killed after stop timeout (inferred: the task was removed)"}
-	case m.stopAsked:
-		m.exit = &deploy.ExitStatus{Code: 0, Reason: "stopped (inferred: the task was removed)"}
+	case m.c.StopAsked && time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault():
+		m.c.Exit = &deploy.ExitStatus{Code: 137, Reason: "killed after stop timeout (inferred: the task was removed)"}
+	case m.c.StopAsked:
+		m.c.Exit = &deploy.ExitStatus{Code: 0, Reason: "stopped (inferred: the task was removed)"}
 	default:
-		m.exit = &deploy.ExitStatus{Code: 0, Reason: "stopped elsewhere (replicas set to 0)"}
+		m.c.Exit = &deploy.ExitStatus{Code: 0, Reason: "stopped elsewhere (replicas set to 0)"}
 	}
-	m.state = deploy.StateStopped
+	m.c.State = deploy.StateStopped
 }
 
 func (m *Machine) recordExit(code int) deploy.ExitStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return m.recordExitLocked(code)
 }
 
 // recordExitLocked records the run's exit (the first one recorded wins).
 func (m *Machine) recordExitLocked(code int) deploy.ExitStatus {
-	if m.exit != nil {
-		return *m.exit
-	}
-	st := deploy.ExitStatus{Code: code, Reason: eng.ExitReason(code, m.killReason, m.stopAsked, time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault())}
-	m.exit = &st
-	if m.state != deploy.StateDestroyed {
-		m.state = deploy.StateStopped
-	}
-	return st
-}
-
-func (m *Machine) stateNow() deploy.MachineState {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.state
-}
-
-func (m *Machine) setStateIf(from, to deploy.MachineState) {
-	m.mu.Lock()
-	if m.state == from {
-		m.state = to
-	}
-	m.mu.Unlock()
+	return m.c.RecordExitLocked(code, time.Since(m.stopAt) >= m.spec.StopTimeoutOrDefault(), "")
 }
 
 // exitSince returns the exit of a run that ended and was replaced by a
 // restart since runs.
 func (m *Machine) exitSince(runs int) (deploy.ExitStatus, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	if m.runs == runs || m.prevExit == nil {
 		return deploy.ExitStatus{}, false
 	}
 	return *m.prevExit, true
 }
 
-func (m *Machine) exitStatus() (deploy.ExitStatus, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exit == nil {
-		return deploy.ExitStatus{}, false
-	}
-	return *m.exit, true
-}
-
 func (m *Machine) markDestroyed() {
-	m.mu.Lock()
-	if m.state != deploy.StateDestroyed {
-		if m.exit == nil {
-			m.exit = eng.DestroyedExit(m.state)
-		}
-		m.state = deploy.StateDestroyed
-	}
-	m.mu.Unlock()
+	m.c.Mu.Lock()
+	m.c.DestroyLocked()
+	m.c.Mu.Unlock()
 	m.b.mu.Lock()
-	if m.b.machines[m.id] == m {
-		delete(m.b.machines, m.id)
+	if m.b.machines[m.sid] == m {
+		delete(m.b.machines, m.sid)
 	}
 	m.b.mu.Unlock()
 }
@@ -873,29 +781,10 @@ func taskErr(t swarm.Task) string {
 	return t.Status.Message
 }
 
-// waiter is one ContainerWait request on a node's engine whose goroutine is always drained.
-type waiter struct {
-	res      client.ContainerWaitResult
-	cancel   context.CancelFunc
-	consumed bool
-}
-
-// startWait sends a wait request; it returns once the engine has registered it.
-func startWait(ctx context.Context, eng *client.Client, cid string) *waiter {
+// startWait sends a wait request to a node's engine, cancelled only by its
+// Close; it returns once the engine has registered it.
+func startWait(ctx context.Context, ne *client.Client, cid string) *eng.Waiter[container.WaitResponse] {
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	return &waiter{res: eng.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning}), cancel: cancel}
-}
-
-// close cancels the request and lets the client's goroutine finish.
-func (w *waiter) close() {
-	w.cancel()
-	if w.consumed {
-		return
-	}
-	go func() {
-		select {
-		case <-w.res.Result:
-		case <-w.res.Error:
-		}
-	}()
+	res := ne.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	return eng.NewWaiter(cancel, res.Result, res.Error)
 }

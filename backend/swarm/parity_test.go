@@ -1,9 +1,7 @@
 package swarm_test
 
 import (
-	"errors"
-	"io"
-	"net/http"
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -14,8 +12,8 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
+	"github.com/cutover/deploy/backend/internal/enginetest"
 	swarmbackend "github.com/cutover/deploy/backend/swarm"
-	"github.com/cutover/deploy/health"
 )
 
 // second returns another backend on the same namespace, as another process
@@ -58,17 +56,6 @@ func killTask(t *testing.T, b *swarmbackend.Backend, m *swarmbackend.Machine) {
 	}
 }
 
-func getPort(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
 func restartPolicy(t *testing.T, b *swarmbackend.Backend, m *swarmbackend.Machine) *swarm.RestartPolicy {
 	t.Helper()
 	res, err := b.Client().ServiceInspect(ctxFor(t, 10*time.Second), m.ServiceID(), client.ServiceInspectOptions{})
@@ -84,9 +71,7 @@ func restartPolicy(t *testing.T, b *swarmbackend.Backend, m *swarmbackend.Machin
 func TestExtraPortsPublished(t *testing.T) {
 	b := backend(t)
 	app := newApp(t, b)
-	s := spec(app, "v1")
-	s.Env["CHECK_PORT"] = "5500"
-	s.Ports = []int{5500}
+	s := enginetest.ExtraPortSpec(spec(app, "v1"), 5500)
 	m := launch(t, b, s)
 	s.Ports[0] = 1 // the machine keeps its own copy
 	if got := m.Spec().Ports; !slices.Equal(got, []int{5500}) {
@@ -96,27 +81,12 @@ func TestExtraPortsPublished(t *testing.T) {
 		t.Fatalf("Spec().Restart = %+v, want the normalized default", got)
 	}
 
-	addr, err := deploy.AddrOf(m, 5500)
-	if err != nil {
-		t.Fatalf("AddrOf(5500): %v", err)
-	}
-	if addr == m.Addr() || !strings.HasPrefix(addr, strings.Split(m.Addr(), ":")[0]+":") {
-		t.Fatalf("AddrOf(5500) = %s, want another port of the app's node (%s)", addr, m.Addr())
+	addr := enginetest.CheckExtraPort(t, m, 5500, "v1")
+	if !strings.HasPrefix(addr, strings.Split(m.Addr(), ":")[0]+":") {
+		t.Fatalf("AddrOf(5500) = %s, want a port of the app's node (%s)", addr, m.Addr())
 	}
 	ctx := ctxFor(t, 30*time.Second)
-	if err := deploy.WaitHealthy(ctx, m, health.HTTP{Port: 5500, Interval: 50 * time.Millisecond}); err != nil {
-		t.Fatalf("check on 5500: %v", err)
-	}
-	if got := getPort(t, addr); got != "check port" {
-		t.Fatalf("GET on 5500 = %q, want the check port's answer", got)
-	}
-	if got := body(t, m.Addr()); got != "v1" {
-		t.Fatalf("GET / on the app port = %q", got)
-	}
-	if _, err := deploy.AddrOf(m, 7000); !errors.Is(err, deploy.ErrPortNotPublished) {
-		t.Fatalf("AddrOf(7000) = %v, want ErrPortNotPublished", err)
-	}
-	res, err := b.Client().ServiceInspect(ctx, m.ServiceID(), client.ServiceInspectOptions{})
+	res, err := b.Client().ServiceInspect(ctx, m.ID(), client.ServiceInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +104,7 @@ func TestExtraPortsPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := am.Spec().Ports; !slices.Equal(got, []int{5500}) {
-		t.Fatalf("adopted spec Ports = %v", got)
-	}
-	if a, err := deploy.AddrOf(am, 5500); err != nil || a != addr {
-		t.Fatalf("adopted AddrOf(5500) = %q, %v; want %s", a, err, addr)
-	}
+	enginetest.CheckAdoptedPort(t, am, 5500, addr)
 }
 
 // An entrypoint override runs, with the command as its arguments, and an
@@ -152,13 +117,7 @@ func TestEntrypointOverride(t *testing.T) {
 	s.Cmd = []string{"3"}
 	s.Restart = deploy.RestartPolicy{Policy: "no"}
 	m := launch(t, b, s)
-	st, err := m.Wait(ctxFor(t, 30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Code != 3 {
-		t.Fatalf("exit %v, want code 3 from the entrypoint's exit 3", st)
-	}
+	enginetest.WaitExit(t, m, 3) // the entrypoint's exit 3
 	if p := restartPolicy(t, b, m); p == nil || p.Condition != swarm.RestartPolicyConditionNone {
 		t.Fatalf("task restart policy = %+v, want condition none", p)
 	}
@@ -177,24 +136,6 @@ func TestEntrypointOverride(t *testing.T) {
 	}
 }
 
-// waitRestarted polls List until m was restarted n times and runs again.
-func waitRestarted(t *testing.T, b *swarmbackend.Backend, m *swarmbackend.Machine, n int) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := b.List(ctxFor(t, 10*time.Second), m.Spec().App); err != nil {
-			t.Fatal(err)
-		}
-		if m.Restarts() >= n && m.State() == deploy.StateStarted && m.Addr() != "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("machine %s: %d restarts, %s, want %d restarts and started", m.ID(), m.Restarts(), m.State(), n)
-		}
-		time.Sleep(100 * time.Millisecond) // the swarm replaces the task after RestartDelay; look again
-	}
-}
-
 // A machine whose process dies is restarted by the swarm (the default
 // policy, on-failure with 10 retries): a new task on a new port that Addr and
 // AddrOf follow. Wait returns the killed run's exit; an adopting handle
@@ -202,41 +143,30 @@ func waitRestarted(t *testing.T, b *swarmbackend.Backend, m *swarmbackend.Machin
 func TestRestartAfterKill(t *testing.T) {
 	b := backend(t)
 	app := newApp(t, b)
-	s := spec(app, "v1")
-	s.Env["CHECK_PORT"] = "5500"
-	s.Ports = []int{5500}
-	m := launch(t, b, s)
+	m := launch(t, b, enginetest.ExtraPortSpec(spec(app, "v1"), 5500))
 	if p := restartPolicy(t, b, m); p == nil || p.Condition != swarm.RestartPolicyConditionOnFailure || p.MaxAttempts == nil || *p.MaxAttempts != deploy.DefaultRestartRetries {
 		t.Fatalf("task restart policy = %+v, want on-failure with %d attempts", p, deploy.DefaultRestartRetries)
 	}
-	body(t, m.Addr())
+	enginetest.Body(t, m.Addr())
 	before, cid := m.Addr(), m.ContainerID()
-	type waited struct {
-		st  deploy.ExitStatus
-		err error
-	}
-	wc := make(chan waited, 1)
-	go func() {
-		st, err := m.Wait(ctxFor(t, 60*time.Second))
-		wc <- waited{st, err}
-	}()
+	wc := enginetest.WaitLater(t, m)
 	killTask(t, b, m)
-	if w := <-wc; w.err != nil || w.st.Code != 137 {
-		t.Fatalf("Wait = %v, %v; want the exit (137) of the killed run", w.st, w.err)
+	if w := <-wc; w.Err != nil || w.Status.Code != 137 {
+		t.Fatalf("Wait = %v, %v; want the exit (137) of the killed run", w.Status, w.Err)
 	}
-	waitRestarted(t, b, m, 1)
+	enginetest.WaitRestarted(t, b, m, 1, 60*time.Second)
 	if m.ContainerID() == cid {
 		t.Fatalf("the restarted machine has the killed container %s", cid)
 	}
 	t.Logf("Addr %s before the restart, %s after", before, m.Addr())
-	if got := body(t, m.Addr()); got != "v1" {
+	if got := enginetest.Body(t, m.Addr()); got != "v1" {
 		t.Fatalf("GET / after the restart = %q", got)
 	}
 	xaddr, err := deploy.AddrOf(m, 5500)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := getPort(t, xaddr); got != "check port" {
+	if got := enginetest.Body(t, xaddr); got != "check port" {
 		t.Fatalf("GET on 5500 after the restart = %q", got)
 	}
 
@@ -244,30 +174,20 @@ func TestRestartAfterKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := am.Spec().Restart; p.Policy != deploy.RestartOnFailure || p.MaxRetries != deploy.DefaultRestartRetries {
-		t.Errorf("adopted restart policy = %v", p)
-	}
-	if n := deploy.RestartsOf(am); n != 1 {
-		t.Errorf("adopted restarts = %d, want 1", n)
-	}
-	if am.Addr() != m.Addr() {
-		t.Errorf("adopted Addr = %s, want %s", am.Addr(), m.Addr())
-	}
+	enginetest.CheckAdoptedRestarts(t, am, m, 1)
 
-	if err := m.Stop(ctxFor(t, 30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * swarmbackend.RestartDelay) // a restart would have come by now
-	if _, err := b.List(ctxFor(t, 10*time.Second), app); err != nil {
-		t.Fatal(err)
-	}
-	if m.State() != deploy.StateStopped || m.Restarts() != 1 {
-		res, _ := b.Client().TaskList(ctxFor(t, 5*time.Second), client.TaskListOptions{Filters: make(client.Filters).Add("service", m.ServiceID())})
+	t.Cleanup(func() { // what the swarm did, when the test fails
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, _ := b.Client().TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", m.ID())})
 		for _, tk := range res.Items {
 			t.Logf("task %s created %s: %s (desired %s) %s", tk.ID, tk.CreatedAt, tk.Status.State, tk.DesiredState, tk.Status.Err)
 		}
-		t.Fatalf("after Stop: %s with %d restarts, want stopped with 1", m.State(), m.Restarts())
-	}
+	})
+	enginetest.StopStays(t, b, m, 1, 2*swarmbackend.RestartDelay)
 }
 
 // With policy never a killed task stays down; with always a clean exit is
@@ -278,7 +198,7 @@ func TestRestartPolicies(t *testing.T) {
 	s := spec(app, "v1")
 	s.Restart = deploy.RestartPolicy{Policy: deploy.RestartNever}
 	never := launch(t, b, s)
-	body(t, never.Addr())
+	enginetest.Body(t, never.Addr())
 	killTask(t, b, never)
 	if st, err := never.Wait(ctxFor(t, 30*time.Second)); err != nil || st.Code != 137 {
 		t.Fatalf("Wait = %v, %v; want exit code 137", st, err)

@@ -57,8 +57,8 @@ func policyOf(rp *swarm.RestartPolicy) deploy.RestartPolicy {
 // adopted a running machine counts the restarts the swarm's task history
 // still holds (5 tasks per service by default).
 func (m *Machine) Restarts() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.c.Mu.Lock()
+	defer m.c.Mu.Unlock()
 	return m.restarts
 }
 

@@ -7,10 +7,12 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
 	eng "github.com/cutover/deploy/backend/internal/engine"
 	"github.com/moby/moby/api/types/network"
@@ -18,25 +20,15 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Labels this backend sets on every service besides deploy.LabelApp,
-// deploy.LabelVersion and the spec's own labels: the same keys as the Docker
-// backend's containers. They are bookkeeping and are not part of a machine's
+// Labels this backend sets on every service besides those the Docker
+// backend sets on its containers (docker.LabelManaged, docker.LabelNamespace,
+// ..., the same keys), deploy.LabelApp, deploy.LabelVersion and the spec's
+// own labels. They are bookkeeping and are not part of a machine's
 // Spec().Labels.
 const (
-	LabelManaged     = eng.LabelManaged     // always "true"
-	LabelNamespace   = eng.LabelNamespace   // Options.Namespace
-	LabelMachine     = eng.LabelMachine     // the machine ID
-	LabelPort        = eng.LabelPort        // spec.Port
-	LabelStopSignal  = eng.LabelStopSignal  // spec.StopSignal, when set
-	LabelStopTimeout = eng.LabelStopTimeout // spec.StopTimeout as a Go duration, when set
-	LabelCmd         = eng.LabelCmd         // spec.Cmd as a JSON array, when set
-	LabelEnvKeys     = eng.LabelEnvKeys     // the spec's env keys as a JSON array, when set
-	LabelPorts       = eng.LabelPorts       // spec.Ports as a JSON array, when set
-	LabelEntrypoint  = eng.LabelEntrypoint  // spec.Entrypoint as a JSON array, when set
-	LabelCreated     = eng.LabelCreated     // creation time (RFC 3339, nanoseconds), to order List
-	LabelImage       = "cutover.image"      // spec.Image as given (the task may name the image by ID)
-	LabelNode        = "cutover.node"       // the node ID the machine is placed on
-	LabelStarted     = "cutover.started"    // the latest Start's time: replicas 0 then means stopped, not created
+	LabelImage   = "cutover.image"   // spec.Image as given (the task may name the image by ID)
+	LabelNode    = "cutover.node"    // the node ID the machine is placed on
+	LabelStarted = "cutover.started" // the latest Start's time: replicas 0 then means stopped, not created
 )
 
 // NodeLabelPrefix starts the spec labels that name node labels to run on: a
@@ -64,8 +56,8 @@ type Options struct {
 	// labelled with it, and List and Get see only their own namespace.
 	// Empty: DefaultNamespace.
 	Namespace string
-	// NamePrefix starts every service name ("<prefix>-<app>-<machine id>").
-	// Empty: "cutover".
+	// NamePrefix starts every service name ("<prefix>-<app>-<version>-<n>",
+	// n the lowest number free). Empty: "cutover".
 	NamePrefix string
 	// LocalImages makes each task name its image by the ID it has on the
 	// manager's engine, so that no node ever pulls it: for images loaded into
@@ -95,7 +87,7 @@ type Backend struct {
 	placeMu sync.Mutex // held from placing a machine to creating its service, so concurrent Creates spread
 
 	mu       sync.Mutex
-	machines map[string]*Machine       // by machine ID: one handle per service
+	machines map[string]*Machine       // by service ID (full): one handle per service
 	engines  map[string]*client.Client // node engines, by node ID
 	addrs    map[string]string         // node addresses, by node ID
 }
@@ -106,12 +98,7 @@ var _ deploy.Backend = (*Backend)(nil)
 // that it is a swarm manager. An unreachable engine gives an error wrapping
 // deploy.ErrTransient; an engine that is not a manager, deploy.ErrInvalid.
 func New(ctx context.Context, opts Options) (*Backend, error) {
-	if opts.Namespace == "" {
-		opts.Namespace = DefaultNamespace
-	}
-	if opts.NamePrefix == "" {
-		opts.NamePrefix = "cutover"
-	}
+	eng.Defaults(&opts.Namespace, &opts.NamePrefix)
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 100 * time.Millisecond
 	}
@@ -184,25 +171,28 @@ func (b *Backend) engine(node string) *client.Client {
 }
 
 // Create creates a service of zero replicas from spec: a machine not yet
-// started. spec.Port defaults to DefaultPort. The machine is placed on the
-// ready node (among those its node labels allow) that runs fewest of the
-// app's machines, so an app's machines spread over the nodes.
+// started, whose ID is the service's ID in short form. spec.Port defaults to
+// DefaultPort. The machine is placed on the ready node (among those its node
+// labels allow) that runs fewest of the app's machines, so an app's machines
+// spread over the nodes. The service is named "<prefix>-<app>-<version>-<n>"
+// with the lowest n free (a swarm cannot rename a service, so the name cannot
+// hold its ID).
 func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.Machine, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
 	spec = normalize(spec)
-	id, err := eng.NewID()
-	if err != nil {
-		return nil, fmt.Errorf("swarm: create: %w", err)
-	}
-	labels, err := b.labels(id, spec)
+	labels, err := b.labels(spec)
 	if err != nil {
 		return nil, err
 	}
 	b.placeMu.Lock()
 	defer b.placeMu.Unlock()
-	node, err := b.place(ctx, spec)
+	svcs, err := b.list(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	node, err := b.place(ctx, spec, svcs)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +201,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 	if b.opts.LocalImages {
 		img, err := b.cli.ImageInspect(ctx, spec.Image)
 		if err != nil {
-			return nil, wrapErr("create: image", id, err)
+			return nil, wrapErr("create: image", "", err)
 		}
 		image = img.ID
 	}
@@ -228,14 +218,14 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		ports = append(ports, swarm.PortConfig{Protocol: network.TCP, TargetPort: uint32(p), PublishMode: swarm.PortConfigPublishModeHost})
 	}
 	svc := swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: b.serviceName(spec.App, id), Labels: labels},
+		Annotations: swarm.Annotations{Labels: labels},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
 				Image:           image,
 				Command:         spec.Entrypoint,
 				Args:            spec.Cmd,
 				Env:             eng.EnvList(spec.Env),
-				Labels:          map[string]string{LabelManaged: "true", LabelNamespace: b.opts.Namespace, LabelMachine: id, deploy.LabelApp: spec.App},
+				Labels:          map[string]string{eng.LabelManaged: "true", eng.LabelNamespace: b.opts.Namespace, deploy.LabelApp: spec.App},
 				StopSignal:      sig,
 				StopGracePeriod: &grace,
 			},
@@ -245,24 +235,45 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
 		EndpointSpec: &swarm.EndpointSpec{Ports: ports},
 	}
-	res, err := b.cli.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: svc})
+	taken := map[string]bool{}
+	for _, s := range svcs {
+		taken[s.Spec.Name] = true
+	}
+	var res client.ServiceCreateResult
+	for n := 1; ; n++ {
+		if svc.Name = b.serviceName(spec.App, spec.Version, n); taken[svc.Name] {
+			continue
+		}
+		res, err = b.cli.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: svc})
+		if err != nil && n < 100 && isNameConflict(err) {
+			continue // a service of another namespace or process has the name
+		}
+		break
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			b.removeQuietly(svc.Name) // the manager may have created it before the request was cancelled
 		}
-		return nil, wrapErr("create", id, err)
+		return nil, wrapErr("create", "", err)
 	}
-	m := newMachine(b, id, res.ID, spec, node)
+	m := newMachine(b, res.ID, spec, node)
 	b.mu.Lock()
-	b.machines[id] = m
+	b.machines[res.ID] = m
 	b.mu.Unlock()
 	return m, nil
+}
+
+// isNameConflict says whether a service create failed because the name is taken.
+func isNameConflict(err error) bool {
+	return cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "already exists") ||
+		strings.Contains(err.Error(), "name conflicts")
 }
 
 // place picks the node for a new machine: the ready, active node allowed by
 // the spec's node labels that runs fewest machines of the app's version, then
 // of the app, then of the namespace, so that each version spreads evenly.
-func (b *Backend) place(ctx context.Context, spec deploy.MachineSpec) (string, error) {
+// svcs are the namespace's services.
+func (b *Backend) place(ctx context.Context, spec deploy.MachineSpec, svcs []swarm.Service) (string, error) {
 	nodes, err := b.cli.NodeList(ctx, client.NodeListOptions{})
 	if err != nil {
 		return "", wrapErr("create: list nodes", "", err)
@@ -285,10 +296,6 @@ func (b *Backend) place(ctx context.Context, spec deploy.MachineSpec) (string, e
 	}
 	if len(ok) == 0 {
 		return "", fmt.Errorf("swarm: create: %w: no ready node with labels %v", deploy.ErrTransient, want)
-	}
-	svcs, err := b.list(ctx)
-	if err != nil {
-		return "", err
 	}
 	version, app, all := map[string]int{}, map[string]int{}, map[string]int{}
 	for _, s := range svcs {
@@ -325,7 +332,7 @@ func (b *Backend) place(ctx context.Context, spec deploy.MachineSpec) (string, e
 // List returns the app's machines that are not destroyed, oldest first.
 // Services made by another process are adopted.
 func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error) {
-	svcs, err := b.list(ctx, deploy.LabelApp+"="+app)
+	svcs, err := b.list(ctx, appFilter(app))
 	if err != nil {
 		return nil, err
 	}
@@ -337,20 +344,21 @@ func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error
 	return slices.DeleteFunc(ms, func(m deploy.Machine) bool { return m.State() == deploy.StateDestroyed }), nil
 }
 
-// Get returns the machine with the given ID, or an error wrapping deploy.ErrNotFound.
+// Get returns the machine with the given ID: its service's ID, in the short
+// form Machine.ID returns, in full, or a prefix in between. It returns an
+// error wrapping deploy.ErrNotFound when no service of the namespace has that
+// ID.
 func (b *Backend) Get(ctx context.Context, id string) (deploy.Machine, error) {
-	if id == "" {
-		return nil, fmt.Errorf("swarm: get: %w: empty machine id", deploy.ErrNotFound)
-	}
-	svcs, err := b.list(ctx, LabelMachine+"="+id)
+	s, err := eng.Find(ctx, "swarm", "service", id,
+		func(ctx context.Context, ref string) ([]swarm.Service, error) {
+			return b.list(ctx, make(client.Filters).Add("id", ref))
+		},
+		func(s swarm.Service) string { return s.ID },
+		func(ref string) { eng.Forget(&b.mu, b.machines, ref) })
 	if err != nil {
 		return nil, err
 	}
-	if len(svcs) == 0 {
-		b.forget(id)
-		return nil, fmt.Errorf("swarm: machine %s: %w", id, deploy.ErrNotFound)
-	}
-	ms, err := b.handles(ctx, svcs[:1])
+	ms, err := b.handles(ctx, []swarm.Service{s})
 	if err != nil {
 		return nil, err
 	}
@@ -360,23 +368,22 @@ func (b *Backend) Get(ctx context.Context, id string) (deploy.Machine, error) {
 // DestroyAll removes every service of the namespace, or of one app when app
 // is not empty, and returns how many it removed.
 func (b *Backend) DestroyAll(ctx context.Context, app string) (int, error) {
-	var extra []string
+	var f client.Filters
 	if app != "" {
-		extra = append(extra, deploy.LabelApp+"="+app)
+		f = appFilter(app)
 	}
-	svcs, err := b.list(ctx, extra...)
+	svcs, err := b.list(ctx, f)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var errs []error
 	for _, s := range svcs {
-		id := s.Spec.Labels[LabelMachine]
 		b.mu.Lock()
-		m := b.machines[id]
+		m := b.machines[s.ID]
 		b.mu.Unlock()
 		if m == nil {
-			m = newMachine(b, id, s.ID, deploy.MachineSpec{}, s.Spec.Labels[LabelNode])
+			m = newMachine(b, s.ID, deploy.MachineSpec{}, s.Spec.Labels[LabelNode])
 		}
 		if err := m.Destroy(ctx); err != nil {
 			errs = append(errs, err)
@@ -407,12 +414,11 @@ func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]deploy.M
 	}
 	out := make([]deploy.Machine, 0, len(svcs))
 	for _, s := range svcs {
-		id := s.Spec.Labels[LabelMachine]
 		b.mu.Lock()
-		m := b.machines[id]
-		if m == nil || m.sid != s.ID {
+		m := b.machines[s.ID]
+		if m == nil {
 			m = adopt(b, s)
-			b.machines[id] = m
+			b.machines[s.ID] = m
 		}
 		b.mu.Unlock()
 		m.observeTasks(ctx, s, byService[s.ID])
@@ -421,36 +427,26 @@ func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]deploy.M
 	return out, nil
 }
 
-// list lists the namespace's services matching the extra label filters, oldest first.
-func (b *Backend) list(ctx context.Context, extra ...string) ([]swarm.Service, error) {
-	f := make(client.Filters).Add("label", LabelManaged+"=true", LabelNamespace+"="+b.opts.Namespace)
-	f.Add("label", extra...)
+// appFilter returns the filter that selects an app's services.
+func appFilter(app string) client.Filters {
+	return make(client.Filters).Add("label", deploy.LabelApp+"="+app)
+}
+
+// list lists the namespace's services that match the filters f adds, oldest first.
+func (b *Backend) list(ctx context.Context, f client.Filters) ([]swarm.Service, error) {
+	if f == nil {
+		f = make(client.Filters)
+	}
+	f.Add("label", eng.LabelManaged+"=true", eng.LabelNamespace+"="+b.opts.Namespace)
 	res, err := b.cli.ServiceList(ctx, client.ServiceListOptions{Filters: f})
 	if err != nil {
 		return nil, wrapErr("list", "", err)
 	}
-	items := res.Items
-	created := func(s swarm.Service) time.Time {
-		t, err := time.Parse(time.RFC3339Nano, s.Spec.Labels[LabelCreated])
-		if err != nil {
-			return s.CreatedAt
-		}
-		return t
-	}
-	sort.SliceStable(items, func(i, j int) bool {
-		ti, tj := created(items[i]), created(items[j])
-		if !ti.Equal(tj) {
-			return ti.Before(tj)
-		}
-		return items[i].ID < items[j].ID
-	})
-	return items, nil
-}
-
-func (b *Backend) forget(id string) {
-	b.mu.Lock()
-	delete(b.machines, id)
-	b.mu.Unlock()
+	eng.SortByCreated(res.Items,
+		func(s swarm.Service) map[string]string { return s.Spec.Labels },
+		func(s swarm.Service) time.Time { return s.CreatedAt },
+		func(s swarm.Service) string { return s.ID })
+	return res.Items, nil
 }
 
 // nodeAddress returns a node's address, asking the manager once per node.
@@ -491,8 +487,13 @@ func nodeAddr(n swarm.Node) string {
 	return addr
 }
 
-func (b *Backend) serviceName(app, id string) string {
-	return b.opts.NamePrefix + "-" + sanitize(app) + "-" + id
+// serviceName is the name of the app's nth service of a version.
+func (b *Backend) serviceName(app, version string, n int) string {
+	name := b.opts.NamePrefix + "-" + sanitize(app, 40)
+	if v := sanitize(version, 16); version != "" && v != "" {
+		name += "-" + v
+	}
+	return name + "-" + strconv.Itoa(n)
 }
 
 // removeQuietly removes a service by name or ID, ignoring errors, with a
@@ -536,8 +537,8 @@ func (b *Backend) removeService(ctx context.Context, ref string) error {
 	return err
 }
 
-func (b *Backend) labels(id string, spec deploy.MachineSpec) (map[string]string, error) {
-	l, err := eng.Labels("swarm", b.opts.Namespace, id, spec)
+func (b *Backend) labels(spec deploy.MachineSpec) (map[string]string, error) {
+	l, err := eng.Labels("swarm", b.opts.Namespace, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +565,7 @@ func specOf(s swarm.Service) deploy.MachineSpec {
 	if spec.Image == "" {
 		spec.Image = image
 	}
-	if l[LabelEntrypoint] == "" && len(command) > 0 {
+	if l[eng.LabelEntrypoint] == "" && len(command) > 0 {
 		spec.Entrypoint = command
 	}
 	spec.Restart = policyOf(s.Spec.TaskTemplate.RestartPolicy)
@@ -599,11 +600,11 @@ func validate(s deploy.MachineSpec) error { return eng.Validate("swarm", s) }
 
 func normalize(s deploy.MachineSpec) deploy.MachineSpec { return eng.Normalize(s) }
 
-// sanitize keeps a name usable in a service name ([a-zA-Z0-9-], at most 40 characters).
-func sanitize(s string) string {
+// sanitize keeps a name usable in a service name ([a-zA-Z0-9-], at most n characters).
+func sanitize(s string, n int) string {
 	var sb strings.Builder
 	for _, r := range s {
-		if sb.Len() >= 40 {
+		if sb.Len() >= n {
 			break
 		}
 		switch {

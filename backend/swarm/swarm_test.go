@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/backend/internal/enginetest"
 	"github.com/cutover/deploy/backend/swarm"
 	"github.com/moby/moby/client"
 )
@@ -43,25 +42,6 @@ func launch(t *testing.T, b *swarm.Backend, s deploy.MachineSpec) *swarm.Machine
 	return m.(*swarm.Machine)
 }
 
-func body(t *testing.T, addr string) string {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return string(b)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond) // the app is booting; poll again
-	}
-}
-
 // An app's machines spread over both nodes, each answering on its node's
 // address; a second backend (as another process would) adopts them with
 // the same addresses and specs.
@@ -75,7 +55,7 @@ func TestSpreadAndAdopt(t *testing.T) {
 	nodes := map[string]int{}
 	for _, m := range ms {
 		nodes[m.NodeID()]++
-		if got := body(t, m.Addr()); got != "v1" {
+		if got := enginetest.Body(t, m.Addr()); got != "v1" {
 			t.Errorf("%s answered %q", m.Addr(), got)
 		}
 	}

@@ -419,10 +419,21 @@ now), traffic weight and proxy statistics, and the deploy running, if any.`, std
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if st.Backend == "docker" {
-		fmt.Fprintf(stdout, "\nA machine's ID is its container's label cutover.machine and ends its name: docker ps --filter label=cutover.machine=%s\n", st.Machines[0].ID)
+	if hint := engineHint(st.Backend, st.Machines[0].ID); hint != "" {
+		fmt.Fprintf(stdout, "\n%s\n", hint)
 	}
 	return nil
+}
+
+// engineHint says how the engine of backend finds a machine by its ID, or "".
+func engineHint(backend, id string) string {
+	switch backend {
+	case "docker":
+		return "A machine's ID is its container's ID: docker ps --filter id=" + id + ", docker logs " + id
+	case "swarm":
+		return "A machine's ID is its service's ID: docker service ps " + id + ", docker service logs " + id
+	}
+	return ""
 }
 
 func runLogs(ctx context.Context, args []string, stdout, _ io.Writer) error {

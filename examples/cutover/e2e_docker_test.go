@@ -17,21 +17,29 @@ import (
 	"github.com/cutover/deploy/deploytest"
 )
 
-// TestEndToEndDocker runs the scenario of TestEndToEndMem on the local Docker
-// engine, with images of the sample app examples/app. It is skipped when the
-// engine is unreachable, unless CI=true, where that fails. Every container it
-// made (its app's label) and its images are removed at the end.
-func TestEndToEndDocker(t *testing.T) {
-	ctx := context.Background()
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// dockerEngine returns a backend in the daemon's namespace, or skips the
+// test when the engine is unreachable, unless CI=true, where that fails.
+func dockerEngine(t *testing.T) *docker.Backend {
+	t.Helper()
+	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	b, err := docker.New(pctx, docker.Options{Namespace: "cutover"} /* the daemon's namespace */)
-	cancel()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("the Docker engine is unreachable and CI=true: %v", err)
 		}
 		t.Skipf("the Docker engine is unreachable (set CI=true to make this a failure): %v", err)
 	}
+	return b
+}
+
+// TestEndToEndDocker runs the scenario of TestEndToEndMem on the local Docker
+// engine, with images of the sample app examples/app. It is skipped when the
+// engine is unreachable, unless CI=true, where that fails. Every container it
+// made (its app's label) and its images are removed at the end.
+func TestEndToEndDocker(t *testing.T) {
+	ctx := context.Background()
+	b := dockerEngine(t)
 
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])

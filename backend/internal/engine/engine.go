@@ -1,7 +1,8 @@
 // Package engine holds what backend/docker and backend/swarm share about a
 // machine kept by a Docker engine: the labels that record its spec, the
-// spec's validation and normalization, environment lists, machine IDs, the
-// exit reasons, and the mapping of engine errors onto deploy's sentinels.
+// spec's validation and normalization, environment lists, machine IDs (the
+// engine's own, in short form), the exit reasons, and the mapping of engine
+// errors onto deploy's sentinels.
 // It does not import the Docker SDK: only those two packages do.
 package engine
 
@@ -17,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -29,7 +31,6 @@ import (
 const (
 	LabelManaged     = "cutover.managed"
 	LabelNamespace   = "cutover.namespace"
-	LabelMachine     = "cutover.machine"
 	LabelPort        = "cutover.port"
 	LabelStopSignal  = "cutover.stop_signal"
 	LabelStopTimeout = "cutover.stop_timeout"
@@ -40,17 +41,37 @@ const (
 	LabelCreated     = "cutover.created"
 )
 
+// LabelLegacyMachine held a random machine ID that earlier versions
+// generated; a machine's ID is now its engine's ID, and the label is no
+// longer set. It stays bookkeeping (Internal), so that a container or service
+// made by an earlier version and adopted now does not carry it in its spec.
+const LabelLegacyMachine = "cutover.machine"
+
 // DefaultPort is the app port used when a spec sets none.
 const DefaultPort = 8080
 
 // DefaultNamespace is the namespace used when a backend's is empty.
 const DefaultNamespace = "default"
 
+// DefaultNamePrefix starts the names of a backend's containers or services
+// when its NamePrefix is empty.
+const DefaultNamePrefix = "cutover"
+
+// Defaults fills an empty namespace and name prefix of a backend's options.
+func Defaults(namespace, namePrefix *string) {
+	if *namespace == "" {
+		*namespace = DefaultNamespace
+	}
+	if *namePrefix == "" {
+		*namePrefix = DefaultNamePrefix
+	}
+}
+
 // Internal reports whether a label is bookkeeping of this package, not part
 // of a machine's Spec().Labels.
 func Internal(k string) bool {
 	switch k {
-	case LabelManaged, LabelNamespace, LabelMachine, LabelPort, LabelStopSignal, LabelStopTimeout,
+	case LabelManaged, LabelNamespace, LabelLegacyMachine, LabelPort, LabelStopSignal, LabelStopTimeout,
 		LabelCmd, LabelEnvKeys, LabelPorts, LabelEntrypoint, LabelCreated:
 		return true
 	}
@@ -107,14 +128,13 @@ func Normalize(s deploy.MachineSpec) deploy.MachineSpec {
 	return s
 }
 
-// Labels returns the labels that record a normalized spec of machine id in
+// Labels returns the labels that record a normalized spec of a machine in
 // namespace: the spec's own, and the bookkeeping ones.
-func Labels(name, namespace, id string, spec deploy.MachineSpec) (map[string]string, error) {
+func Labels(name, namespace string, spec deploy.MachineSpec) (map[string]string, error) {
 	l := make(map[string]string, len(spec.Labels)+12)
 	maps.Copy(l, spec.Labels)
 	l[LabelManaged] = "true"
 	l[LabelNamespace] = namespace
-	l[LabelMachine] = id
 	l[LabelPort] = strconv.Itoa(spec.Port)
 	l[LabelCreated] = time.Now().UTC().Format(time.RFC3339Nano)
 	if spec.StopSignal != "" {
@@ -225,8 +245,39 @@ func EnvMap(env []string) map[string]string {
 	return out
 }
 
-// NewID returns a random machine ID of 12 hex digits.
-func NewID() (string, error) {
+// ShortIDLen is the length of an engine ID's short form, the one docker ps
+// and docker service ls print.
+const ShortIDLen = 12
+
+// ShortID returns the short form of an engine ID (a container's or a
+// service's): its first ShortIDLen characters. A machine's ID is the short
+// form of its engine's ID.
+func ShortID(id string) string {
+	if len(id) > ShortIDLen {
+		return id[:ShortIDLen]
+	}
+	return id
+}
+
+// ValidRef reports whether ref can name a machine by its engine's ID: the
+// short form, the full ID or a prefix in between, of lower-case letters and
+// digits only (so that it is safe in the engine's id filter, which some
+// engines read as a regular expression).
+func ValidRef(ref string) bool {
+	if len(ref) < ShortIDLen || len(ref) > 128 {
+		return false
+	}
+	for _, r := range ref {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// Token returns 12 random hex digits, for a name that must be unique before
+// the engine has given an ID.
+func Token() (string, error) {
 	var buf [6]byte
 	if _, err := rand.Read(buf[:]); err != nil {
 		return "", err
@@ -310,4 +361,74 @@ func AddrOf(name, id string, port, appPort int, addr string, ports map[int]strin
 		return a, nil
 	}
 	return "", fmt.Errorf("%s: machine %s: port %d: %w", name, id, port, deploy.ErrPortNotPublished)
+}
+
+// Find is a backend's Get of the item whose engine ID ref names: what
+// says what the engine's IDs are ("container"); list lists the namespace's
+// items that the engine's id filter matches with ref; forget, when none is
+// found, drops what the backend kept of ref. See Pick for the errors.
+func Find[T any](ctx context.Context, name, what, ref string, list func(ctx context.Context, ref string) ([]T, error), id func(T) string, forget func(ref string)) (T, error) {
+	var zero T
+	if !ValidRef(ref) {
+		return zero, fmt.Errorf("%s: machine %q: %w: not a %s ID", name, ref, deploy.ErrNotFound, what)
+	}
+	items, err := list(ctx, ref)
+	if err != nil {
+		return zero, err
+	}
+	it, err := Pick(name, ref, items, id)
+	if errors.Is(err, deploy.ErrNotFound) {
+		forget(ref)
+	}
+	return it, err
+}
+
+// Forget drops from handles, which mu guards, the entries whose key (an
+// engine ID) starts with ref: machines removed behind the process's back.
+func Forget[M any](mu *sync.Mutex, handles map[string]M, ref string) {
+	mu.Lock()
+	defer mu.Unlock()
+	maps.DeleteFunc(handles, func(id string, _ M) bool { return strings.HasPrefix(id, ref) })
+}
+
+// Pick returns the one item whose engine ID (id) ref names (see ValidRef),
+// for a backend's Get: an error wrapping deploy.ErrNotFound when none does,
+// or deploy.ErrInvalid when ref is a prefix of more than one.
+func Pick[T any](name, ref string, items []T, id func(T) string) (T, error) {
+	var zero T
+	var found []T
+	for _, it := range items {
+		switch full := id(it); {
+		case full == ref:
+			return it, nil
+		case strings.HasPrefix(full, ref):
+			found = append(found, it)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return zero, fmt.Errorf("%s: machine %s: %w", name, ref, deploy.ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return zero, fmt.Errorf("%s: machine %s: %w: the id names %d machines", name, ref, deploy.ErrInvalid, len(found))
+}
+
+// SortByCreated orders an engine's listing oldest first: by the LabelCreated
+// label (labels), which has the grain the engine's own creation time
+// (created) lacks, then by that time, then by ID.
+func SortByCreated[T any](items []T, labels func(T) map[string]string, created func(T) time.Time, id func(T) string) {
+	at := func(it T) time.Time {
+		if t, err := time.Parse(time.RFC3339Nano, labels(it)[LabelCreated]); err == nil {
+			return t
+		}
+		return created(it)
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		ti, tj := at(items[i]), at(items[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return id(items[i]) < id(items[j])
+	})
 }
