@@ -153,7 +153,7 @@ func settle(t *testing.T, r *deploytest.Load) int64 {
 	if err := r.WaitEpoch(ctxFor(t, 20*time.Second), after, 100); err != nil {
 		t.Fatal(err)
 	}
-	testenv.AssertNoFailures(t, r.Stop())
+	deploytest.AssertNoFailures(t, r.Stop())
 	return after
 }
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
-	"github.com/cutover/deploy/internal/testenv"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -43,9 +43,9 @@ func TestSwarmZeroDowntime(t *testing.T) {
 				t.Fatalf("deploy v2: %v", err)
 			}
 			during := run.Epoch(before)
-			testenv.OnlyVersion(t, run, "v2", 100)
+			deploytest.OnlyVersion(t, run, "v2", 100)
 			lr := run.Stop()
-			testenv.AssertNoFailures(t, lr)
+			deploytest.AssertNoFailures(t, lr)
 			nodes := e.Nodes(t)
 			if res.Status != deploy.StatusSucceeded || res.Version != "v2" || len(res.Machines) != machines {
 				t.Errorf("result: status %s, %s -> %s, machines %v", res.Status, res.FromVersion, res.Version, res.Machines)
@@ -106,7 +106,7 @@ func TestSwarmWorkerLost(t *testing.T) {
 			t.Errorf("deploy returned %v with status %s", err, res.Status)
 		}
 	}
-	testenv.OnlyVersion(t, run, want, 100)
+	deploytest.OnlyVersion(t, run, want, 100)
 	lr := run.Stop()
 	// The worker's machines die with its engine, as with SIGKILL: the
 	// requests in flight on them fail (at most one per client), nothing

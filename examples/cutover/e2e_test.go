@@ -24,7 +24,6 @@ import (
 
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/deploytest"
-	"github.com/cutover/deploy/internal/testenv"
 )
 
 var (
@@ -325,7 +324,7 @@ func scenario(t *testing.T, e *env, backend string, images, versions [3]string) 
 	assert.Equal(t, "v4", res.Version)
 
 	// After the rollback only images[1] serves.
-	testenv.OnlyVersion(t, run, versions[1], 50)
+	deploytest.OnlyVersion(t, run, versions[1], 50)
 
 	r = e.run("releases")
 	require.Equal(t, 0, r.code, r.stderr)
