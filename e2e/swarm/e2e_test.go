@@ -9,6 +9,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/deploytest"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -86,7 +87,7 @@ func TestSwarmWorkerLost(t *testing.T) {
 				go func() {
 					start := time.Now()
 					killAt = start
-					err := cluster.StopWorker(ctxFor(t, time.Minute))
+					err := cluster.StopWorker(testenv.CtxFor(t, time.Minute))
 					t.Logf("worker dockerd stopped in %v (%v)", time.Since(start).Round(time.Millisecond), err)
 					stopped <- err
 				}()
