@@ -138,7 +138,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 			return err
 		}
 	}
-	fmt.Printf("built %s and %s, loaded into %d more nodes, in %v\n", images["v1"], images["v2"], len(nodes), time.Since(start).Round(time.Millisecond))
+	fmt.Printf("built %s and %s, copied into the engines of %d other nodes, in %v\n", images["v1"], images["v2"], len(nodes), time.Since(start).Round(time.Millisecond))
 
 	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
 	defer px.Close()
