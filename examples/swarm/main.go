@@ -93,7 +93,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	// The swarm's manager, the engines of its other nodes, and the backend.
 	// The namespace and the image tags hold the process ID, so that clean-up
 	// removes only ours.
-	mgr, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	mgr, err := client.New(client.FromEnv)
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func nodeEngines(ctx context.Context, mgr *client.Client, list string) (out engi
 	}
 	for _, h := range hosts {
 		h = strings.TrimSpace(h)
-		cli, err := client.New(client.WithHost(h), client.WithAPIVersionNegotiation())
+		cli, err := client.New(client.WithHost(h))
 		if err != nil {
 			return out, fmt.Errorf("engine %s: %w", h, err)
 		}
