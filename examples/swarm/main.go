@@ -11,8 +11,8 @@
 // The engine the Docker client environment names (DOCKER_HOST, or the default
 // socket) must be a swarm manager; the machines run on its nodes. With no
 // registry, the images are built on that engine and copied into every other
-// node's engine (docker save | docker load): -engines names those engines, or
-// each node names its own in the node label cutover.engine
+// node's engine (docker save | docker load): -engines names those engines, and
+// a node not named there names its own in the node label cutover.engine
 // (docker node update --label-add cutover.engine=tcp://10.0.0.2:2376 NODE).
 // With no swarm at hand, build a two-node one on this machine (root):
 //
@@ -64,7 +64,7 @@ func main() {
 	machines := flag.Int("machines", 4, "machines in the app, spread over the nodes")
 	asJSON := flag.Bool("json", false, "end with one JSON line summarising the deploy")
 	workers := flag.Int("clients", 8, "concurrent clients sending requests through the proxy")
-	engines := flag.String("engines", "", "engine addresses of the other nodes, comma-separated, to load the images into; default: their node label "+engineLabel)
+	engines := flag.String("engines", "", "engine addresses of other nodes, comma-separated, to load the images into; a node not listed names its own in its node label "+engineLabel)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, *strat, *machines, *workers, *asJSON, *engines)
@@ -198,9 +198,9 @@ type node struct {
 type engines []node
 
 // nodeEngines checks that mgr is a swarm manager and connects to the engine
-// of every other ready node: those listed in list (comma-separated
-// addresses), or else those the nodes name in their label engineLabel. A
-// missing swarm or engine is an error that says what to do.
+// of every other ready node: an address in list (comma-separated) whose
+// engine is that node's, or else the one the node names in its label
+// engineLabel. A missing swarm or engine is an error that says what to do.
 func nodeEngines(ctx context.Context, mgr *client.Client, list string) (out engines, err error) {
 	defer func() {
 		if err != nil {
@@ -215,40 +215,62 @@ func nodeEngines(ctx context.Context, mgr *client.Client, list string) (out engi
 		return nil, fmt.Errorf("the engine is no swarm manager (swarm %s): point DOCKER_HOST at a manager, or build a two-node test swarm on this machine with sudo .ci/swarm.sh up",
 			info.Info.Swarm.LocalNodeState)
 	}
-	var hosts []string
-	if list != "" {
-		hosts = strings.Split(list, ",")
-	} else {
-		nl, err := mgr.NodeList(ctx, client.NodeListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range nl.Items {
-			if n.ID == info.Info.Swarm.NodeID || n.Status.State != swarmapi.NodeStateReady {
-				continue
+	given := map[string]node{} // by node ID
+	for _, h := range strings.Split(list, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			n, err := connect(ctx, h)
+			if err != nil {
+				return out, err
 			}
-			h := n.Spec.Labels[engineLabel]
-			if h == "" {
-				return nil, fmt.Errorf("node %s (%s) names no engine to load the images into: label it (docker node update --label-add %s=ADDRESS %s) or pass -engines",
-					n.ID, n.Description.Hostname, engineLabel, n.ID)
-			}
-			hosts = append(hosts, h)
+			given[n.id] = n
 		}
 	}
-	for _, h := range hosts {
-		h = strings.TrimSpace(h)
-		cli, err := client.New(client.WithHost(h))
-		if err != nil {
-			return out, fmt.Errorf("engine %s: %w", h, err)
-		}
-		out = append(out, node{host: h, cli: cli})
-		info, err := cli.Info(ctx, client.InfoOptions{})
-		if err != nil {
-			return out, fmt.Errorf("engine %s: %w", h, err)
-		}
-		out[len(out)-1].id = info.Info.Swarm.NodeID
+	nl, err := mgr.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return out, err
 	}
-	return out, nil
+	for _, sn := range nl.Items {
+		n, ok := given[sn.ID]
+		delete(given, sn.ID)
+		switch {
+		case sn.ID == info.Info.Swarm.NodeID || sn.Status.State != swarmapi.NodeStateReady:
+			if ok {
+				_ = n.cli.Close()
+			}
+			continue
+		case !ok && sn.Spec.Labels[engineLabel] != "":
+			if n, err = connect(ctx, sn.Spec.Labels[engineLabel]); err != nil {
+				return out, err
+			}
+			if n.id != sn.ID {
+				out = append(out, n)
+				return out, fmt.Errorf("node %s names the engine %s, which is node %s's", sn.ID, n.host, n.id)
+			}
+		case !ok:
+			return out, fmt.Errorf("node %s (%s) names no engine to load the images into: label it (docker node update --label-add %s=ADDRESS %s) or pass -engines",
+				sn.ID, sn.Description.Hostname, engineLabel, sn.ID)
+		}
+		out = append(out, n)
+	}
+	for _, n := range given {
+		out = append(out, n) // closed on the error below
+		err = errors.Join(err, fmt.Errorf("-engines: %s is the engine of node %s, which is no node of this swarm", n.host, n.id))
+	}
+	return out, err
+}
+
+// connect connects to the engine at host and learns its node ID.
+func connect(ctx context.Context, host string) (node, error) {
+	cli, err := client.New(client.WithHost(host))
+	if err != nil {
+		return node{}, fmt.Errorf("engine %s: %w", host, err)
+	}
+	info, err := cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		_ = cli.Close()
+		return node{}, fmt.Errorf("engine %s: %w", host, err)
+	}
+	return node{id: info.Info.Swarm.NodeID, host: host, cli: cli}, nil
 }
 
 // hosts maps each node's ID to its engine address, for swarm.Options.NodeEngines.
