@@ -13,6 +13,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -167,7 +168,7 @@ func TestFailedDeployRemovesWhatItCreated(t *testing.T) {
 		assert.Equal(t, want, res.Status, "route=%v", route)
 		assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
 		assert.Equal(t, map[string]int{"v1": 2}, e.RoutedVersions(t))
-		testenv.AssertNoFailures(t, run.Stop())
+		deploytest.AssertNoFailures(t, run.Stop())
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/crash"
 	"github.com/cutover/deploy/internal/testenv"
@@ -87,8 +88,8 @@ func TestGroupsShareTheRouter(t *testing.T) {
 			res, err := e.Deployer.Deploy(ctx, threeGroups(e, "v2", s, nil))
 			require.NoError(t, err)
 			assert.Len(t, res.Machines, 4)
-			testenv.OnlyVersion(t, run, "v2", 100)
-			testenv.AssertNoFailures(t, run.Stop())
+			deploytest.OnlyVersion(t, run, "v2", 100)
+			deploytest.AssertNoFailures(t, run.Stop())
 			assert.Equal(t, map[string]int{"web/v2": 2, "api/v2": 1}, countValues(routedGroups(t, e)))
 		})
 	}
@@ -108,8 +109,8 @@ func TestGroupsSecondServingGroupFails(t *testing.T) {
 	assert.ErrorIs(t, err, deploy.ErrUnhealthy)
 	assert.Contains(t, err.Error(), "group api")
 	assert.Equal(t, deploy.StatusRolledBack, res.Status)
-	testenv.OnlyVersion(t, run, "v1", 100)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 100)
+	deploytest.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"web/v1": 2, "api/v1": 1}, countValues(routedGroups(t, e)))
 	assert.Equal(t, map[string]int{"v1": 4}, e.Versions(t), "the worker too")
 
@@ -184,7 +185,7 @@ func TestGroupsRecover(t *testing.T) {
 				assert.NotContains(t, k, "worker")
 			}
 			assert.Equal(t, c.want[`web/v1`]+c.want[`web/v2`]+c.want[`api/v1`]+c.want[`api/v2`], len(e.Proxy.Targets()))
-			testenv.AssertNoFailures(t, run.Stop())
+			deploytest.AssertNoFailures(t, run.Stop())
 
 			// And the app deploys again.
 			_, err = e.Deployer.Deploy(ctx, threeGroups(e, "v3", rolling.Strategy{}, nil))

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/crash"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
@@ -102,7 +103,7 @@ func TestRecoverInterruptedDeploys(t *testing.T) {
 			again, err := e.Deployer.Recover(context.Background(), testenv.App)
 			assert.NoError(t, err)
 			assert.Nil(t, again, "nothing left to recover")
-			testenv.AssertNoFailures(t, run.Stop())
+			deploytest.AssertNoFailures(t, run.Stop())
 			e.MustDeploy(t, rolling.Strategy{}, "v3", 3) // and the app deploys again
 		})
 	}

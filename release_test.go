@@ -13,6 +13,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -82,7 +83,7 @@ func TestReleaseCommandFailureAborts(t *testing.T) {
 	assert.Zero(t, res.Counts[deploy.MachineCreated], "no app machine was created")
 	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t), "nothing changed; the temporary machine is gone")
 	assert.Equal(t, 2, e.Backend.Count())
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.AssertNoFailures(t, run.Stop())
 
 	rel, err := store.Get(ctx, testenv.App, 2)
 	require.NoError(t, err)
@@ -133,7 +134,7 @@ func TestReleaseHistoryAndRollback(t *testing.T) {
 		assert.Equal(t, "config-of-v1", m.Spec().Env["CONFIG"], "v1's config")
 		assert.Equal(t, "v4", m.Spec().Version)
 	}
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.AssertNoFailures(t, run.Stop())
 
 	// A failed v5 is recorded and cannot be rolled back to.
 	e.Backend.Inject(mem.Fault{Image: "v5", FailStart: true})

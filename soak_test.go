@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy/bluegreen"
@@ -58,7 +59,7 @@ func TestSoak(t *testing.T) {
 	lr := run.Stop()
 	t.Logf("soak: 50 deploys in %s; goroutines %d -> %d; heap in use %.1f MiB -> %.1f MiB; %s",
 		time.Since(start).Round(time.Millisecond), g0, g1, float64(h0)/(1<<20), float64(h1)/(1<<20), lr)
-	testenv.AssertNoFailures(t, lr)
+	deploytest.AssertNoFailures(t, lr)
 	assert.LessOrEqual(t, g1, g0+20, "goroutines stable")
 	assert.LessOrEqual(t, h1, h0*3/2+4<<20, "heap stable")
 	assert.Equal(t, 3, e.Backend.Count())

@@ -203,6 +203,12 @@ func TestConfigTestdataValues(t *testing.T) {
 			load(t, "planetarypraxis__smartforests__fly.toml").Processes)
 		assert.Nil(t, load(t, "remix-run__blues-stack__fly.toml").Processes, "processes = [ ]")
 	})
+	t.Run("processes array: paths count every item", func(t *testing.T) {
+		c, err := config.Parse([]byte("app = \"a\"\nprocesses = [1, {name = \"web\", command = \"run\", extra = 1}]\n"))
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"web": "run"}, c.Processes)
+		assert.Contains(t, c.Unknown, "processes[1].extra", "the dropped item keeps its place")
+	})
 	t.Run("quoted release command", func(t *testing.T) {
 		p, err := load(t, "SuffolkLITLab__LITEFile__fly.crosswalk-review.toml").Plan()
 		require.NoError(t, err)

@@ -529,7 +529,7 @@ func (d *decoder) processes(top *table) map[string]string {
 	if !ok {
 		return nil
 	}
-	var items []map[string]any
+	var out map[string]string
 	switch v := v.(type) {
 	case map[string]any:
 		out := make(map[string]string, len(v))
@@ -542,44 +542,54 @@ func (d *decoder) processes(top *table) map[string]string {
 			out[k] = s
 		}
 		return out
-	case []map[string]any:
-		items = v
-	case []any:
-		for i, e := range v {
-			m, isMap := e.(map[string]any)
-			if !isMap {
-				d.warnf(index(p, i), "%s in processes: flyctl drops it", aType(e))
-				continue
+	case []map[string]any, []any:
+		out = d.namedValues(p, v, "command", func(ip string, e any) {
+			if m, isMap := e.(map[string]any); !isMap {
+				d.warnf(ip, "%s in processes: flyctl drops it", aType(e))
+			} else if len(m) > 0 {
+				d.warnf(ip, "a [[processes]] entry without a name: flyctl drops it")
 			}
-			items = append(items, m)
-		}
+		})
 	default:
 		d.errorf(p, "want a table of process name = command, not %s (flyctl: Unknown processes type: %T)", aType(v), v)
 		return nil
 	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// namedValues reads array (at path p; a []map[string]any or a []any) of
+// {name, valueKey} tables, as in [[processes]] and headers, into a map of
+// name to value: a missing value is "", other keys are unknown, and an item
+// that is no table or has no name goes to bad with its path, which reports it.
+func (d *decoder) namedValues(p string, array any, valueKey string, bad func(ip string, item any)) map[string]string {
+	items, _ := array.([]any)
+	if ms, isMaps := array.([]map[string]any); isMaps {
+		for _, m := range ms {
+			items = append(items, m)
+		}
+	}
 	out := map[string]string{}
-	for i, m := range items {
+	for i, e := range items {
 		ip := index(p, i)
-		name, has := m["name"]
-		if !has {
-			if len(m) > 0 {
-				d.warnf(ip, "a [[processes]] entry without a name: flyctl drops it")
-			}
+		m, isMap := e.(map[string]any)
+		name, named := m["name"]
+		if !isMap || !named {
+			bad(ip, e)
 			continue
 		}
-		cmd := ""
-		if c, has := m["command"]; has {
-			cmd = castToString(c)
+		val := ""
+		if x, has := m[valueKey]; has {
+			val = castToString(x)
 		}
-		out[castToString(name)] = cmd
+		out[castToString(name)] = val
 		for k := range m {
-			if k != "name" && k != "command" {
+			if k != "name" && k != valueKey {
 				d.unknown = append(d.unknown, join(ip, k))
 			}
 		}
-	}
-	if len(out) == 0 {
-		return nil
 	}
 	return out
 }
@@ -818,7 +828,6 @@ func (d *decoder) headers(t *table) map[string]string {
 		return nil
 	}
 	out := map[string]string{}
-	var items []any
 	switch v := v.(type) {
 	case map[string]any:
 		for k, e := range v {
@@ -829,38 +838,17 @@ func (d *decoder) headers(t *table) map[string]string {
 			}
 			out[k] = castToString(e)
 		}
-	case []map[string]any:
-		for _, m := range v {
-			items = append(items, m)
-		}
-	case []any:
-		items = v
+	case []map[string]any, []any:
+		out = d.namedValues(p, v, "value", func(ip string, e any) {
+			if _, isMap := e.(map[string]any); !isMap {
+				d.errorf(ip, "want a {name, value} table, not %s", aType(e))
+			} else {
+				d.errorf(ip, "header needs a name (flyctl: Unsupported headers format)")
+			}
+		})
 	default:
 		d.errorf(p, "want a table of header names and values or an array of {name, value} tables, not %s", aType(v))
 		return nil
-	}
-	for i, e := range items {
-		ip := index(p, i)
-		m, isMap := e.(map[string]any)
-		if !isMap {
-			d.errorf(ip, "want a {name, value} table, not %s", aType(e))
-			continue
-		}
-		name, has := m["name"]
-		if !has {
-			d.errorf(ip, "header needs a name (flyctl: Unsupported headers format)")
-			continue
-		}
-		val := ""
-		if x, has := m["value"]; has {
-			val = castToString(x)
-		}
-		out[castToString(name)] = val
-		for k := range m {
-			if k != "name" && k != "value" {
-				d.unknown = append(d.unknown, join(ip, k))
-			}
-		}
 	}
 	if len(out) == 0 {
 		return nil

@@ -14,6 +14,7 @@ import (
 	deploy "github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
 	"github.com/cutover/deploy/config"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 )
@@ -112,7 +113,7 @@ func TestGroupsDeployAndRollback(t *testing.T) {
 			res, err = e.Deployer.Deploy(ctx, groupsRequest(t, "v2", strat, nil))
 			require.NoError(t, err)
 			assert.Equal(t, deploy.StatusSucceeded, res.Status)
-			testenv.OnlyVersion(t, run, "v2", 100)
+			deploytest.OnlyVersion(t, run, "v2", 100)
 			assert.Equal(t, map[string]map[string]int{"web": {"v2": 2}, "worker": {"v2": 1}}, byGroup(t, e))
 
 			rels, err := e.Deployer.Store.List(ctx, testenv.App)
@@ -124,8 +125,8 @@ func TestGroupsDeployAndRollback(t *testing.T) {
 			res, err = e.Deployer.Rollback(ctx, testenv.App, 1)
 			require.NoError(t, err)
 			assert.Equal(t, "v3", res.Version)
-			testenv.OnlyVersion(t, run, "v1", 100)
-			testenv.AssertNoFailures(t, run.Stop())
+			deploytest.OnlyVersion(t, run, "v1", 100)
+			deploytest.AssertNoFailures(t, run.Stop())
 			assert.Equal(t, map[string]map[string]int{"web": {"v3": 2}, "worker": {"v3": 1}}, byGroup(t, e))
 			ms, err := e.Backend.List(ctx, testenv.App)
 			require.NoError(t, err)
@@ -163,8 +164,8 @@ func TestGroupsFailedGroupRollsBackAll(t *testing.T) {
 	assert.ErrorIs(t, err, deploy.ErrExited)
 	assert.Contains(t, err.Error(), "group worker")
 	assert.Equal(t, deploy.StatusRolledBack, res.Status, "the web group had moved")
-	testenv.OnlyVersion(t, run, "v1", 100)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 100)
+	deploytest.AssertNoFailures(t, run.Stop())
 	ms, err := e.Backend.List(ctx, testenv.App)
 	require.NoError(t, err)
 	versions := map[string]int{}

@@ -20,7 +20,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Proving a rolling deploy loses no request: load through the proxy during
-// the deploy, then check the failures and which versions serve.
+// the deploy, then check the failures and which versions serve. In a test,
+// AssertNoFailures(t, trial.Load) says the same, and OnlyVersion checks who
+// answers a Load the test runs itself.
 func Example() {
 	ctx := context.Background()
 	b := mem.New()
@@ -39,21 +41,14 @@ func Example() {
 		return
 	}
 
-	run := deploytest.StartLoad(ctx, front.URL, deploytest.LoadOptions{Workers: 4, Duration: time.Minute})
-	if err := run.WaitRequests(ctx, 50); err != nil {
+	trial, err := deploytest.DeployUnderLoad(ctx, d, deploy.Request{Spec: spec("v2")}, front.URL, deploytest.LoadOptions{Workers: 4})
+	if err != nil {
 		fmt.Println(err)
+		return
 	}
-	if _, err := d.Deploy(ctx, deploy.Request{Spec: spec("v2")}); err != nil {
-		fmt.Println(err)
-	}
-	after := run.Mark()
-	if err := run.WaitEpoch(ctx, after, 50); err != nil {
-		fmt.Println(err)
-	}
-	res := run.Stop()
 	routed, _ := deploytest.RoutedVersions(ctx, b, "web", px)
-	fmt.Println("failed:", res.Failed, res.FailedBy)
-	fmt.Println("served after the deploy:", keys(run.Epoch(after)))
+	fmt.Println("failed:", trial.Load.Failed, trial.Load.FailedBy)
+	fmt.Println("served after the deploy:", keys(trial.After))
 	fmt.Println("routed:", routed)
 	// Output:
 	// failed: 0 map[]

@@ -1,8 +1,12 @@
 // Package deploytest is what a test needs to prove a deploy loses no request:
 // a load generator that counts every response by the version that served it
-// and every failure, an app that tells its version (App) and one whose
-// every machine boots for a while of its own (SlowBoot), and checks of which
-// versions the router sends traffic to. The library's own tests use it.
+// and every failure by kind and reason (Load), a deploy made under that load
+// (DeployUnderLoad), an app that tells its version and streams, takes
+// uploads, answers slowly or fails a share of requests (App), one whose every
+// machine boots for a while of its own (SlowBoot), checks of which versions
+// serve (OnlyVersion, RoutedVersions, Versions) and a test helper that fails
+// on any failed request (AssertNoFailures). The library's own tests and
+// examples use it.
 package deploytest
 
 import (

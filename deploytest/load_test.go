@@ -2,13 +2,16 @@ package deploytest_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/deploytest"
 )
 
@@ -33,4 +36,18 @@ func TestLoadCountsFailuresByKindAndReason(t *testing.T) {
 	assert.InDelta(t, 50, res.Failed, 4, "about one request in four is an upload")
 	assert.Equal(t, map[string]int64{"POST /upload: status 502": res.Failed}, res.FailedBy)
 	assert.Equal(t, map[string]int64{"v1": res.Requests - res.Failed}, res.ByBody)
+}
+
+// The JSON line says "failed" before "nodes", as .ci/run's checks read it.
+func TestTrialSummaryJSON(t *testing.T) {
+	res := &deploy.Result{Strategy: "rolling", FromVersion: "v1", Version: "v2", Status: deploy.StatusSucceeded}
+	tr := &deploytest.Trial{Result: res, Count: 4, Load: deploytest.LoadResult{Requests: 10}, Nodes: 2}
+	b, err := json.Marshal(tr.Summary())
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"failed":0,`)
+	assert.Regexp(t, `"failed":0,.*"nodes":2`, string(b))
+	var sb strings.Builder
+	tr.Print(&sb)
+	assert.Contains(t, sb.String(), "requests: 10, failed: 0")
+	assert.Contains(t, sb.String(), "nodes serving: 2")
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -35,7 +36,7 @@ func TestDockerZeroDowntime(t *testing.T) {
 func TestDockerReleaseCommandFails(t *testing.T) {
 	e := newEnv(t)
 	run := e.Start(t)
-	_, err := e.Deployer.Deploy(ctxFor(t, 2*time.Minute), deploy.Request{
+	_, err := e.Deployer.Deploy(testenv.CtxFor(t, 2*time.Minute), deploy.Request{
 		Spec: e.Spec("v2"), Count: 3, Strategy: rolling.Strategy{},
 		ReleaseCommand: []string{"/app", "migrate", "1"}, ReleaseCommandTimeout: time.Minute,
 	})
@@ -58,7 +59,7 @@ func TestDockerUnhealthyNewImage(t *testing.T) {
 	run := e.Start(t)
 	spec := e.Spec("v2")
 	spec.Env = map[string]string{"UNHEALTHY": "1"}
-	res, err := e.Deployer.Deploy(ctxFor(t, 2*time.Minute), deploy.Request{
+	res, err := e.Deployer.Deploy(testenv.CtxFor(t, 2*time.Minute), deploy.Request{
 		Spec: spec, Count: 3, Strategy: rolling.Strategy{}, WaitTimeout: 3 * time.Second,
 	})
 	after := settle(t, run)

@@ -1,37 +1,21 @@
 package e2e
 
 import (
-	"context"
-	"fmt"
 	"maps"
-	"net/http/httptest"
-	"os"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
 	"github.com/cutover/deploy/deploytest"
-	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/testenv"
-	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/strategy/rolling"
 )
 
-// env is one test's deploy environment on the engine: a unique app, the
-// proxy served on 127.0.0.1:0, and a Deployer wired to both. Its parts are
-// closed, and every container of its app removed, by t.Cleanup.
-type env struct {
-	Backend  *docker.Backend
-	Proxy    *proxy.Proxy
-	URL      string
-	App      string
-	Deployer *deploy.Deployer
-}
-
-var appSeq atomic.Int64
+// env is one test's deploy environment on the engine (testenv.Engine): a
+// unique app, the proxy on 127.0.0.1:0, and a Deployer wired to both, with
+// every container of its app removed by t.Cleanup.
+type env struct{ *testenv.Engine }
 
 // engine skips the test when the engine is unreachable outside CI.
 func engine(t *testing.T) *docker.Backend {
@@ -44,61 +28,7 @@ func engine(t *testing.T) *docker.Backend {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	b := engine(t)
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-", ",", "", " ", "-").Replace(t.Name()))
-	e := &env{Backend: b, App: fmt.Sprintf("%s-%d-%d", name, os.Getpid(), appSeq.Add(1))}
-	e.Proxy = proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	srv := httptest.NewServer(e.Proxy)
-	e.URL = srv.URL
-	e.Deployer = &deploy.Deployer{
-		Backend:     b,
-		Router:      e.Proxy,
-		Health:      health.HTTP{Path: "/health", Interval: 50 * time.Millisecond, Timeout: time.Second},
-		WaitTimeout: 30 * time.Second,
-		OnEvent: func(ev deploy.Event) {
-			if testing.Verbose() {
-				t.Log(ev)
-			}
-		},
-	}
-	t.Cleanup(func() {
-		srv.Close()
-		_ = e.Proxy.Close()
-		// Every container the test made goes, whatever happened, and none may remain.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := b.DestroyAll(ctx, e.App); err != nil {
-			t.Errorf("cleanup of app %s: %v", e.App, err)
-		}
-		if ms, err := b.List(ctx, e.App); err != nil || len(ms) != 0 {
-			t.Errorf("after cleanup, app %s has %d containers (%v)", e.App, len(ms), err)
-		}
-	})
-	return e
-}
-
-// Spec returns the app's spec for version ("v1" or "v2"), whose image answers the version.
-func (e *env) Spec(version string) deploy.MachineSpec {
-	return deploy.MachineSpec{App: e.App, Image: image(version), Version: version, Port: 8080, StopTimeout: 5 * time.Second}
-}
-
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// MustDeploy deploys version to count machines with s and fails the test on error.
-func (e *env) MustDeploy(t *testing.T, s deploy.Strategy, version string, count int) *deploy.Result {
-	t.Helper()
-	start := time.Now()
-	res, err := e.Deployer.Deploy(ctxFor(t, 2*time.Minute), deploy.Request{Spec: e.Spec(version), Count: count, Strategy: s})
-	if err != nil {
-		t.Fatalf("deploy %s: %v", version, err)
-	}
-	t.Logf("%s deploy %s -> %s: %s in %v", res.Strategy, res.FromVersion, res.Version, res.Status, time.Since(start).Round(time.Millisecond))
-	return res
+	return &env{testenv.NewEngine(t, engine(t), testenv.EngineOptions{Image: image})}
 }
 
 // Start deploys v1 to 3 machines and starts 8 clients sending requests
@@ -117,7 +47,7 @@ func (e *env) Load(t *testing.T) *deploytest.Load { return testenv.StartLoad(t, 
 // engine lists them (any state but removed; release-command containers as "release_command").
 func (e *env) Versions(t *testing.T) map[string]int {
 	t.Helper()
-	ms, err := e.Backend.List(ctxFor(t, 30*time.Second), e.App)
+	ms, err := e.Backend.List(testenv.CtxFor(t, 30*time.Second), e.App)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,11 +60,6 @@ func (e *env) Versions(t *testing.T) map[string]int {
 		out[m.Spec().Version]++
 	}
 	return out
-}
-
-// RoutedVersions returns the versions of the containers the proxy routes to, by weight.
-func (e *env) RoutedVersions(t *testing.T) map[string]int {
-	return testenv.RoutedVersions(t, e.Backend, e.App, e.Proxy)
 }
 
 func wantVersions(t *testing.T, what string, got, want map[string]int) {
@@ -150,10 +75,10 @@ func wantVersions(t *testing.T, what string, got, want map[string]int) {
 func settle(t *testing.T, r *deploytest.Load) int64 {
 	t.Helper()
 	after := r.Mark()
-	if err := r.WaitEpoch(ctxFor(t, 20*time.Second), after, 100); err != nil {
+	if err := r.WaitEpoch(testenv.CtxFor(t, 20*time.Second), after, 100); err != nil {
 		t.Fatal(err)
 	}
-	testenv.AssertNoFailures(t, r.Stop())
+	deploytest.AssertNoFailures(t, r.Stop())
 	return after
 }
 

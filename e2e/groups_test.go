@@ -9,6 +9,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/config"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 )
 
@@ -57,7 +58,7 @@ func (e *env) groupsRequest(t *testing.T, version string) deploy.Request {
 // routes the web containers only, and that the workers run their command.
 func (e *env) checkGroups(t *testing.T, version string) {
 	t.Helper()
-	ms, err := e.Backend.List(ctxFor(t, 30*time.Second), e.App)
+	ms, err := e.Backend.List(testenv.CtxFor(t, 30*time.Second), e.App)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func (e *env) checkGroups(t *testing.T, version string) {
 			web[m.Addr()] = true
 			continue
 		}
-		rc, err := m.(deploy.LogReader).Logs(ctxFor(t, 10*time.Second), false)
+		rc, err := m.(deploy.LogReader).Logs(testenv.CtxFor(t, 10*time.Second), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,12 +100,12 @@ func TestDockerProcessGroups(t *testing.T) {
 	e := newEnv(t)
 	e.Deployer.Store = release.NewMemory()
 	e.Deployer.FromRelease = config.FromRelease
-	if _, err := e.Deployer.Deploy(ctxFor(t, 2*time.Minute), e.groupsRequest(t, "v1")); err != nil {
+	if _, err := e.Deployer.Deploy(testenv.CtxFor(t, 2*time.Minute), e.groupsRequest(t, "v1")); err != nil {
 		t.Fatal(err)
 	}
 	e.checkGroups(t, "v1")
 	run := e.Load(t)
-	res, err := e.Deployer.Deploy(ctxFor(t, 2*time.Minute), e.groupsRequest(t, "v2"))
+	res, err := e.Deployer.Deploy(testenv.CtxFor(t, 2*time.Minute), e.groupsRequest(t, "v2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestDockerProcessGroups(t *testing.T) {
 		t.Errorf("result: %s, machines %v", res.Version, res.Machines)
 	}
 	mark := run.Mark()
-	if err := run.WaitEpoch(ctxFor(t, 20*time.Second), mark, 100); err != nil {
+	if err := run.WaitEpoch(testenv.CtxFor(t, 20*time.Second), mark, 100); err != nil {
 		t.Fatal(err)
 	}
 	if got := run.Epoch(mark); len(got) != 1 || got["v2"] == 0 {
@@ -120,7 +121,7 @@ func TestDockerProcessGroups(t *testing.T) {
 	}
 	e.checkGroups(t, "v2")
 
-	if _, err := e.Deployer.Rollback(ctxFor(t, 2*time.Minute), e.App, 1); err != nil {
+	if _, err := e.Deployer.Rollback(testenv.CtxFor(t, 2*time.Minute), e.App, 1); err != nil {
 		t.Fatal(err)
 	}
 	after := settle(t, run)

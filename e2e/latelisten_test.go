@@ -7,6 +7,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/deploytest"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/immediate"
@@ -34,13 +35,13 @@ func TestDockerLateListener(t *testing.T) {
 			e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
 			run := deploytest.StartLoad(context.Background(), e.URL, deploytest.LoadOptions{Workers: 16, Duration: 3 * time.Minute, Mixed: true})
 			t.Cleanup(func() { run.Stop() })
-			if err := run.WaitRequests(ctxFor(t, 20*time.Second), 50); err != nil {
+			if err := run.WaitRequests(testenv.CtxFor(t, 20*time.Second), 50); err != nil {
 				t.Fatal(err)
 			}
 			spec := e.Spec("v2")
 			spec.Env = map[string]string{"LISTEN_AFTER": late.String()}
 			start := time.Now()
-			res, err := e.Deployer.Deploy(ctxFor(t, 2*time.Minute), deploy.Request{Spec: spec, Count: 3, Strategy: s})
+			res, err := e.Deployer.Deploy(testenv.CtxFor(t, 2*time.Minute), deploy.Request{Spec: spec, Count: 3, Strategy: s})
 			if err != nil {
 				t.Fatalf("deploy: %v", err)
 			}
@@ -51,7 +52,7 @@ func TestDockerLateListener(t *testing.T) {
 				return
 			}
 			after := run.Mark()
-			if err := run.WaitEpoch(ctxFor(t, 20*time.Second), after, 100); err != nil {
+			if err := run.WaitEpoch(testenv.CtxFor(t, 20*time.Second), after, 100); err != nil {
 				t.Fatal(err)
 			}
 			lr := run.Stop()

@@ -8,6 +8,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
 	"github.com/cutover/deploy/internal/crash"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -40,7 +41,7 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 			// store and proxy. Its client is made before the crash so that nothing
 			// slow runs between the crash and the first Recover, which must still
 			// find the dead deployer's lock.
-			fresh, err := docker.New(ctxFor(t, 10*time.Second), docker.Options{Namespace: namespace})
+			fresh, err := docker.New(testenv.CtxFor(t, 10*time.Second), docker.Options{Namespace: namespace})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,12 +52,12 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 			}
 
 			crashDuring(t, e, store, c.strategy, c.at)
-			rel, err := store.Get(ctxFor(t, 10*time.Second), e.App, 2)
+			rel, err := store.Get(testenv.CtxFor(t, 10*time.Second), e.App, 2)
 			if err != nil || rel.Status != deploy.ReleaseRunning {
 				t.Fatalf("release v2 after the crash: %v, %v; want running", rel.Status, err)
 			}
 			start := time.Now()
-			res, locked, err := crash.Recover(ctxFor(t, 2*time.Minute), d, e.App)
+			res, locked, err := crash.Recover(testenv.CtxFor(t, 2*time.Minute), d, e.App)
 			if !locked {
 				t.Errorf("the dead deployer's lock did not hold until its ttl (%v)", dyingLockTTL)
 			}
@@ -73,12 +74,12 @@ func TestDockerRecoverInterruptedDeploy(t *testing.T) {
 				t.Errorf("Recover status %s, want rolled_back", res.Status)
 			}
 			e.wantOnly(t, run, after, "v1") // no orphan container of v2
-			rel, err = store.Get(ctxFor(t, 10*time.Second), e.App, 2)
+			rel, err = store.Get(testenv.CtxFor(t, 10*time.Second), e.App, 2)
 			if err != nil || rel.Status != deploy.ReleaseRolledBack {
 				t.Errorf("release v2: %v, %v; want rolled_back", rel.Status, err)
 			}
 			t.Logf("release v2: %s: %s", rel.Status, rel.Reason)
-			if again, err := d.Recover(ctxFor(t, time.Minute), e.App); err != nil || again != nil {
+			if again, err := d.Recover(testenv.CtxFor(t, time.Minute), e.App); err != nil || again != nil {
 				t.Errorf("Recover again = %v, %v; want nothing to recover", again, err)
 			}
 		})
@@ -97,7 +98,7 @@ const dyingLockTTL = 3 * time.Second
 // then thrown away.
 func crashDuring(t *testing.T, e *env, store deploy.Store, s deploy.Strategy, at func(deploy.Event) bool) {
 	t.Helper()
-	b, err := docker.New(ctxFor(t, 10*time.Second), docker.Options{Namespace: namespace})
+	b, err := docker.New(testenv.CtxFor(t, 10*time.Second), docker.Options{Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
 	"github.com/cutover/deploy/health"
+	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/rolling"
 )
 
@@ -34,7 +35,7 @@ func TestDockerMachinesComeBack(t *testing.T) {
 		kill func(t *testing.T, m *docker.Machine)
 	}{
 		{"process killed", deploy.MachineRestarted, func(t *testing.T, m *docker.Machine) {
-			pid, err := m.PID(ctxFor(t, 10*time.Second))
+			pid, err := m.PID(testenv.CtxFor(t, 10*time.Second))
 			if err != nil || pid == 0 {
 				t.Fatalf("pid %d: %v", pid, err)
 			}
@@ -46,7 +47,7 @@ func TestDockerMachinesComeBack(t *testing.T) {
 			}
 		}},
 		{"docker kill", deploy.MachineReplaced, func(t *testing.T, m *docker.Machine) {
-			if err := m.Signal(ctxFor(t, 10*time.Second), "SIGKILL"); err != nil {
+			if err := m.Signal(testenv.CtxFor(t, 10*time.Second), "SIGKILL"); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -74,10 +75,10 @@ func TestDockerMachinesComeBack(t *testing.T) {
 			res := e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
 			run := e.Load(t)
 			before := run.Mark()
-			if err := run.WaitEpoch(ctxFor(t, 20*time.Second), before, 200); err != nil {
+			if err := run.WaitEpoch(testenv.CtxFor(t, 20*time.Second), before, 200); err != nil {
 				t.Fatal(err)
 			}
-			dm, err := e.Backend.Get(ctxFor(t, 10*time.Second), res.Machines[1])
+			dm, err := e.Backend.Get(testenv.CtxFor(t, 10*time.Second), res.Machines[1])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,7 +126,7 @@ func TestDockerMachinesComeBack(t *testing.T) {
 				t.Errorf("targets = %v, want 3", got)
 			}
 			wantVersions(t, "routed", e.RoutedVersions(t), map[string]int{"v1": 3})
-			if err := run.WaitEpoch(ctxFor(t, 20*time.Second), readmitted, 300); err != nil {
+			if err := run.WaitEpoch(testenv.CtxFor(t, 20*time.Second), readmitted, 300); err != nil {
 				t.Fatal(err)
 			}
 			if n := e.Proxy.Stats()[back].Requests; n == 0 {
@@ -142,7 +143,7 @@ func TestDockerMachinesComeBack(t *testing.T) {
 				t.Errorf("%d requests failed, more than the %d in flight on the killed container", failed, inFlight)
 			}
 			if c.want == deploy.MachineReplaced {
-				if _, err := e.Backend.Get(ctxFor(t, 10*time.Second), victim.ID()); !errors.Is(err, deploy.ErrNotFound) {
+				if _, err := e.Backend.Get(testenv.CtxFor(t, 10*time.Second), victim.ID()); !errors.Is(err, deploy.ErrNotFound) {
 					t.Errorf("the replaced container is still there: %v", err)
 				}
 			} else if n := victim.Restarts(); n != 1 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
@@ -42,10 +43,10 @@ func TestLateListenerBehindPortForwarder(t *testing.T) {
 			start := time.Now()
 			res := e.MustDeploy(t, s, "v2", 3)
 			assert.Equal(t, deploy.StatusSucceeded, res.Status)
-			testenv.OnlyVersion(t, run, "v2", 100) // sent after Deploy returned: all answered by v2
+			deploytest.OnlyVersion(t, run, "v2", 100) // sent after Deploy returned: all answered by v2
 			lr := run.Stop()
 			if s.Name() != "immediate" {
-				testenv.AssertNoFailures(t, lr)
+				deploytest.AssertNoFailures(t, lr)
 				return
 			}
 			t.Logf("immediate: downtime %s; %s; failures from %s to %s after the deploy began", res.Downtime.Round(time.Millisecond), lr,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
@@ -43,9 +44,9 @@ func TestSwarmZeroDowntime(t *testing.T) {
 				t.Fatalf("deploy v2: %v", err)
 			}
 			during := run.Epoch(before)
-			testenv.OnlyVersion(t, run, "v2", 100)
+			deploytest.OnlyVersion(t, run, "v2", 100)
 			lr := run.Stop()
-			testenv.AssertNoFailures(t, lr)
+			deploytest.AssertNoFailures(t, lr)
 			nodes := e.Nodes(t)
 			if res.Status != deploy.StatusSucceeded || res.Version != "v2" || len(res.Machines) != machines {
 				t.Errorf("result: status %s, %s -> %s, machines %v", res.Status, res.FromVersion, res.Version, res.Machines)
@@ -86,7 +87,7 @@ func TestSwarmWorkerLost(t *testing.T) {
 				go func() {
 					start := time.Now()
 					killAt = start
-					err := cluster.StopWorker(ctxFor(t, time.Minute))
+					err := cluster.StopWorker(testenv.CtxFor(t, time.Minute))
 					t.Logf("worker dockerd stopped in %v (%v)", time.Since(start).Round(time.Millisecond), err)
 					stopped <- err
 				}()
@@ -106,7 +107,7 @@ func TestSwarmWorkerLost(t *testing.T) {
 			t.Errorf("deploy returned %v with status %s", err, res.Status)
 		}
 	}
-	testenv.OnlyVersion(t, run, want, 100)
+	deploytest.OnlyVersion(t, run, want, 100)
 	lr := run.Stop()
 	// The worker's machines die with its engine, as with SIGKILL: the
 	// requests in flight on them fail (at most one per client), nothing

@@ -1,36 +1,22 @@
 package swarme2e
 
 import (
-	"context"
 	"fmt"
-	"net/http/httptest"
-	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/swarm"
 	"github.com/cutover/deploy/deploytest"
-	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/testenv"
-	"github.com/cutover/deploy/proxy"
 )
 
-// env is one test's deploy environment on the swarm: a unique app, the proxy
-// on 127.0.0.1:0, and a Deployer wired to both. Its parts are closed, and
-// every service of its app removed, by t.Cleanup.
-type env struct {
-	Backend  *swarm.Backend
-	Proxy    *proxy.Proxy
-	URL      string
-	App      string
-	Deployer *deploy.Deployer
-}
-
-var appSeq atomic.Int64
+// env is one test's deploy environment on the swarm (testenv.Engine): a
+// unique app, the proxy on 127.0.0.1:0, and a Deployer wired to both, with
+// every service of its app removed by t.Cleanup.
+type env struct{ *testenv.Engine }
 
 // workerGone is set once a test stopped the worker: later tests skip.
 var workerGone atomic.Bool
@@ -43,59 +29,8 @@ func newEnv(t *testing.T) *env {
 	if workerGone.Load() {
 		t.Skip("the worker was stopped by an earlier test")
 	}
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	e := &env{Backend: sb, App: fmt.Sprintf("%s-%d-%d", name, os.Getpid(), appSeq.Add(1))}
-	e.Proxy = proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	srv := httptest.NewServer(e.Proxy)
-	e.URL = srv.URL
-	e.Deployer = &deploy.Deployer{
-		Backend:     sb,
-		Router:      e.Proxy,
-		Health:      health.HTTP{Path: "/health", Interval: 50 * time.Millisecond, Timeout: time.Second},
-		WaitTimeout: 45 * time.Second,
-		OnEvent: func(ev deploy.Event) {
-			if testing.Verbose() {
-				t.Log(ev)
-			}
-		},
-	}
-	t.Cleanup(func() {
-		srv.Close()
-		_ = e.Proxy.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if _, err := sb.DestroyAll(ctx, e.App); err != nil {
-			t.Errorf("cleanup of app %s: %v", e.App, err)
-		}
-		if ms, err := sb.List(ctx, e.App); err != nil || len(ms) != 0 {
-			t.Errorf("after cleanup, app %s has %d services (%v)", e.App, len(ms), err)
-		}
-	})
-	return e
-}
-
-// Spec returns the app's spec for version, whose image answers the version.
-func (e *env) Spec(version string) deploy.MachineSpec {
-	return deploy.MachineSpec{App: e.App, Image: image(version), Version: version, Port: 8080, StopTimeout: 5 * time.Second}
-}
-
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// Deploy deploys version to count machines with s, timed.
-func (e *env) Deploy(t *testing.T, s deploy.Strategy, version string, count int) (*deploy.Result, time.Duration, error) {
-	t.Helper()
-	start := time.Now()
-	res, err := e.Deployer.Deploy(ctxFor(t, 3*time.Minute), deploy.Request{Spec: e.Spec(version), Count: count, Strategy: s})
-	took := time.Since(start)
-	if res != nil {
-		t.Logf("%s deploy %s -> %s: %s in %v", res.Strategy, res.FromVersion, res.Version, res.Status, took.Round(time.Millisecond))
-	}
-	return res, took, err
+	return &env{testenv.NewEngine(t, sb, testenv.EngineOptions{Image: image,
+		WaitTimeout: 45 * time.Second, DeployTimeout: 3 * time.Minute, SweepTimeout: 2 * time.Minute})}
 }
 
 // Load starts 16 clients sending the mixed load through the proxy (GETs,
@@ -112,7 +47,7 @@ const loadClients = 16
 // node ("manager", "worker").
 func (e *env) Nodes(t *testing.T) map[string]map[string]int {
 	t.Helper()
-	ms, err := e.Backend.List(ctxFor(t, 30*time.Second), e.App)
+	ms, err := e.Backend.List(testenv.CtxFor(t, 30*time.Second), e.App)
 	if err != nil {
 		t.Fatal(err)
 	}

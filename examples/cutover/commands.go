@@ -43,6 +43,16 @@ func (c *common) connect(ctx context.Context, args []string) (*control.Client, e
 	return c.dial(ctx, plan.Spec.App)
 }
 
+// loadAndDial loads fly.toml's plan and dials the app's daemon.
+func (c *common) loadAndDial(ctx context.Context) (config.Plan, *control.Client, error) {
+	plan, err := c.load()
+	if err != nil {
+		return plan, nil, err
+	}
+	cl, err := c.dial(ctx, plan.Spec.App)
+	return plan, cl, err
+}
+
 func noArgs(c *common, pos []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q (see cutover %s --help)", pos[0], c.fs.Name())
@@ -207,11 +217,7 @@ current one. VERSION is a number such as 3 or v3; see cutover releases.`, stdout
 	default:
 		return usagef("too many arguments: cutover rollback [VERSION]")
 	}
-	plan, err := c.load()
-	if err != nil {
-		return err
-	}
-	cl, err := c.dial(ctx, plan.Spec.App)
+	plan, cl, err := c.loadAndDial(ctx)
 	if err != nil {
 		return err
 	}
@@ -508,11 +514,7 @@ machines (a new release, rolling, so nothing stops serving).`, stdout)
 	if err != nil || n < 1 {
 		return usagef("scale %q: want a number of machines, at least 1 (cutover destroy removes them all)", pos[0])
 	}
-	plan, err := c.load()
-	if err != nil {
-		return err
-	}
-	cl, err := c.dial(ctx, plan.Spec.App)
+	_, cl, err := c.loadAndDial(ctx)
 	if err != nil {
 		return err
 	}

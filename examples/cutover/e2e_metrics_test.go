@@ -16,13 +16,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy/deploytest"
+	"github.com/cutover/deploy/examples/cutover/internal/testlog"
 )
 
 // daemon runs `cutover serve` with args in dir until the test ends (SIGTERM,
 // then a kill after a minute), and waits until url answers (any status).
-func daemon(t *testing.T, dir, url string, args ...string) (stop func(), log *syncBuffer) {
+func daemon(t *testing.T, dir, url string, args ...string) (stop func(), log *testlog.Buffer) {
 	t.Helper()
-	log = &syncBuffer{}
+	log = &testlog.Buffer{}
 	cmd := exec.Command(serveBin, append([]string{"serve"}, args...)...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
@@ -42,7 +43,7 @@ func daemon(t *testing.T, dir, url string, args ...string) (stop func(), log *sy
 				t.Error("the daemon did not stop within a minute of SIGTERM")
 			}
 			assert.NotContains(t, log.String(), "DATA RACE")
-			t.Logf("daemon log:\n%s", tail(log.String(), 30))
+			t.Logf("daemon log:\n%s", testlog.Tail(log.String(), 30))
 		})
 	}
 	t.Cleanup(stop)

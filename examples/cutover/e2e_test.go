@@ -24,7 +24,7 @@ import (
 
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/deploytest"
-	"github.com/cutover/deploy/internal/testenv"
+	"github.com/cutover/deploy/examples/cutover/internal/testlog"
 )
 
 var (
@@ -71,7 +71,7 @@ type env struct {
 	t       *testing.T
 	dir     string
 	port    int
-	log     *syncBuffer
+	log     *testlog.Buffer
 	stop    func()        // stops the daemon (once)
 	kill    func()        // kills the daemon with SIGKILL instead (once)
 	pid     int           // the daemon's
@@ -157,41 +157,15 @@ func (e *env) run(args ...string) result {
 	} else {
 		require.NoError(e.t, err, "cutover %v", args)
 	}
-	e.t.Logf("cutover %s: exit %d\n%s%s", strings.Join(args, " "), r.code, tail(r.stdout, 15), r.stderr)
+	e.t.Logf("cutover %s: exit %d\n%s%s", strings.Join(args, " "), r.code, testlog.Tail(r.stdout, 15), r.stderr)
 	return r
-}
-
-func tail(s string, n int) string {
-	lines := strings.SplitAfter(s, "\n")
-	if len(lines) > n {
-		lines = append([]string{"...\n"}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "")
-}
-
-// syncBuffer is a bytes.Buffer safe for the daemon's output goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // start runs `cutover serve` and waits until its socket answers. Cleanup
 // stops it with SIGTERM (killing it if it does not stop within a minute).
 func (e *env) start(backend string, more ...string) {
 	e.t.Helper()
-	e.log = &syncBuffer{}
+	e.log = &testlog.Buffer{}
 	cmd := exec.Command(serveBin, append([]string{"serve", "--backend", backend, "--port", strconv.Itoa(e.port)}, more...)...)
 	cmd.Dir = e.dir
 	cmd.Stdout, cmd.Stderr = e.log, e.log
@@ -218,7 +192,7 @@ func (e *env) start(backend string, more ...string) {
 				e.t.Error("the daemon did not stop within a minute of SIGTERM")
 			}
 			assert.NotContains(e.t, e.log.String(), "DATA RACE")
-			e.t.Logf("daemon log:\n%s", tail(e.log.String(), 40))
+			e.t.Logf("daemon log:\n%s", testlog.Tail(e.log.String(), 40))
 		})
 	}
 	e.kill = func() {
@@ -226,7 +200,7 @@ func (e *env) start(backend string, more ...string) {
 			_ = cmd.Process.Kill()
 			<-exited
 			assert.NotContains(e.t, e.log.String(), "DATA RACE")
-			e.t.Logf("daemon log (killed):\n%s", tail(e.log.String(), 40))
+			e.t.Logf("daemon log (killed):\n%s", testlog.Tail(e.log.String(), 40))
 		})
 	}
 	e.t.Cleanup(e.stop)
@@ -325,7 +299,7 @@ func scenario(t *testing.T, e *env, backend string, images, versions [3]string) 
 	assert.Equal(t, "v4", res.Version)
 
 	// After the rollback only images[1] serves.
-	testenv.OnlyVersion(t, run, versions[1], 50)
+	deploytest.OnlyVersion(t, run, versions[1], 50)
 
 	r = e.run("releases")
 	require.Equal(t, 0, r.code, r.stderr)

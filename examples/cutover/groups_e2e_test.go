@@ -13,7 +13,6 @@ import (
 
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/deploytest"
-	"github.com/cutover/deploy/internal/testenv"
 )
 
 const groupsTOML = `app = "shop"
@@ -57,7 +56,7 @@ func TestEndToEndGroupsMem(t *testing.T) {
 	require.NoError(t, run.WaitRequests(ctx, 50))
 	r = e.run("deploy", "--image", "demo:v2")
 	require.Equal(t, 0, r.code, r.stderr)
-	testenv.OnlyVersion(t, run, "v2", 50)
+	deploytest.OnlyVersion(t, run, "v2", 50)
 
 	status := func(version string) {
 		t.Helper()
@@ -88,7 +87,7 @@ func TestEndToEndGroupsMem(t *testing.T) {
 
 	r = e.run("rollback")
 	require.Equal(t, 0, r.code, r.stderr)
-	testenv.OnlyVersion(t, run, "v1", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 	status("v3")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy/control"
+	"github.com/cutover/deploy/examples/cutover/internal/testlog"
 )
 
 // startCmd starts the cutover binary in the app directory; wait returns its result.
@@ -21,13 +22,13 @@ func (e *env) startCmd(args ...string) (*exec.Cmd, func() result) {
 	e.t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = e.dir
-	var out, errb syncBuffer
+	var out, errb testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	require.NoError(e.t, cmd.Start())
 	done := make(chan result, 1)
 	go func() {
 		err := cmd.Wait()
-		r := result{stdout: out.b.String(), stderr: errb.String()}
+		r := result{stdout: out.String(), stderr: errb.String()}
 		if ee, ok := err.(*exec.ExitError); ok {
 			r.code = ee.ExitCode()
 		}
@@ -37,7 +38,7 @@ func (e *env) startCmd(args ...string) (*exec.Cmd, func() result) {
 	return cmd, func() result {
 		select {
 		case r := <-done:
-			e.t.Logf("cutover %s: exit %d\n%s%s", strings.Join(args, " "), r.code, tail(r.stdout, 15), r.stderr)
+			e.t.Logf("cutover %s: exit %d\n%s%s", strings.Join(args, " "), r.code, testlog.Tail(r.stdout, 15), r.stderr)
 			return r
 		case <-time.After(3 * time.Minute):
 			e.t.Fatalf("cutover %v did not end within 3 minutes", args)

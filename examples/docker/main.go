@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -87,23 +88,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	for _, v := range []string{"v1", "v2"} {
 		images[v] = fmt.Sprintf("%s:%s-%d", imageRepo, v, pid)
 	}
-	cleaned := false
-	cleanup := func() error {
-		if cleaned {
-			return nil
-		}
-		cleaned = true
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		n, err := backend.DestroyAll(cctx, "")
-		errs := []error{err}
-		for _, img := range images {
-			errs = append(errs, backend.RemoveImage(cctx, img))
-		}
-		fmt.Printf("cleaned up: removed %d containers and the images %s, %s\n", n, images["v1"], images["v2"])
-		return errors.Join(errs...)
-	}
-	defer func() { err = errors.Join(err, cleanup()) }()
+	defer func() { err = errors.Join(err, cleanup(backend, images)) }()
 
 	// The images: one static binary of examples/app each, imported with no registry.
 	dir, err := appDir(ctx)
@@ -155,22 +140,28 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	}
 
 	fmt.Printf("deploying v2 (%s) with %d clients sending requests through the proxy\n", s.Name(), workers)
-	traffic := deploytest.StartLoad(ctx, url, deploytest.LoadOptions{Workers: workers, Duration: 5 * time.Minute})
-	if err := traffic.WaitRequests(ctx, 100); err != nil {
-		traffic.Stop()
-		return err
+	trial, err := deploytest.DeployUnderLoad(ctx, d, deploy.Request{Spec: spec("v2"), Count: machines}, url, deploytest.LoadOptions{Workers: workers})
+	if trial != nil {
+		trial.Print(os.Stdout)
+		if asJSON {
+			_ = json.NewEncoder(os.Stdout).Encode(trial.Summary())
+		}
 	}
-	res, derr := d.Deploy(ctx, deploy.Request{Spec: spec("v2"), Count: machines})
-	// Keep the load on a moment after the switch, to show who serves now.
-	after := traffic.Mark()
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_ = traffic.WaitEpoch(wctx, after, 100)
-	cancel()
-	lr := traffic.Stop()
-	cerr := cleanup() // before the summary, so that the JSON line is the last
+	return err
+}
 
-	deploytest.PrintReport(os.Stdout, res, machines, lr, traffic.Epoch(after), derr, asJSON)
-	return errors.Join(derr, cerr)
+// cleanup removes the containers of the backend's namespace and the images.
+// It writes to stderr, so that the JSON line stays the last of stdout.
+func cleanup(backend *docker.Backend, images map[string]string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := backend.DestroyAll(ctx, "")
+	errs := []error{err}
+	for _, img := range images {
+		errs = append(errs, backend.RemoveImage(ctx, img))
+	}
+	fmt.Fprintf(os.Stderr, "cleaned up: removed %d containers and the images %s, %s\n", n, images["v1"], images["v2"])
+	return errors.Join(errs...)
 }
 
 // appDir finds the directory of examples/app with the go command, so that the

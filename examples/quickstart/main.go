@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -90,18 +91,12 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 	}
 
 	fmt.Printf("deploying v2 (%s) with %d clients sending requests through the proxy\n", s.Name(), workers)
-	traffic := deploytest.StartLoad(ctx, url, deploytest.LoadOptions{Workers: workers, Duration: 5 * time.Minute})
-	if err := traffic.WaitRequests(ctx, 100); err != nil {
-		return err
+	trial, err := deploytest.DeployUnderLoad(ctx, d, deploy.Request{Spec: spec("v2"), Count: machines}, url, deploytest.LoadOptions{Workers: workers})
+	if trial != nil {
+		trial.Print(os.Stdout)
+		if asJSON {
+			_ = json.NewEncoder(os.Stdout).Encode(trial.Summary())
+		}
 	}
-	res, derr := d.Deploy(ctx, deploy.Request{Spec: spec("v2"), Count: machines})
-	// Keep the load on a moment after the switch, to show who serves now.
-	after := traffic.Mark()
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_ = traffic.WaitEpoch(wctx, after, 200)
-	cancel()
-	lr := traffic.Stop()
-
-	deploytest.PrintReport(os.Stdout, res, machines, lr, traffic.Epoch(after), derr, asJSON)
-	return derr
+	return err
 }

@@ -56,6 +56,10 @@ const (
 	labelPrefix = "cutover.swarmtest"
 )
 
+// EngineLabel is the node label that names a node's engine address (the
+// worker's: "unix:///run/cutover-swarm/docker.sock"), as examples/swarm reads it.
+const EngineLabel = "cutover.engine"
+
 // ErrUnavailable means this machine cannot build the swarm (not root, a tool
 // missing, no engine). Tests skip on it, or fail under CI=true.
 var ErrUnavailable = errors.New("swarmtest: cannot build a swarm here")
@@ -305,6 +309,17 @@ func Up(ctx context.Context, opts Options) (_ *Swarm, err error) {
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("swarmtest: %w", err)
+	}
+	// The worker names its engine, so that a program given only the manager
+	// (examples/swarm) can load images into it.
+	n, err := mgr.NodeInspect(ctx, s.st.WorkerNodeID, client.NodeInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("swarmtest: %w", err)
+	}
+	spec := n.Node.Spec
+	spec.Labels = map[string]string{EngineLabel: s.st.WorkerHost}
+	if _, err := mgr.NodeUpdate(ctx, s.st.WorkerNodeID, client.NodeUpdateOptions{Version: n.Node.Version, Spec: spec}); err != nil {
+		return nil, fmt.Errorf("swarmtest: label the worker node: %w", err)
 	}
 	s.WorkerHost, s.ManagerNodeID, s.WorkerNodeID = s.st.WorkerHost, s.st.ManagerNodeID, s.st.WorkerNodeID
 	s.logf("swarm up in %v: manager %s (%s), worker %s (%s)", time.Since(start).Round(time.Millisecond),

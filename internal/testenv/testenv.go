@@ -131,13 +131,9 @@ func StartLoadWith(t testing.TB, url string, opts deploytest.LoadOptions) *deplo
 // Versions returns how many live machines of the app run each version.
 func (e *Env) Versions(t testing.TB) map[string]int {
 	t.Helper()
-	ms, err := e.Backend.List(context.Background(), App)
+	out, err := deploytest.Versions(context.Background(), e.Backend, App)
 	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, m := range ms {
-		out[m.Spec().Version]++
 	}
 	return out
 }
@@ -147,25 +143,12 @@ func (e *Env) RoutedVersions(t testing.TB) map[string]int {
 	return RoutedVersions(t, e.Backend, App, e.Proxy)
 }
 
-// RoutedVersions returns the versions of app's machines on b that rt routes
-// to, by weight; an address that is no machine of app counts as "unknown:ADDR".
+// RoutedVersions is deploytest.RoutedVersions that fails t on error.
 func RoutedVersions(t testing.TB, b deploy.Backend, app string, rt deploy.WeightReporter) map[string]int {
 	t.Helper()
-	ms, err := b.List(context.Background(), app)
+	out, err := deploytest.RoutedVersions(context.Background(), b, app, rt)
 	if err != nil {
 		t.Fatal(err)
-	}
-	byAddr := map[string]string{}
-	for _, m := range ms {
-		byAddr[m.Addr()] = m.Spec().Version
-	}
-	out := map[string]int{}
-	for addr, w := range rt.Targets() {
-		v, ok := byAddr[addr]
-		if !ok {
-			v = "unknown:" + addr
-		}
-		out[v] += w
 	}
 	return out
 }
@@ -175,33 +158,4 @@ func (e *Env) Events() []deploy.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]deploy.Event(nil), e.events...)
-}
-
-// OnlyVersion waits (up to 10s) for n requests sent from now on, then checks
-// in one snapshot that version answered all of them. Waiting for n requests of
-// any outcome, not n of version, makes a wrong version fail at once instead of
-// hiding behind the wait.
-func OnlyVersion(t testing.TB, run *deploytest.Load, version string, n int64) {
-	t.Helper()
-	epoch := run.Mark()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := run.WaitEpoch(ctx, epoch, n); err != nil {
-		t.Fatal(err)
-	}
-	if got := run.Epoch(epoch); len(got) != 1 || got[version] == 0 {
-		t.Errorf("requests answered by %v, want only %s", got, version)
-	}
-}
-
-// AssertNoFailures fails the test when res has failed requests, listing them.
-func AssertNoFailures(t testing.TB, res deploytest.LoadResult) {
-	t.Helper()
-	t.Logf("load: %s in %v", res, res.Duration.Round(time.Millisecond))
-	if res.Failed != 0 {
-		t.Errorf("%d of %d requests failed; first: %v", res.Failed, res.Requests, res.Errors)
-	}
-	if res.Requests == 0 {
-		t.Errorf("no request was sent")
-	}
 }

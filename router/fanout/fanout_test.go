@@ -112,10 +112,10 @@ func TestTwoProxiesZeroDowntime(t *testing.T) {
 			res, err := d.Deploy(ctx, deploy.Request{Spec: spec("v2"), Count: 3, Strategy: s})
 			require.NoError(t, err)
 			assert.Equal(t, deploy.StatusSucceeded, res.Status)
-			testenv.OnlyVersion(t, local, "v2", 50)
-			testenv.OnlyVersion(t, remote, "v2", 50)
-			testenv.AssertNoFailures(t, local.Stop())
-			testenv.AssertNoFailures(t, remote.Stop())
+			deploytest.OnlyVersion(t, local, "v2", 50)
+			deploytest.OnlyVersion(t, remote, "v2", 50)
+			deploytest.AssertNoFailures(t, local.Stop())
+			deploytest.AssertNoFailures(t, remote.Stop())
 			for name, rt := range map[string]deploy.WeightReporter{"local": e.Local, "remote": e.Client, "fanout": e.Router} {
 				got := testenv.RoutedVersions(t, b, "app", rt)
 				assert.Len(t, got, 1, "%s routes %v", name, got)
@@ -202,8 +202,8 @@ func TestFailingRouterFailsTheStep(t *testing.T) {
 	assert.True(t, errors.Is(err, errBroken), "error %v does not wrap the router's", err)
 	assert.Contains(t, err.Error(), "router 1 (broken)")
 	assert.NotEqual(t, deploy.StatusSucceeded, res.Status)
-	testenv.OnlyVersion(t, run, "v1", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 }
 
 var errBroken = errors.New("edge proxy unreachable")

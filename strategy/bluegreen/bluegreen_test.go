@@ -48,8 +48,8 @@ func TestBluegreenUnderLoad(t *testing.T) {
 	})
 	res := e.MustDeploy(t, bluegreen.Strategy{Parallel: 2}, "v2", 5)
 	assert.Equal(t, deploy.StatusSucceeded, res.Status)
-	testenv.OnlyVersion(t, run, "v2", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v2", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v2": 5}, e.Versions(t))
 	assert.Equal(t, 2, most)
 }
@@ -63,8 +63,8 @@ func TestBluegreenOneNeverHealthy(t *testing.T) {
 	assert.Equal(t, deploy.StatusFailed, res.Status, "no traffic had moved")
 	assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t), "no new machine remains")
 	assert.Equal(t, map[string]int{"v1": 3}, e.RoutedVersions(t))
-	testenv.OnlyVersion(t, run, "v1", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 }
 
 // deployHeld starts a gated deploy of 2 machines of v2 and returns once it
@@ -90,12 +90,12 @@ func TestBluegreenHoldPromote(t *testing.T) {
 	gate := bluegreen.NewGate()
 	done := deployHeld(t, e, gate)
 	assert.Equal(t, map[string]int{"v1": 2, "v2": 2}, e.Versions(t))
-	testenv.OnlyVersion(t, run, "v1", 50) // held: new machines run, old ones serve
+	deploytest.OnlyVersion(t, run, "v1", 50) // held: new machines run, old ones serve
 	require.NoError(t, gate.Promote())
 	require.NoError(t, <-done)
 	assert.ErrorIs(t, gate.Abort(), bluegreen.ErrNotHeld)
-	testenv.OnlyVersion(t, run, "v2", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v2", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v2": 2}, e.Versions(t))
 }
 
@@ -105,8 +105,8 @@ func TestBluegreenHoldAbort(t *testing.T) {
 	done := deployHeld(t, e, gate)
 	require.NoError(t, gate.Abort())
 	assert.ErrorIs(t, <-done, deploy.ErrAborted)
-	testenv.OnlyVersion(t, run, "v1", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
 }
 
@@ -115,6 +115,6 @@ func TestBluegreenHoldTimeout(t *testing.T) {
 	_, err := e.Deploy(context.Background(), bluegreen.Strategy{Gate: bluegreen.NewGate(), HoldTimeout: 100 * time.Millisecond}, "v2", 1)
 	assert.ErrorIs(t, err, deploy.ErrAborted)
 	assert.ErrorContains(t, err, "hold timeout")
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v1": 1}, e.Versions(t))
 }

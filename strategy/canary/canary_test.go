@@ -78,8 +78,8 @@ func TestCanaryHealthyUnderLoad(t *testing.T) {
 	t.Logf("50%% step: canary served %d of %d requests", at50["v2"], total(at50))
 	assert.InDelta(t, 0.50, float64(at50["v2"])/float64(total(at50)), 0.05)
 
-	testenv.OnlyVersion(t, run, "v2", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v2", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v2": 3}, e.Versions(t))
 }
 
@@ -119,7 +119,7 @@ func TestCanaryErrorsAbortAtFirstStep(t *testing.T) {
 	t.Logf("10%% step: canary served %d of %d requests (%.1f%%), %d failed", served, total(step), 100*float64(served)/float64(total(step)), step["(failed)"])
 	assert.LessOrEqual(t, float64(served)/float64(total(step)), 0.13)
 
-	testenv.OnlyVersion(t, run, "v1", 100) // afterwards all traffic goes to the old version
+	deploytest.OnlyVersion(t, run, "v1", 100) // afterwards all traffic goes to the old version
 	lr := run.Stop()
 	t.Logf("load: %s", lr)
 	assert.Equal(t, bad.failed.Load(), lr.Failed, "the only failed requests are the canary's own 500s")
@@ -137,7 +137,7 @@ func TestCanaryOneMachineStaysUp(t *testing.T) {
 	require.NoError(t, run.WaitRequests(context.Background(), 100))
 	res := e.MustDeploy(t, canary.Strategy{Bake: 300 * time.Millisecond}, "v2", 1)
 	assert.Equal(t, deploy.StatusSucceeded, res.Status)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v2": 1}, e.Versions(t))
 }
 

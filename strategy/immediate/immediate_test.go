@@ -11,6 +11,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/immediate"
 )
@@ -27,7 +28,7 @@ func TestImmediateReportsDowntime(t *testing.T) {
 	assert.Equal(t, deploy.StatusSucceeded, res.Status)
 	assert.GreaterOrEqual(t, res.Downtime, 100*time.Millisecond, "the new machines listen only after their boot delay")
 	assert.Zero(t, res.Counts[deploy.MachineHealthy], "no health wait")
-	testenv.OnlyVersion(t, run, "v2", 50)
+	deploytest.OnlyVersion(t, run, "v2", 50)
 	lr := run.Stop()
 	t.Logf("immediate: downtime %s, %s (failures allowed in the window)", res.Downtime, lr)
 	assert.Equal(t, map[string]int{"v2": 3}, e.Versions(t))

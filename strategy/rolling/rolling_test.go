@@ -14,6 +14,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/mem"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -32,10 +33,10 @@ func TestRollingUnderLoad(t *testing.T) {
 	for _, v := range []string{"v2", "v3", "v4", "v5", "v6"} {
 		res := e.MustDeploy(t, rolling.Strategy{}, v, 3)
 		assert.Equal(t, deploy.StatusSucceeded, res.Status)
-		testenv.OnlyVersion(t, run, v, 50) // requests sent after the deploy returned
+		deploytest.OnlyVersion(t, run, v, 50) // requests sent after the deploy returned
 		assert.Equal(t, map[string]int{v: 3}, e.Versions(t))
 	}
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.AssertNoFailures(t, run.Stop())
 }
 
 func TestRollingOneMachineUnderLoad(t *testing.T) {
@@ -44,8 +45,8 @@ func TestRollingOneMachineUnderLoad(t *testing.T) {
 	run := e.Load(t)
 	require.NoError(t, run.WaitRequests(context.Background(), 100))
 	e.MustDeploy(t, rolling.Strategy{}, "v2", 1)
-	testenv.OnlyVersion(t, run, "v2", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v2", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 	assert.Equal(t, map[string]int{"v2": 1}, e.Versions(t))
 }
 
@@ -61,7 +62,7 @@ func TestRollingBatchesAndResize(t *testing.T) {
 	e.MustDeploy(t, rolling.Strategy{}, "v4", 3) // grow
 	assert.Equal(t, map[string]int{"v4": 3}, e.Versions(t))
 	assert.Equal(t, map[string]int{"v4": 3}, e.RoutedVersions(t))
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.AssertNoFailures(t, run.Stop())
 }
 
 // A new version whose health check never passes: the deploy fails within its
@@ -85,8 +86,8 @@ func TestRollingNeverHealthy(t *testing.T) {
 	assert.Equal(t, deploy.StatusFailed, res.Status)
 	assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t))
 	assert.Equal(t, map[string]int{"v1": 3}, e.RoutedVersions(t))
-	testenv.OnlyVersion(t, run, "v1", 50)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 50)
+	deploytest.AssertNoFailures(t, run.Stop())
 }
 
 // A new version that crashes 200ms after start: the deploy fails long before
@@ -104,7 +105,7 @@ func TestRollingCrashFailsFast(t *testing.T) {
 	assert.ErrorContains(t, err, "crashed")
 	assert.Less(t, time.Since(start), 10*time.Second, "long before the 1m wait timeout")
 	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.AssertNoFailures(t, run.Stop())
 }
 
 // A slow request in flight on an old machine when it leaves traffic completes with 200.
@@ -153,8 +154,8 @@ func TestRollingMachineKilledWhileRouted(t *testing.T) {
 	m, err := e.Backend.Machine(res.Machines[0])
 	require.NoError(t, err)
 	m.Kill()
-	testenv.OnlyVersion(t, run, "v1", 500)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 500)
+	deploytest.AssertNoFailures(t, run.Stop())
 }
 
 // Rolling of 5 machines where the 3rd new machine fails its health check:
@@ -172,8 +173,8 @@ func TestRollingRollsBackOnThirdMachine(t *testing.T) {
 	assert.Equal(t, 1, res.Counts[deploy.DeployRolledBack])
 	assert.Equal(t, map[string]int{"v1": 5}, e.Versions(t))
 	assert.Equal(t, map[string]int{"v1": 5}, e.RoutedVersions(t))
-	testenv.OnlyVersion(t, run, "v1", 100)
-	testenv.AssertNoFailures(t, run.Stop())
+	deploytest.OnlyVersion(t, run, "v1", 100)
+	deploytest.AssertNoFailures(t, run.Stop())
 }
 
 // With NoAutoRollback, a failure after traffic moved keeps the new machines that serve.

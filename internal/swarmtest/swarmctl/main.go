@@ -6,7 +6,8 @@
 //
 // After up, the manager is this machine's engine and the worker's engine
 // answers on unix:///run/cutover-swarm/docker.sock (DOCKER_HOST for the
-// docker CLI). It needs root, ip, nsenter and dockerd.
+// docker CLI), which the worker node's label cutover.engine names, so that
+// go run ./examples/swarm finds it. It needs root, ip, nsenter and dockerd.
 package main
 
 import (

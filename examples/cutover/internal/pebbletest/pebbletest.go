@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cutover/deploy/examples/cutover/internal/testlog"
 )
 
 // Version is the ACME test server the tests run, from the Go module proxy.
@@ -100,7 +102,7 @@ func Start(t testing.TB, httpPort, tlsPort int) *Pebble {
 	}
 	dir := t.TempDir()
 	dnsPort, mgmtPort, acmePort, pmgmtPort := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	var stops []func()
 	start := func(name string, env []string, args ...string) {
 		cmd := exec.Command(filepath.Join(bin, name), args...)
@@ -189,7 +191,7 @@ func Start(t testing.TB, httpPort, tlsPort int) *Pebble {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("pebble log:\n%s", tailLines(logs.String(), 40))
+			t.Logf("pebble log:\n%s", testlog.Tail(logs.String(), 40))
 		}
 	})
 	return p
@@ -206,35 +208,10 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func firstLine(err error) string {
 	s := err.Error()
 	if i := bytes.IndexByte([]byte(s), '\n'); i >= 0 {
 		s = s[:i]
 	}
 	return s
-}
-
-func tailLines(s string, n int) string {
-	lines := bytes.Split([]byte(s), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
 }
