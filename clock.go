@@ -69,7 +69,10 @@ func clockOr(c Clock) Clock {
 //
 // On another clock than real time the context reports no deadline of its own
 // (Deadline returns ctx's): a deadline in a fake clock's time means nothing
-// to real network I/O, which reads Deadline to bound a dial or a read.
+// to real network I/O, which reads Deadline to bound a dial or a read. When
+// the clock passes the deadline, the context and the contexts derived from
+// it are done before the clock's AfterFunc returns, so that a fake clock
+// that fires the deadline knows the waits it ends have seen it.
 func WithTimeout(ctx context.Context, c Clock, d time.Duration) (context.Context, context.CancelFunc) {
 	if c == nil {
 		return context.WithTimeout(ctx, d)
@@ -79,41 +82,54 @@ func WithTimeout(ctx context.Context, c Clock, d time.Duration) (context.Context
 	}
 	inner, cancelInner := context.WithCancelCause(ctx)
 	cc := &clockCtx{Context: inner, done: make(chan struct{})}
+	// Cancelled from above: by an enclosing clockCtx at once, by another context soon.
+	stopAbove := func() bool { return false }
+	if p, ok := ctx.Value(clockCtxKey{}).(*clockCtx); ok {
+		stopAbove = p.AfterFunc(func() {
+			if inner.Err() == nil {
+				cancelInner(context.Cause(p))
+				cc.close(p.Err())
+				return
+			}
+			cc.close(inner.Err())
+		})
+	}
+	stopInner := context.AfterFunc(inner, func() { cc.close(inner.Err()) })
 	t := c.AfterFunc(d, func() {
 		cc.mu.Lock()
-		cc.expired = true
+		cc.expired = true // whichever closes cc first
 		cc.mu.Unlock()
-		cancelInner(context.DeadlineExceeded)
-	})
-	stop := context.AfterFunc(inner, func() {
-		cc.mu.Lock()
-		cc.err = context.DeadlineExceeded
-		if !cc.expired {
-			cc.err = inner.Err()
-		}
-		cc.mu.Unlock()
-		close(cc.done)
+		cancelInner(context.DeadlineExceeded) // the cause, for the contexts derived from cc
+		cc.close(context.DeadlineExceeded)
 	})
 	return cc, func() {
 		t.Stop()
+		stopAbove()
+		stopInner()
 		cancelInner(context.Canceled)
-		if !stop() { // the close of done runs, or ran: wait for it
-			<-cc.done
-		}
+		cc.close(inner.Err())
 	}
 }
 
-// clockCtx is a context whose deadline is on a Clock. Its Done channel is
-// its own, so that contexts derived from it take their Err from it
-// (context.DeadlineExceeded once expired), and their Cause from the inner
-// context, which the deadline cancels with context.DeadlineExceeded.
+// clockCtxKey finds the nearest enclosing clockCtx.
+type clockCtxKey struct{}
+
+// clockCtx is a context whose deadline is on a Clock. The inner context
+// gives it its values and its cause (context.Cause finds the inner one);
+// its Done channel is its own, and its AfterFunc method runs the funcs the
+// context package registers for derived contexts as soon as it closes, in
+// the goroutine that closes it, so that a deadline reaches every derived
+// context before the clock's AfterFunc returns.
 type clockCtx struct {
-	context.Context // inner, cancelled by the deadline or by cancel
+	context.Context // inner, cancelled with the cause
 	done            chan struct{}
 
 	mu      sync.Mutex
-	expired bool  // the deadline passed
-	err     error // set before done is closed
+	err     error // set when done is closed
+	closed  bool
+	expired bool // the deadline passed: err is context.DeadlineExceeded
+	seq     int
+	funcs   map[int]func() // run once done is closed
 }
 
 func (c *clockCtx) Done() <-chan struct{} { return c.done }
@@ -121,10 +137,63 @@ func (c *clockCtx) Done() <-chan struct{} { return c.done }
 func (c *clockCtx) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.err
-	default:
-		return nil
+	return c.err
+}
+
+func (c *clockCtx) Value(key any) any {
+	if key == (clockCtxKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// close ends c with err, once, and runs the funcs registered, in order.
+func (c *clockCtx) close(err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	switch {
+	case c.expired:
+		err = context.DeadlineExceeded
+	case err == nil:
+		err = context.Canceled
+	}
+	c.closed, c.err = true, err
+	close(c.done)
+	funcs := c.funcs
+	c.funcs = nil
+	n := c.seq
+	c.mu.Unlock()
+	for i := 1; i <= n; i++ {
+		if f := funcs[i]; f != nil {
+			f()
+		}
+	}
+}
+
+// AfterFunc arranges for f to run once c is done, and returns a func that
+// prevents it (reporting whether it did). The context package calls it for
+// the contexts derived from c.
+func (c *clockCtx) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		go f() // as context.AfterFunc does; the caller may hold a lock f takes
+		return func() bool { return false }
+	}
+	if c.funcs == nil {
+		c.funcs = map[int]func(){}
+	}
+	c.seq++
+	id := c.seq
+	c.funcs[id] = f
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, ok := c.funcs[id]
+		delete(c.funcs, id)
+		return ok
 	}
 }

@@ -81,6 +81,9 @@ func waitHealthy(ctx context.Context, c Clock, m Machine, hc HealthChecker, time
 		case st := <-exited:
 			return fmt.Errorf("%w while waiting for health: %s", ErrExited, st)
 		case <-timer.C():
+			if ctx.Err() != nil {
+				continue // it ended at the same time: say so, rather than check once more
+			}
 		}
 		// One check is real network I/O, bounded by its own timeout in real time.
 		if err := hc.Check(ctx, m); err != nil {

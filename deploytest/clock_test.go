@@ -15,6 +15,7 @@ import (
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/release"
+	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/rolling"
 )
@@ -214,4 +215,15 @@ func TestClockMonitorRounds(t *testing.T) {
 	assert.Equal(t, epoch.Add(time.Minute), events[0].Time)
 	assert.Equal(t, deploy.MachineHealthy, events[1].Type)
 	assert.Equal(t, epoch.Add(90*time.Second), events[1].Time)
+}
+
+// bluegreen's hold timeout is on the clock: an hour without a promote aborts.
+func TestClockBluegreenHold(t *testing.T) {
+	f := newFleet(t)
+	start := f.clock.Now()
+	_, err := f.deploy(t, deploy.Request{Spec: spec("v2"), Strategy: bluegreen.Strategy{Gate: bluegreen.NewGate(), HoldTimeout: time.Hour}})
+	require.ErrorIs(t, err, deploy.ErrAborted)
+	assert.ErrorContains(t, err, "no promote within the hold timeout 1h0m0s")
+	assert.Equal(t, time.Hour, f.clock.Now().Sub(start))
+	assert.Equal(t, 2, f.b.Count())
 }

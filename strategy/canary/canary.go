@@ -184,6 +184,9 @@ func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, canaries []deploy
 			baked = true
 		case <-tick.C():
 		}
+		if ctx.Err() != nil { // it ended as a timer fired
+			return ctx.Err()
+		}
 		for _, m := range canaries {
 			if err := checkOnce(ctx, r.Health, m, a.Interval); err != nil {
 				if fails[m.ID()]++; fails[m.ID()] >= 2 || errors.Is(err, deploy.ErrExited) {
