@@ -12,10 +12,12 @@ import (
 // lock's renewal and backend retries. A nil Clock means real time (RealClock);
 // deploytest.Clock is a fake one for tests.
 //
-// Waits in a flow (a health interval, a canary step) use NewTimer and Stop or
-// Reset the timer once it has fired; deadlines (WithTimeout) and periodic work
-// in the background (lock renewal, Monitor rounds) use AfterFunc. A fake clock
-// can tell from this when a flow waits for time rather than for real work.
+// Waits in a flow (a health interval, a canary step) use NewTimer, and Stop
+// or Reset a timer that fired only once the work it started is done;
+// deadlines (WithTimeout) and periodic work in the background (lock renewal,
+// Monitor rounds) use AfterFunc. A fake clock (deploytest.Clock.Drive) tells
+// from this when a flow waits for time rather than for real work, so a custom
+// strategy that waits should do the same.
 type Clock interface {
 	Now() time.Time
 	// NewTimer returns a timer whose channel receives the time once d has passed.

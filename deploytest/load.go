@@ -2,6 +2,7 @@
 // a load generator that counts every response by the version that served it
 // and every failure, an app that tells its version, and checks of which
 // versions the router sends traffic to. The library's own tests use it.
+// Clock is a fake deploy.Clock, under which minutes of waits take milliseconds.
 package deploytest
 
 import (
