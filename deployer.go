@@ -317,7 +317,7 @@ func (d *Deployer) finishRelease(ctx context.Context, rel Release, res *Result) 
 }
 
 func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err error) {
-	ctx, cancel := WithTimeout(ctx, r.clock, r.undoTimeout())
+	ctx, cancel := WithTimeout(ctx, r.Clock(), r.undoTimeout())
 	defer cancel()
 	moved := r.trafficMoved()
 	created := r.createdAlive()

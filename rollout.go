@@ -26,7 +26,7 @@ type Rollout struct {
 	backend Backend      // creates machines
 	router  Router       // moves traffic
 	logger  hclog.Logger // never nil
-	clock   Clock        // never nil
+	clock   Clock        // nil: real time
 	emit    func(Event)
 
 	routeMu sync.Mutex // serializes routing changes, so the router sees them in the order recorded
@@ -49,7 +49,7 @@ type Rollout struct {
 func newRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router, hc HealthChecker, routes map[string]int, onEvent func(Event)) *Rollout {
 	r := &Rollout{
 		App: spec.App, Spec: spec, Count: count, Old: old,
-		backend: b, router: rt, Health: hc, logger: hclog.NewNullLogger(), clock: RealClock{},
+		backend: b, router: rt, Health: hc, logger: hclog.NewNullLogger(),
 		emit:   onEvent,
 		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{}, oldIDs: map[string]bool{},
 		unrouted: spec.NoService,
@@ -73,12 +73,12 @@ func (r *Rollout) Logger() hclog.Logger { return r.logger }
 // Clock returns the deploy's clock (Deployer.Clock, or RealClock): a
 // strategy that pauses or times anything reads time through it, so that a
 // test with a fake clock controls it.
-func (r *Rollout) Clock() Clock { return r.clock }
+func (r *Rollout) Clock() Clock { return clockOr(r.clock) }
 
 // Emit sends an event to the deploy's watchers, stamped with time and app.
 func (r *Rollout) Emit(e Event) {
 	if e.Time.IsZero() {
-		e.Time = r.clock.Now()
+		e.Time = r.Clock().Now()
 	}
 	if e.App == "" {
 		e.App = r.App
@@ -183,7 +183,7 @@ func (r *Rollout) LaunchNew(ctx context.Context, o LaunchOptions) ([]Machine, er
 // WaitHealthy waits, within the rollout's wait timeout, until m passes its
 // health checks, and emits MachineHealthy or MachineUnhealthy.
 func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
-	if err := waitHealthy(ctx, r.clock, m, r.Health, r.WaitTimeout); err != nil {
+	if err := waitHealthy(ctx, r.Clock(), m, r.Health, r.WaitTimeout); err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ErrExited) {
 			// Not the machine's doing: the deploy was cancelled, or a sibling
 			// failed. It is not reported unhealthy.
@@ -200,7 +200,7 @@ func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
 // (DefaultCheck, whatever the rollout's health checks), with no event: the
 // readiness a strategy that skips health checks still needs before it routes.
 func (r *Rollout) WaitReady(ctx context.Context, m Machine) error {
-	if err := waitHealthy(ctx, r.clock, m, DefaultCheck{}, r.WaitTimeout); err != nil {
+	if err := waitHealthy(ctx, r.Clock(), m, DefaultCheck{}, r.WaitTimeout); err != nil {
 		return phaseErr(m, "ready", err)
 	}
 	return nil
