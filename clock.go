@@ -30,6 +30,7 @@ type Clock interface {
 // Timer is a Clock's timer, with the methods of a *time.Timer (Go 1.23
 // semantics: after Stop or Reset no stale time is received).
 type Timer interface {
+	// C is the channel the time is sent on; nil for a timer of AfterFunc.
 	C() <-chan time.Time
 	// Stop prevents the timer from firing; it reports whether it did.
 	Stop() bool

@@ -67,6 +67,7 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 		mu       sync.Mutex
 		released bool
 		t        Timer
+		every    = max(ttl/3, time.Millisecond)
 	)
 	renew := func() {
 		mu.Lock()
@@ -77,10 +78,10 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 		if err := lk.Lock(context.Background(), app, owner, ttl); err != nil {
 			d.logger().Error("deploy lock: renewal failed", "app", app, "error", err)
 		}
-		t.Reset(ttl / 3)
+		t.Reset(every)
 	}
 	mu.Lock()
-	t = d.clock().AfterFunc(ttl/3, renew)
+	t = d.clock().AfterFunc(every, renew)
 	mu.Unlock()
 	return func() {
 		mu.Lock()
