@@ -227,3 +227,64 @@ func TestClockBluegreenHold(t *testing.T) {
 	assert.Equal(t, time.Hour, f.clock.Now().Sub(start))
 	assert.Equal(t, 2, f.b.Count())
 }
+
+// Timers fire in deadline order, each at its own time; Stop and Reset leave
+// no stale time in the channel.
+func TestClockTimers(t *testing.T) {
+	clock := deploytest.NewClock(epoch)
+	var fired []time.Duration
+	late := clock.AfterFunc(2*time.Second, func() { fired = append(fired, clock.Now().Sub(epoch)) })
+	clock.AfterFunc(time.Second, func() { fired = append(fired, clock.Now().Sub(epoch)) })
+	tm := clock.NewTimer(1500 * time.Millisecond)
+	assert.Equal(t, 3, clock.Pending())
+	clock.Advance(3 * time.Second)
+	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second}, fired)
+	assert.Equal(t, epoch.Add(1500*time.Millisecond), <-tm.C())
+	assert.False(t, late.Stop(), "it fired")
+
+	assert.False(t, tm.Reset(time.Second))
+	clock.Advance(time.Second)
+	assert.False(t, tm.Reset(time.Minute), "it fired, unreceived: Reset drains it")
+	select {
+	case <-tm.C():
+		t.Fatal("a stale time after Reset")
+	default:
+	}
+	assert.True(t, tm.Stop())
+	clock.Advance(time.Hour)
+	select {
+	case <-tm.C():
+		t.Fatal("a stopped timer fired")
+	default:
+	}
+	assert.Zero(t, clock.Pending())
+}
+
+// Drive does not move the clock while fn works with no timer of NewTimer
+// armed, whatever deadlines and background timers are pending; once fn waits
+// on one, it moves the clock to the earliest deadline.
+func TestClockDriveWaitsForWork(t *testing.T) {
+	clock := deploytest.NewClock(epoch)
+	work := make(chan struct{})
+	var duringWork, afterWait time.Time
+	go func() {
+		_ = clock.WaitPending(context.Background(), 2) // fn's deadline and background timer
+		close(work)
+	}()
+	err := clock.Drive(context.Background(), func(ctx context.Context) error {
+		ctx, cancel := deploy.WithTimeout(ctx, clock, time.Minute)
+		defer cancel()
+		bg := clock.AfterFunc(10*time.Second, func() {})
+		defer bg.Stop()
+		<-work // real work, as long as it takes
+		duringWork = clock.Now()
+		tm := clock.NewTimer(5 * time.Second)
+		defer tm.Stop()
+		<-tm.C()
+		afterWait = clock.Now()
+		return ctx.Err()
+	})
+	require.NoError(t, err)
+	assert.Equal(t, epoch, duringWork)
+	assert.Equal(t, epoch.Add(5*time.Second), afterWait)
+}
