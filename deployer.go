@@ -55,6 +55,10 @@ type Deployer struct {
 	// redeploys the release's spec and count with this Deployer's strategy and health.
 	FromRelease func(Release) (Request, error)
 
+	// Clock is what every wait of a deploy reads time from (see Clock); nil
+	// means real time. Tests set a deploytest.Clock to control it.
+	Clock Clock
+
 	Logger  hclog.Logger // nil: no logging
 	OnEvent func(Event)  // called synchronously for every event; must not block long
 
@@ -123,14 +127,21 @@ type Result struct {
 	Err         error // why it failed; nil on success
 }
 
-// fail records err as the outcome of a deploy that moved nothing.
-func (r *Result) fail(err error) (*Result, error) {
-	r.Status, r.Err, r.Finished = StatusFailed, err, time.Now()
-	return r, err
+// failer returns the func that records err as the outcome of the deploy of
+// res when it moved nothing.
+func (d *Deployer) failer(res *Result) func(err error) (*Result, error) {
+	return func(err error) (*Result, error) {
+		res.Status, res.Err, res.Finished = StatusFailed, err, d.now()
+		return res, err
+	}
 }
 
 // Duration is how long the deploy took.
 func (r *Result) Duration() time.Duration { return r.Finished.Sub(r.Started) }
+
+func (d *Deployer) clock() Clock { return clockOr(d.Clock) }
+
+func (d *Deployer) now() time.Time { return d.clock().Now() }
 
 func (d *Deployer) logger() hclog.Logger {
 	if d.Logger == nil {
@@ -143,8 +154,8 @@ func (d *Deployer) logger() hclog.Logger {
 // returns a Result; err is non-nil when the deploy did not succeed, and then the
 // previous version serves (Result.Status says whether traffic had to be rolled back).
 func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
-	res := &Result{App: req.Spec.App, Version: req.Spec.Version, Started: time.Now(), Counts: map[EventType]int{}}
-	fail := res.fail
+	res := &Result{App: req.Spec.App, Version: req.Spec.Version, Started: d.now(), Counts: map[EventType]int{}}
+	fail := d.failer(res)
 	if d.Backend == nil || d.Router == nil {
 		return fail(fmt.Errorf("deployer: %w: Backend and Router must be set", ErrInvalid))
 	}
@@ -183,11 +194,11 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 }
 
 func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res *Result) (*Result, error) {
-	fail := res.fail
+	fail := d.failer(res)
 
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		ctx, cancel = WithTimeout(ctx, d.Clock, d.Timeout)
 		defer cancel()
 	}
 	log := d.logger().With("app", req.Spec.App)
@@ -235,6 +246,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		d.event(log, e)
 	}))
 	r.logger = log
+	r.clock = d.clock()
 	r.WaitTimeout = waitTimeout(req.WaitTimeout, d.WaitTimeout)
 
 	from := "first deploy"
@@ -257,7 +269,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		res.Status = StatusSucceeded
 		res.Machines = ids(r.createdAlive())
 		r.Emit(Event{Type: DeploySucceeded, Version: spec.Version})
-		res.Finished = time.Now()
+		res.Finished = d.now()
 		return res, nil
 	}
 
@@ -276,7 +288,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	}
 	serving, _ := d.Backend.List(context.WithoutCancel(ctx), spec.App)
 	res.Machines = ids(appMachines(serving))
-	res.Err, res.Finished = err, time.Now()
+	res.Err, res.Finished = err, d.now()
 	return res, err
 }
 
@@ -305,7 +317,7 @@ func (d *Deployer) finishRelease(ctx context.Context, rel Release, res *Result) 
 }
 
 func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, r.undoTimeout())
+	ctx, cancel := WithTimeout(ctx, r.Clock(), r.undoTimeout())
 	defer cancel()
 	moved := r.trafficMoved()
 	created := r.createdAlive()

@@ -34,6 +34,30 @@
 // as soon as the container starts, before the app listens, and then closes
 // them; DialCheck and health.TCP count such a closed connection as a failure.
 //
+// # Time
+//
+// Every wait reads time through one Clock (Deployer.Clock, reached by
+// strategies as Rollout.Clock; Monitor.Clock; retry.Options.Clock): health
+// grace periods and intervals, wait and deploy timeouts (WithTimeout: a
+// context that ends with context.DeadlineExceeded when the clock passes the
+// deadline), canary steps and analysis, bluegreen's hold, Monitor rounds,
+// the lock's renewal and backend retries. Nil means real time. A test sets a
+// deploytest.Clock and runs a deploy with a 5-minute wait timeout and
+// 1-minute canary steps in milliseconds. One health check's own timeout
+// stays on real time: it bounds real network I/O.
+//
+// Why a Clock rather than testing/synctest: synctest advances its fake time
+// only while every goroutine of its bubble is durably blocked, and a goroutine
+// waiting on a socket is not; the mem backend's machines and the proxy serve
+// real HTTP on loopback, and a user's proxy or listeners made outside the
+// bubble cannot join it. Why an interface of our own rather than
+// github.com/jonboulle/clockwork: this package imports only the standard
+// library and go-hclog, so a clockwork clock would need an adapter anyway;
+// our WithTimeout keeps context.Cause and leaves real deadlines to real
+// I/O; and clockwork's fake clock cannot tell when a deploy waits for time
+// rather than for a machine, which deploytest.Clock.Drive needs to jump from
+// one deadline to the next without cutting real work short.
+//
 // This package imports only the standard library and go-hclog, and none of its
 // subpackages: strategies, backends and the proxy all point toward it.
 package deploy

@@ -22,9 +22,12 @@ func (oneByOne) Name() string { return "one-by-one" }
 func (s oneByOne) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	for i := range r.Count {
 		if i > 0 {
+			t := r.Clock().NewTimer(s.Pause) // the deploy's clock: a test's fake clock controls the pause
 			select {
-			case <-time.After(s.Pause):
+			case <-t.C():
+				t.Stop()
 			case <-ctx.Done():
+				t.Stop()
 				return ctx.Err()
 			}
 		}

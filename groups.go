@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"time"
 )
 
 // Group is one process group of a multi-group deploy (Request.Groups): its
@@ -53,10 +52,10 @@ func groupOf(m Machine, first string) string {
 // strat in order; when one fails, the groups already moved are restored too.
 // Machines of groups the request no longer has are retired once all succeed.
 func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy, res *Result) (*Result, error) {
-	fail := res.fail
+	fail := d.failer(res)
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		ctx, cancel = WithTimeout(ctx, d.Clock, d.Timeout)
 		defer cancel()
 	}
 	app := req.Spec.App
@@ -146,6 +145,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		r := newRollout(specs[i], counts[i], oldBy[req.Groups[i].Name], d.Backend, d.Router, hc, shared.snapshot(), emit)
 		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
 		r.logger = log.With("group", req.Groups[i].Name)
+		r.clock = d.clock()
 		r.WaitTimeout = wait
 		return r
 	}
@@ -154,13 +154,13 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	for i, g := range req.Groups {
 		msg += fmt.Sprintf(" %s=%d", g.Name, counts[i])
 	}
-	emit(Event{Type: DeployStarted, App: app, Time: time.Now(), Version: version, Message: msg})
+	emit(Event{Type: DeployStarted, App: app, Time: d.now(), Version: version, Message: msg})
 	var done []*Rollout
 	err = nil
 	if len(req.ReleaseCommand) > 0 {
 		err = d.runReleaseCommand(ctx, newGroupRollout(0), req.ReleaseCommand, req.ReleaseCommandTimeout)
 		if err != nil {
-			emit(Event{Type: DeployFailed, App: app, Time: time.Now(), Version: version, Err: err})
+			emit(Event{Type: DeployFailed, App: app, Time: d.now(), Version: version, Err: err})
 			return fail(err)
 		}
 	}
@@ -188,6 +188,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		r := newRollout(specs[0], 0, orphans, d.Backend, d.Router, nil, shared.snapshot(), emit)
 		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
 		r.logger = log
+		r.clock = d.clock()
 		if rerr := r.Retire(ctx, orphans...); rerr != nil {
 			log.Warn("machines of groups no longer deployed were not all removed", "error", rerr)
 		}
@@ -197,13 +198,13 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		for _, r := range done {
 			res.Machines = append(res.Machines, ids(r.createdAlive())...)
 		}
-		emit(Event{Type: DeploySucceeded, App: app, Time: time.Now(), Version: version})
-		res.Finished = time.Now()
+		emit(Event{Type: DeploySucceeded, App: app, Time: d.now(), Version: version})
+		res.Finished = d.now()
 		return res, nil
 	}
 
 	res.Status = StatusFailed
-	emit(Event{Type: DeployFailed, App: app, Time: time.Now(), Version: version, Err: err})
+	emit(Event{Type: DeployFailed, App: app, Time: d.now(), Version: version, Err: err})
 	var uerrs []error
 	rolledBack := false
 	for i := len(done) - 1; i >= 0; i-- {
@@ -215,14 +216,14 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	}
 	if rolledBack {
 		res.Status = StatusRolledBack
-		emit(Event{Type: DeployRolledBack, App: app, Time: time.Now(), Version: res.FromVersion, Message: "previous version restored", Err: err})
+		emit(Event{Type: DeployRolledBack, App: app, Time: d.now(), Version: res.FromVersion, Message: "previous version restored", Err: err})
 	}
 	if uerr := errors.Join(uerrs...); uerr != nil {
 		err = errors.Join(err, fmt.Errorf("cleanup: %w", uerr))
 	}
 	serving, _ := d.Backend.List(context.WithoutCancel(ctx), app)
 	res.Machines = ids(appMachines(serving))
-	res.Err, res.Finished = err, time.Now()
+	res.Err, res.Finished = err, d.now()
 	return res, err
 }
 
@@ -335,6 +336,7 @@ func (d *Deployer) undoGroups(ctx context.Context, newest Release, prev *Release
 		r := newRollout(spec, count, oldBy[name], d.Backend, d.Router, hc, shared.snapshot(), emit)
 		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
 		r.logger = d.logger().With("app", newest.App, "group", name)
+		r.clock = d.clock()
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = newBy[name]
 		for _, m := range r.created {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -60,26 +61,33 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 		local()
 		return nil, fmt.Errorf("app %q: %w", app, err)
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { // renew until released
-		defer close(done)
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if err := lk.Lock(context.Background(), app, owner, ttl); err != nil {
-					d.logger().Error("deploy lock: renewal failed", "app", app, "error", err)
-				}
-			}
+	// Renew every third of the ttl, on the clock, until released. A renewal
+	// holds mu, so the release waits for one under way: none follows the Unlock.
+	var (
+		mu       sync.Mutex
+		released bool
+		t        Timer
+		every    = max(ttl/3, time.Millisecond)
+	)
+	renew := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if released {
+			return
 		}
-	}()
+		if err := lk.Lock(context.Background(), app, owner, ttl); err != nil {
+			d.logger().Error("deploy lock: renewal failed", "app", app, "error", err)
+		}
+		t.Reset(every)
+	}
+	mu.Lock()
+	t = d.clock().AfterFunc(every, renew)
+	mu.Unlock()
 	return func() {
-		close(stop)
-		<-done
+		mu.Lock()
+		released = true
+		t.Stop()
+		mu.Unlock()
 		if err := lk.Unlock(context.Background(), app, owner); err != nil {
 			d.logger().Error("deploy lock: release failed", "app", app, "error", err)
 		}

@@ -49,6 +49,8 @@ type Monitor struct {
 	Lock func(ctx context.Context, app string) (unlock func(), err error)
 	// ReplaceTimeout bounds a replacement's health wait; 0 means DefaultWaitTimeout.
 	ReplaceTimeout time.Duration
+	// Clock paces the rounds and a replacement's health wait; nil means real time.
+	Clock Clock
 
 	applyMu sync.Mutex // serializes changes to the real router; held across its SetTargets
 	mu      sync.Mutex // guards the fields below; never held across a call out
@@ -148,18 +150,30 @@ func (m *Monitor) Run(ctx context.Context) error {
 	if interval <= 0 {
 		interval = pol.Interval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	// Each round runs in an AfterFunc of the clock, which arms the next one:
+	// rounds never overlap, and a fake clock runs a round as it advances.
+	clock := clockOr(m.Clock)
 	var bg sync.WaitGroup
-	defer bg.Wait() // replacements end with ctx
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
+	var mu sync.Mutex // held by a round; Run returns only once none runs
+	var t Timer
+	tick := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			return
 		}
 		m.round(ctx, hc, interval, &bg)
+		t.Reset(interval)
 	}
+	mu.Lock()
+	t = clock.AfterFunc(interval, tick)
+	mu.Unlock()
+	<-ctx.Done()
+	mu.Lock()
+	t.Stop()
+	mu.Unlock()
+	bg.Wait() // replacements end with ctx
+	return ctx.Err()
 }
 
 // Round runs one round of checks now. It follows restarted machines to their
@@ -247,7 +261,7 @@ func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr m
 			continue // removed while we checked
 		}
 		mc := byAddr[a]
-		ev := Event{Time: time.Now(), App: m.App, Machine: mc.ID(), Version: mc.Spec().Version, Addr: a}
+		ev := Event{Time: m.now(), App: m.App, Machine: mc.ID(), Version: mc.Spec().Version, Addr: a}
 		if err != nil {
 			m.passes[a] = 0
 			if m.fails[a]++; m.fails[a] >= failures && !m.down[a] {
@@ -273,6 +287,8 @@ func (m *Monitor) record(ctx context.Context, results map[string]error, byAddr m
 	}
 	m.emit(events...)
 }
+
+func (m *Monitor) now() time.Time { return clockOr(m.Clock).Now() }
 
 func (m *Monitor) emit(events ...Event) {
 	if m.OnEvent == nil {

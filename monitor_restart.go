@@ -61,7 +61,7 @@ func (m *Monitor) followLocked(byAddr, byID map[string]Machine, replace bool) (l
 		m.ids, m.specs, m.restarts = map[string]string{}, map[string]MachineSpec{}, map[string]int{}
 		m.gone, m.replacing, m.retryAt = map[string]int{}, map[string]bool{}, map[string]time.Time{}
 	}
-	now := time.Now()
+	now := m.now()
 	var moves []move
 	for a := range m.desired {
 		mc := byAddr[a]
@@ -129,7 +129,7 @@ func (m *Monitor) restartEvent(mc Machine, addr string, n int, msg string) Event
 	if n > 0 {
 		msg = fmt.Sprintf("%s (restart %d)", msg, n)
 	}
-	return Event{Type: MachineRestarted, Time: time.Now(), App: m.App, Machine: mc.ID(), Version: mc.Spec().Version, Addr: addr, Message: msg}
+	return Event{Type: MachineRestarted, Time: m.now(), App: m.App, Machine: mc.ID(), Version: mc.Spec().Version, Addr: addr, Message: msg}
 }
 
 // forgetLocked drops a desired address and everything known about it. m.mu is held.
@@ -148,7 +148,7 @@ func (m *Monitor) forgetLocked(a string) {
 func (m *Monitor) replace(ctx context.Context, hc HealthChecker, l lostMachine) {
 	retry := func() {
 		m.mu.Lock()
-		m.retryAt[l.addr] = time.Now().Add(replaceBackoff)
+		m.retryAt[l.addr] = m.now().Add(replaceBackoff)
 		m.mu.Unlock()
 	}
 	defer func() {
@@ -171,7 +171,7 @@ func (m *Monitor) replace(ctx context.Context, hc HealthChecker, l lostMachine) 
 		return
 	}
 	fail := func(nm Machine, err error) {
-		ev := Event{Type: MachineUnhealthy, Time: time.Now(), App: m.App, Version: l.spec.Version, Err: err,
+		ev := Event{Type: MachineUnhealthy, Time: m.now(), App: m.App, Version: l.spec.Version, Err: err,
 			Message: fmt.Sprintf("replacement of %s (%s) failed", l.id, l.why)}
 		if nm != nil {
 			ev.Machine, ev.Addr = nm.ID(), nm.Addr()
@@ -197,9 +197,7 @@ func (m *Monitor) replace(ctx context.Context, hc HealthChecker, l lostMachine) 
 	if timeout <= 0 {
 		timeout = DefaultWaitTimeout
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	err = WaitHealthy(wctx, nm, hc)
-	cancel()
+	err = waitHealthy(ctx, clockOr(m.Clock), nm, hc, timeout)
 	if err != nil {
 		fail(nm, fmt.Errorf("health: %w", err))
 		return
@@ -221,7 +219,7 @@ func (m *Monitor) replace(ctx context.Context, hc HealthChecker, l lostMachine) 
 		fail(nm, errors.New("no longer wanted"))
 		return
 	}
-	m.emit(Event{Type: MachineReplaced, Time: time.Now(), App: m.App, Machine: nm.ID(), Version: nm.Spec().Version, Addr: nm.Addr(), Err: err,
+	m.emit(Event{Type: MachineReplaced, Time: m.now(), App: m.App, Machine: nm.ID(), Version: nm.Spec().Version, Addr: nm.Addr(), Err: err,
 		Message: fmt.Sprintf("replaces %s (%s)", l.id, l.why)})
 	if l.old != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 )
 
 // Recover finishes or undoes what a deploy of app left behind when its process
@@ -61,7 +60,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	}
 
 	log := d.logger().With("app", app)
-	res := &Result{App: app, Started: time.Now(), Counts: map[EventType]int{}, Strategy: "recover"}
+	res := &Result{App: app, Started: d.now(), Counts: map[EventType]int{}, Strategy: "recover"}
 	emit := serialize(func(e Event) {
 		res.Counts[e.Type]++
 		d.event(log, e)
@@ -72,7 +71,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 			errs = append(errs, phaseErr(m, "destroy", err))
 			continue
 		}
-		emit(Event{Type: MachineDestroyed, App: app, Time: time.Now(), Machine: m.ID(), Version: m.Spec().Version, Message: "release command machine left by an interrupted deploy"})
+		emit(Event{Type: MachineDestroyed, App: app, Time: d.now(), Machine: m.ID(), Version: m.Spec().Version, Message: "release command machine left by an interrupted deploy"})
 	}
 
 	interrupted := map[string]bool{}
@@ -93,7 +92,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 				errs = append(errs, phaseErr(m, "destroy", err))
 				continue
 			}
-			emit(Event{Type: MachineDestroyed, App: app, Time: time.Now(), Machine: m.ID(), Version: m.Spec().Version, Message: "stopped by an interrupted deploy; replaced"})
+			emit(Event{Type: MachineDestroyed, App: app, Time: d.now(), Machine: m.ID(), Version: m.Spec().Version, Message: "stopped by an interrupted deploy; replaced"})
 		}
 	}
 
@@ -126,6 +125,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		hc := d.groupHealth(spec)
 		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, hc, routes, emit)
 		r.logger = log
+		r.clock = d.clock()
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = news
 		r.moved = true
@@ -138,7 +138,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		}
 		if _, err := d.undo(ctx, r); err != nil {
 			// Leave the releases running: the next Recover tries again.
-			res.Status, res.Err, res.Finished = StatusFailed, err, time.Now()
+			res.Status, res.Err, res.Finished = StatusFailed, err, d.now()
 			return res, fmt.Errorf("recover %s: %w", app, errors.Join(append(errs, err)...))
 		}
 		if prev != nil {
@@ -152,7 +152,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 		what = fmt.Sprintf("v%d was restored (%d machines) and its machines removed", prev.Version, prev.Count)
 	}
 	for _, rel := range running {
-		rel.Finished = time.Now()
+		rel.Finished = d.now()
 		rel.Status = ReleaseFailed
 		if prev != nil {
 			rel.Status = ReleaseRolledBack
@@ -172,7 +172,7 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 	}
 	after, _ := d.Backend.List(ctx, app)
 	res.Machines = ids(appMachines(after))
-	res.Finished = time.Now()
+	res.Finished = d.now()
 	res.Status = StatusRolledBack
 	if prev == nil {
 		res.Status = StatusFailed
@@ -218,7 +218,7 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 		return nil, nil
 	}
 	log := d.logger().With("app", app)
-	res := &Result{App: app, Version: v, FromVersion: v, Release: rel.Version, Started: time.Now(), Counts: map[EventType]int{}, Strategy: "recover"}
+	res := &Result{App: app, Version: v, FromVersion: v, Release: rel.Version, Started: d.now(), Counts: map[EventType]int{}, Strategy: "recover"}
 	spec := rel.Spec
 	spec.App, spec.Version = app, v
 	spec.Labels = withLabels(spec.Labels, appLabels(spec))
@@ -231,13 +231,14 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 		d.event(log, e)
 	}))
 	r.logger = log
+	r.clock = d.clock()
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)
 	r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)})
 	news, err := r.LaunchNew(ctx, LaunchOptions{Count: missing})
 	if err == nil {
 		err = r.AddRoutes(ctx, 1, news...)
 	}
-	res.Finished = time.Now()
+	res.Finished = d.now()
 	if err != nil {
 		_ = r.Retire(context.WithoutCancel(ctx), r.createdAlive()...)
 		res.Status, res.Err = StatusFailed, err

@@ -76,7 +76,7 @@ func (d *Deployer) runReleaseCommand(ctx context.Context, r *Rollout, cmd []stri
 	defer stopLogs()
 	go func() { tail <- d.streamOutput(lctx, r, m) }()
 
-	wctx, cancel := context.WithTimeout(ctx, timeout)
+	wctx, cancel := WithTimeout(ctx, r.Clock(), timeout)
 	defer cancel()
 	st, werr := m.Wait(wctx)
 	if werr != nil {

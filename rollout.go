@@ -26,6 +26,7 @@ type Rollout struct {
 	backend Backend      // creates machines
 	router  Router       // moves traffic
 	logger  hclog.Logger // never nil
+	clock   Clock        // nil: real time
 	emit    func(Event)
 
 	routeMu sync.Mutex // serializes routing changes, so the router sees them in the order recorded
@@ -69,10 +70,15 @@ func newRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router
 // Logger returns the deploy's logger (a null logger when the Deployer has none).
 func (r *Rollout) Logger() hclog.Logger { return r.logger }
 
+// Clock returns the deploy's clock (Deployer.Clock, or RealClock): a
+// strategy that pauses or times anything reads time through it, so that a
+// test with a fake clock controls it.
+func (r *Rollout) Clock() Clock { return clockOr(r.clock) }
+
 // Emit sends an event to the deploy's watchers, stamped with time and app.
 func (r *Rollout) Emit(e Event) {
 	if e.Time.IsZero() {
-		e.Time = time.Now()
+		e.Time = r.Clock().Now()
 	}
 	if e.App == "" {
 		e.App = r.App
@@ -177,7 +183,7 @@ func (r *Rollout) LaunchNew(ctx context.Context, o LaunchOptions) ([]Machine, er
 // WaitHealthy waits, within the rollout's wait timeout, until m passes its
 // health checks, and emits MachineHealthy or MachineUnhealthy.
 func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
-	if err := waitHealthy(ctx, m, r.Health, r.WaitTimeout); err != nil {
+	if err := waitHealthy(ctx, r.Clock(), m, r.Health, r.WaitTimeout); err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ErrExited) {
 			// Not the machine's doing: the deploy was cancelled, or a sibling
 			// failed. It is not reported unhealthy.
@@ -194,7 +200,7 @@ func (r *Rollout) WaitHealthy(ctx context.Context, m Machine) error {
 // (DefaultCheck, whatever the rollout's health checks), with no event: the
 // readiness a strategy that skips health checks still needs before it routes.
 func (r *Rollout) WaitReady(ctx context.Context, m Machine) error {
-	if err := waitHealthy(ctx, m, DefaultCheck{}, r.WaitTimeout); err != nil {
+	if err := waitHealthy(ctx, r.Clock(), m, DefaultCheck{}, r.WaitTimeout); err != nil {
 		return phaseErr(m, "ready", err)
 	}
 	return nil

@@ -33,14 +33,15 @@ const (
 
 // WaitHealthy polls hc until m passes the policy's threshold of consecutive checks,
 // the machine exits (ErrExited, at once, not at the timeout) or ctx ends (ErrUnhealthy
-// with ctx's error and the last check's error). A nil hc uses DefaultCheck.
+// with ctx's error and the last check's error). A nil hc uses DefaultCheck. It
+// waits in real time; Rollout.WaitHealthy waits on the deploy's Clock.
 func WaitHealthy(ctx context.Context, m Machine, hc HealthChecker) error {
-	return waitHealthy(ctx, m, hc, 0)
+	return waitHealthy(ctx, RealClock{}, m, hc, 0)
 }
 
-// waitHealthy is WaitHealthy bounded by timeout too (when positive); a wait
-// that runs out of it says so.
-func waitHealthy(ctx context.Context, m Machine, hc HealthChecker, timeout time.Duration) error {
+// waitHealthy is WaitHealthy on clock c, bounded by timeout too (when
+// positive); a wait that runs out of it says so.
+func waitHealthy(ctx context.Context, c Clock, m Machine, hc HealthChecker, timeout time.Duration) error {
 	if hc == nil {
 		hc = DefaultCheck{}
 	}
@@ -49,7 +50,7 @@ func waitHealthy(ctx context.Context, m Machine, hc HealthChecker, timeout time.
 	parent := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = WithTimeout(ctx, c, timeout)
 		defer cancel()
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -62,7 +63,7 @@ func waitHealthy(ctx context.Context, m Machine, hc HealthChecker, timeout time.
 		}
 	}()
 
-	timer := time.NewTimer(pol.GracePeriod)
+	timer := c.NewTimer(pol.GracePeriod)
 	defer timer.Stop()
 	var lastErr error
 	passes := 0
@@ -79,8 +80,12 @@ func waitHealthy(ctx context.Context, m Machine, hc HealthChecker, timeout time.
 			return fmt.Errorf("%w: not healthy when the wait ended (%w); last check: %s", ErrUnhealthy, ctx.Err(), last)
 		case st := <-exited:
 			return fmt.Errorf("%w while waiting for health: %s", ErrExited, st)
-		case <-timer.C:
+		case <-timer.C():
+			if ctx.Err() != nil {
+				continue // it ended at the same time: say so, rather than check once more
+			}
 		}
+		// One check is real network I/O, bounded by its own timeout in real time.
 		if err := hc.Check(ctx, m); err != nil {
 			passes = 0
 			if lastErr == nil || ctx.Err() == nil { // keep the last real failure, not the cut-off check

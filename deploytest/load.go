@@ -6,7 +6,8 @@
 // machine boots for a while of its own (SlowBoot), checks of which versions
 // serve (OnlyVersion, RoutedVersions, Versions) and a test helper that fails
 // on any failed request (AssertNoFailures). The library's own tests and
-// examples use it.
+// examples use it. Clock is a fake deploy.Clock, under which minutes of
+// waits take milliseconds.
 package deploytest
 
 import (

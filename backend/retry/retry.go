@@ -2,6 +2,11 @@
 // that wraps deploy.ErrTransient are retried with exponential backoff, bounded
 // in attempts and in time. Other errors return at once.
 //
+// The waits between attempts are on Options.Clock (real time by default), so
+// that a test with a fake clock (deploytest.Clock) controls them; backoff's
+// own Retry takes no clock, so the loop is this package's, with backoff's
+// ExponentialBackOff for the intervals.
+//
 // A backend must report ErrTransient only when the failed call had no effect
 // (a create that created nothing), so that a retry cannot act twice.
 package retry
@@ -25,6 +30,8 @@ type Options struct {
 	InitialInterval time.Duration // first wait; 0 means 50ms
 	// OnRetry, when set, is told of each failed attempt that will be retried.
 	OnRetry func(op string, err error, wait time.Duration)
+	// Clock times the waits and MaxElapsed; nil means real time.
+	Clock deploy.Clock
 }
 
 // Wrap returns b with retries on transient errors, for Create, List and Get and
@@ -39,6 +46,9 @@ func Wrap(b deploy.Backend, opts Options) deploy.Backend {
 	if opts.InitialInterval <= 0 {
 		opts.InitialInterval = 50 * time.Millisecond
 	}
+	if opts.Clock == nil {
+		opts.Clock = deploy.RealClock{}
+	}
 	return &wrapped{b: b, o: opts}
 }
 
@@ -50,25 +60,37 @@ type wrapped struct {
 // Unwrap returns the backend being retried.
 func (w *wrapped) Unwrap() deploy.Backend { return w.b }
 
+// do calls f until it succeeds, fails with an error that is not transient,
+// or runs out of attempts or time; it waits between attempts on o.Clock.
 func do[T any](ctx context.Context, o Options, op string, f func() (T, error)) (T, error) {
 	eb := backoff.NewExponentialBackOff()
 	eb.InitialInterval = o.InitialInterval
 	eb.MaxInterval = o.MaxElapsed / 4
-	return backoff.Retry(ctx, func() (T, error) {
+	started := o.Clock.Now()
+	for attempt := uint(1); ; attempt++ {
 		v, err := f()
-		if err != nil && !errors.Is(err, deploy.ErrTransient) {
-			return v, backoff.Permanent(err)
+		if err == nil || !errors.Is(err, deploy.ErrTransient) || attempt >= o.MaxAttempts {
+			return v, err
 		}
-		return v, err
-	},
-		backoff.WithBackOff(eb),
-		backoff.WithMaxTries(o.MaxAttempts),
-		backoff.WithMaxElapsedTime(o.MaxElapsed),
-		backoff.WithNotify(func(err error, d time.Duration) {
-			if o.OnRetry != nil {
-				o.OnRetry(op, err, d)
-			}
-		}))
+		if cerr := context.Cause(ctx); cerr != nil {
+			return v, cerr
+		}
+		next := eb.NextBackOff()
+		if next == backoff.Stop || o.Clock.Now().Sub(started)+next > o.MaxElapsed {
+			return v, err
+		}
+		if o.OnRetry != nil {
+			o.OnRetry(op, err, next)
+		}
+		t := o.Clock.NewTimer(next)
+		select {
+		case <-t.C():
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return v, context.Cause(ctx)
+		}
+	}
 }
 
 func (w *wrapped) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.Machine, error) {

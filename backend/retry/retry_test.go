@@ -69,3 +69,27 @@ func TestRetryPermanentAtOnce(t *testing.T) {
 	assert.ErrorIs(t, err, boom)
 	assert.Zero(t, calls)
 }
+
+// The waits between attempts are on Options.Clock: minutes of backoff pass at
+// once on a fake clock, by exactly the waits reported.
+func TestRetryOnClock(t *testing.T) {
+	b := mem.New()
+	defer b.Close()
+	b.Register("v1", deploytest.App("v1"))
+	b.Inject(mem.Fault{Op: mem.OpCreate, Transient: true, Times: 3})
+	clock := deploytest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	var waited time.Duration
+	rb := retry.Wrap(b, retry.Options{Clock: clock, InitialInterval: time.Minute, MaxElapsed: time.Hour,
+		OnRetry: func(_ string, _ error, d time.Duration) { waited += d }})
+	start := clock.Now()
+	err := clock.Drive(context.Background(), func(ctx context.Context) error {
+		m, err := rb.Create(ctx, deploy.MachineSpec{App: "a", Image: "v1"})
+		if err == nil {
+			err = m.Destroy(ctx)
+		}
+		return err
+	})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, waited, 3*time.Minute/2, "three waits from a minute, with jitter")
+	assert.Equal(t, waited, clock.Now().Sub(start))
+}

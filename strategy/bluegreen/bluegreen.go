@@ -71,7 +71,7 @@ func (s Strategy) hold(ctx context.Context, r *deploy.Rollout) error {
 	}
 	r.Emit(deploy.Event{Type: deploy.DeployHeld, Version: r.Spec.Version, Message: fmt.Sprintf("%d new machines healthy; waiting up to %s for promote or abort", r.Count, timeout)})
 	s.Gate.held()
-	t := time.NewTimer(timeout)
+	t := r.Clock().NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case promote := <-s.Gate.decision:
@@ -79,7 +79,7 @@ func (s Strategy) hold(ctx context.Context, r *deploy.Rollout) error {
 			return fmt.Errorf("bluegreen: %w while held", deploy.ErrAborted)
 		}
 		return nil
-	case <-t.C:
+	case <-t.C():
 		return fmt.Errorf("bluegreen: %w: no promote within the hold timeout %s", deploy.ErrAborted, timeout)
 	case <-ctx.Done():
 		return ctx.Err()

@@ -162,11 +162,17 @@ func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, canaries []deploy
 	if err != nil {
 		return err
 	}
-	began := time.Now()
-	end := time.NewTimer(bake)
+	// The bake's timers are on the rollout's clock, so that a test with a fake
+	// clock runs a one-minute step at once. A timer that fired is stopped or
+	// reset only once the round it started is done (which tells a fake clock
+	// that the round's real work is over), and tick is reset after each round,
+	// so that rounds never pile up.
+	clock := r.Clock()
+	began := clock.Now()
+	end := clock.NewTimer(bake)
 	defer end.Stop()
 	baked := false
-	tick := time.NewTicker(a.Interval)
+	tick := clock.NewTimer(a.Interval)
 	defer tick.Stop()
 	fails := map[string]int{}
 	for {
@@ -174,9 +180,12 @@ func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, canaries []deploy
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-end.C:
+		case <-end.C():
 			baked = true
-		case <-tick.C:
+		case <-tick.C():
+		}
+		if ctx.Err() != nil { // it ended as a timer fired
+			return ctx.Err()
 		}
 		for _, m := range canaries {
 			if err := checkOnce(ctx, r.Health, m, a.Interval); err != nil {
@@ -193,15 +202,20 @@ func (s Strategy) bake(ctx context.Context, r *deploy.Rollout, canaries []deploy
 			return err
 		}
 		v := a.judge(r.Old, canaries, start, now)
-		final = baked && (!v.tooFew || time.Since(began) >= s.MaxBake)
+		final = baked && (!v.tooFew || clock.Now().Sub(began) >= s.MaxBake)
 		if v.err != nil || final {
 			r.Emit(deploy.Event{Type: deploy.CanaryAnalysis, Version: r.Spec.Version, Message: v.summary, Err: v.err})
 			return v.err
 		}
+		if baked {
+			end.Stop() // it fired: this round is done
+		}
+		tick.Reset(a.Interval)
 	}
 }
 
-// checkOnce runs one health check of a routed canary.
+// checkOnce runs one health check of a routed canary, bounded in real time
+// (it is network I/O), by the analysis interval and at least a second.
 func checkOnce(ctx context.Context, hc deploy.HealthChecker, m deploy.Machine, timeout time.Duration) error {
 	if st := m.State(); st != deploy.StateStarted {
 		return fmt.Errorf("%w: machine is %s", deploy.ErrExited, st)

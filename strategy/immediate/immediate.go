@@ -25,7 +25,7 @@ func (Strategy) Name() string { return "immediate" }
 func (Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	var down time.Time
 	if len(r.Old) > 0 {
-		down = time.Now()
+		down = r.Clock().Now()
 		if err := r.Retire(ctx, r.Old...); err != nil {
 			return err
 		}
@@ -50,7 +50,7 @@ func (Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 			defer mu.Unlock()
 			err := r.AddRoutes(ctx, 1, m)
 			if err == nil && !routed && !down.IsZero() {
-				r.SetDowntime(time.Since(down)) // it answered a request, and now takes traffic
+				r.SetDowntime(r.Clock().Now().Sub(down)) // it answered a request, and now takes traffic
 			}
 			routed = routed || err == nil
 			ready <- err
