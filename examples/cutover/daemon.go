@@ -41,6 +41,10 @@ type daemon struct {
 	gate   *bluegreen.Gate
 	emit   func(deploy.Event) // the running operation's watcher
 	user   string             // who asked for the running rollback
+
+	// recovered is closed when the recovery serve starts with has ended;
+	// operations asked for before then wait for it. Nil: nothing to wait for.
+	recovered chan struct{}
 }
 
 var _ control.App = (*daemon)(nil)
@@ -99,6 +103,9 @@ func (d *daemon) onEvent(e deploy.Event) {
 // operate runs fn as the daemon's one operation, under a context that Abort
 // cancels.
 func (d *daemon) operate(ctx context.Context, kind, strat string, gate *bluegreen.Gate, emit func(deploy.Event), fn func(context.Context) (*deploy.Result, error)) (*deploy.Result, error) {
+	if err := d.waitRecovered(ctx, kind); err != nil {
+		return nil, err
+	}
 	end, err := d.begin(kind, strat, gate, emit)
 	if err != nil {
 		return nil, err
@@ -110,6 +117,28 @@ func (d *daemon) operate(ctx context.Context, kind, strat string, gate *bluegree
 	d.cancel = cancel
 	d.mu.Unlock()
 	return fn(ctx)
+}
+
+// waitRecovered waits until the recovery the daemon started with has ended,
+// so a deploy asked for right after a (re)start runs after it instead of
+// failing.
+func (d *daemon) waitRecovered(ctx context.Context, kind string) error {
+	if d.recovered == nil {
+		return nil
+	}
+	select {
+	case <-d.recovered:
+		return nil
+	default:
+	}
+	d.logs.printf("%s: waiting for the recovery of %s after the restart to end", kind, d.app)
+	select {
+	case <-d.recovered:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w: the daemon was still recovering %s after a restart (cutover status, cutover logs): %w",
+			kind, deploy.ErrDeployInProgress, d.app, context.Cause(ctx))
+	}
 }
 
 // abortedError is why an operation stopped by `cutover abort` ended.

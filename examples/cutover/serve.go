@@ -218,6 +218,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logs.printf("adopt: %v", err)
 	}
 	recoverDone := make(chan struct{})
+	d.recovered = recoverDone
 	recCtx, stopRecover := context.WithCancel(ctx)
 	endRecover, _ := d.begin("recover", "", nil, nil) // the slot is free: nothing runs yet
 	go func() {
