@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"time"
 )
 
@@ -162,6 +163,29 @@ type Router interface {
 // WeightReporter is implemented by routers that can report their current targets.
 type WeightReporter interface {
 	Targets() map[string]int
+}
+
+// RouterWrapper is implemented by routers that wrap another router, such as
+// Monitor and router/fanout.Router. Unwrap returns the wrapped router (nil
+// when there is none), so that what looks for an optional ability of a
+// router (StatsReporter, WeightReporter) finds it under the wrappers: walk
+// the chain with RouterChain.
+type RouterWrapper interface {
+	Unwrap() Router
+}
+
+// RouterChain yields rt and then each router it wraps (see RouterWrapper),
+// outermost first. A nil rt yields nothing.
+func RouterChain(rt Router) iter.Seq[Router] {
+	return func(yield func(Router) bool) {
+		for rt != nil && yield(rt) {
+			w, ok := rt.(RouterWrapper)
+			if !ok {
+				return
+			}
+			rt = w.Unwrap()
+		}
+	}
 }
 
 // Strategy moves an app from its current machines to machines of a new spec.

@@ -404,5 +404,7 @@ func (s *scopedRouter) SetTargets(ctx context.Context, targets map[string]int) e
 	return s.rt.SetTargets(ctx, copyWeights(next))
 }
 
+var _ RouterWrapper = (*scopedRouter)(nil)
+
 // Unwrap returns the router it scopes, for callers that look for its abilities.
 func (s *scopedRouter) Unwrap() Router { return s.rt }
