@@ -197,6 +197,16 @@ type Strategy interface {
 	Deploy(ctx context.Context, r *Rollout) error
 }
 
+// Validator is an optional ability of a Strategy or a HealthChecker: Validate
+// reports settings it cannot run with, with an error wrapping ErrInvalid that
+// names the setting and says why. Deployer.Deploy calls it, as it checks its
+// own fields and the Request, before it takes the app's lock or records a
+// release, so a bad setting fails at once and leaves nothing behind (as
+// hashicorp/raft's NewRaft runs ValidateConfig first).
+type Validator interface {
+	Validate() error
+}
+
 // PhaseError says which machine and which phase a deploy failed in, and why.
 type PhaseError struct {
 	Machine string // machine ID, empty when the failure is not about one machine

@@ -563,7 +563,7 @@ func orDash(s string) string {
 
 // validStrategy checks a strategy name, saying what to do.
 func validStrategy(name string, maxUnavailable float64) error {
-	if _, err := strategy.ByName(name, maxUnavailable); err != nil {
+	if _, err := strategy.ByName(name, strategy.Options{Rolling: rolling.Strategy{MaxUnavailable: maxUnavailable}}); err != nil {
 		n := strategy.Names
 		return usagef("unknown strategy %q: pass --strategy %s or %s", name, strings.Join(n[:len(n)-1], ", "), n[len(n)-1])
 	}
