@@ -18,10 +18,11 @@ import (
 	"github.com/cutover/deploy"
 )
 
-// Defaults for zero fields.
+// Defaults for zero fields. The timeout and the interval are the root
+// package's, so that a check has the same timing whichever package it is from.
 const (
-	DefaultTimeout  = 2 * time.Second
-	DefaultInterval = time.Second
+	DefaultTimeout  = deploy.DefaultCheckTimeout   // 2s
+	DefaultInterval = deploy.DefaultHealthInterval // 1s
 	DefaultPath     = "/"
 )
 
