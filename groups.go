@@ -101,6 +101,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 			return fail(phaseErr(nil, "release history", err))
 		}
 		res.Release = rel.Version
+		log = log.With("release", rel.Version)
 		version = "v" + strconv.Itoa(rel.Version)
 		fctx := context.WithoutCancel(ctx)
 		defer func() { d.finishGroupsRelease(fctx, rel, specs, res) }() // specs as labelled below

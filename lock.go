@@ -60,6 +60,7 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 		local()
 		return nil, fmt.Errorf("app %q: %w", app, err)
 	}
+	d.logger().Debug("deploy lock taken", "app", app, "owner", owner, "ttl", ttl)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { // renew until released
@@ -72,7 +73,7 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 				return
 			case <-t.C:
 				if err := lk.Lock(context.Background(), app, owner, ttl); err != nil {
-					d.logger().Error("deploy lock: renewal failed", "app", app, "error", err)
+					d.logger().Warn("deploy lock: renewal failed; trying again", "app", app, "owner", owner, "ttl", ttl, "error", err)
 				}
 			}
 		}
@@ -81,7 +82,7 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 		close(stop)
 		<-done
 		if err := lk.Unlock(context.Background(), app, owner); err != nil {
-			d.logger().Error("deploy lock: release failed", "app", app, "error", err)
+			d.logger().Warn("deploy lock: release failed; it expires after its ttl", "app", app, "owner", owner, "ttl", ttl, "error", err)
 		}
 		local()
 	}, nil
