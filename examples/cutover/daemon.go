@@ -20,6 +20,7 @@ import (
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/rolling"
+	"github.com/hashicorp/go-hclog"
 )
 
 // daemon is the serve process's app: it implements control.App.
@@ -45,7 +46,7 @@ type daemon struct {
 
 var _ control.App = (*daemon)(nil)
 
-func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, store *release.File, logs *logRing) *daemon {
+func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, store *release.File, logs *logRing, log hclog.Logger) *daemon {
 	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: plan.Health()}
 	d.mon = &deploy.Monitor{
 		Router: px, Backend: kit.backend, App: app, Health: d.health,
@@ -58,6 +59,7 @@ func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, s
 		Store:       store,
 		FromRelease: d.fromRelease,
 		WaitTimeout: plan.WaitTimeout,
+		Logger:      log,
 		OnEvent:     d.onEvent,
 	}
 	// A routed machine gone for good (its restart policy, from [[restart]],
