@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -46,4 +47,19 @@ func collect(seq func(func(deploy.Router) bool)) []deploy.Router {
 		out = append(out, rt)
 	}
 	return out
+}
+
+// The routers a Monitor wraps, outermost first: what looks for an optional
+// ability (deploy.StatsReporterOf, Deployer.Status) walks them so.
+func ExampleRouterChain() {
+	px := proxy.New(proxy.Options{})
+	defer px.Close()
+	mon := &deploy.Monitor{Router: fanout.New(px)}
+	for rt := range deploy.RouterChain(mon) {
+		fmt.Printf("%T\n", rt)
+	}
+	// Output:
+	// *deploy.Monitor
+	// *fanout.Router
+	// *proxy.Proxy
 }
