@@ -159,6 +159,13 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 
 // deployAs is Deploy; what ("deploy", "rollback") names it in the log.
 func (d *Deployer) deployAs(ctx context.Context, what string, req Request) (*Result, error) {
+	res, err := d.run(ctx, req)
+	d.logOutcome(what, res)
+	return res, err
+}
+
+// run validates req, takes the app's lock and deploys.
+func (d *Deployer) run(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{App: req.Spec.App, Version: req.Spec.Version, Started: time.Now(), Counts: map[EventType]int{}}
 	fail := res.fail
 	if len(req.Groups) > 0 && req.Spec.App == "" {
@@ -170,28 +177,18 @@ func (d *Deployer) deployAs(ctx context.Context, what string, req Request) (*Res
 		strat = d.Strategy
 	}
 	if err := d.validate(req, strat); err != nil { // before the lock and the release record
-		return d.logResult(what)(fail(err))
+		return fail(err)
 	}
 	res.Strategy = strat.Name()
 	unlock, err := d.acquire(ctx, req.Spec.App)
 	if err != nil {
-		return d.logResult(what)(fail(err))
+		return fail(err)
 	}
 	defer unlock()
-	run := d.deploy
 	if len(req.Groups) > 0 {
-		run = d.deployGroups
+		return d.deployGroups(ctx, req, strat, res)
 	}
-	return d.logResult(what)(run(ctx, req, strat, res))
-}
-
-// logResult returns a func that logs the outcome of a deploy (what names it:
-// "deploy", "rollback") and returns it.
-func (d *Deployer) logResult(what string) func(*Result, error) (*Result, error) {
-	return func(res *Result, err error) (*Result, error) {
-		d.logOutcome(what, res)
-		return res, err
-	}
+	return d.deploy(ctx, req, strat, res)
 }
 
 // logOutcome logs the outcome of a finished deploy.
