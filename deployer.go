@@ -57,7 +57,7 @@ type Deployer struct {
 
 	// Logger receives what the Deployer does; nil logs nothing. Info: a
 	// deploy's or rollback's start and outcome, the release command, the
-	// undoing of a failed deploy. Debug: every event (each machine's steps),
+	// undoing of a failed deploy, what Recover did. Debug: every event (each machine's steps),
 	// the lock. Warn: a failed deploy whose previous version serves, and
 	// trouble it recovers from (a lock renewal or release that failed).
 	// Error: what leaves something behind (an undo that did not complete, a

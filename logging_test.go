@@ -90,6 +90,17 @@ func TestDeployerLogs(t *testing.T) {
 	assertLine(t, lines, "INFO", "rollback started", "app=app", "to_release=1", "image=v1")
 	assertLine(t, lines, "INFO", "rollback succeeded", "app=app", "release=4", "version=v4")
 
+	// A machine of the current release gone (as with a process that
+	// stopped, on the mem backend): Recover starts another.
+	ms, err := e.Backend.List(ctx, testenv.App)
+	require.NoError(t, err)
+	require.NoError(t, ms[0].Destroy(ctx))
+	_, err = e.Deployer.Recover(ctx, testenv.App)
+	require.NoError(t, err)
+	lines = buf.take()
+	assertLine(t, lines, "INFO", "deploy started", "app=app", "version=v4", `detail="restoring 1 of the 2 machines of v4`)
+	assertLine(t, lines, "INFO", "recovered", "app=app", "status=succeeded", "version=v4", "machines=2")
+
 	log.SetLevel(hclog.Info)
 	e.MustDeploy(t, rolling.Strategy{}, "v5", 2)
 	for _, l := range buf.take() {
