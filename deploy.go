@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"time"
 )
 
@@ -164,6 +165,29 @@ type WeightReporter interface {
 	Targets() map[string]int
 }
 
+// RouterWrapper is implemented by routers that wrap another router, such as
+// Monitor and router/fanout.Router. Unwrap returns the wrapped router (nil
+// when there is none), so that what looks for an optional ability of a
+// router (StatsReporter, WeightReporter) finds it under the wrappers: walk
+// the chain with RouterChain.
+type RouterWrapper interface {
+	Unwrap() Router
+}
+
+// RouterChain yields rt and then each router it wraps (see RouterWrapper),
+// outermost first. A nil rt yields nothing.
+func RouterChain(rt Router) iter.Seq[Router] {
+	return func(yield func(Router) bool) {
+		for rt != nil && yield(rt) {
+			w, ok := rt.(RouterWrapper)
+			if !ok {
+				return
+			}
+			rt = w.Unwrap()
+		}
+	}
+}
+
 // Strategy moves an app from its current machines to machines of a new spec.
 type Strategy interface {
 	// Name is the strategy's name, such as "rolling".
@@ -171,6 +195,16 @@ type Strategy interface {
 	// Deploy performs the rollout. On error the previous version must keep serving
 	// and the machines it created must be gone.
 	Deploy(ctx context.Context, r *Rollout) error
+}
+
+// Validator is an optional ability of a Strategy or a HealthChecker: Validate
+// reports settings it cannot run with, with an error wrapping ErrInvalid that
+// names the setting and says why. Deployer.Deploy calls it, as it checks its
+// own fields and the Request, before it takes the app's lock or records a
+// release, so a bad setting fails at once and leaves nothing behind (as
+// hashicorp/raft's NewRaft runs ValidateConfig first).
+type Validator interface {
+	Validate() error
 }
 
 // PhaseError says which machine and which phase a deploy failed in, and why.

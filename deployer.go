@@ -59,8 +59,16 @@ type Deployer struct {
 	// means real time. Tests set a deploytest.Clock to control it.
 	Clock Clock
 
-	Logger  hclog.Logger // nil: no logging
-	OnEvent func(Event)  // called synchronously for every event; must not block long
+	// Logger receives what the Deployer does; nil logs nothing. Info: a
+	// deploy's or rollback's start and outcome, the release command, the
+	// undoing of a failed deploy, what Recover did. Debug: every event (each machine's steps),
+	// the lock. Warn: a failed deploy whose previous version serves, and
+	// trouble it recovers from (a lock renewal or release that failed).
+	// Error: what leaves something behind (an undo that did not complete, a
+	// release record not finished). Lines carry app, release, version and,
+	// where there is one, machine and phase.
+	Logger  hclog.Logger
+	OnEvent func(Event) // called synchronously for every event; must not block long
 
 	// LockTTL is how long the cross-process deploy lock lasts without renewal
 	// (when the Store is a Locker); 0 means DefaultLockTTL. It is renewed every
@@ -153,33 +161,34 @@ func (d *Deployer) logger() hclog.Logger {
 // Deploy moves req.Spec.App to req.Spec with the request's strategy. It always
 // returns a Result; err is non-nil when the deploy did not succeed, and then the
 // previous version serves (Result.Status says whether traffic had to be rolled back).
+// It first checks the Deployer's fields, req, and the settings of the strategy
+// and health checkers that are Validators: a bad one fails with an error
+// wrapping ErrInvalid before the app's lock is taken or a release recorded.
 func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
+	return d.deployAs(ctx, "deploy", req)
+}
+
+// deployAs is Deploy; what ("deploy", "rollback") names it in the log.
+func (d *Deployer) deployAs(ctx context.Context, what string, req Request) (*Result, error) {
+	res, err := d.run(ctx, req)
+	d.logOutcome(what, res)
+	return res, err
+}
+
+// run validates req, takes the app's lock and deploys.
+func (d *Deployer) run(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{App: req.Spec.App, Version: req.Spec.Version, Started: d.now(), Counts: map[EventType]int{}}
 	fail := d.failer(res)
-	if d.Backend == nil || d.Router == nil {
-		return fail(fmt.Errorf("deployer: %w: Backend and Router must be set", ErrInvalid))
-	}
 	if len(req.Groups) > 0 && req.Spec.App == "" {
 		req.Spec = req.Groups[0].Spec
 		res.App, res.Version = req.Spec.App, req.Spec.Version
-	}
-	if err := validateSpec(req.Spec); err != nil {
-		return fail(err)
-	}
-	for _, g := range req.Groups {
-		if err := validateSpec(g.Spec); err != nil {
-			return fail(fmt.Errorf("group %q: %w", g.Name, err))
-		}
-		if g.Name == "" || g.Spec.App != req.Spec.App {
-			return fail(fmt.Errorf("group %q: %w: every group needs a name and the app %q", g.Name, ErrInvalid, req.Spec.App))
-		}
 	}
 	strat := req.Strategy
 	if strat == nil {
 		strat = d.Strategy
 	}
-	if strat == nil {
-		return fail(ErrNoStrategy)
+	if err := d.validate(req, strat); err != nil { // before the lock and the release record
+		return fail(err)
 	}
 	res.Strategy = strat.Name()
 	unlock, err := d.acquire(ctx, req.Spec.App)
@@ -191,6 +200,32 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Result, error) {
 		return d.deployGroups(ctx, req, strat, res)
 	}
 	return d.deploy(ctx, req, strat, res)
+}
+
+// logOutcome logs the outcome of a finished deploy.
+func (d *Deployer) logOutcome(what string, res *Result) {
+	log := d.logger().With("app", res.App, "release", res.Release, "version", res.Version, "strategy", res.Strategy, "took", res.Duration().Round(time.Millisecond))
+	switch res.Status {
+	case StatusSucceeded:
+		log.Info(what+" succeeded", "machines", len(res.Machines))
+	case StatusRolledBack:
+		log.Warn(what+" failed; the previous version was restored", errArgs(res.Err)...)
+	default:
+		log.Warn(what+" failed", errArgs(res.Err)...)
+	}
+}
+
+// errArgs are the log's key-value pairs for err: its machine and phase when
+// it is a PhaseError, and the error.
+func errArgs(err error) []any {
+	var args []any
+	if pe := (*PhaseError)(nil); errors.As(err, &pe) {
+		if pe.Machine != "" {
+			args = append(args, "machine", pe.Machine)
+		}
+		args = append(args, "phase", pe.Phase)
+	}
+	return append(args, "error", err)
 }
 
 func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res *Result) (*Result, error) {
@@ -222,6 +257,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 			return fail(phaseErr(nil, "release history", err))
 		}
 		res.Release = rel.Version
+		log = log.With("release", rel.Version)
 		spec.Version = "v" + strconv.Itoa(rel.Version)
 		defer d.finishRelease(context.WithoutCancel(ctx), rel, res)
 	}
@@ -312,7 +348,7 @@ func (d *Deployer) finishRelease(ctx context.Context, rel Release, res *Result) 
 		rel.Reason = res.Err.Error()
 	}
 	if err := d.Store.Update(ctx, rel); err != nil {
-		d.logger().Error("release history: cannot finish the release", "app", res.App, "version", res.Release, "error", err)
+		d.logger().Error("release history: cannot finish the release; it stays running", "app", res.App, "release", res.Release, "status", rel.Status, "error", err)
 	}
 }
 
@@ -322,8 +358,14 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 	moved := r.trafficMoved()
 	created := r.createdAlive()
 	alive := r.oldAlive()
+	defer func() {
+		if err != nil {
+			r.logger.Error("undo did not complete: machines of the deploy may remain, or the previous version serve on fewer machines", "error", err)
+		}
+	}()
 
 	if moved && d.NoAutoRollback {
+		r.logger.Info("undo: traffic had moved; keeping the machines that serve (NoAutoRollback), removing the new machines that never took traffic")
 		// Keep what serves; remove only new machines that never took traffic.
 		routes := r.currentRoutes()
 		var idle []Machine
@@ -347,6 +389,11 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 		}
 	}
 	alive = keep
+	if moved {
+		r.logger.Info("undo: traffic had moved; restoring the previous version", "created", len(created), "old_running", len(keep), "old_stopped", len(stopped))
+	} else {
+		r.logger.Info("undo: traffic had not moved; removing the new machines", "created", len(created))
+	}
 	want, spec := len(r.Old), MachineSpec{}
 	if len(r.Old) > 0 {
 		spec = r.Old[0].Spec()
@@ -405,21 +452,30 @@ func (d *Deployer) undo(ctx context.Context, r *Rollout) (rolledBack bool, err e
 
 func (r *Rollout) undoTimeout() time.Duration { return r.WaitTimeout + time.Minute }
 
+// event logs e and passes it to OnEvent. The events that start a deploy and
+// its release command are logged at Info, the others (each machine's steps,
+// the outcome, which Deploy logs itself) at Debug.
 func (d *Deployer) event(log hclog.Logger, e Event) {
-	args := []any{"machine", e.Machine, "version", e.Version}
+	var args []any
+	if e.Machine != "" {
+		args = append(args, "machine", e.Machine)
+	}
+	args = append(args, "version", e.Version)
+	if e.Type == MachineRouted {
+		args = append(args, "weight", e.Weight)
+	}
+	if e.Message != "" {
+		args = append(args, "detail", e.Message)
+	}
 	if e.Err != nil {
 		args = append(args, "error", e.Err)
 	}
-	if e.Message != "" {
-		args = append(args, "msg", e.Message)
-	}
+	msg := strings.ReplaceAll(string(e.Type), "_", " ")
 	switch e.Type {
-	case DeployFailed, MachineUnhealthy, DeployRolledBack:
-		log.Warn(string(e.Type), args...)
-	case DeployStarted, DeploySucceeded:
-		log.Info(string(e.Type), args...)
+	case DeployStarted, ReleaseCommand, ReleaseCommandEnd:
+		log.Info(msg, args...)
 	default:
-		log.Debug(string(e.Type), args...)
+		log.Debug(msg, args...)
 	}
 	if d.OnEvent != nil {
 		d.OnEvent(e)

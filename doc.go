@@ -34,6 +34,13 @@
 // as soon as the container starts, before the app listens, and then closes
 // them; DialCheck and health.TCP count such a closed connection as a failure.
 //
+// Optional abilities are found by type assertion: a Router may report its
+// targets (WeightReporter) and traffic (StatsReporter), or wrap another
+// (RouterWrapper; RouterChain walks the wrapped routers); a Strategy or
+// HealthChecker that is a Validator has its settings checked before Deploy
+// takes the app's lock or records a release. Given a Logger (go-hclog), the
+// Deployer logs each deploy's start and outcome at Info, every step at Debug.
+//
 // # Time
 //
 // Every wait reads time through one Clock (Deployer.Clock, reached by

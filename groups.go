@@ -100,6 +100,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 			return fail(phaseErr(nil, "release history", err))
 		}
 		res.Release = rel.Version
+		log = log.With("release", rel.Version)
 		version = "v" + strconv.Itoa(rel.Version)
 		fctx := context.WithoutCancel(ctx)
 		defer func() { d.finishGroupsRelease(fctx, rel, specs, res) }() // specs as labelled below
@@ -405,6 +406,8 @@ func (s *scopedRouter) SetTargets(ctx context.Context, targets map[string]int) e
 	s.shared.mu.Unlock()
 	return s.rt.SetTargets(ctx, copyWeights(next))
 }
+
+var _ RouterWrapper = (*scopedRouter)(nil)
 
 // Unwrap returns the router it scopes, for callers that look for its abilities.
 func (s *scopedRouter) Unwrap() Router { return s.rt }

@@ -61,6 +61,7 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 		local()
 		return nil, fmt.Errorf("app %q: %w", app, err)
 	}
+	d.logger().Debug("deploy lock taken", "app", app, "owner", owner, "ttl", ttl)
 	// Renew every third of the ttl, on the clock, until released. A renewal
 	// holds mu, so the release waits for one under way: none follows the Unlock.
 	var (
@@ -76,7 +77,7 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 			return
 		}
 		if err := lk.Lock(context.Background(), app, owner, ttl); err != nil {
-			d.logger().Error("deploy lock: renewal failed", "app", app, "error", err)
+			d.logger().Warn("deploy lock: renewal failed; trying again", "app", app, "owner", owner, "ttl", ttl, "error", err)
 		}
 		t.Reset(every)
 	}
@@ -89,7 +90,7 @@ func (d *Deployer) acquire(ctx context.Context, app string) (func(), error) {
 		t.Stop()
 		mu.Unlock()
 		if err := lk.Unlock(context.Background(), app, owner); err != nil {
-			d.logger().Error("deploy lock: release failed", "app", app, "error", err)
+			d.logger().Warn("deploy lock: release failed; it expires after its ttl", "app", app, "owner", owner, "ttl", ttl, "error", err)
 		}
 		local()
 	}, nil

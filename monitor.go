@@ -111,7 +111,10 @@ func (m *Monitor) Down() []string {
 	return out
 }
 
-// Unwrap returns the real router, so that strategies can find its optional abilities.
+var _ RouterWrapper = (*Monitor)(nil)
+
+// Unwrap returns the real router, so that strategies can find its optional
+// abilities (see RouterWrapper).
 func (m *Monitor) Unwrap() Router { return m.Router }
 
 // apply passes the desired targets, minus those down, to the real router, and

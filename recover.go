@@ -20,6 +20,18 @@ import (
 // with the process, as the mem backend's do), the missing ones are started
 // and routed. Recover returns nil, nil when there is nothing to recover.
 func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
+	res, err := d.recoverApp(ctx, app)
+	switch log := d.logger().With("app", app); {
+	case err != nil:
+		log.Warn("recovery failed", errArgs(err)...)
+	case res != nil:
+		log.Info("recovered", "status", res.Status, "version", res.Version, "from", res.FromVersion, "machines", len(res.Machines))
+	}
+	return res, err
+}
+
+// recoverApp is Recover.
+func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) {
 	if d.Store == nil || d.Backend == nil || d.Router == nil {
 		return nil, fmt.Errorf("recover: %w: Store, Backend and Router must be set", ErrInvalid)
 	}

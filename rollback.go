@@ -58,7 +58,8 @@ func (d *Deployer) Rollback(ctx context.Context, app string, version int) (*Resu
 		req.Groups[i].Spec.Version = ""
 	}
 	req.Description = fmt.Sprintf("rollback to v%d", target.Version)
-	return d.Deploy(ctx, req)
+	d.logger().Info("rollback started", "app", app, "to_release", target.Version, "image", target.Image)
+	return d.deployAs(ctx, "rollback", req)
 }
 
 // undo returns the app to its previous version after a failed strategy:

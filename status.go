@@ -27,15 +27,10 @@ func (d *Deployer) Status(ctx context.Context, app string) ([]MachineStatus, err
 		return nil, err
 	}
 	var weights map[string]int // what the router carrying traffic does, under any wrappers
-	for rt := d.Router; rt != nil; {
+	for rt := range RouterChain(d.Router) {
 		if wr, ok := rt.(WeightReporter); ok {
 			weights = wr.Targets()
 		}
-		u, ok := rt.(interface{ Unwrap() Router })
-		if !ok {
-			break
-		}
-		rt = u.Unwrap()
 	}
 	hc := d.Health
 	if hc == nil {

@@ -11,7 +11,7 @@ import (
 // kept since each target entered the set. Comparing two calls gives a window
 // (see Traffic.Sub); strategy/canary judges its canaries that way. *proxy.Proxy
 // satisfies it. Rollout.Traffic finds it in a router or in the routers it
-// wraps (an Unwrap() Router method).
+// wraps (RouterWrapper).
 //
 // Its signature has standard types only, so a router satisfies it without
 // importing this package.
@@ -108,21 +108,13 @@ func (t Traffic) Add(o Traffic) Traffic {
 	return s
 }
 
-// wrapper is a Router that wraps another, such as Monitor.
-type wrapper interface{ Unwrap() Router }
-
-// StatsReporterOf finds a StatsReporter in rt or the routers it wraps (an
-// Unwrap() Router method, as Monitor has).
+// StatsReporterOf finds a StatsReporter in rt or the routers it wraps (see
+// RouterChain), the outermost first.
 func StatsReporterOf(rt Router) (StatsReporter, bool) {
-	for rt != nil {
-		if s, ok := rt.(StatsReporter); ok {
+	for r := range RouterChain(rt) {
+		if s, ok := r.(StatsReporter); ok {
 			return s, true
 		}
-		u, ok := rt.(wrapper)
-		if !ok {
-			return nil, false
-		}
-		rt = u.Unwrap()
 	}
 	return nil, false
 }

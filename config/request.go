@@ -8,6 +8,7 @@ import (
 	deploy "github.com/cutover/deploy"
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/strategy"
+	"github.com/cutover/deploy/strategy/rolling"
 )
 
 // Request turns the plan into a ready deploy: its strategy, health checks,
@@ -15,7 +16,7 @@ import (
 // configuration (FromRelease reads it back for a rollback). Count is 0: the
 // app keeps its number of machines (at least one).
 func (p Plan) Request() (deploy.Request, error) {
-	s, err := strategy.ByName(p.StrategyName, p.MaxUnavailable)
+	s, err := strategy.ByName(p.StrategyName, strategy.Options{Rolling: rolling.Strategy{MaxUnavailable: p.MaxUnavailable}})
 	if err != nil {
 		return deploy.Request{}, fmt.Errorf("config: deploy.strategy: %w", err)
 	}

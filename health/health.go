@@ -2,7 +2,8 @@
 //
 // Checks implement deploy.HealthChecker and deploy.PolicyProvider: each carries
 // its grace period, interval and threshold, which deploy.WaitHealthy (and so
-// every strategy) uses to decide when a new machine may take traffic.
+// every strategy) uses to decide when a new machine may take traffic. They
+// are deploy.Validators too, so a deploy with a bad setting fails at once.
 package health
 
 import (
@@ -18,10 +19,11 @@ import (
 	"github.com/cutover/deploy"
 )
 
-// Defaults for zero fields.
+// Defaults for zero fields. The timeout and the interval are the root
+// package's, so that a check has the same timing whichever package it is from.
 const (
-	DefaultTimeout  = 2 * time.Second
-	DefaultInterval = time.Second
+	DefaultTimeout  = deploy.DefaultCheckTimeout   // 2s
+	DefaultInterval = deploy.DefaultHealthInterval // 1s
 	DefaultPath     = "/"
 )
 
@@ -128,6 +130,48 @@ func (h HTTP) Check(ctx context.Context, m deploy.Machine) error {
 	return nil
 }
 
+var (
+	_ deploy.Validator = HTTP{}
+	_ deploy.Validator = TCP{}
+	_ deploy.Validator = All{}
+)
+
+// Validate reports settings the check cannot run with (a scheme other than
+// http or https, a status outside 100..599, a port out of range, a negative
+// duration or threshold), with an error wrapping deploy.ErrInvalid;
+// deploy.Deployer.Deploy calls it before it takes the app's lock.
+func (h HTTP) Validate() error {
+	switch {
+	case h.Scheme != "" && h.Scheme != "http" && h.Scheme != "https":
+		return invalid("http", "Scheme", h.Scheme, `"http" or "https"`)
+	case h.Status != 0 && (h.Status < 100 || h.Status > 599):
+		return invalid("http", "Status", h.Status, "0 (200) or 100..599")
+	}
+	return timing("http", h.Port, h.Timeout, h.Interval, h.GracePeriod, h.Threshold)
+}
+
+// invalid is the error of a check's setting field with value v; want says what is valid.
+func invalid(check, field string, v any, want string) error {
+	return fmt.Errorf("%s check: %w: %s %v: want %s", check, deploy.ErrInvalid, field, v, want)
+}
+
+// timing checks the settings HTTP and TCP share.
+func timing(check string, port int, timeout, interval, grace time.Duration, threshold int) error {
+	switch {
+	case port < 0 || port > 65535:
+		return invalid(check, "Port", port, "0 (the machine's address) or 1..65535")
+	case timeout < 0:
+		return invalid(check, "Timeout", timeout, "0 (the default) or more")
+	case interval < 0:
+		return invalid(check, "Interval", interval, "0 (the default) or more")
+	case grace < 0:
+		return invalid(check, "GracePeriod", grace, "0 or more")
+	case threshold < 0:
+		return invalid(check, "Threshold", threshold, "0 (1) or more")
+	}
+	return nil
+}
+
 // Policy returns the check's timing.
 func (h HTTP) Policy() deploy.HealthPolicy {
 	return deploy.HealthPolicy{GracePeriod: h.GracePeriod, Interval: orDefault(h.Interval, DefaultInterval), Threshold: h.Threshold}
@@ -155,6 +199,15 @@ func (t TCP) Check(ctx context.Context, m deploy.Machine) error {
 	return nil
 }
 
+// Validate reports settings the check cannot run with (a port out of range,
+// a negative duration or threshold), with an error wrapping deploy.ErrInvalid.
+func (t TCP) Validate() error {
+	if t.Hold < 0 {
+		return invalid("tcp", "Hold", t.Hold, "0 (the default) or more")
+	}
+	return timing("tcp", t.Port, t.Timeout, t.Interval, t.GracePeriod, t.Threshold)
+}
+
 // Policy returns the check's timing.
 func (t TCP) Policy() deploy.HealthPolicy {
 	return deploy.HealthPolicy{GracePeriod: t.GracePeriod, Interval: orDefault(t.Interval, DefaultInterval), Threshold: t.Threshold}
@@ -169,6 +222,18 @@ func (a All) Check(ctx context.Context, m deploy.Machine) error {
 	for _, c := range a {
 		if err := c.Check(ctx, m); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// Validate validates every check that is a deploy.Validator, saying which.
+func (a All) Validate() error {
+	for i, c := range a {
+		if v, ok := c.(deploy.Validator); ok {
+			if err := v.Validate(); err != nil {
+				return fmt.Errorf("check %d: %w", i+1, err)
+			}
 		}
 	}
 	return nil

@@ -153,3 +153,25 @@ func TestTCPCheckClosedAtOnce(t *testing.T) {
 	assert.ErrorIs(t, err, deploy.ErrClosedAtOnce)
 	assert.NoError(t, health.TCP{}.Check(ctx, start(t, b, "v1")))
 }
+
+func TestValidate(t *testing.T) {
+	for want, v := range map[string]deploy.Validator{
+		`http check: invalid: Scheme ftp: want "http" or "https"`: health.HTTP{Scheme: "ftp"},
+		"http check: invalid: Status 42":                          health.HTTP{Status: 42},
+		"http check: invalid: Port 70000":                         health.HTTP{Port: 70000},
+		"http check: invalid: Timeout -1s":                        health.HTTP{Timeout: -time.Second},
+		"http check: invalid: Interval -1s":                       health.HTTP{Interval: -time.Second},
+		"http check: invalid: GracePeriod -1s":                    health.HTTP{GracePeriod: -time.Second},
+		"http check: invalid: Threshold -1":                       health.HTTP{Threshold: -1},
+		"tcp check: invalid: Hold -1s":                            health.TCP{Hold: -time.Second},
+		"tcp check: invalid: Port -1":                             health.TCP{Port: -1},
+		"check 2: tcp check: invalid: Interval -1s":               health.All{health.HTTP{}, health.TCP{Interval: -time.Second}},
+	} {
+		err := v.Validate()
+		assert.ErrorIs(t, err, deploy.ErrInvalid, want)
+		assert.ErrorContains(t, err, want)
+	}
+	for _, v := range []deploy.Validator{health.HTTP{}, health.HTTP{Scheme: "https", Status: 204, Port: 9090}, health.TCP{}, health.All{health.HTTP{}, health.TCP{}, deploy.DefaultCheck{}}} {
+		assert.NoError(t, v.Validate(), "%#v", v)
+	}
+}

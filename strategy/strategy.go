@@ -15,22 +15,39 @@ import (
 // Names lists the strategies ByName knows, the default first.
 var Names = []string{"rolling", "bluegreen", "canary", "immediate"}
 
-// ByName returns the strategy named name with its defaults; "" means rolling.
-// maxUnavailable is used by rolling only (see rolling.Strategy).
-func ByName(name string, maxUnavailable float64) (deploy.Strategy, error) {
+// Options are the settings of the strategy ByName returns: the named
+// strategy's field is used and the others are ignored (immediate has no
+// settings). The zero value gives every strategy its defaults, which each
+// package documents: rolling replaces one machine at a time, bluegreen
+// starts up to 8 at once and switches when all are healthy, canary runs
+// canary.DefaultSteps for canary.DefaultBake each.
+type Options struct {
+	Rolling   rolling.Strategy
+	BlueGreen bluegreen.Strategy
+	Canary    canary.Strategy
+}
+
+// ByName returns the strategy named name ("" means rolling) with its settings
+// from opts. An unknown name, or settings the strategy's Validate refuses,
+// is an error wrapping deploy.ErrInvalid.
+func ByName(name string, opts Options) (deploy.Strategy, error) {
+	var s deploy.Strategy
 	switch name {
 	case "", "rolling":
-		s := rolling.Strategy{MaxUnavailable: maxUnavailable}
-		if _, err := s.BatchSize(1 << 30); err != nil {
+		s = opts.Rolling
+	case "bluegreen":
+		s = opts.BlueGreen
+	case "canary":
+		s = opts.Canary
+	case "immediate":
+		s = immediate.Strategy{}
+	default:
+		return nil, fmt.Errorf("%w: unknown strategy %q (want rolling, bluegreen, canary or immediate)", deploy.ErrInvalid, name)
+	}
+	if v, ok := s.(deploy.Validator); ok {
+		if err := v.Validate(); err != nil {
 			return nil, err
 		}
-		return s, nil
-	case "bluegreen":
-		return bluegreen.Strategy{}, nil
-	case "canary":
-		return canary.Strategy{}, nil
-	case "immediate":
-		return immediate.Strategy{}, nil
 	}
-	return nil, fmt.Errorf("%w: unknown strategy %q (want rolling, bluegreen, canary or immediate)", deploy.ErrInvalid, name)
+	return s, nil
 }

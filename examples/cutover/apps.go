@@ -10,6 +10,7 @@ import (
 	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/release"
+	"github.com/hashicorp/go-hclog"
 )
 
 // appSpec is one --app flag: another app the daemon serves, from its
@@ -46,7 +47,7 @@ type extraApp struct {
 // startApps starts the apps of --app: each is adopted and recovered like
 // the daemon's first app, its health monitor runs, its host names go to mux
 // and its control Server to ctl.Apps. stop ends their monitors and proxies.
-func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *release.File, logs *logRing,
+func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *release.File, logs *logRing, deployLog hclog.Logger,
 	popts proxy.Options, mux *proxy.Mux, ctl *control.Server, info control.Info, measure func(*daemon) control.App) (stop func(), err error) {
 	var apps []*extraApp
 	stop = func() {
@@ -83,7 +84,7 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 			return nil, usagef("--app %s: app %q is served already", s.path, app)
 		}
 		px := proxy.New(aopts)
-		d := newDaemon(app, plan, kit, px, store, logs)
+		d := newDaemon(app, plan, kit, px, store, logs, deployLog)
 		d.info = info
 		d.info.App, d.info.PID, d.info.Started = app, os.Getpid(), time.Now()
 		for _, h := range s.hosts {

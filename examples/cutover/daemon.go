@@ -20,6 +20,7 @@ import (
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
 	"github.com/cutover/deploy/strategy/rolling"
+	"github.com/hashicorp/go-hclog"
 )
 
 // daemon is the serve process's app: it implements control.App.
@@ -49,7 +50,7 @@ type daemon struct {
 
 var _ control.App = (*daemon)(nil)
 
-func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, store *release.File, logs *logRing) *daemon {
+func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, store *release.File, logs *logRing, log hclog.Logger) *daemon {
 	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: plan.Health()}
 	d.mon = &deploy.Monitor{
 		Router: px, Backend: kit.backend, App: app, Health: d.health,
@@ -62,6 +63,7 @@ func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, s
 		Store:       store,
 		FromRelease: d.fromRelease,
 		WaitTimeout: plan.WaitTimeout,
+		Logger:      log,
 		OnEvent:     d.onEvent,
 	}
 	// A routed machine gone for good (its restart policy, from [[restart]],
@@ -592,7 +594,7 @@ func orDash(s string) string {
 
 // validStrategy checks a strategy name, saying what to do.
 func validStrategy(name string, maxUnavailable float64) error {
-	if _, err := strategy.ByName(name, maxUnavailable); err != nil {
+	if _, err := strategy.ByName(name, strategy.Options{Rolling: rolling.Strategy{MaxUnavailable: maxUnavailable}}); err != nil {
 		n := strategy.Names
 		return usagef("unknown strategy %q: pass --strategy %s or %s", name, strings.Join(n[:len(n)-1], ", "), n[len(n)-1])
 	}

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy/control"
 )
@@ -56,4 +59,33 @@ func TestSelectLines(t *testing.T) {
 	assert.Equal(t, all(lines[2:]), all(selectLines(lines, control.LogOptions{Since: t0.Add(2 * time.Minute)})))
 	assert.Equal(t, all(lines[4:]), all(selectLines(lines, control.LogOptions{Since: t0.Add(90 * time.Second), Lines: 1})))
 	assert.Empty(t, selectLines(lines, control.LogOptions{Since: t0.Add(time.Hour)}))
+}
+
+func TestLogLevelFlag(t *testing.T) {
+	for _, name := range logLevels {
+		var l logLevel
+		assert.NoError(t, l.Set(name), name)
+		assert.Equal(t, name, l.String())
+	}
+	var l logLevel
+	assert.Equal(t, "info", l.String(), "the default")
+	assert.ErrorContains(t, l.Set("loud"), "want trace, debug, info, warn, error, off")
+
+	var out strings.Builder
+	err := runServe(context.Background(), []string{"--log-level", "loud"}, &out, &out)
+	assert.ErrorContains(t, err, `invalid value "loud" for flag -log-level: want trace, debug, info, warn, error, off`)
+}
+
+func TestDeployerLogInTheRing(t *testing.T) {
+	var out strings.Builder
+	ring := newLogRing(10, &out)
+	log := ring.hclogger("deployer", hclog.Info)
+	log.Debug("machine created", "machine", "m1")
+	log.Info("deploy started", "app", "web", "release", 3)
+	log.Warn("deploy failed", "phase", "health")
+	kept, _, _ := ring.subscribe(false)
+	require.Len(t, kept, 2, "debug is below the level")
+	assert.Regexp(t, `^\S+ \[INFO\]  deployer: deploy started: app=web release=3$`, kept[0])
+	assert.Regexp(t, `^\S+ \[WARN\]  deployer: deploy failed: phase=health$`, kept[1])
+	assert.Equal(t, strings.Join(kept, "\n")+"\n", out.String(), "copied to the ring's writer")
 }

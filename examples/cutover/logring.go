@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // logTimeLayout starts every line of the daemon's log.
@@ -73,4 +75,32 @@ type ringWriter struct {
 func (w ringWriter) Write(p []byte) (int, error) {
 	w.r.printf("%s%s", w.prefix, p)
 	return len(p), nil
+}
+
+// hclogger is an hclog logger named name writing into the ring (which times
+// each line) at level.
+func (r *logRing) hclogger(name string, level hclog.Level) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: level, Output: ringWriter{r, ""}, DisableTime: true})
+}
+
+// logLevel is the value of --log-level.
+type logLevel struct{ level hclog.Level }
+
+// logLevels are the names --log-level takes, the most verbose first.
+var logLevels = []string{"trace", "debug", "info", "warn", "error", "off"}
+
+func (l *logLevel) String() string {
+	if l == nil || l.level == hclog.NoLevel {
+		return "info"
+	}
+	return l.level.String()
+}
+
+func (l *logLevel) Set(s string) error {
+	lv := hclog.LevelFromString(s)
+	if lv == hclog.NoLevel {
+		return fmt.Errorf("want %s", strings.Join(logLevels, ", "))
+	}
+	l.level = lv
+	return nil
 }

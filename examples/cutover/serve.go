@@ -22,6 +22,7 @@ import (
 	"github.com/cutover/deploy/examples/cutover/internal/edge"
 	"github.com/cutover/deploy/proxy"
 	"github.com/cutover/deploy/release"
+	"github.com/hashicorp/go-hclog"
 )
 
 const serveAbout = `
@@ -74,6 +75,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	upgrade := c.fs.Bool("upgrade", false, "take over from the daemon running on the state directory: its listening sockets (no connection refused), then it drains and exits; for a new binary or new flags. SIGHUP or SIGUSR2 to a daemon does the same with its own binary")
 	ff := addFrontFlags(c.fs)
 	metricsAddr := c.fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, such as 127.0.0.1:9091 (default: off)")
+	level := logLevel{hclog.Info}
+	c.fs.Var(&level, "log-level", "what the deployer writes to the log besides the events: "+strings.Join(logLevels, ", ")+" (debug adds every machine step)")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
@@ -181,7 +184,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	d := newDaemon(app, plan, kit, px, store, logs)
+	deployLog := logs.hclogger("deployer", level.level)
+	d := newDaemon(app, plan, kit, px, store, logs, deployLog)
 	d.info = control.Info{App: app, Backend: kit.name, Addr: pub.Addr().String(), PID: os.Getpid(), Started: time.Now()}
 	measure, stopMetrics, err := startMetrics(*metricsAddr, logs)
 	if err != nil {
@@ -196,7 +200,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
 		Handover: d.handover(pub, ln, handedOver)}
 	// More apps (--app), each with its own proxy behind the host Mux.
-	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")}, mux, ctl, d.info, measure)
+	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")}, mux, ctl, d.info, measure)
 	if err != nil {
 		pub.Close()
 		if tlsLn != nil {

@@ -41,7 +41,7 @@ func main() {
 }
 
 func run(strategyName string, machines, workers int, asJSON bool) error {
-	s, err := strategy.ByName(strategyName, 0)
+	s, err := strategy.ByName(strategyName, strategy.Options{})
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,7 @@ func main() {
 }
 
 func run(ctx context.Context, strategyName string, machines, workers int, asJSON bool, engineList string) (err error) {
-	s, err := strategy.ByName(strategyName, 0)
+	s, err := strategy.ByName(strategyName, strategy.Options{})
 	if err != nil {
 		return err
 	}

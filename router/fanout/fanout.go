@@ -35,6 +35,7 @@ type Router struct {
 var (
 	_ deploy.Router         = (*Router)(nil)
 	_ deploy.WeightReporter = (*Router)(nil)
+	_ deploy.RouterWrapper  = (*Router)(nil)
 )
 
 // New returns a Router over routers, the first being the primary.
@@ -71,8 +72,8 @@ func (r *Router) Targets() map[string]int {
 }
 
 // Unwrap returns the primary router (nil without routers), so that what
-// looks for an ability through wrapped routers (the canary's statistics,
-// deploy.Monitor) finds the primary's.
+// looks for an ability through wrapped routers (deploy.RouterChain: the
+// canary's statistics, deploy.Monitor) finds the primary's.
 func (r *Router) Unwrap() deploy.Router {
 	if len(r.Routers) == 0 {
 		return nil

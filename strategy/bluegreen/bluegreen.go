@@ -35,6 +35,20 @@ type Strategy struct {
 	HoldTimeout time.Duration // how long to hold before aborting; 0 means DefaultHoldTimeout
 }
 
+var _ deploy.Validator = Strategy{}
+
+// Validate reports a negative Parallel or HoldTimeout, with an error wrapping
+// deploy.ErrInvalid; Deployer.Deploy calls it before it takes the app's lock.
+func (s Strategy) Validate() error {
+	switch {
+	case s.Parallel < 0:
+		return fmt.Errorf("bluegreen: %w: Parallel %d: want 0 (the default, %d) or more", deploy.ErrInvalid, s.Parallel, DefaultParallel)
+	case s.HoldTimeout < 0:
+		return fmt.Errorf("bluegreen: %w: HoldTimeout %s: want 0 (the default, %s) or more", deploy.ErrInvalid, s.HoldTimeout, DefaultHoldTimeout)
+	}
+	return nil
+}
+
 // Name returns "bluegreen".
 func (Strategy) Name() string { return "bluegreen" }
 

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cutover/deploy"
@@ -78,11 +79,54 @@ type Strategy struct {
 	Parallel int // machines started at once for the final roll-out; 0 means all
 }
 
+var _ deploy.Validator = Strategy{}
+
+// Validate reports settings a canary cannot run with, with an error wrapping
+// deploy.ErrInvalid that names the field: a step's Percent outside 1..99, a
+// negative count or duration, a threshold that is negative or not a number.
+// Deployer.Deploy calls it before it takes the app's lock.
+func (s Strategy) Validate() error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("canary: %w: %s %v: want %s", deploy.ErrInvalid, field, v, want)
+	}
+	for i, st := range s.Steps {
+		switch {
+		case st.Percent <= 0 || st.Percent >= 100:
+			return bad(fmt.Sprintf("Steps[%d].Percent", i), st.Percent, "1..99")
+		case st.Machines < 0:
+			return bad(fmt.Sprintf("Steps[%d].Machines", i), st.Machines, "0 (the previous step's) or more")
+		case st.Bake < 0:
+			return bad(fmt.Sprintf("Steps[%d].Bake", i), st.Bake, "0 (the Strategy's Bake) or more")
+		}
+	}
+	a := s.Analysis
+	switch {
+	case s.Bake < 0:
+		return bad("Bake", s.Bake, "0 (the default) or more")
+	case s.MaxBake < 0:
+		return bad("MaxBake", s.MaxBake, "0 (no extension) or more")
+	case s.Parallel < 0:
+		return bad("Parallel", s.Parallel, "0 (all at once) or more")
+	case !(a.MaxErrorRateIncrease >= 0) || math.IsInf(a.MaxErrorRateIncrease, 0):
+		return bad("Analysis.MaxErrorRateIncrease", a.MaxErrorRateIncrease, "0 (the default) or a positive number")
+	case !(a.MaxLatencyRatio >= 0) || math.IsInf(a.MaxLatencyRatio, 0):
+		return bad("Analysis.MaxLatencyRatio", a.MaxLatencyRatio, "0 (the default) or a positive number")
+	case a.LatencySlack < 0:
+		return bad("Analysis.LatencySlack", a.LatencySlack, "0 (the default) or more")
+	case a.Interval < 0:
+		return bad("Analysis.Interval", a.Interval, "0 (the default) or more")
+	}
+	return nil
+}
+
 // Name returns "canary".
 func (Strategy) Name() string { return "canary" }
 
 // Deploy runs the steps, then rolls out the rest.
 func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
 	if len(r.Old) == 0 { // nothing to compare with: a first deploy rolls out directly
 		return s.rollOut(ctx, r, nil)
 	}
@@ -95,9 +139,6 @@ func (s Strategy) Deploy(ctx context.Context, r *deploy.Rollout) error {
 	}
 	var canaries []deploy.Machine
 	for i, st := range steps {
-		if st.Percent <= 0 || st.Percent >= 100 {
-			return fmt.Errorf("canary: %w: step %d: percent %d not in 1..99", deploy.ErrInvalid, i+1, st.Percent)
-		}
 		want := max(st.Machines, len(canaries), 1)
 		want = min(want, r.Count)
 		if more := want - len(canaries); more > 0 {

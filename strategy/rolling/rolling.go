@@ -37,10 +37,21 @@ func (s Strategy) BatchSize(n int) (int, error) {
 		return max(1, int(math.Floor(v*float64(n)))), nil
 	case v != math.Trunc(v):
 		return 0, fmt.Errorf("rolling: %w: max_unavailable %v: a count must be whole", deploy.ErrInvalid, v)
-	case int(v) > n:
+	case v > float64(n):
 		return 0, fmt.Errorf("rolling: %w: max_unavailable %v is more than the %d machines", deploy.ErrInvalid, v, n)
 	}
 	return int(v), nil
+}
+
+var _ deploy.Validator = Strategy{}
+
+// Validate reports a MaxUnavailable that no machine count makes valid
+// (negative, NaN, infinite, a fractional count), with an error wrapping
+// deploy.ErrInvalid; Deployer.Deploy calls it before it takes the app's lock.
+// A count over the machine count is found at deploy time (BatchSize).
+func (s Strategy) Validate() error {
+	_, err := s.BatchSize(math.MaxInt)
+	return err
 }
 
 // Deploy replaces r.Old with r.Count machines of r.Spec, a batch at a time;
