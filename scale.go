@@ -15,7 +15,7 @@ import (
 // (draining, stopped, destroyed).
 const (
 	ScaleStarted   EventType = "scale_started"   // Message has the counts, such as "2 -> 4" or "web 2 -> 4, worker 1 -> 1"
-	ScaleSucceeded EventType = "scale_succeeded" // every group runs its count
+	ScaleSucceeded EventType = "scale_succeeded" // every group runs its count; Message as ScaleStarted's
 	ScaleFailed    EventType = "scale_failed"    // Err says why; machines launched by the scale were removed
 )
 
@@ -125,7 +125,7 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 		return res, err
 	}
 	res.Status = StatusSucceeded
-	emit(Event{Type: ScaleSucceeded, App: app, Time: time.Now(), Version: plan.version})
+	emit(Event{Type: ScaleSucceeded, App: app, Time: time.Now(), Version: plan.version, Message: strings.Join(change, ", ")})
 	return res, nil
 }
 

@@ -19,7 +19,6 @@ import (
 	"github.com/cutover/deploy/strategy"
 	"github.com/cutover/deploy/strategy/bluegreen"
 	"github.com/cutover/deploy/strategy/canary"
-	"github.com/cutover/deploy/strategy/rolling"
 )
 
 // daemon is the serve process's app: it implements control.App.
@@ -276,11 +275,23 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 	})
 }
 
-// Scale redeploys the current release with args.Count machines (a new
-// release, rolling: zero downtime), as fly scale count does with machines.
+// Scale runs args.Count (or args.Groups) machines of the current release,
+// as fly scale count does: machines are added (healthy before they take
+// traffic) or drained and removed; no release is made (the current one
+// records the count).
 func (d *daemon) Scale(ctx context.Context, args control.ScaleArgs, emit func(deploy.Event)) (*deploy.Result, error) {
-	if args.Count < 1 {
-		return nil, fmt.Errorf("%w: scale to %d: want at least 1 machine (cutover destroy removes them all)", deploy.ErrInvalid, args.Count)
+	counts := args.Groups
+	if len(counts) == 0 {
+		counts = map[string]int{"": args.Count}
+	}
+	for g, n := range counts {
+		if n < 1 {
+			what := "scale"
+			if g != "" {
+				what += " " + g
+			}
+			return nil, fmt.Errorf("%w: %s to %d: want at least 1 machine (cutover destroy removes them all)", deploy.ErrInvalid, what, n)
+		}
 	}
 	rels, err := d.store.List(ctx, d.app)
 	if err != nil {
@@ -294,23 +305,28 @@ func (d *daemon) Scale(ctx context.Context, args control.ScaleArgs, emit func(de
 		}
 	}
 	if cur == nil {
-		return nil, fmt.Errorf("%w: %s has no release to scale: deploy first (cutover deploy --count %d)", deploy.ErrNotFound, d.app, args.Count)
+		return nil, fmt.Errorf("%w: %s has no release to scale: deploy first (cutover deploy --count N)", deploy.ErrNotFound, d.app)
 	}
-	req, err := config.FromRelease(*cur)
-	if err != nil {
+	if err := d.kit.prepare(ctx, cur.Image, nil); err != nil { // its image still runs here (Docker: it exists)
 		return nil, err
 	}
-	if err := d.kit.prepare(ctx, cur.Image, req.ReleaseCommand); err != nil {
-		return nil, err
-	}
-	req.Spec.Version = ""
-	req.ReleaseCommand = nil // the release ran it
-	req.Count, req.User = args.Count, args.User
-	req.Strategy = rolling.Strategy{}
-	req.Description = fmt.Sprintf("scale v%d to %d machines", cur.Version, args.Count)
-	return d.operate(ctx, "scale", "rolling", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
-		return d.dep.Deploy(ctx, req)
+	return d.operate(ctx, "scale", "", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
+		d.logs.printf("scale: %s asks for %s", orDash(args.User), scaleWords(counts))
+		return d.dep.ScaleGroups(ctx, d.app, counts)
 	})
+}
+
+// scaleWords says a scale's counts, such as "3 machines" or "web=2 worker=1".
+func scaleWords(counts map[string]int) string {
+	if n, ok := counts[""]; ok && len(counts) == 1 {
+		return fmt.Sprintf("%d machines", n)
+	}
+	var parts []string
+	for g, n := range counts {
+		parts = append(parts, fmt.Sprintf("%s=%d", orDash(g), n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
 }
 
 // Destroy takes every machine of the app out of traffic, then stops and

@@ -312,6 +312,15 @@ wait:
 
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if handed := isClosed(handedOver); handed {
+		// The new daemon accepts from now on: this one stops accepting and
+		// asks its clients to reconnect (there) before it closes what stays idle.
+		dctx, cancel := context.WithTimeout(sctx, handoverDrain)
+		if err := srv.Drain(dctx); err != nil {
+			logs.printf("upgrade: %v; closing them", err)
+		}
+		cancel()
+	}
 	if err := ctl.Shutdown(sctx); err != nil {
 		logs.printf("control shutdown: %v", err)
 	}
@@ -442,6 +451,21 @@ func recoverWords(res *deploy.Result) string {
 		return "an interrupted deploy was rolled back to " + res.FromVersion
 	}
 	return "an interrupted first deploy was removed"
+}
+
+// handoverDrain bounds how long a daemon that handed its sockets over waits
+// for its clients to leave their connections (each response asks them to)
+// before it closes those left idle.
+const handoverDrain = 10 * time.Second
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // The names of the sockets a daemon hands over to its successor.

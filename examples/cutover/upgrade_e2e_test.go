@@ -28,7 +28,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 
 	ctx := context.Background()
-	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Mixed: true})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 100))
 
