@@ -245,7 +245,10 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 		for _, n := range names {
 			known = known || n == g
 		}
-		if !known {
+		switch {
+		case !known && len(names) == 1 && names[0] == "":
+			return nil, fmt.Errorf("scale %s: %w: no process group %q: the app has none; give its count alone", app, ErrInvalid, g)
+		case !known:
 			return nil, fmt.Errorf("scale %s: %w: no process group %q (groups: %s)", app, ErrInvalid, g, strings.Join(names, ", "))
 		}
 	}

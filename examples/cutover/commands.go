@@ -427,14 +427,15 @@ now), traffic weight and proxy statistics, and the deploy running, if any.`, std
 
 func runLogs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	c := newFlags("logs", "[-f] [-n N] [--since D]", `
-Show the daemon's log (deploy events, health changes, proxy errors) and the
-output of machines that keep it (Docker containers, release commands).
-With -f, follow new lines until interrupted.`, stdout)
+Show the daemon's log (deploy events, health changes, proxy errors), then the
+output of each machine that keeps it (Docker containers, release commands,
+mem workers), as kept by the daemon: -n and --since select from each of them,
+with -f or without. With -f, follow new lines until interrupted.`, stdout)
 	follow := c.fs.Bool("f", false, "follow new lines")
 	c.fs.BoolVar(follow, "follow", false, "same as -f")
-	lines := c.fs.Int("n", 0, "show only the last N lines kept (of the daemon's log, and of each machine's without -f); 0: all")
+	lines := c.fs.Int("n", 0, "show only the last N lines kept of the daemon's log and of each machine's output; 0: all")
 	c.fs.IntVar(lines, "lines", 0, "same as -n")
-	since := c.durationFlag("since", 0, "show only the daemon's lines of this last while, such as 10m")
+	since := c.durationFlag("since", 0, "show only the lines (the daemon's and the machines') written in this last while, such as 10m or 600")
 	cl, err := c.connect(ctx, args)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +31,7 @@ type daemon struct {
 	store  *release.File
 	health deploy.HealthChecker
 	logs   *logRing
+	mlogs  *machineLogs // the machines' output
 	info   control.Info
 
 	mu     sync.Mutex
@@ -45,7 +45,7 @@ type daemon struct {
 var _ control.App = (*daemon)(nil)
 
 func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, store *release.File, logs *logRing) *daemon {
-	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: plan.Health()}
+	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: plan.Health(), mlogs: newMachineLogs(kit.backend, app)}
 	d.mon = &deploy.Monitor{
 		Router: px, Backend: kit.backend, App: app, Health: d.health,
 		OnEvent: func(e deploy.Event) { d.logs.printf("health: %s", describe(e)) },
@@ -77,6 +77,9 @@ func (d *daemon) fromRelease(rel deploy.Release) (deploy.Request, error) {
 // onEvent logs every deploy event and passes it to the operation's watcher.
 func (d *daemon) onEvent(e deploy.Event) {
 	d.logs.printf("deploy: %s", describe(e))
+	if e.Type == deploy.MachineStarted {
+		d.mlogs.machineStarted() // follow its output from its start
+	}
 	d.mu.Lock()
 	emit := d.emit
 	if d.op != nil {
@@ -445,86 +448,42 @@ func (d *daemon) Promote(context.Context) error { return d.decide(true) }
 func (d *daemon) Abort(context.Context) error   { return d.decide(false) }
 
 // Logs sends the daemon's log and, for machines that keep output (Docker
-// containers, release commands), theirs.
+// containers, mem workers), theirs: each source's lines as opts selects
+// them (written since opts.Since, the last opts.Lines), with -f or without.
 func (d *daemon) Logs(ctx context.Context, opts control.LogOptions, emit func(string)) error {
-	follow := opts.Follow
-	var mu sync.Mutex
-	send := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		emit(s)
-	}
-	kept, sub, unsub := d.logs.subscribe(follow)
+	kept, sub, unsub := d.logs.subscribe(opts.Follow)
 	defer unsub()
+	mkept, msub, munsub := d.mlogs.subscribe(ctx, opts)
+	defer munsub()
 	for _, l := range selectLines(kept, opts) {
-		send(l)
+		emit(l)
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	followed := map[string]bool{}
-	scan := func() {
-		ms, err := d.kit.backend.List(ctx, d.app)
-		if err != nil {
-			return
-		}
-		for _, m := range ms {
-			lr, ok := m.(deploy.LogReader)
-			if !ok || followed[m.ID()] {
-				continue
-			}
-			followed[m.ID()] = true
-			rc, err := lr.Logs(ctx, follow)
-			if err != nil {
-				continue
-			}
-			prefix := fmt.Sprintf("[%s %s] ", m.ID(), m.Spec().Version)
-			copyLines := func() {
-				defer rc.Close()
-				sc := bufio.NewScanner(rc)
-				sc.Buffer(make([]byte, 64<<10), 1<<20)
-				if follow {
-					for sc.Scan() {
-						send(prefix + sc.Text())
-					}
-					return
-				}
-				var lines []string
-				for sc.Scan() {
-					lines = append(lines, prefix+sc.Text())
-				}
-				if opts.Lines > 0 && len(lines) > opts.Lines {
-					lines = lines[len(lines)-opts.Lines:]
-				}
-				for _, l := range lines {
-					send(l)
-				}
-			}
-			if !follow {
-				copyLines()
-				continue
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); copyLines() }()
-		}
+	for _, l := range mkept {
+		emit(l)
 	}
-	scan()
-	if !follow {
+	if !opts.Follow {
 		return nil
 	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case l := <-sub:
-			send(l)
-		case <-t.C:
-			scan() // follow machines started since
+			emit(l)
+		case l := <-msub:
+			emit(l)
 		}
 	}
+}
+
+// watch runs the app's health monitor and follows its machines' output
+// until ctx ends.
+func (d *daemon) watch(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.mlogs.run(ctx) }()
+	_ = d.mon.Run(ctx)
+	wg.Wait()
 }
 
 // selectLines returns the daemon's log lines opts asks for: written at or

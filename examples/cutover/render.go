@@ -328,6 +328,9 @@ func failure(res *control.Result, err error) error {
 	if res == nil {
 		return err
 	}
+	if res.Strategy == "scale" && res.Version == "" {
+		return err // refused: nothing changed
+	}
 	if res.Strategy == "scale" {
 		return &deployError{msg: fmt.Sprintf("scale of %s %s failed: %s; %d machines of %s run (cutover status)",
 			res.App, orDash(res.Version), oneLine(err), len(res.Machines), orDash(res.Version)), err: err}

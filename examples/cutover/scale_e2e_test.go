@@ -93,7 +93,7 @@ func TestScaleCLI(t *testing.T) {
 	}
 	r = e.run("scale", "nosuch=2")
 	assert.NotEqual(t, 0, r.code)
-	assert.Contains(t, r.stderr, `no process group "nosuch"`)
+	assert.Contains(t, r.stderr, `cutover scale: scale scale: invalid: no process group "nosuch": the app has none; give its count alone`)
 
 	lr := run.Stop()
 	t.Logf("load across scale 2 -> 4, an upgrade, scale 4 -> 1: %s", lr)

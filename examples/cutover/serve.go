@@ -262,7 +262,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
-	go func() { defer close(monDone); _ = d.mon.Run(monCtx) }()
+	go func() { defer close(monDone); d.watch(monCtx) }()
 
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub, tlsLn) }()
