@@ -43,7 +43,10 @@ To restart without dropping a request (a new binary, new flags), run
 SIGUSR2 to the daemon (it starts its own binary so): the new daemon takes the
 listening sockets over the control socket (SCM_RIGHTS), starts the app here
 (mem: new machines of the current release, at its count; docker: adopts the
-containers), serves, and the old one drains its requests and exits. Every
+containers), serves, and the old one stops accepting, asks each client to
+reconnect (its next response closes the connection: "Connection: close",
+a GOAWAY over HTTP/2), waits up to 10s for them to go, drains its requests
+and exits. Every
 listening socket is handed over: the control socket, the HTTP port, the
 HTTPS port and the metrics address; one the new flags move to another port
 is listened on anew (and the old one closes with the old daemon). A

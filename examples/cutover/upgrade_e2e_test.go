@@ -16,6 +16,21 @@ import (
 	"github.com/cutover/deploy/deploytest"
 )
 
+// upgrade starts `cutover serve --backend mem --upgrade more...` and waits
+// until the old daemon handed its sockets over and exited 0.
+func (e *env) upgrade(more ...string) {
+	e.t.Helper()
+	oldDone, oldStop, oldLog := e.done, e.stop, e.log
+	e.start("mem", append([]string{"--upgrade"}, more...)...)
+	select {
+	case <-oldDone:
+	case <-time.After(2 * time.Minute):
+		e.t.Fatalf("the old daemon did not exit after the handover:\n%s", oldLog.String())
+	}
+	oldStop() // checks it exited 0 and logs its output
+	assert.Contains(e.t, oldLog.String(), "a new daemon took over the sockets")
+}
+
 // `cutover serve --upgrade` takes over the running daemon's sockets under
 // load: no request is refused or fails across the restart; the old daemon
 // drains and exits 0, the new one serves the app at its count and deploys.
@@ -33,16 +48,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	require.NoError(t, run.WaitRequests(ctx, 100))
 
 	for i := range 2 { // twice: the new daemon hands over as well
-		oldDone, oldStop, oldLog := e.done, e.stop, e.log
-		e.start("mem", "--upgrade")
-		select {
-		case <-oldDone:
-			assert.NoError(t, e.exitErr, "the old daemon exits 0")
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("the old daemon did not exit after the handover:\n%s", oldLog.String())
-		}
-		oldStop() // logs its output
-		assert.Contains(t, oldLog.String(), "a new daemon took over the sockets")
+		e.upgrade()
 		require.NoError(t, run.WaitRequests(ctx, int64(300*(i+2))))
 	}
 
@@ -92,16 +98,7 @@ func TestUpgradeTLSUnderLoad(t *testing.T) {
 	require.NoError(t, h1.WaitRequests(ctx, 100))
 
 	for i := range 2 {
-		oldDone, oldStop, oldLog := e.done, e.stop, e.log
-		e.start("mem", append([]string{"--upgrade"}, flags...)...)
-		select {
-		case <-oldDone:
-			assert.NoError(t, e.exitErr, "the old daemon exits 0")
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("the old daemon did not exit after the handover:\n%s", oldLog.String())
-		}
-		oldStop()
-		assert.Contains(t, oldLog.String(), "a new daemon took over the sockets")
+		e.upgrade(flags...)
 		assert.Regexp(t, `took over the sockets of pid \d+ \(control on \S+, https on 127\.0\.0\.1:\d+, metrics on 127\.0\.0\.1:\d+, public on 127\.0\.0\.1:\d+\)`, e.log.String())
 		assert.NotContains(t, e.log.String(), "not served here")
 		require.NoError(t, h2.WaitRequests(ctx, int64(300*(i+2))))
