@@ -14,7 +14,7 @@ import (
 // the machines launched (created, started, healthy, routed) or removed
 // (draining, stopped, destroyed).
 const (
-	ScaleStarted   EventType = "scale_started"   // Message has the counts, such as "2 -> 4" or "web 2 -> 4, worker 1 -> 1"
+	ScaleStarted   EventType = "scale_started"   // Message has the counts, such as "2 -> 4", "web 2 -> 4" or "no change"
 	ScaleSucceeded EventType = "scale_succeeded" // every group runs its count; Message as ScaleStarted's
 	ScaleFailed    EventType = "scale_failed"    // Err says why; machines launched by the scale were removed
 )
@@ -85,6 +85,9 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 		if g.count != len(g.machines) || len(plan.groups) == 1 {
 			change = append(change, strings.TrimSpace(fmt.Sprintf("%s %d -> %d", g.name, len(g.machines), g.count)))
 		}
+	}
+	if len(change) == 0 {
+		change = []string{"no change"}
 	}
 	emit(Event{Type: ScaleStarted, App: app, Time: time.Now(), Version: plan.version, Message: strings.Join(change, ", ")})
 
