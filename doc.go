@@ -15,8 +15,9 @@
 // machine before anything changes. A failed deploy leaves the previous version
 // serving and removes what it created; when traffic had already moved, the
 // previous version is restored (Result.Status is StatusRolledBack). Rollback
-// redeploys a stored release; Recover finishes or undoes a deploy whose
-// process died; Monitor keeps checking routed machines after a deploy,
+// redeploys a stored release; Scale runs more or fewer machines of the
+// current release without a new one, as fly scale count does; Recover
+// finishes or undoes a deploy whose process died; Monitor keeps checking routed machines after a deploy,
 // readmits those their backend restarted (MachineSpec.Restart) and replaces
 // those gone for good.
 //

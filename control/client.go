@@ -223,8 +223,8 @@ func (c *Client) Rollback(ctx context.Context, args RollbackArgs, onEvent func(E
 	return c.operate(ctx, "/v1/rollback", args, false, onEvent)
 }
 
-// Scale asks the daemon to run args.Count machines of the current release,
-// like Deploy.
+// Scale asks the daemon to run args.Count (or args.Groups) machines of the
+// current release, watching it like Deploy.
 func (c *Client) Scale(ctx context.Context, args ScaleArgs, onEvent func(Event)) (*Result, error) {
 	return c.operate(ctx, "/v1/scale", args, false, onEvent)
 }

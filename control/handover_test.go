@@ -17,13 +17,17 @@ import (
 	"github.com/cutover/deploy/proxy"
 )
 
-// A listener handed over keeps its address and the connections waiting on
-// it: the new owner accepts them; Done reports ready once, or not ready when
-// the taker gives up; a refusal's reason reaches the taker.
+// Listeners handed over (several, by name) keep their addresses and the
+// connections waiting on them: the new owner accepts them; Done reports
+// ready once, or not ready when the taker gives up; a refusal's reason
+// reaches the taker.
 func TestHandover(t *testing.T) {
 	pub, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer pub.Close()
+	tlsPort, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer tlsPort.Close()
 	done := make(chan bool, 2)
 	refuse := error(nil)
 	px := proxy.New(proxy.Options{})
@@ -34,7 +38,11 @@ func TestHandover(t *testing.T) {
 				return nil, refuse
 			}
 			f, err := pub.(*net.TCPListener).File()
-			return map[string]*os.File{"public": f}, err
+			if err != nil {
+				return nil, err
+			}
+			f2, err := tlsPort.(*net.TCPListener).File()
+			return map[string]*os.File{"public": f, "https": f2}, err
 		},
 		Done: func(ready bool) { done <- ready },
 	}}
@@ -60,15 +68,24 @@ func TestHandover(t *testing.T) {
 	tk.Files["public"].Close()
 	defer ln.Close()
 	assert.Equal(t, pub.Addr().String(), ln.Addr().String())
+	require.Len(t, tk.Files, 2)
+	ln2, err := net.FileListener(tk.Files["https"])
+	require.NoError(t, err)
+	tk.Files["https"].Close()
+	defer ln2.Close()
+	assert.Equal(t, tlsPort.Addr().String(), ln2.Addr().String())
 	require.NoError(t, tk.Ready())
 	assert.True(t, <-done)
-	pub.Close() // the old one stops accepting: the socket stays open in the new
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
-	acc, err := ln.Accept()
-	require.NoError(t, err)
-	acc.Close()
+	pub.Close() // the old one stops accepting: the sockets stay open in the new
+	tlsPort.Close()
+	for _, l := range []net.Listener{ln, ln2} {
+		conn, err := net.Dial("tcp", l.Addr().String())
+		require.NoError(t, err)
+		defer conn.Close()
+		acc, err := l.Accept()
+		require.NoError(t, err)
+		acc.Close()
+	}
 
 	refuse = errors.New("a deploy runs")
 	_, err = control.TakeOver(ctx, path)

@@ -254,10 +254,14 @@ type Scaler interface {
 	Scale(ctx context.Context, args ScaleArgs, emit func(deploy.Event)) (*deploy.Result, error)
 }
 
-// ScaleArgs is one scale asked of a daemon's App.
+// ScaleArgs is one scale asked of a daemon's App: machines of the current
+// release, per process group.
 type ScaleArgs struct {
-	Count int    `json:"count"` // machines to run, at least 1
-	User  string `json:"user,omitempty"`
+	Count int `json:"count,omitempty"` // machines of the default process group, at least 1; with Groups unset
+	// Groups are machines per process group ("" the default one), at least
+	// 1 each; groups left out keep their count. When set, Count is unused.
+	Groups map[string]int `json:"groups,omitempty"`
+	User   string         `json:"user,omitempty"`
 }
 
 // Destroyer is an App that can remove all of its app's machines; a Server

@@ -105,7 +105,7 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		a := &extraApp{d: d, monDone: make(chan struct{})}
 		var monCtx context.Context
 		monCtx, a.stopMon = context.WithCancel(context.Background())
-		go func() { defer close(a.monDone); _ = d.mon.Run(monCtx) }()
+		go func() { defer close(a.monDone); d.watch(monCtx) }()
 		apps = append(apps, a)
 		if ctl.Apps == nil {
 			ctl.Apps = map[string]*control.Server{}

@@ -444,14 +444,15 @@ func engineHint(backend, id string) string {
 
 func runLogs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	c := newFlags("logs", "[-f] [-n N] [--since D]", `
-Show the daemon's log (deploy events, health changes, proxy errors) and the
-output of machines that keep it (Docker containers, release commands).
-With -f, follow new lines until interrupted.`, stdout)
+Show the daemon's log (deploy events, health changes, proxy errors), then the
+output of each machine that keeps it (Docker containers, release commands,
+mem workers), as kept by the daemon: -n and --since select from each of them,
+with -f or without. With -f, follow new lines until interrupted.`, stdout)
 	follow := c.fs.Bool("f", false, "follow new lines")
 	c.fs.BoolVar(follow, "follow", false, "same as -f")
-	lines := c.fs.Int("n", 0, "show only the last N lines kept (of the daemon's log, and of each machine's without -f); 0: all")
+	lines := c.fs.Int("n", 0, "show only the last N lines kept of the daemon's log and of each machine's output; 0: all")
 	c.fs.IntVar(lines, "lines", 0, "same as -n")
-	since := c.durationFlag("since", 0, "show only the daemon's lines of this last while, such as 10m")
+	since := c.durationFlag("since", 0, "show only the lines (the daemon's and the machines') written in this last while, such as 10m or 600")
 	cl, err := c.connect(ctx, args)
 	if err != nil {
 		return err
@@ -498,21 +499,25 @@ func decide(ctx context.Context, args []string, stdout io.Writer, verb, about st
 }
 
 func runScale(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	c := newFlags("scale", "N [--json]", `
-Run N machines of the current release: the daemon redeploys it with N
-machines (a new release, rolling, so nothing stops serving).`, stdout)
+	c := newFlags("scale", "N [--process-group G] | GROUP=N... [--json]", `
+Run N machines of the current release, as fly scale count does: new machines
+start and pass their health checks before they take traffic, extra ones leave
+traffic and drain before they stop (those that do not run first, then the
+last listed). No release is made, and no version: the current release
+records the count, which a restart of the daemon and a rollback to it
+restore. N applies to the default process group (the first; the only one
+without [processes]) or to --process-group; GROUP=N sets several, such as
+web=2 worker=1.`, stdout)
 	c.addBackendFlag()
+	group := c.fs.String("process-group", "", "the process group N is for (default: the first)")
 	asJSON := c.fs.Bool("json", false, "print events and the result as JSON lines")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("want the number of machines: cutover scale N")
-	}
-	n, err := strconv.Atoi(pos[0])
-	if err != nil || n < 1 {
-		return usagef("scale %q: want a number of machines, at least 1 (cutover destroy removes them all)", pos[0])
+	counts, err := scaleCounts(pos, *group)
+	if err != nil {
+		return err
 	}
 	_, cl, err := c.loadAndDial(ctx)
 	if err != nil {
@@ -520,8 +525,37 @@ machines (a new release, rolling, so nothing stops serving).`, stdout)
 	}
 	defer cl.Close()
 	r := newRenderer(stdout, *asJSON)
-	res, err := cl.Scale(ctx, control.ScaleArgs{Count: n, User: currentUser()}, r.event)
+	res, err := cl.Scale(ctx, control.ScaleArgs{Groups: counts, User: currentUser()}, r.event)
 	return finish(r, res, err)
+}
+
+// scaleCounts reads scale's arguments: N (for group, "" the default one)
+// or GROUP=N pairs, as fly scale count takes them.
+func scaleCounts(pos []string, group string) (map[string]int, error) {
+	if len(pos) == 0 {
+		return nil, usagef("want the number of machines: cutover scale N, or GROUP=N per process group")
+	}
+	counts := map[string]int{}
+	for _, a := range pos {
+		g, v, named := strings.Cut(a, "=")
+		if !named {
+			g, v = group, a
+			if len(pos) > 1 {
+				return nil, usagef("scale %s: give one N, or GROUP=N per process group", strings.Join(pos, " "))
+			}
+		} else if group != "" {
+			return nil, usagef("--process-group with %s: give either N with --process-group, or GROUP=N", a)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || named && g == "" {
+			return nil, usagef("scale %q: want a number of machines, at least 1 (cutover destroy removes them all)", a)
+		}
+		if _, dup := counts[g]; dup {
+			return nil, usagef("scale: group %s given twice", g)
+		}
+		counts[g] = n
+	}
+	return counts, nil
 }
 
 func runDestroy(ctx context.Context, args []string, stdout, _ io.Writer) error {

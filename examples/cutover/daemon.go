@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +33,7 @@ type daemon struct {
 	store  *release.File
 	health deploy.HealthChecker
 	logs   *logRing
+	mlogs  *machineLogs // the machines' output
 	info   control.Info
 
 	mu     sync.Mutex
@@ -51,7 +51,7 @@ type daemon struct {
 var _ control.App = (*daemon)(nil)
 
 func newDaemon(app string, plan config.Plan, kit *backendKit, px *proxy.Proxy, store *release.File, logs *logRing, log hclog.Logger) *daemon {
-	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: plan.Health()}
+	d := &daemon{app: app, plan: plan, kit: kit, px: px, store: store, logs: logs, health: plan.Health(), mlogs: newMachineLogs(kit.backend, app)}
 	d.mon = &deploy.Monitor{
 		Router: px, Backend: kit.backend, App: app, Health: d.health,
 		OnEvent: func(e deploy.Event) { d.logs.printf("health: %s", describe(e)) },
@@ -84,6 +84,9 @@ func (d *daemon) fromRelease(rel deploy.Release) (deploy.Request, error) {
 // onEvent logs every deploy event and passes it to the operation's watcher.
 func (d *daemon) onEvent(e deploy.Event) {
 	d.logs.printf("deploy: %s", describe(e))
+	if e.Type == deploy.MachineStarted {
+		d.mlogs.machineStarted() // follow its output from its start
+	}
 	d.mu.Lock()
 	emit := d.emit
 	if d.op != nil {
@@ -307,11 +310,23 @@ func (d *daemon) Rollback(ctx context.Context, args control.RollbackArgs, emit f
 	})
 }
 
-// Scale redeploys the current release with args.Count machines (a new
-// release, rolling: zero downtime), as fly scale count does with machines.
+// Scale runs args.Count (or args.Groups) machines of the current release,
+// as fly scale count does: machines are added (healthy before they take
+// traffic) or drained and removed; no release is made (the current one
+// records the count).
 func (d *daemon) Scale(ctx context.Context, args control.ScaleArgs, emit func(deploy.Event)) (*deploy.Result, error) {
-	if args.Count < 1 {
-		return nil, fmt.Errorf("%w: scale to %d: want at least 1 machine (cutover destroy removes them all)", deploy.ErrInvalid, args.Count)
+	counts := args.Groups
+	if len(counts) == 0 {
+		counts = map[string]int{"": args.Count}
+	}
+	for g, n := range counts {
+		if n < 1 {
+			what := "scale"
+			if g != "" {
+				what += " " + g
+			}
+			return nil, fmt.Errorf("%w: %s to %d: want at least 1 machine (cutover destroy removes them all)", deploy.ErrInvalid, what, n)
+		}
 	}
 	rels, err := d.store.List(ctx, d.app)
 	if err != nil {
@@ -325,23 +340,28 @@ func (d *daemon) Scale(ctx context.Context, args control.ScaleArgs, emit func(de
 		}
 	}
 	if cur == nil {
-		return nil, fmt.Errorf("%w: %s has no release to scale: deploy first (cutover deploy --count %d)", deploy.ErrNotFound, d.app, args.Count)
+		return nil, fmt.Errorf("%w: %s has no release to scale: deploy first (cutover deploy --count N)", deploy.ErrNotFound, d.app)
 	}
-	req, err := config.FromRelease(*cur)
-	if err != nil {
+	if err := d.kit.prepare(ctx, cur.Image, nil); err != nil { // its image still runs here (Docker: it exists)
 		return nil, err
 	}
-	if err := d.kit.prepare(ctx, cur.Image, req.ReleaseCommand); err != nil {
-		return nil, err
-	}
-	req.Spec.Version = ""
-	req.ReleaseCommand = nil // the release ran it
-	req.Count, req.User = args.Count, args.User
-	req.Strategy = rolling.Strategy{}
-	req.Description = fmt.Sprintf("scale v%d to %d machines", cur.Version, args.Count)
-	return d.operate(ctx, "scale", "rolling", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
-		return d.dep.Deploy(ctx, req)
+	return d.operate(ctx, "scale", "", nil, emit, func(ctx context.Context) (*deploy.Result, error) {
+		d.logs.printf("scale: %s asks for %s", orDash(args.User), scaleWords(counts))
+		return d.dep.ScaleGroups(ctx, d.app, counts)
 	})
+}
+
+// scaleWords says a scale's counts, such as "3 machines" or "web=2 worker=1".
+func scaleWords(counts map[string]int) string {
+	if n, ok := counts[""]; ok && len(counts) == 1 {
+		return fmt.Sprintf("%d machines", n)
+	}
+	var parts []string
+	for g, n := range counts {
+		parts = append(parts, fmt.Sprintf("%s=%d", orDash(g), n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
 }
 
 // Destroy takes every machine of the app out of traffic, then stops and
@@ -460,86 +480,42 @@ func (d *daemon) Promote(context.Context) error { return d.decide(true) }
 func (d *daemon) Abort(context.Context) error   { return d.decide(false) }
 
 // Logs sends the daemon's log and, for machines that keep output (Docker
-// containers, release commands), theirs.
+// containers, mem workers), theirs: each source's lines as opts selects
+// them (written since opts.Since, the last opts.Lines), with -f or without.
 func (d *daemon) Logs(ctx context.Context, opts control.LogOptions, emit func(string)) error {
-	follow := opts.Follow
-	var mu sync.Mutex
-	send := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		emit(s)
-	}
-	kept, sub, unsub := d.logs.subscribe(follow)
+	kept, sub, unsub := d.logs.subscribe(opts.Follow)
 	defer unsub()
+	mkept, msub, munsub := d.mlogs.subscribe(ctx, opts)
+	defer munsub()
 	for _, l := range selectLines(kept, opts) {
-		send(l)
+		emit(l)
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	followed := map[string]bool{}
-	scan := func() {
-		ms, err := d.kit.backend.List(ctx, d.app)
-		if err != nil {
-			return
-		}
-		for _, m := range ms {
-			lr, ok := m.(deploy.LogReader)
-			if !ok || followed[m.ID()] {
-				continue
-			}
-			followed[m.ID()] = true
-			rc, err := lr.Logs(ctx, follow)
-			if err != nil {
-				continue
-			}
-			prefix := fmt.Sprintf("[%s %s] ", m.ID(), m.Spec().Version)
-			copyLines := func() {
-				defer rc.Close()
-				sc := bufio.NewScanner(rc)
-				sc.Buffer(make([]byte, 64<<10), 1<<20)
-				if follow {
-					for sc.Scan() {
-						send(prefix + sc.Text())
-					}
-					return
-				}
-				var lines []string
-				for sc.Scan() {
-					lines = append(lines, prefix+sc.Text())
-				}
-				if opts.Lines > 0 && len(lines) > opts.Lines {
-					lines = lines[len(lines)-opts.Lines:]
-				}
-				for _, l := range lines {
-					send(l)
-				}
-			}
-			if !follow {
-				copyLines()
-				continue
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); copyLines() }()
-		}
+	for _, l := range mkept {
+		emit(l)
 	}
-	scan()
-	if !follow {
+	if !opts.Follow {
 		return nil
 	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case l := <-sub:
-			send(l)
-		case <-t.C:
-			scan() // follow machines started since
+			emit(l)
+		case l := <-msub:
+			emit(l)
 		}
 	}
+}
+
+// watch runs the app's health monitor and follows its machines' output
+// until ctx ends.
+func (d *daemon) watch(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.mlogs.run(ctx) }()
+	_ = d.mon.Run(ctx)
+	wg.Wait()
 }
 
 // selectLines returns the daemon's log lines opts asks for: written at or

@@ -3,8 +3,10 @@ package main_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,12 +17,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/examples/cutover/internal/testlog"
 )
 
 // daemon runs `cutover serve` with args in dir until the test ends (SIGTERM,
-// then a kill after a minute), and waits until url answers (any status).
+// then a kill after a minute), and waits until url answers (any status)
+// and its recovery after the start ended.
 func daemon(t *testing.T, dir, url string, args ...string) (stop func(), log *testlog.Buffer) {
 	t.Helper()
 	log = &testlog.Buffer{}
@@ -54,6 +58,9 @@ func daemon(t *testing.T, dir, url string, args ...string) (stop func(), log *te
 		res, err := c.Get(url)
 		if err == nil {
 			res.Body.Close()
+			err = recovered(dir) // deploys are refused until the start's recovery ends
+		}
+		if err == nil {
 			return stop, log
 		}
 		select {
@@ -118,4 +125,18 @@ func TestMetricsDuringDeploy(t *testing.T) {
 	assert.Equal(t, 2.0, metricSum(t, murl, `cutover_deploy_duration_seconds_count{app="mx",outcome="succeeded",strategy="rolling"}`))
 	assert.GreaterOrEqual(t, metricSum(t, murl, `cutover_health_checks_total{app="mx",result="healthy"}`), 4.0)
 	assert.Positive(t, metricSum(t, murl, `cutover_proxy_request_duration_seconds_count{app="mx"`))
+}
+
+// recovered returns nil once the daemon of the app in dir answers on its
+// control socket and its recovery after the start ended.
+func recovered(dir string) error {
+	c := control.Dial(filepath.Join(dir, ".cutover", "cutover.sock"))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err == nil && st.Operation != nil && st.Operation.Kind == "recover" {
+		err = errors.New("recovering")
+	}
+	return err
 }

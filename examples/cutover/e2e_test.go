@@ -161,7 +161,8 @@ func (e *env) run(args ...string) result {
 	return r
 }
 
-// start runs `cutover serve` and waits until its socket answers. Cleanup
+// start runs `cutover serve` and waits until its socket answers and its
+// recovery after the start ended (deploys are refused until then). Cleanup
 // stops it with SIGTERM (killing it if it does not stop within a minute).
 func (e *env) start(backend string, more ...string) {
 	e.t.Helper()
@@ -209,13 +210,13 @@ func (e *env) start(backend string, more ...string) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		info, err := c.Info(ctx)
+		st, err := c.Status(ctx)
 		cancel()
-		if err == nil && info.PID == cmd.Process.Pid {
+		if err == nil && st.PID == cmd.Process.Pid && (st.Operation == nil || st.Operation.Kind != "recover") {
 			return
 		}
 		if err == nil {
-			err = fmt.Errorf("pid %d answers", info.PID) // the daemon this one takes over from
+			err = fmt.Errorf("pid %d answers, running %v", st.PID, st.Operation) // the daemon this one takes over from, or recovering
 		}
 		select {
 		case err := <-exited:

@@ -143,10 +143,12 @@ func (f *frontFlags) handler(px *proxy.Proxy) (http.Handler, *proxy.Mux, error) 
 	return mux, mux, nil
 }
 
-// listenTLS listens on the HTTPS port, or returns nil without TLS.
-func (f *frontFlags) listenTLS() (net.Listener, error) {
-	if f.httpsPort == 0 {
-		return nil, nil
+// listenTLS listens on the HTTPS port, or returns nil without TLS. handed,
+// when not nil, is the HTTPS port taken over from the daemon an upgrade
+// replaces: it is used as is.
+func (f *frontFlags) listenTLS(handed net.Listener) (net.Listener, error) {
+	if f.httpsPort == 0 || handed != nil {
+		return handed, nil
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(f.bind, strconv.Itoa(f.httpsPort)))
 	if err != nil {

@@ -12,6 +12,9 @@ import (
 	"github.com/cutover/deploy/deploytest"
 )
 
+// memWorkerJob is how often a demo worker logs a job done.
+const memWorkerJob = 500 * time.Millisecond
+
 // memBootDelay is how long a demo machine takes to boot, so that deploys take
 // long enough to watch.
 const memBootDelay = 300 * time.Millisecond
@@ -21,7 +24,8 @@ const memBootDelay = 300 * time.Millisecond
 // with "crash" crashes after boot and one starting with "unhealthy" fails
 // its /health checks, to show failed deploys. Any release command succeeds;
 // a machine that serves runs the demo app whatever its command, and a worker
-// (a process group with no service) runs a demo worker until stopped.
+// (a process group with no service) runs a demo worker until stopped, which
+// logs a job done twice a second.
 func newMemKit(logs *logRing) *backendKit {
 	b := mem.New()
 	b.Inject(mem.Fault{ListenAfter: memBootDelay})
@@ -74,8 +78,16 @@ func newMemKit(logs *logRing) *backendKit {
 				}
 				b.RegisterCommand(s.Cmd[0], func(ctx context.Context, args []string, env map[string]string, out *mem.Output) int {
 					fmt.Fprintf(out, "demo worker %q (group %s): working until stopped\n", strings.Join(args, " "), env["FLY_PROCESS_GROUP"])
-					<-ctx.Done()
-					return 0
+					t := time.NewTicker(memWorkerJob)
+					defer t.Stop()
+					for job := 1; ; job++ {
+						select {
+						case <-ctx.Done():
+							return 0
+						case <-t.C:
+							fmt.Fprintf(out, "demo worker: job %d done\n", job)
+						}
+					}
 				})
 			}
 		},

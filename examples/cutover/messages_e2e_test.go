@@ -75,7 +75,7 @@ func TestInterruptAndAbort(t *testing.T) {
 
 	// Ctrl-C while a machine waits for its checks (demo:unhealthy never passes).
 	cmd, wait := e.startCmd("deploy", "--image", "demo:unhealthy", "--wait-timeout", "120")
-	e.waitOperation(func(op *control.Operation) bool { return op.Kind == "deploy" })
+	e.waitOperation(func(op *control.Operation) bool { return op.Kind == "deploy" && op.Version != "" }) // its release exists
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	r := wait()
 	assert.Equal(t, 1, r.code)
@@ -103,14 +103,15 @@ func TestInterruptAndAbort(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "no deploy is running")
 
-	// scale and destroy.
+	// scale (no release made) and destroy.
+	before := lastRelease(t, e)
 	r = e.run("scale", "3")
 	require.Equal(t, 0, r.code, r.stderr)
 	var st control.Status
 	require.NoError(t, json.Unmarshal([]byte(e.run("status", "--json").stdout), &st))
 	require.Len(t, st.Machines, 3)
 	assert.Equal(t, "demo:v1", st.Machines[0].Image)
-	assert.Contains(t, lastRelease(t, e).Description, "to 3 machines")
+	assert.Equal(t, before.Version, lastRelease(t, e).Version, "a scale makes no release")
 	assert.Equal(t, 2, e.run("scale", "0").code)
 	r = e.run("destroy")
 	assert.Equal(t, 2, r.code)
@@ -147,7 +148,7 @@ func TestMessagesTellTheTruth(t *testing.T) {
 
 	// SIGTERM to the daemon during a deploy.
 	_, wait := e.startCmd("deploy", "--image", "demo:unhealthy", "--wait-timeout", "2m")
-	e.waitOperation(func(op *control.Operation) bool { return op.Kind == "deploy" })
+	e.waitOperation(func(op *control.Operation) bool { return op.Kind == "deploy" && op.Version != "" }) // its release exists
 	e.stop()
 	r = wait()
 	assert.Equal(t, 1, r.code)

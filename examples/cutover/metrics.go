@@ -13,17 +13,19 @@ import (
 )
 
 // startMetrics serves the daemon's Prometheus metrics at http://addr/metrics
-// when addr is set. It returns measure, which taps an app's deploy and health
-// events and returns the App to serve for it (its deploys counted), and a
-// function that stops the metrics server. With addr empty, measure returns
-// its daemon as is.
-func startMetrics(addr string, logs *logRing) (measure func(*daemon) control.App, stop func(), err error) {
+// when addr is set, on ln when it is not nil (a socket taken over from the
+// daemon an upgrade replaces). It returns measure, which taps an app's deploy
+// and health events and returns the App to serve for it (its deploys
+// counted), the listener it serves on, and a function that stops the metrics
+// server. With addr empty, measure returns its daemon as is and ln is nil.
+func startMetrics(addr string, ln net.Listener, logs *logRing) (measure func(*daemon) control.App, _ net.Listener, stop func(), err error) {
 	if addr == "" {
-		return func(d *daemon) control.App { return d }, func() {}, nil
+		return func(d *daemon) control.App { return d }, nil, func() {}, nil
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot listen on --metrics-addr %s: %w", addr, err)
+	if ln == nil {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, nil, nil, fmt.Errorf("cannot listen on --metrics-addr %s: %w", addr, err)
+		}
 	}
 	coll := metrics.New()
 	measure = func(d *daemon) control.App {
@@ -49,7 +51,7 @@ func startMetrics(addr string, logs *logRing) (measure func(*daemon) control.App
 		}
 	}()
 	logs.printf("metrics on http://%s/metrics", ln.Addr())
-	return measure, func() { _ = srv.Close(); <-done }, nil
+	return measure, ln, func() { _ = srv.Close(); <-done }, nil
 }
 
 // measured is an App whose deploys and rollbacks are counted.

@@ -99,7 +99,7 @@ func newTTYRenderer(w io.Writer, width int, color bool) *ttyRenderer {
 // outcome reports whether e ends a deploy: shown below the machine lines.
 func outcome(e control.Event) bool {
 	switch e.Type {
-	case deploy.DeploySucceeded, deploy.DeployFailed, deploy.DeployRolledBack:
+	case deploy.DeploySucceeded, deploy.DeployFailed, deploy.DeployRolledBack, deploy.ScaleSucceeded, deploy.ScaleFailed:
 		return true
 	}
 	return false
@@ -245,6 +245,12 @@ func phrase(e control.Event) string {
 		s = fmt.Sprintf("==> deploy of %s failed", e.Version)
 	case deploy.DeployRolledBack:
 		s = fmt.Sprintf("==> rolled back: %s serves again", e.Version)
+	case deploy.ScaleStarted:
+		s = fmt.Sprintf("==> scaling %s %s: %s machines", e.App, e.Version, e.Message)
+	case deploy.ScaleSucceeded:
+		s = fmt.Sprintf("==> %s scaled: %s machines", e.Version, e.Message)
+	case deploy.ScaleFailed:
+		s = fmt.Sprintf("==> scale of %s failed", e.Version)
 	case deploy.DeployHeld:
 		s = fmt.Sprintf("==> held: %s; run `cutover promote` to switch traffic or `cutover abort`", e.Message)
 	case deploy.ReleaseCommand:
@@ -298,6 +304,10 @@ func summary(res *control.Result) string {
 	if res.Status == control.StatusRunning {
 		return fmt.Sprintf("deploy of %s %s started; it goes on in the daemon: watch it with `cutover status` or `cutover logs -f`", res.App, orDash(res.Version))
 	}
+	if res.Strategy == "scale" {
+		return fmt.Sprintf("✔ %s %s scaled in %s: %d machines: %s", res.App, res.Version,
+			(time.Duration(res.DurationMS) * time.Millisecond).String(), len(res.Machines), strings.Join(res.Machines, " "))
+	}
 	return fmt.Sprintf("✔ %s %s deployed with %s in %s; machines: %s", res.App, res.Version, res.Strategy,
 		(time.Duration(res.DurationMS) * time.Millisecond).String(), strings.Join(res.Machines, " "))
 }
@@ -317,6 +327,13 @@ func failure(res *control.Result, err error) error {
 	}
 	if res == nil {
 		return err
+	}
+	if res.Strategy == "scale" && res.Version == "" {
+		return err // refused: nothing changed
+	}
+	if res.Strategy == "scale" {
+		return &deployError{msg: fmt.Sprintf("scale of %s %s failed: %s; %d machines of %s run (cutover status)",
+			res.App, orDash(res.Version), oneLine(err), len(res.Machines), orDash(res.Version)), err: err}
 	}
 	what := "failed"
 	switch {

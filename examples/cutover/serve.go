@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,13 @@ To restart without dropping a request (a new binary, new flags), run
 SIGUSR2 to the daemon (it starts its own binary so): the new daemon takes the
 listening sockets over the control socket (SCM_RIGHTS), starts the app here
 (mem: new machines of the current release, at its count; docker: adopts the
-containers), serves, and the old one drains its requests and exits. A
+containers), serves, and the old one stops accepting, asks each client to
+reconnect (its next response closes the connection: "Connection: close",
+a GOAWAY over HTTP/2), waits up to 10s for them to go, drains its requests
+and exits. Every
+listening socket is handed over: the control socket, the HTTP port, the
+HTTPS port and the metrics address; one the new flags move to another port
+is listened on anew (and the old one closes with the old daemon). A
 handover waits for no deploy: it is refused while one runs.`
 
 // backendKit is a backend and what the daemon needs around it.
@@ -108,15 +115,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var ln, pub net.Listener
 	var tk *control.Takeover
-	if *upgrade && ff.httpsPort != 0 {
-		return usagef("--upgrade hands over the HTTP port only, not --https-port: stop and start the daemon instead")
-	}
+	var handed handedSockets // an upgrade's sockets not yet used
+	defer handed.closeUnused(nil)
 	if *upgrade {
-		if tk, ln, pub, err = takeOver(ctx, c.socket()); err != nil {
+		if tk, handed, err = takeOver(ctx, c.socket()); err != nil {
 			return err
 		}
-		logs.printf("upgrade: took over the sockets of pid %d (proxy on %s); it serves until this daemon is ready", tk.PID, pub.Addr())
+		logs.printf("upgrade: took over the sockets of pid %d (%s); it serves until this daemon is ready", tk.PID, handed)
 		defer tk.Abandon() // until Ready: the old daemon goes on serving
+		ln = handed.take(sockControl, 0)
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(true)
+		}
+		pub = handed.take(sockHTTP, *port)
 	} else {
 		ln, err = control.Listen(c.socket())
 		if errors.Is(err, control.ErrInUse) {
@@ -178,7 +189,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		pub.Close()
 		return err
 	}
-	tlsLn, err := ff.listenTLS()
+	var tlsHanded net.Listener
+	if ff.httpsPort != 0 {
+		tlsHanded = handed.take(sockHTTPS, ff.httpsPort)
+	}
+	tlsLn, err := ff.listenTLS(tlsHanded)
 	if err != nil {
 		pub.Close()
 		return err
@@ -187,7 +202,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	deployLog := logs.hclogger("deployer", level.level)
 	d := newDaemon(app, plan, kit, px, store, logs, deployLog)
 	d.info = control.Info{App: app, Backend: kit.name, Addr: pub.Addr().String(), PID: os.Getpid(), Started: time.Now()}
-	measure, stopMetrics, err := startMetrics(*metricsAddr, logs)
+	var metricsLn net.Listener
+	if *metricsAddr != "" {
+		metricsLn = handed.take(sockMetrics, addrPort(*metricsAddr))
+	}
+	measure, metricsLn, stopMetrics, err := startMetrics(*metricsAddr, metricsLn, logs)
 	if err != nil {
 		pub.Close()
 		if tlsLn != nil {
@@ -196,9 +215,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer stopMetrics()
+	handed.closeUnused(logs) // what the old daemon served and this one does not closes with it
+	listeners := map[string]net.Listener{sockControl: ln, sockHTTP: pub}
+	if tlsLn != nil {
+		listeners[sockHTTPS] = tlsLn
+	}
+	if metricsLn != nil {
+		listeners[sockMetrics] = metricsLn
+	}
 	handedOver := make(chan struct{})
 	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
-		Handover: d.handover(pub, ln, handedOver)}
+		Handover: d.handover(listeners, handedOver)}
 	// More apps (--app), each with its own proxy behind the host Mux.
 	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")}, mux, ctl, d.info, measure)
 	if err != nil {
@@ -243,7 +270,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
-	go func() { defer close(monDone); _ = d.mon.Run(monCtx) }()
+	go func() { defer close(monDone); d.watch(monCtx) }()
 
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub, tlsLn) }()
@@ -293,6 +320,15 @@ wait:
 
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if handed := isClosed(handedOver); handed {
+		// The new daemon accepts from now on: this one stops accepting and
+		// asks its clients to reconnect (there) before it closes what stays idle.
+		dctx, cancel := context.WithTimeout(sctx, handoverDrain)
+		if err := srv.Drain(dctx); err != nil {
+			logs.printf("upgrade: %v; closing them", err)
+		}
+		cancel()
+	}
 	if err := ctl.Shutdown(sctx); err != nil {
 		logs.printf("control shutdown: %v", err)
 	}
@@ -425,62 +461,135 @@ func recoverWords(res *deploy.Result) string {
 	return "an interrupted first deploy was removed"
 }
 
-// takeOver takes the sockets of the daemon on the control socket at path.
-func takeOver(ctx context.Context, path string) (*control.Takeover, net.Listener, net.Listener, error) {
+// handoverDrain bounds how long a daemon that handed its sockets over waits
+// for its clients to leave their connections (each response asks them to)
+// before it closes those left idle.
+const handoverDrain = 10 * time.Second
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// The names of the sockets a daemon hands over to its successor.
+const (
+	sockControl = "control" // the control socket
+	sockHTTP    = "public"  // the proxy's HTTP port (--port)
+	sockHTTPS   = "https"   // the proxy's HTTPS port (--https-port)
+	sockMetrics = "metrics" // the Prometheus metrics (--metrics-addr)
+)
+
+// handedSockets are the listening sockets an upgrade took over, by name,
+// until this daemon uses them.
+type handedSockets map[string]net.Listener
+
+// take returns the socket name listening on port (0: any port) for this
+// daemon to serve on, or nil when none was handed over or it listens on
+// another port (new flags: this daemon listens anew).
+func (h handedSockets) take(name string, port int) net.Listener {
+	l := h[name]
+	if l == nil || port != 0 && addrPort(l.Addr().String()) != port {
+		return nil
+	}
+	delete(h, name)
+	return l
+}
+
+// closeUnused closes the sockets not taken, saying so in logs (when not
+// nil): this daemon does not serve them, and they close with the old one.
+func (h handedSockets) closeUnused(logs *logRing) {
+	for name, l := range h {
+		if logs != nil {
+			logs.printf("upgrade: the old daemon's %s socket on %s is not served here (other flags): it closes with the old daemon", name, l.Addr())
+		}
+		l.Close()
+		delete(h, name)
+	}
+}
+
+// String lists the sockets, such as "control, https on 127.0.0.1:8443".
+func (h handedSockets) String() string {
+	var parts []string
+	for name, l := range h {
+		parts = append(parts, name+" on "+l.Addr().String())
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+// addrPort is the port of a host:port address, 0 when it has none.
+func addrPort(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// takeOver takes every listening socket of the daemon on the control socket
+// at path (the control socket and the HTTP port at least).
+func takeOver(ctx context.Context, path string) (*control.Takeover, handedSockets, error) {
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	tk, err := control.TakeOver(tctx, path)
 	if errors.Is(err, control.ErrUnreachable) {
-		return nil, nil, nil, fmt.Errorf("--upgrade: no daemon answers at %s to take over from: run cutover serve without --upgrade", path)
+		return nil, nil, fmt.Errorf("--upgrade: no daemon answers at %s to take over from: run cutover serve without --upgrade", path)
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--upgrade: the daemon at %s does not hand over: %s", path, oneLine(err))
+		return nil, nil, fmt.Errorf("--upgrade: the daemon at %s does not hand over: %s", path, oneLine(err))
 	}
-	listener := func(name string) (net.Listener, error) {
-		f := tk.Files[name]
-		if f == nil {
-			return nil, fmt.Errorf("--upgrade: the daemon handed over no %s socket", name)
+	h := handedSockets{}
+	var errs []error
+	for name, f := range tk.Files {
+		l, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s socket: %w", name, err))
+			continue
 		}
-		defer f.Close()
-		return net.FileListener(f)
+		h[name] = l
 	}
-	ln, err := listener("control")
-	if err != nil {
+	for _, name := range []string{sockControl, sockHTTP} {
+		if h[name] == nil && len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("the daemon handed over no %s socket", name))
+		}
+	}
+	if len(errs) > 0 {
+		h.closeUnused(nil)
 		tk.Abandon()
-		return nil, nil, nil, err
+		return nil, nil, fmt.Errorf("--upgrade: %w", errors.Join(errs...))
 	}
-	if ul, ok := ln.(*net.UnixListener); ok {
-		ul.SetUnlinkOnClose(true)
-	}
-	pub, err := listener("public")
-	if err != nil {
-		ln.Close()
-		tk.Abandon()
-		return nil, nil, nil, err
-	}
-	return tk, ln, pub, nil
+	return tk, h, nil
 }
 
-// handover gives a new daemon (serve --upgrade) this one's sockets, when no
-// operation runs; handedOver is closed once it serves.
-func (d *daemon) handover(pub, ln net.Listener, handedOver chan struct{}) *control.Handover {
+// handover gives a new daemon (serve --upgrade) this one's listening
+// sockets, by name, when no operation runs; handedOver is closed once it
+// serves.
+func (d *daemon) handover(listeners map[string]net.Listener, handedOver chan struct{}) *control.Handover {
 	return &control.Handover{
 		Files: func() (map[string]*os.File, error) {
 			if err := d.freeze(); err != nil {
 				return nil, err
 			}
-			pf, err := pub.(interface{ File() (*os.File, error) }).File()
-			if err != nil {
-				d.thaw()
-				return nil, err
+			files := map[string]*os.File{}
+			for name, l := range listeners {
+				f, err := l.(interface{ File() (*os.File, error) }).File()
+				if err != nil {
+					for _, f := range files {
+						f.Close()
+					}
+					d.thaw()
+					return nil, fmt.Errorf("%s socket: %w", name, err)
+				}
+				files[name] = f
 			}
-			cf, err := ln.(interface{ File() (*os.File, error) }).File()
-			if err != nil {
-				pf.Close()
-				d.thaw()
-				return nil, err
-			}
-			return map[string]*os.File{"public": pf, "control": cf}, nil
+			return files, nil
 		},
 		Done: func(ready bool) {
 			if !ready {
@@ -488,7 +597,7 @@ func (d *daemon) handover(pub, ln net.Listener, handedOver chan struct{}) *contr
 				d.thaw()
 				return
 			}
-			if ul, ok := ln.(*net.UnixListener); ok {
+			if ul, ok := listeners[sockControl].(*net.UnixListener); ok {
 				ul.SetUnlinkOnClose(false) // the socket file is the new daemon's now
 			}
 			close(handedOver)

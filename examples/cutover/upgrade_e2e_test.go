@@ -2,6 +2,11 @@ package main_test
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -10,6 +15,21 @@ import (
 
 	"github.com/cutover/deploy/deploytest"
 )
+
+// upgrade starts `cutover serve --backend mem --upgrade more...` and waits
+// until the old daemon handed its sockets over and exited 0.
+func (e *env) upgrade(more ...string) {
+	e.t.Helper()
+	oldDone, oldStop, oldLog := e.done, e.stop, e.log
+	e.start("mem", append([]string{"--upgrade"}, more...)...)
+	select {
+	case <-oldDone:
+	case <-time.After(2 * time.Minute):
+		e.t.Fatalf("the old daemon did not exit after the handover:\n%s", oldLog.String())
+	}
+	oldStop() // checks it exited 0 and logs its output
+	assert.Contains(e.t, oldLog.String(), "a new daemon took over the sockets")
+}
 
 // `cutover serve --upgrade` takes over the running daemon's sockets under
 // load: no request is refused or fails across the restart; the old daemon
@@ -23,21 +43,12 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 
 	ctx := context.Background()
-	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
+	run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Mixed: true})
 	defer run.Stop()
 	require.NoError(t, run.WaitRequests(ctx, 100))
 
 	for i := range 2 { // twice: the new daemon hands over as well
-		oldDone, oldStop, oldLog := e.done, e.stop, e.log
-		e.start("mem", "--upgrade")
-		select {
-		case <-oldDone:
-			assert.NoError(t, e.exitErr, "the old daemon exits 0")
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("the old daemon did not exit after the handover:\n%s", oldLog.String())
-		}
-		oldStop() // logs its output
-		assert.Contains(t, oldLog.String(), "a new daemon took over the sockets")
+		e.upgrade()
 		require.NoError(t, run.WaitRequests(ctx, int64(300*(i+2))))
 	}
 
@@ -49,4 +60,74 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	t.Logf("load across two upgrades and a deploy: %s", lr)
 	assert.Zero(t, lr.Failed, "no request refused or failed: %v", lr.Errors)
 	assert.Equal(t, map[string]int64{"v2": run.Epoch(testOnly)["v2"]}, run.Epoch(testOnly))
+}
+
+// A daemon serving HTTPS (and metrics) hands over every listening socket:
+// `serve --upgrade` with the same --https-port and --metrics-addr takes them
+// over under load through HTTPS, HTTP/2 and HTTP/1.1 at once, both with
+// mixed requests (uploads, streams, slow answers); no request is refused or fails across two
+// upgrades, the metrics answer on the same address from the new daemon, and
+// HTTP still redirects to HTTPS.
+func TestUpgradeTLSUnderLoad(t *testing.T) {
+	e := newEnv(t, "upgradetls", "demo:v1")
+	certFile, keyFile, pool := selfSigned(t, e.dir, "app.test")
+	httpsPort, metricsAddr := freePort(t), "127.0.0.1:"+strconv.Itoa(freePort(t))
+	flags := []string{"--https-port", strconv.Itoa(httpsPort), "--cert", certFile, "--key", keyFile, "--host", "app.test", "--metrics-addr", metricsAddr}
+	e.start("mem", flags...)
+	r := e.run("deploy", "--image", "demo:v1", "--count", "2")
+	require.Equal(t, 0, r.code, r.stderr)
+
+	transport := func(h2 bool) *http.Transport {
+		d := &net.Dialer{}
+		tr := &http.Transport{Proxy: nil, ForceAttemptHTTP2: h2, TLSClientConfig: &tls.Config{RootCAs: pool},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, "127.0.0.1:"+strconv.Itoa(httpsPort))
+			}}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		return tr
+	}
+	ctx := context.Background()
+	h2 := deploytest.StartLoad(ctx, "https://app.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Mixed: true, Transport: transport(true)})
+	defer h2.Stop()
+	h1 := deploytest.StartLoad(ctx, "https://app.test", deploytest.LoadOptions{Workers: 2, Duration: 5 * time.Minute, Mixed: true, Transport: transport(false)})
+	defer h1.Stop()
+	require.NoError(t, h2.WaitRequests(ctx, 100))
+	require.NoError(t, h1.WaitRequests(ctx, 100))
+
+	for i := range 2 {
+		e.upgrade(flags...)
+		assert.Regexp(t, `took over the sockets of pid \d+ \(control on \S+, https on 127\.0\.0\.1:\d+, metrics on 127\.0\.0\.1:\d+, public on 127\.0\.0\.1:\d+\)`, e.log.String())
+		assert.NotContains(t, e.log.String(), "not served here")
+		require.NoError(t, h2.WaitRequests(ctx, int64(300*(i+2))))
+		require.NoError(t, h1.WaitRequests(ctx, int64(300*(i+2))))
+		res, err := http.Get("http://" + metricsAddr + "/metrics")
+		require.NoError(t, err, "the metrics address is served after the upgrade")
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		assert.Equal(t, http.StatusOK, res.StatusCode)
+	}
+
+	plain := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", e.url()+"/x", nil)
+	req.Host = "app.test"
+	res, err := plain.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusPermanentRedirect, res.StatusCode, "the HTTP port, handed over too, redirects to HTTPS")
+
+	r = e.run("deploy", "--image", "demo:v2")
+	require.Equal(t, 0, r.code, r.stderr)
+	n := h2.Mark()
+	require.NoError(t, h2.WaitEpoch(ctx, n, 100))
+	for name, run := range map[string]*deploytest.Load{"HTTP/2": h2, "HTTP/1.1": h1} {
+		lr := run.Stop()
+		t.Logf("HTTPS load (%s) across two upgrades and a deploy: %s", name, lr)
+		assert.NotZero(t, lr.Requests)
+		assert.Zero(t, lr.Failed, "%s: no request refused or failed: %v", name, lr.Errors)
+	}
+	assert.Equal(t, map[string]int64{"v2": h2.Epoch(n)["v2"]}, h2.Epoch(n))
 }

@@ -20,6 +20,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -131,6 +133,12 @@ type Front struct {
 	httpSrv *http.Server
 	tlsSrv  *http.Server // nil without TLS
 	hosts   proxy.Mux    // opts.Hosts, matched as the proxy matches them
+
+	draining atomic.Bool // responses close their connections (see Drain)
+	mu       sync.Mutex
+	lns      []*stopListener // what Serve accepts on, for Drain to stop
+	conns    int             // client connections open, on both servers
+	changed  chan struct{}   // closed and replaced when conns changes
 }
 
 // New returns a Front for h, or an error when the options cannot serve
@@ -139,9 +147,11 @@ func New(h http.Handler, opts Options) (*Front, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	f := &Front{opts: opts, h: bodyIdle(h, opts.BodyIdleTimeout)}
+	f := &Front{opts: opts, changed: make(chan struct{})}
+	f.h = f.closing(bodyIdle(h, opts.BodyIdleTimeout))
 	if !opts.TLS() {
 		f.httpSrv = proxy.NewServer("", f.h, opts.Server)
+		f.httpSrv.ConnState = f.connState
 		return f, nil
 	}
 	for _, h := range opts.Hosts {
@@ -174,10 +184,105 @@ func New(h http.Handler, opts Options) (*Front, error) {
 		tc = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 	}
 	tc.MinVersion = tls.VersionTLS12
-	f.httpSrv = proxy.NewServer("", httpH, opts.Server)
+	f.httpSrv = proxy.NewServer("", f.closing(httpH), opts.Server)
 	f.tlsSrv = proxy.NewServer("", f.h, opts.Server)
 	f.tlsSrv.TLSConfig = tc
+	f.httpSrv.ConnState, f.tlsSrv.ConnState = f.connState, f.connState
 	return f, nil
+}
+
+// closing wraps h so that, once the Front drains, each response closes its
+// connection: "Connection: close" over HTTP/1, a GOAWAY over HTTP/2. The
+// client's next request then opens a new connection.
+func (f *Front) closing(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// connState counts the open client connections.
+func (f *Front) connState(_ net.Conn, st http.ConnState) {
+	d := 0
+	switch st {
+	case http.StateNew:
+		d = 1
+	case http.StateClosed, http.StateHijacked:
+		d = -1
+	default:
+		return
+	}
+	f.mu.Lock()
+	f.conns += d
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// Drain hands the clients over to another process serving the same
+// listening sockets (a daemon upgrade): Serve stops accepting (the sockets
+// stay open in the other process, which accepts from then on), every
+// response closes its connection, and Drain returns once no client
+// connection is open, or ctx ends. It does not close connections: Shutdown,
+// after it, closes those left idle and waits for the requests in flight.
+//
+// Closing an idle keep-alive connection at once, as Shutdown does, races
+// with a client that sends its next request on it: a POST would fail. Over a
+// connection that answers "Connection: close" (a GOAWAY over HTTP/2) a
+// client never sends another request.
+func (f *Front) Drain(ctx context.Context) error {
+	f.mu.Lock()
+	f.draining.Store(true)
+	lns := f.lns
+	f.mu.Unlock()
+	for _, l := range lns {
+		l.stop()
+	}
+	for {
+		f.mu.Lock()
+		n, changed := f.conns, f.changed
+		f.mu.Unlock()
+		if n <= 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("edge: drain: %d client connections still open: %w", n, ctx.Err())
+		}
+	}
+}
+
+// errStopped is what a stopListener's Accept returns once Drain stopped it.
+var errStopped = errors.New("edge: stopped accepting: another process serves the socket")
+
+// stopListener is a listener Drain can stop without Serve taking it for a
+// failure.
+type stopListener struct {
+	net.Listener
+	once    sync.Once
+	stopped atomic.Bool
+}
+
+func (l *stopListener) stop() {
+	l.stopped.Store(true)
+	l.once.Do(func() { _ = l.Listener.Close() })
+}
+
+func (l *stopListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.stopped.Load() {
+		return nil, errStopped
+	}
+	return c, err
+}
+
+func (l *stopListener) Close() error {
+	var err error
+	l.once.Do(func() { err = l.Listener.Close() })
+	return err
 }
 
 // Serve serves HTTP on httpLn and, with TLS, HTTPS on tlsLn (nil without
@@ -193,15 +298,31 @@ func (f *Front) Serve(httpLn, tlsLn net.Listener) error {
 	}
 	errs := make(chan error, 2)
 	n := 1
-	go func() { errs <- f.httpSrv.Serve(httpLn) }()
+	hl, tl := &stopListener{Listener: httpLn}, (*stopListener)(nil)
 	if tlsLn != nil {
+		tl = &stopListener{Listener: tlsLn}
+	}
+	f.mu.Lock()
+	f.lns = append(f.lns, hl)
+	if tl != nil {
+		f.lns = append(f.lns, tl)
+	}
+	if f.draining.Load() { // Drain ran before Serve: accept nothing
+		hl.stop()
+		if tl != nil {
+			tl.stop()
+		}
+	}
+	f.mu.Unlock()
+	go func() { errs <- f.httpSrv.Serve(hl) }()
+	if tl != nil {
 		n++
-		go func() { errs <- f.tlsSrv.Serve(tls.NewListener(tlsLn, f.tlsSrv.TLSConfig)) }()
+		go func() { errs <- f.tlsSrv.Serve(tls.NewListener(tl, f.tlsSrv.TLSConfig)) }()
 	}
 	var first error
 	for range n {
 		err := <-errs
-		if errors.Is(err, http.ErrServerClosed) {
+		if errors.Is(err, http.ErrServerClosed) || errors.Is(err, errStopped) {
 			err = nil
 		}
 		if err != nil && first == nil {
