@@ -277,12 +277,11 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	if hc == nil {
 		hc = d.groupHealth(spec)
 	}
-	r := newRollout(spec, count, old, d.Backend, d.Router, hc, routes, serialize(func(e Event) {
+	r := d.newRollout(spec, count, old, hc, routes, serialize(func(e Event) {
 		res.Counts[e.Type]++
 		d.event(log, e)
 	}))
 	r.logger = log
-	r.clock = d.clock()
 	r.WaitTimeout = waitTimeout(req.WaitTimeout, d.WaitTimeout)
 
 	from := "first deploy"

@@ -143,10 +143,9 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 				hc = d.groupHealth(specs[i])
 			}
 		}
-		r := newRollout(specs[i], counts[i], oldBy[req.Groups[i].Name], d.Backend, d.Router, hc, shared.snapshot(), emit)
+		r := d.newRollout(specs[i], counts[i], oldBy[req.Groups[i].Name], hc, shared.snapshot(), emit)
 		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
 		r.logger = log.With("group", req.Groups[i].Name)
-		r.clock = d.clock()
 		r.WaitTimeout = wait
 		return r
 	}
@@ -186,10 +185,9 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		}
 	}
 	if err == nil && len(orphans) > 0 {
-		r := newRollout(specs[0], 0, orphans, d.Backend, d.Router, nil, shared.snapshot(), emit)
+		r := d.newRollout(specs[0], 0, orphans, nil, shared.snapshot(), emit)
 		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
 		r.logger = log
-		r.clock = d.clock()
 		if rerr := r.Retire(ctx, orphans...); rerr != nil {
 			log.Warn("machines of groups no longer deployed were not all removed", "error", rerr)
 		}
@@ -334,10 +332,9 @@ func (d *Deployer) undoGroups(ctx context.Context, newest Release, prev *Release
 		if restore != nil && restore.Count > 0 && restore.Spec.NoService || restore == nil && spec.NoService {
 			hc = StaysRunning{}
 		}
-		r := newRollout(spec, count, oldBy[name], d.Backend, d.Router, hc, shared.snapshot(), emit)
+		r := d.newRollout(spec, count, oldBy[name], hc, shared.snapshot(), emit)
 		r.router = &scopedRouter{rt: d.Router, shared: shared, r: r}
 		r.logger = d.logger().With("app", newest.App, "group", name)
-		r.clock = d.clock()
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = newBy[name]
 		for _, m := range r.created {

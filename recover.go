@@ -135,9 +135,8 @@ func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) 
 			spec = prev.Spec
 		}
 		hc := d.groupHealth(spec)
-		r := newRollout(newest.Spec, newest.Count, olds, d.Backend, d.Router, hc, routes, emit)
+		r := d.newRollout(newest.Spec, newest.Count, olds, hc, routes, emit)
 		r.logger = log
-		r.clock = d.clock()
 		r.WaitTimeout = waitTimeout(d.WaitTimeout)
 		r.created = news
 		r.moved = true
@@ -238,12 +237,11 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	if wr, ok := d.Router.(WeightReporter); ok {
 		routes = wr.Targets()
 	}
-	r := newRollout(spec, rel.Count, alive, d.Backend, d.Router, d.groupHealth(spec), routes, serialize(func(e Event) {
+	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, serialize(func(e Event) {
 		res.Counts[e.Type]++
 		d.event(log, e)
 	}))
 	r.logger = log
-	r.clock = d.clock()
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)
 	r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)})
 	news, err := r.LaunchNew(ctx, LaunchOptions{Count: missing})

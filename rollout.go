@@ -46,10 +46,10 @@ type Rollout struct {
 // newRollout returns a Rollout ready for a Strategy. onEvent may be nil.
 // routes is the router's current target set; nil means every old machine at
 // weight 1.
-func newRollout(spec MachineSpec, count int, old []Machine, b Backend, rt Router, hc HealthChecker, routes map[string]int, onEvent func(Event)) *Rollout {
+func (d *Deployer) newRollout(spec MachineSpec, count int, old []Machine, hc HealthChecker, routes map[string]int, onEvent func(Event)) *Rollout {
 	r := &Rollout{
 		App: spec.App, Spec: spec, Count: count, Old: old,
-		backend: b, router: rt, Health: hc, logger: hclog.NewNullLogger(),
+		backend: d.Backend, router: d.Router, Health: hc, logger: hclog.NewNullLogger(), clock: d.clock(),
 		emit:   onEvent,
 		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{}, oldIDs: map[string]bool{},
 		unrouted: spec.NoService,

@@ -97,9 +97,8 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 		if g.count == len(g.machines) {
 			continue
 		}
-		r := newRollout(g.spec, g.count, g.machines, d.Backend, d.Router, d.groupHealth(g.spec), routes, emit)
+		r := d.newRollout(g.spec, g.count, g.machines, d.groupHealth(g.spec), routes, emit)
 		r.logger, r.WaitTimeout = log.With("group", g.name), wait
-		r.clock = d.clock()
 		if err = scaleOne(ctx, r, g); err != nil {
 			if g.name != "" {
 				err = fmt.Errorf("group %s: %w", g.name, err)
