@@ -105,8 +105,3 @@ func (p *Proxy) hold(ctx context.Context, key string, ps *pause, lim *limits) (*
 	}
 	return p.queue.waitFor(ctx, key, nil, ps.timeout, length, errPaused)
 }
-
-// Retries returns how many attempts the proxy made after a request's first
-// since New: on another target after a failed connection, or once more after
-// a connection that broke before the response (idempotent requests).
-func (p *Proxy) Retries() uint64 { return p.retries.Load() }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -187,50 +186,4 @@ func newTargetSet(old *targetSet, targets map[string]int, q *queue) *targetSet {
 		i = int(r.hi)
 	}
 	return s
-}
-
-// pickSticky returns the eligible target with the highest weighted rendezvous score
-// -weight/ln(h), h a uniform hash of (key, target) in (0,1): each key maps to one
-// target, in proportion to the weights, and changing the set moves only the keys
-// of the targets that changed.
-func (s *targetSet) pickSticky(key string, tried []*target) *target {
-	kh := hashString(key)
-	for pass := 0; pass < 2; pass++ {
-		var best *target
-		bestScore := math.Inf(-1)
-		for i := range s.routes {
-			r := &s.routes[i]
-			if slices.Contains(tried, r.t) || (pass == 0 && r.t.isDown()) {
-				continue
-			}
-			h := (float64(mix64(kh^r.t.seed)>>11) + 0.5) / (1 << 53)
-			if score := -r.weight / math.Log(h); score > bestScore {
-				best, bestScore = r.t, score
-			}
-		}
-		if best != nil {
-			return best
-		}
-	}
-	return nil
-}
-
-// hashString is 64-bit FNV-1a.
-func hashString(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
-}
-
-// mix64 is the splitmix64 finalizer.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }

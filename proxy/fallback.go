@@ -1,16 +1,48 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httputil"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// maxAttempts bounds the targets one request tries.
-const maxAttempts = 8
+// The fallback path.
+//
+// The requests the lean path (lean.go) does not take (upgrades, Expect,
+// request trailers, large or streamed bodies, or any request when
+// Options.Transport is set) go through httputil.ReverseProxy: rewrite prepares
+// the outbound request, and upstream, its RoundTripper, claims a target for each
+// attempt under the retry policy (retry.go) and sends the request with the
+// transport. The target's claim lasts until the ReverseProxy closes the
+// response body (claimedBody).
+
+// rewrite prepares the outbound request: it keeps the inbound Host, sets
+// X-Forwarded-For/-Host/-Proto, keeps the query string verbatim, and wraps the
+// body so that it can be replayed on another target. The upstream address is set
+// per attempt by the transport wrapper.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	// ReverseProxy removed the inbound X-Forwarded-* headers from Out.
+	in, h := pr.In, pr.Out.Header
+	xff, xfh, xfp := forwarded(in, p.opts.TrustForwarded)
+	h["X-Forwarded-For"] = []string{xff}
+	h["X-Forwarded-Host"] = []string{xfh}
+	h["X-Forwarded-Proto"] = []string{xfp}
+	// The inbound server answers "100 Continue" itself when the body is first read;
+	// a 100 from the target as well would reach the client twice. So the proxy
+	// handles Expect as a hop of its own, as nginx does.
+	delete(h, "Expect")
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery // do not drop what ReverseProxy cannot parse
+	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+		b := newReqBody(pr.Out.Body, p.opts.MaxReplayBytes)
+		pr.Out.Body = b.first()
+		pr.Out.GetBody = b.getBody
+	}
+}
 
 // upstream is the RoundTripper the ReverseProxy uses: it picks and claims a target
 // for each attempt, sends the request with the real transport, and retries on
@@ -91,96 +123,6 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
-// targetError is an upstream error with the target it came from, for the log.
-type targetError struct {
-	addr string
-	err  error
-}
-
-func (e *targetError) Error() string { return "target " + e.addr + ": " + e.err.Error() }
-func (e *targetError) Unwrap() error { return e.err }
-
-// claim picks a target from the current set and claims it (see pick), or
-// waits in the queue when every target is at its hard limit. It returns
-// errNoTargets when no target is left, errOverloaded when the request cannot
-// wait or waited too long, or ctx's error.
-func (p *Proxy) claim(ctx context.Context, key string, tried []*target) (*target, error) {
-	lim := p.limits.Load()
-	ps := p.pause.Load()
-	if ps != nil && len(tried) == 0 {
-		return p.hold(ctx, key, ps, lim) // a retry belongs to a request in flight: not held
-	}
-	// During a pause the queue holds the paused requests: a retry does not wait behind them.
-	if lim.hard > 0 && ps == nil && p.queue.waiting.Load() > 0 {
-		return p.queue.wait(ctx, key, tried, lim) // none overtakes a waiting request
-	}
-	t, full := p.tryClaim(key, tried, lim)
-	switch {
-	case t != nil:
-		return t, nil
-	case full:
-		return p.queue.wait(ctx, key, tried, lim)
-	}
-	return nil, errNoTargets
-}
-
-// tryClaim picks and claims a target, picking again from the (newer) set when
-// the picked target was removed or filled up meanwhile. It returns nil when
-// no target is left; full then reports that some were at their hard limit.
-func (p *Proxy) tryClaim(key string, tried []*target, lim *limits) (*target, bool) {
-	for {
-		var t *target
-		var full bool
-		if p.rr {
-			t = p.set.Load().pickRR(key, tried)
-		} else {
-			t, full = p.set.Load().pick(key, tried, lim.soft, lim.hard)
-		}
-		if t == nil {
-			return nil, full
-		}
-		if ok, _ := t.claim(lim.hard); ok {
-			return t, false
-		}
-	}
-}
-
-func (p *Proxy) stickyKey(req *http.Request) string {
-	if p.opts.StickyHeader != "" {
-		if v := req.Header.Get(p.opts.StickyHeader); v != "" {
-			return v
-		}
-	}
-	if p.opts.StickyCookie != "" {
-		if c, err := req.Cookie(p.opts.StickyCookie); err == nil {
-			return c.Value
-		}
-	}
-	return ""
-}
-
-// isDialError reports whether err means no connection to the target could be made,
-// so nothing of the request was sent and it is safe to send it elsewhere.
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
-}
-
-// idempotent reports whether req may be sent again after a connection failure
-// (RFC 9110 section 9.2.2), counting an Idempotency-Key header as net/http does.
-func idempotent(req *http.Request) bool {
-	switch req.Method {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
 // claimedBody wraps a response body so that the target's claim is released when the
 // ReverseProxy closes it, after the body was copied (or, for an upgrade, when the
 // tunnel ends). An upgraded (101) body stays an io.ReadWriteCloser.
@@ -215,6 +157,29 @@ type claimedRWBody struct {
 }
 
 func (c *claimedRWBody) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+type upgradedKey struct{}
+
+// upgraded holds the body of a 101 response for ServeHTTP to close.
+type upgraded struct {
+	mu   sync.Mutex
+	body io.Closer
+}
+
+func (u *upgraded) set(c io.Closer) {
+	u.mu.Lock()
+	u.body = c
+	u.mu.Unlock()
+}
+
+func (u *upgraded) close() {
+	u.mu.Lock()
+	c := u.body
+	u.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+}
 
 var errNotReplayable = errors.New("proxy: request body too large to replay")
 
@@ -291,3 +256,22 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 }
 
 func (r *bodyReader) Close() error { return nil }
+
+// newTransport returns the fallback transport for the requests the lean path
+// does not take, with the same dialer and limits as the lean path's pool.
+func (p *Proxy) newTransport() *http.Transport {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true) // HTTP/1.1 only: no HTTP/2 (upgrades pass through as on HTTP/1.1)
+	return &http.Transport{
+		Proxy:                 nil, // targets are direct addresses; never use HTTP_PROXY
+		DialContext:           p.dial,
+		MaxIdleConns:          0, // no global limit; per host below
+		MaxIdleConnsPerHost:   maxIdlePerTarget,
+		MaxConnsPerHost:       max(p.opts.MaxConnsPerTarget, 0),
+		IdleConnTimeout:       p.opts.IdleConnTimeout,
+		ResponseHeaderTimeout: max(p.opts.ResponseHeaderTimeout, 0),
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
+		Protocols:             protocols,
+	}
+}
