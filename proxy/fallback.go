@@ -44,83 +44,48 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// upstream is the RoundTripper the ReverseProxy uses: it picks and claims a target
-// for each attempt, sends the request with the real transport, and retries on
-// another target when the connection could not be made. The requests the lean
-// path (lean.go) does not take come through here.
+// upstream is the RoundTripper the ReverseProxy uses: it claims a target for
+// each attempt the retry policy (retry.go) allows and sends the request there
+// with the transport.
 type upstream struct{ p *Proxy }
 
 func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := u.p
-	key := p.stickyKey(req)
 	body, _ := req.Body.(*bodyReader)
-
-	var triedBuf [maxAttempts]*target
-	tried := triedBuf[:0]
-	var lastErr error
-	connRetried := false
-	for range maxAttempts {
-		t, err := p.claim(req.Context(), key, tried)
-		if t == nil {
-			if lastErr == nil || !errors.Is(err, errNoTargets) {
-				lastErr = err
-			}
-			break
-		}
-		if len(tried) > 0 {
-			p.retries.Add(1)
-		}
-		tried = append(tried, t)
-		if len(tried) > 1 && body != nil {
-			r, err := body.b.getBody()
-			if err != nil {
-				t.release()
-				break
-			}
-			req.Body = r
-		}
-		req.URL.Host = t.addr
-
-		start := now()
-		t.stats.requests.Add(1)
-		res, err := p.transport.RoundTrip(req)
+	a := p.attempts(req.Context(), p.stickyKey(req), idempotent(req))
+	for t := a.next(); t != nil; t = a.next() {
+		res, err := p.send(req, t)
 		if err == nil {
-			t.stats.latency.observe(now() - start)
-			if res.StatusCode >= 500 {
-				t.stats.errors.Add(1)
-			}
-			res.Body = claimedBody(res.Body, t)
-			if res.StatusCode == http.StatusSwitchingProtocols {
-				if u, ok := req.Context().Value(upgradedKey{}).(*upgraded); ok {
-					u.set(res.Body)
-				}
-			}
 			return res, nil
 		}
-		t.stats.errors.Add(1)
 		t.release()
-		lastErr = &targetError{addr: t.addr, err: err}
-		if req.Context().Err() != nil || (body != nil && !body.b.replayable()) {
-			break
+		if a.failed(t, err, body == nil || body.b.replayable()) && body != nil {
+			req.Body, _ = body.b.getBody() // replayable, so it cannot fail
 		}
-		if isDialError(err) {
-			// Nothing was sent: safe for any method.
-			t.markDown(p.opts.DownTime)
-			continue
-		}
-		// The connection failed after the request (or part of it) went out, before a
-		// response came. Like net/http's transport on a reused connection, send it
-		// again only when it is idempotent, and only once, so that a request that
-		// crashes its upstream cannot take down every target in turn.
-		if connRetried || !idempotent(req) || isTimeout(err) {
-			break
-		}
-		connRetried = true
 	}
-	if lastErr == nil {
-		lastErr = errNoTargets
+	return nil, a.err()
+}
+
+// send sends req to t with the transport. On success the claim on t lasts
+// until the response body is closed; on failure the caller releases it.
+func (p *Proxy) send(req *http.Request, t *target) (*http.Response, error) {
+	req.URL.Host = t.addr
+	start := now()
+	res, err := p.transport.RoundTrip(req)
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	t.stats.latency.observe(now() - start)
+	if res.StatusCode >= 500 {
+		t.stats.errors.Add(1)
+	}
+	res.Body = claimedBody(res.Body, t)
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		if u, ok := req.Context().Value(upgradedKey{}).(*upgraded); ok {
+			u.set(res.Body)
+		}
+	}
+	return res, nil
 }
 
 // claimedBody wraps a response body so that the target's claim is released when the

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -100,29 +99,10 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ctx := r.Context()
-	key := p.stickyKey(r)
-	var triedBuf [maxAttempts]*target
-	tried := triedBuf[:0]
-	var lastErr error
-	retried := false
 	idem := idempotent(r)
-	for range maxAttempts {
-		t, err := p.claim(ctx, key, tried)
-		if t == nil {
-			if lastErr == nil || !errors.Is(err, errNoTargets) {
-				lastErr = err
-			}
-			break
-		}
-		if len(tried) > 0 {
-			p.retries.Add(1)
-		}
-		tried = append(tried, t)
-		t.stats.requests.Add(1)
-		done, abort, err := p.leanAttempt(ctx, w, r, t, body, !idem, false)
-		if _, stale := err.(*staleError); stale && idem {
-			done, abort, err = p.leanAttempt(ctx, w, r, t, body, false, true)
-		}
+	a := p.attempts(ctx, p.stickyKey(r), idem)
+	for t := a.next(); t != nil; t = a.next() {
+		done, abort, err := p.leanSend(ctx, w, r, t, body, idem)
 		t.release()
 		if done {
 			if abort {
@@ -130,27 +110,20 @@ func (p *Proxy) serveLean(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		t.stats.errors.Add(1)
-		lastErr = &targetError{addr: t.addr, err: err}
-		if ctx.Err() != nil {
-			break
-		}
-		var de *dialError
-		if errors.As(err, &de) {
-			t.markDown(p.opts.DownTime)
-			continue
-		}
-		// Sent (perhaps in part) but no response: like the transport on a reused
-		// connection, send again only an idempotent request, and only once.
-		if retried || !idem || isTimeout(err) {
-			break
-		}
-		retried = true
+		a.failed(t, err, true) // the body is held whole
 	}
-	if lastErr == nil {
-		lastErr = errNoTargets
+	p.handleError(w, r, a.err())
+}
+
+// leanSend makes one attempt on t (see leanAttempt). A request that may not
+// be sent twice is sent on a checked connection; an idempotent one that finds
+// its pooled connection stale is sent once more, on a new connection.
+func (p *Proxy) leanSend(ctx context.Context, w http.ResponseWriter, r *http.Request, t *target, body []byte, idem bool) (done, abort bool, err error) {
+	done, abort, err = p.leanAttempt(ctx, w, r, t, body, !idem, false)
+	if _, stale := err.(*staleError); stale && idem {
+		done, abort, err = p.leanAttempt(ctx, w, r, t, body, false, true)
 	}
-	p.handleError(w, r, lastErr)
+	return done, abort, err
 }
 
 // leanAttempt sends r to t. done reports that a response went (or began to go)
