@@ -63,7 +63,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() {
 		srv.Close()
-		_ = e.Proxy.Close()
+		e.Proxy.CloseIdleConnections()
 		// Every container the test made goes, whatever happened, and none may remain.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

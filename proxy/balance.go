@@ -24,7 +24,7 @@ import (
 // evenly. A slow machine keeps its requests longer, so it gets fewer new ones.
 //
 // Limits (see Concurrency) rank the candidates further: a target at its hard
-// limit is never picked; one over its soft limit, or marked down, only when
+// limit is never picked; one over its soft limit, or ejected, only when
 // nothing better is found. When neither choice is under its soft limit and up,
 // the class and then the whole set are scanned for one that is, so a target
 // over its soft limit gets new work only when every target is over it. That
@@ -33,10 +33,10 @@ import (
 
 // Ranks: a target's tier in the top bits, its requests in flight below.
 const (
-	tierShift = 48
-	tierSoft  = 1 << tierShift // up, at or over its soft limit
-	tierDown  = 2 << tierShift // marked down
-	excluded  = -1             // tried already, or at its hard limit
+	tierShift   = 48
+	tierSoft    = 1 << tierShift // up, at or over its soft limit
+	tierEjected = 2 << tierShift // ejected (see Options.EjectionTime)
+	excluded    = -1             // tried already, or at its hard limit
 )
 
 // rank orders t as a candidate (lower is better) and reports whether it is
@@ -53,8 +53,8 @@ func rank(t *target, tried []*target, soft, hard int64) (r int64, full bool) {
 	if soft > 0 && n >= soft {
 		r |= tierSoft
 	}
-	if t.isDown() {
-		r |= tierDown
+	if t.ejected() {
+		r |= tierEjected
 	}
 	return r, false
 }
@@ -172,7 +172,7 @@ func (s *targetSet) pickRR(key string, tried []*target) *target {
 	for pass := 0; pass < 2; pass++ {
 		for i := range n {
 			r := &s.routes[(start+i)%n]
-			if slices.Contains(tried, r.t) || (pass == 0 && r.t.isDown()) {
+			if slices.Contains(tried, r.t) || (pass == 0 && r.t.ejected()) {
 				continue
 			}
 			return r.t
@@ -251,7 +251,7 @@ func (s *targetSet) pickSticky(key string, tried []*target) *target {
 		bestScore := math.Inf(-1)
 		for i := range s.routes {
 			r := &s.routes[i]
-			if slices.Contains(tried, r.t) || (pass == 0 && r.t.isDown()) {
+			if slices.Contains(tried, r.t) || (pass == 0 && r.t.ejected()) {
 				continue
 			}
 			h := (float64(mix64(kh^r.t.seed)>>11) + 0.5) / (1 << 53)

@@ -91,7 +91,7 @@ func BenchmarkHandler(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			p := New(Options{ResponseHeaderTimeout: 30e9, ErrorLog: discardLog()})
-			defer p.Close()
+			defer p.CloseIdleConnections()
 			set := map[string]int{}
 			for _, w := range tc.weights {
 				set[rawBackend(b)] = w
@@ -157,7 +157,7 @@ func BenchmarkSetTargets(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			p := New(Options{})
-			defer p.Close()
+			defer p.CloseIdleConnections()
 			ctx := context.Background()
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {

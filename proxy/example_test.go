@@ -25,7 +25,7 @@ func Example() {
 	defer v2.Close()
 
 	p := proxy.New(proxy.Options{})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	front := httptest.NewServer(p) // or http.ListenAndServe(":8080", p)
 	defer front.Close()
 

@@ -125,7 +125,7 @@ func serve(t *testing.T, srv *http.Server) string {
 func TestServerTimeoutsAndLimits(t *testing.T) {
 	b := newBackend(t, "b", nil)
 	p := New(Options{})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	setTargets(t, p, map[string]int{b.addr(): 1})
 	srv := NewServer("", p, ServerOptions{ReadHeaderTimeout: 100 * time.Millisecond, IdleTimeout: 100 * time.Millisecond, MaxHeaderBytes: 4096})
 	addr := serve(t, srv)
@@ -327,7 +327,7 @@ func TestMaxBodyBytes(t *testing.T) {
 func TestGracefulShutdownDrains(t *testing.T) {
 	b, started, release := heldBackend(t, "slow done")
 	p := New(Options{})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	setTargets(t, p, map[string]int{b.addr(): 1})
 	srv := NewServer("", p, ServerOptions{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -391,7 +391,7 @@ func FuzzProxyRequest(f *testing.F) {
 	})
 	rec := &dialRecorder{}
 	p := New(Options{DialContext: rec.DialContext, ErrorLog: discardLog(), MaxBodyBytes: 1 << 16})
-	f.Cleanup(func() { _ = p.Close() })
+	f.Cleanup(p.CloseIdleConnections)
 	var panics sync.Map
 	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {

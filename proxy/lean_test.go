@@ -439,7 +439,7 @@ func TestClientGoneDuringBlockedWrite(t *testing.T) {
 		<-hold // never reads
 	})
 	p := New(Options{ErrorLog: discardLog()})
-	t.Cleanup(func() { _ = p.Close() })
+	t.Cleanup(p.CloseIdleConnections)
 	setTargets(t, p, map[string]int{addr: 1})
 	front := httptest.NewUnstartedServer(p)
 	front.Config.MaxHeaderBytes = 64 << 20

@@ -76,8 +76,9 @@ import (
 const (
 	// DefaultDrainTimeout is how long SetTargets waits for removed targets to drain.
 	DefaultDrainTimeout = 30 * time.Second
-	// DefaultDownTime is how long a target that failed to accept a connection is skipped.
-	DefaultDownTime = 2 * time.Second
+	// DefaultEjectionTime is how long a target that failed to accept a connection is
+	// ejected: skipped by new requests.
+	DefaultEjectionTime = 2 * time.Second
 	// DefaultDialTimeout is the dial timeout of the default transport.
 	DefaultDialTimeout = 5 * time.Second
 	// DefaultMaxReplayBytes is how much of a request body is kept so that the request
@@ -99,16 +100,18 @@ type Options struct {
 	// means SetTargets does not wait at all.
 	DrainTimeout time.Duration
 
-	// DownTime is how long a target whose connection failed (dial error, connection
-	// refused) is skipped by new requests, unless every target is down. Zero means
-	// DefaultDownTime (2s); a negative value disables passive marking.
-	DownTime time.Duration
+	// EjectionTime is how long a target to which no connection could be made (dial
+	// error, connection refused) is ejected: skipped by new requests, unless every
+	// target is ejected. It is how long the proxy waits before it tries the target
+	// again, not a downtime of the service. Zero means DefaultEjectionTime (2s); a
+	// negative value disables ejection.
+	EjectionTime time.Duration
 
 	// Transport sends requests upstream. Nil means the proxy's own pooled HTTP/1.1
 	// connections for most requests and, for the rest (upgrades, Expect, large or
 	// streamed bodies), a tuned *http.Transport: HTTP/1.1 only, no environment
 	// proxy, no transparent compression, DefaultDialTimeout, 256 idle connections
-	// per target. Close closes their idle connections.
+	// per target. CloseIdleConnections closes their idle connections.
 	Transport http.RoundTripper
 
 	// StickyHeader, when set, names a request header whose value pins the request to
@@ -209,8 +212,8 @@ func New(opts Options) *Proxy {
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = DefaultDrainTimeout
 	}
-	if opts.DownTime == 0 {
-		opts.DownTime = DefaultDownTime
+	if opts.EjectionTime == 0 {
+		opts.EjectionTime = DefaultEjectionTime
 	}
 	if opts.MaxReplayBytes == 0 {
 		opts.MaxReplayBytes = DefaultMaxReplayBytes
@@ -268,16 +271,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r)
 }
 
-// Close closes the idle upstream connections (the proxy's own and the transport's).
-// Requests in flight are not interrupted and the Proxy stays usable (new connections
-// are dialled as needed); call Close when the Proxy is no longer used so no
-// connection outlives it.
-func (p *Proxy) Close() error {
+// CloseIdleConnections closes the idle upstream connections (the proxy's own
+// and the transport's), as http.Transport's method of that name does. Requests
+// in flight are not interrupted and the Proxy stays usable (new connections are
+// dialled as needed); call it when the Proxy is no longer used so no connection
+// outlives it.
+func (p *Proxy) CloseIdleConnections() {
 	for _, e := range p.set.Load().all {
 		e.t.pool.closeIdle(false)
 	}
 	if c, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
-	return nil
 }

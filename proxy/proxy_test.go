@@ -296,7 +296,7 @@ func TestTargetKilled(t *testing.T) {
 func TestPostRetriedOnDialError(t *testing.T) {
 	live := newBackend(t, "live", nil)
 	dead := deadAddr(t)
-	p, front, c := newFront(t, Options{DownTime: time.Hour})
+	p, front, c := newFront(t, Options{EjectionTime: time.Hour})
 	setTargets(t, p, map[string]int{dead: 1, live.addr(): 1})
 	for i := range 50 {
 		payload := fmt.Sprintf("body-%d-%s", i, strings.Repeat("x", 10000))
@@ -306,7 +306,7 @@ func TestPostRetriedOnDialError(t *testing.T) {
 		}
 	}
 	if st := p.Stats()[dead]; st.Requests != 1 || st.Errors != 1 {
-		t.Fatalf("dead target: %d attempts, %d errors; want 1, 1 (then marked down)", st.Requests, st.Errors)
+		t.Fatalf("dead target: %d attempts, %d errors; want 1, 1 (then ejected)", st.Requests, st.Errors)
 	}
 }
 
@@ -340,7 +340,7 @@ func TestDeadTarget502(t *testing.T) {
 
 func TestInvalidTargets(t *testing.T) {
 	p := New(Options{})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	for _, m := range []map[string]int{{"nohost": 1}, {"127.0.0.1:0": 1}, {"127.0.0.1:80": -1}, {":80": 1}} {
 		if err := p.SetTargets(context.Background(), m); !errors.Is(err, ErrInvalidTarget) {
 			t.Errorf("SetTargets(%v) = %v, want ErrInvalidTarget", m, err)

@@ -154,8 +154,9 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// eject makes new requests skip t for a while (see Options.DownTime): no
-// connection to it could be made.
+// eject ejects t for Options.EjectionTime: no connection to it could be made.
 func (p *Proxy) eject(t *target, err error) {
-	t.markDown(p.opts.DownTime)
+	if d := p.opts.EjectionTime; d > 0 {
+		t.eject(d)
+	}
 }

@@ -26,7 +26,7 @@ func TestRetryPolicyBothPaths(t *testing.T) {
 			live := newBackend(t, "live", nil)
 			dead := deadAddr(t)
 			opts := path.opts()
-			opts.DownTime = time.Hour
+			opts.EjectionTime = time.Hour
 			p, front, c := newFront(t, opts)
 			setTargets(t, p, map[string]int{dead: 1, live.addr(): 1})
 			for i, method := range []string{"GET", "POST", "GET", "POST", "GET", "POST"} {

@@ -20,7 +20,7 @@ type target struct {
 	removed   atomic.Bool
 	drained   chan struct{} // closed once, when removed and no request is in flight
 	drainOnce sync.Once
-	downUntil atomic.Int64 // monotonic nanoseconds (see now); 0 means up
+	ejectedUntil atomic.Int64 // monotonic nanoseconds (see now); 0 means up
 
 	stats counters
 	pool  connPool // the lean path's connections
@@ -85,14 +85,17 @@ var epoch = time.Now()
 
 func now() int64 { return int64(time.Since(epoch)) }
 
-func (t *target) markDown(d time.Duration) {
-	if d > 0 {
-		t.downUntil.Store(now() + int64(d))
-	}
+// eject makes new requests skip t until d from now, and reports whether t
+// was not ejected until then (exactly one of concurrent ejections does).
+func (t *target) eject(d time.Duration) bool {
+	n := now()
+	until := t.ejectedUntil.Swap(n + int64(d))
+	return until == 0 || n >= until
 }
 
-func (t *target) isDown() bool {
-	d := t.downUntil.Load()
+// ejected reports whether new requests skip t (see Options.EjectionTime).
+func (t *target) ejected() bool {
+	d := t.ejectedUntil.Load()
 	return d != 0 && now() < d
 }
 

@@ -61,7 +61,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() {
 		srv.Close()
-		_ = e.Proxy.Close()
+		e.Proxy.CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if _, err := sb.DestroyAll(ctx, e.App); err != nil {

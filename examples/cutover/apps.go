@@ -53,7 +53,7 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		for _, a := range apps {
 			a.stopMon()
 			<-a.monDone
-			_ = a.d.px.Close()
+			a.d.px.CloseIdleConnections()
 		}
 	}
 	for _, s := range specs {
@@ -88,7 +88,7 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		d.info.App, d.info.PID, d.info.Started = app, os.Getpid(), time.Now()
 		for _, h := range s.hosts {
 			if err := mux.Handle(h, "", px); err != nil {
-				px.Close()
+				px.CloseIdleConnections()
 				stop()
 				return nil, usagef("--app %s: host %s: %v", s.path, h, err)
 			}

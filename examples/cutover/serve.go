@@ -163,7 +163,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("invalid %s: %v", c.cfgPath, err)
 	}
 	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: maxBody, ErrorLog: logs.logger("proxy: "), Concurrency: limits})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	frontOpts.Server.ErrorLog = logs.logger("http: ")
 	h, mux, err := ff.handler(px)
 	if err != nil {
