@@ -16,10 +16,10 @@ type target struct {
 	addr string
 	seed uint64 // hash of addr, for sticky (rendezvous) hashing
 
-	inflight  atomic.Int64
-	removed   atomic.Bool
-	drained   chan struct{} // closed once, when removed and no request is in flight
-	drainOnce sync.Once
+	inflight     atomic.Int64
+	removed      atomic.Bool
+	drained      chan struct{} // closed once, when removed and no request is in flight
+	drainOnce    sync.Once
 	ejectedUntil atomic.Int64 // monotonic nanoseconds (see now); 0 means up
 
 	stats counters
