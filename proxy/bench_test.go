@@ -90,7 +90,7 @@ func BenchmarkHandler(b *testing.B) {
 		{"canary5of95", []int{5, 95}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			p := New(Options{ResponseHeaderTimeout: 30e9, ErrorLog: discardLog()})
+			p := New(Options{ResponseHeaderTimeout: 30e9})
 			defer p.CloseIdleConnections()
 			set := map[string]int{}
 			for _, w := range tc.weights {

@@ -42,6 +42,7 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 	p.adoptStats(next)
 	p.set.Store(next)
 	p.queue.pump() // requests waiting for room may find it in the new set
+	p.logChanges(old, next)
 
 	var removed []*target
 	for _, e := range old.all {
@@ -49,6 +50,7 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 			e.t.markRemoved()
 			e.t.pool.closeIdle(true) // connections in use are closed when put back
 			removed = append(removed, e.t)
+			p.log.Info("target removed; draining", "target", e.t.addr, "in_flight", e.t.inflight.Load())
 		}
 	}
 	p.keepStats(removed)
@@ -67,20 +69,36 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 	for _, t := range removed {
 		select {
 		case <-t.drained:
+			p.log.Debug("target drained", "target", t.addr)
 		case <-timer.C:
-			var busy []string
 			for _, t := range removed {
 				if n := t.inflight.Load(); n > 0 {
-					busy = append(busy, fmt.Sprintf("%s (%d in flight)", t.addr, n))
+					p.log.Warn("drain timeout passed; target still busy", "target", t.addr, "in_flight", n, "timeout", p.opts.DrainTimeout)
 				}
 			}
-			p.logf("proxy: drain timeout %v passed; still busy: %v", p.opts.DrainTimeout, busy)
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("proxy: waiting for %s to drain: %w", t.addr, ctx.Err())
 		}
 	}
 	return nil
+}
+
+// logChanges logs the targets added to the set and the weights changed
+// (removals are logged with their drain). Both sets are sorted by address.
+func (p *Proxy) logChanges(old, next *targetSet) {
+	i := 0
+	for _, e := range next.all {
+		for i < len(old.all) && old.all[i].t.addr < e.t.addr {
+			i++
+		}
+		switch {
+		case i == len(old.all) || old.all[i].t != e.t:
+			p.log.Info("target added", "target", e.t.addr, "weight", e.weight)
+		case old.all[i].weight != e.weight:
+			p.log.Debug("target weight changed", "target", e.t.addr, "weight", e.weight, "was", old.all[i].weight)
+		}
+	}
 }
 
 func validTarget(addr string, weight int) error {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"log"
 	"net/http"
 	"strconv"
 	"strings"
@@ -75,7 +74,12 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; nobody reads this answer.
 		w.WriteHeader(http.StatusBadGateway)
 	default:
-		p.logf("proxy: %s %s: %v", r.Method, r.URL.Path, err) // err names the target (targetError)
+		target := ""
+		var te *targetError
+		if errors.As(err, &te) {
+			target, err = te.addr, te.err
+		}
+		p.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "target", target, "error", err)
 		writeError(w, http.StatusBadGateway, "bad gateway: upstream unavailable")
 	}
 }
@@ -87,12 +91,4 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	h.Set("Content-Length", strconv.Itoa(len(msg)+1))
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(msg + "\n"))
-}
-
-func (p *Proxy) logf(format string, args ...any) {
-	if p.opts.ErrorLog != nil {
-		p.opts.ErrorLog.Printf(format, args...)
-		return
-	}
-	log.Printf(format, args...)
 }

@@ -295,7 +295,7 @@ func TestMaxBodyBytes(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "b:"+string(body))
 	})
-	p, front, c := newFront(t, Options{MaxBodyBytes: 1000, ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{MaxBodyBytes: 1000})
 	setTargets(t, p, map[string]int{b.addr(): 1})
 	ok := strings.Repeat("a", 1000)
 	if code, body, err := do(c, "POST", front.URL, ok, nil); err != nil || code != 200 || body != "b:"+ok {
@@ -390,7 +390,7 @@ func FuzzProxyRequest(f *testing.F) {
 		_, _ = io.WriteString(w, "ok")
 	})
 	rec := &dialRecorder{}
-	p := New(Options{DialContext: rec.DialContext, ErrorLog: discardLog(), MaxBodyBytes: 1 << 16})
+	p := New(Options{DialContext: rec.DialContext, MaxBodyBytes: 1 << 16})
 	f.Cleanup(p.CloseIdleConnections)
 	var panics sync.Map
 	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

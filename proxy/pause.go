@@ -41,6 +41,7 @@ func (p *Proxy) Pause(ctx context.Context, timeout time.Duration) error {
 		timeout = DefaultPauseTimeout
 	}
 	p.pause.Store(&pause{timeout: timeout, since: time.Now()})
+	p.log.Info("paused", "timeout", timeout)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -61,6 +62,7 @@ func (p *Proxy) Pause(ctx context.Context, timeout time.Duration) error {
 // paused does nothing.
 func (p *Proxy) Resume() {
 	if p.pause.Swap(nil) != nil {
+		p.log.Info("resumed")
 		p.queue.pump()
 	}
 }

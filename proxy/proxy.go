@@ -30,7 +30,8 @@
 //     10 ms end: the hook that makes cancellation immediate costs five
 //     allocations, so a response that arrives within them skips it.
 //
-// The package imports only the standard library. Its SetTargets and Targets methods
+// The package imports no other package of this module: only the standard
+// library and go-hclog (for Options.Logger). Its SetTargets and Targets methods
 // use built-in types only, so a Proxy satisfies interfaces such as
 //
 //	type Router interface {
@@ -46,13 +47,14 @@ package proxy
 import (
 	"context"
 	"errors"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // A request's way through the proxy, file by file:
@@ -133,9 +135,14 @@ type Options struct {
 	// body of up to 16 KiB whole, whatever this limit.
 	MaxReplayBytes int
 
-	// ErrorLog receives upstream errors (each naming the request and the
-	// target) and drain timeouts. Nil means the log package's standard logger.
-	ErrorLog *log.Logger
+	// Logger receives what the proxy does, with the target's address under the
+	// key "target": targets added and removed (Info), drained (Debug) or still
+	// busy when the drain timeout passes (Warn); a target ejected (Warn); an
+	// attempt that failed and is followed by another (Debug); a request that
+	// failed on every target tried and was answered 502 (Error); pauses
+	// (Info). Nil means no logging (hclog's null logger), as for
+	// deploy.Deployer.Logger.
+	Logger hclog.Logger
 
 	// MaxBodyBytes, when positive, bounds a request body: a request declaring a
 	// larger Content-Length is answered 413 without reaching a target, and a
@@ -201,6 +208,7 @@ type Proxy struct {
 	pause     atomic.Pointer[pause] // non-nil while paused (see Pause)
 	retries   atomic.Uint64         // attempts after a request's first (see Retries)
 	rr        bool                  // weighted round robin instead of least-loaded picking (tests compare them)
+	log       hclog.Logger          // Options.Logger, or the null logger
 
 	statsMu sync.Mutex
 	removed map[string]*target // removed targets whose statistics are kept, by address
@@ -221,7 +229,10 @@ func New(opts Options) *Proxy {
 	if opts.IdleConnTimeout <= 0 {
 		opts.IdleConnTimeout = DefaultIdleConnTimeout
 	}
-	p := &Proxy{opts: opts, dial: opts.DialContext, transport: opts.Transport, sem: make(chan struct{}, 1)}
+	p := &Proxy{opts: opts, dial: opts.DialContext, transport: opts.Transport, sem: make(chan struct{}, 1), log: opts.Logger}
+	if p.log == nil {
+		p.log = hclog.NewNullLogger()
+	}
 	if p.dial == nil {
 		p.dial = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
@@ -236,7 +247,8 @@ func New(opts Options) *Proxy {
 		Transport:     upstream{p},
 		FlushInterval: -1, // stream: flush every write, so SSE and chunked responses pass promptly
 		ErrorHandler:  p.handleError,
-		ErrorLog:      opts.ErrorLog,
+		// What ReverseProxy logs itself: a failed copy of a response body.
+		ErrorLog: p.log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
 	}
 	return p
 }

@@ -92,9 +92,11 @@ func (a *attempts) failed(t *target, err error, replayable bool) bool {
 	case a.ctx.Err() != nil || !replayable:
 	case isDialError(err):
 		a.p.eject(t, err)
+		a.p.log.Debug("attempt failed; retrying", "target", t.addr, "error", err)
 		return true
 	case a.idem && !a.resent && !isTimeout(err):
 		a.resent = true
+		a.p.log.Debug("attempt failed after sending; retrying", "target", t.addr, "error", err)
 		return true
 	}
 	a.stop = true
@@ -156,7 +158,7 @@ func isTimeout(err error) bool {
 
 // eject ejects t for Options.EjectionTime: no connection to it could be made.
 func (p *Proxy) eject(t *target, err error) {
-	if d := p.opts.EjectionTime; d > 0 {
-		t.eject(d)
+	if d := p.opts.EjectionTime; d > 0 && t.eject(d) {
+		p.log.Warn("target ejected: no connection could be made", "target", t.addr, "for", d, "error", err)
 	}
 }

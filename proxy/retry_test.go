@@ -46,9 +46,7 @@ func TestRetryPolicyBothPaths(t *testing.T) {
 					hits.Add(1)
 				}
 			}
-			opts := path.opts()
-			opts.ErrorLog = discardLog()
-			p, front, c := newFront(t, opts)
+			p, front, c := newFront(t, path.opts())
 			setTargets(t, p, map[string]int{rawServer(t, mute): 1, rawServer(t, mute): 1})
 			for _, tc := range []struct {
 				method string

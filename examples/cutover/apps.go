@@ -65,6 +65,9 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		}
 		// Its own limits: fly.toml's concurrency and max_body_bytes (else the flag's).
 		aopts := popts
+		if aopts.Logger != nil {
+			aopts.Logger = aopts.Logger.Named(plan.Spec.App)
+		}
 		aopts.Concurrency = proxyConcurrency(plan.Concurrency)
 		if aopts.MaxBodyBytes, err = appMaxBody(cm.cfg, popts.MaxBodyBytes); err == nil {
 			err = aopts.Concurrency.Validate()

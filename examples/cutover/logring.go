@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // logTimeLayout starts every line of the daemon's log.
@@ -63,6 +65,12 @@ func (r *logRing) subscribe(follow bool) ([]string, <-chan string, func()) {
 // logger is a *log.Logger writing into the ring.
 func (r *logRing) logger(prefix string) *log.Logger {
 	return log.New(ringWriter{r, prefix}, "", 0)
+}
+
+// hclogger is an hclog.Logger named name writing into the ring, from Info
+// up (the ring stamps the time).
+func (r *logRing) hclogger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Output: ringWriter{r, ""}, Level: hclog.Info, DisableTime: true})
 }
 
 type ringWriter struct {

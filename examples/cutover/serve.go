@@ -162,7 +162,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		pub.Close()
 		return usagef("invalid %s: %v", c.cfgPath, err)
 	}
-	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: maxBody, ErrorLog: logs.logger("proxy: "), Concurrency: limits})
+	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: maxBody, Logger: logs.hclogger("proxy"), Concurrency: limits})
 	defer px.CloseIdleConnections()
 	frontOpts.Server.ErrorLog = logs.logger("http: ")
 	h, mux, err := ff.handler(px)
@@ -196,7 +196,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
 		Handover: d.handover(pub, ln, handedOver)}
 	// More apps (--app), each with its own proxy behind the host Mux.
-	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")}, mux, ctl, d.info, measure)
+	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, Logger: logs.hclogger("proxy")}, mux, ctl, d.info, measure)
 	if err != nil {
 		pub.Close()
 		if tlsLn != nil {
