@@ -50,7 +50,9 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 			e.t.markRemoved()
 			e.t.pool.closeIdle(true) // connections in use are closed when put back
 			removed = append(removed, e.t)
-			p.log.Info("target removed; draining", "target", e.t.addr, "in_flight", e.t.inflight.Load())
+			if p.log.IsInfo() {
+				p.log.Info("target removed; draining", "target", e.t.addr, "in_flight", e.t.inflight.Load())
+			}
 		}
 	}
 	p.keepStats(removed)
@@ -69,7 +71,9 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 	for _, t := range removed {
 		select {
 		case <-t.drained:
-			p.log.Debug("target drained", "target", t.addr)
+			if p.log.IsDebug() {
+				p.log.Debug("target drained", "target", t.addr)
+			}
 		case <-timer.C:
 			for _, t := range removed {
 				if n := t.inflight.Load(); n > 0 {
@@ -87,7 +91,10 @@ func (p *Proxy) SetTargets(ctx context.Context, targets map[string]int) error {
 // logChanges logs the targets added to the set and the weights changed
 // (removals are logged with their drain). Both sets are sorted by address.
 func (p *Proxy) logChanges(old, next *targetSet) {
-	i := 0
+	if !p.log.IsInfo() { // the arguments would allocate even for a null logger
+		return
+	}
+	debug, i := p.log.IsDebug(), 0
 	for _, e := range next.all {
 		for i < len(old.all) && old.all[i].t.addr < e.t.addr {
 			i++
@@ -95,7 +102,7 @@ func (p *Proxy) logChanges(old, next *targetSet) {
 		switch {
 		case i == len(old.all) || old.all[i].t != e.t:
 			p.log.Info("target added", "target", e.t.addr, "weight", e.weight)
-		case old.all[i].weight != e.weight:
+		case debug && old.all[i].weight != e.weight:
 			p.log.Debug("target weight changed", "target", e.t.addr, "weight", e.weight, "was", old.all[i].weight)
 		}
 	}
