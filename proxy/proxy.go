@@ -10,8 +10,8 @@
 //   - a removed target receives no new request, and SetTargets returns only once the
 //     requests it was serving have completed (or Options.DrainTimeout has passed);
 //   - a request whose connection to a target cannot be made (dial error, connection
-//     refused) is retried on another target, and the failing target is skipped for a
-//     short while. So when a machine dies abruptly (SIGKILL) while still routed,
+//     refused) is retried on another target, and the failing target is ejected:
+//     skipped for Options.EjectionTime. So when a machine dies abruptly (SIGKILL) while still routed,
 //     no request sent after its death fails. Those in flight on it fail when they
 //     cannot be sent again: a stream already under way is cut, an upload (not
 //     idempotent) is not resent; an idempotent request still waiting for its
@@ -25,6 +25,7 @@
 //   - Pause holds new requests in that queue while in-flight ones finish,
 //     and Resume releases them (maintenance without failed requests);
 //   - per-target counters and a latency histogram support canary analysis;
+//   - Options.Logger (go-hclog) hears what happens to each target;
 //   - a client that goes away cancels its upstream request at once, or, if it
 //     leaves in the first 10 ms of the wait for a response head, when those
 //     10 ms end: the hook that makes cancellation immediate costs five
