@@ -70,7 +70,7 @@ func benchDeploy(b *testing.B, strat deploy.Strategy, n int) {
 		if got := len(px.Targets()); got != n {
 			b.Fatalf("%d targets after the deploy, want %d", got, n)
 		}
-		_ = px.Close()
+		px.CloseIdleConnections()
 		_ = backend.Close()
 		b.StartTimer()
 	}

@@ -22,7 +22,7 @@ func ExampleDeployer_Scale() {
 	defer backend.Close()
 	backend.Register("web:v1", deploytest.App("v1"))
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	store := release.NewMemory()
 	d := &deploy.Deployer{
 		Backend: backend, Router: px, Store: store, Strategy: rolling.Strategy{},

@@ -62,7 +62,7 @@ func ExampleStrategy_custom() {
 		}))
 	}
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 
 	d := &deploy.Deployer{Backend: backend, Router: px, Strategy: oneByOne{Pause: 10 * time.Millisecond}}
 	var steps []string

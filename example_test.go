@@ -24,7 +24,7 @@ func Example() {
 	backend.Register("web:v2", deploytest.App("v2"))
 
 	px := proxy.New(proxy.Options{}) // the app's entry point; a deploy.Router
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	srv := httptest.NewServer(px)
 	defer srv.Close()
 

@@ -62,7 +62,7 @@ func TestDeploysRespectConcurrencyLimits(t *testing.T) {
 		Concurrency:  proxy.Concurrency{Type: "requests", SoftLimit: 1, HardLimit: hard, QueueTimeout: 10 * time.Second},
 	})
 	srv := httptest.NewServer(px)
-	t.Cleanup(func() { srv.Close(); _ = px.Close() })
+	t.Cleanup(func() { srv.Close(); px.CloseIdleConnections() })
 	d := &deploy.Deployer{
 		Backend:     backend,
 		Router:      px,

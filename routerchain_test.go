@@ -18,7 +18,7 @@ func (w plainWrapper) Unwrap() deploy.Router { return w.Router }
 
 func TestRouterChain(t *testing.T) {
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	fan := fanout.New(px)
 	outer := plainWrapper{&deploy.Monitor{Router: fan}}
 
@@ -53,7 +53,7 @@ func collect(seq func(func(deploy.Router) bool)) []deploy.Router {
 // ability (deploy.StatsReporterOf, Deployer.Status) walks them so.
 func ExampleRouterChain() {
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	mon := &deploy.Monitor{Router: fanout.New(px)}
 	for rt := range deploy.RouterChain(mon) {
 		fmt.Printf("%T\n", rt)

@@ -32,7 +32,7 @@ func TestAppsPauseResume(t *testing.T) {
 		t.Cleanup(func() { _ = m.Destroy(context.Background()) })
 		require.NoError(t, m.Start(ctx))
 		px := proxy.New(proxy.Options{})
-		t.Cleanup(func() { px.Close() })
+		t.Cleanup(px.CloseIdleConnections)
 		front := httptest.NewServer(px)
 		t.Cleanup(front.Close)
 		return px, front, m.Addr()

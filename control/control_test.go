@@ -57,7 +57,7 @@ func serve(t *testing.T, s *control.Server) *control.Client {
 // "process" (a Server on a socket) through a Client, under load, losing nothing.
 func TestRemoteRouterDeploysUnderLoad(t *testing.T) {
 	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	front := httptest.NewServer(px)
 	defer front.Close()
 	c := serve(t, &control.Server{Router: px, Stats: func() map[string]control.TargetStats {
@@ -156,7 +156,7 @@ func TestSetTargetsReturnsAfterDrain(t *testing.T) {
 
 func TestRouterErrorsKeepTheirKind(t *testing.T) {
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	c := serve(t, &control.Server{Router: px})
 	err := c.SetTargets(context.Background(), map[string]int{"nonsense": 1})
 	require.Error(t, err)
@@ -289,7 +289,7 @@ func newFakeApp() *fakeApp {
 func TestAppOperations(t *testing.T) {
 	app := newFakeApp()
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	c := serve(t, &control.Server{Router: px, App: app, Info: control.Info{App: "web", Backend: "mem", PID: 7}})
 	ctx := context.Background()
 
@@ -355,7 +355,7 @@ func TestAppOperations(t *testing.T) {
 func TestDetachAndShutdown(t *testing.T) {
 	app := newFakeApp()
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	s := &control.Server{Router: px, App: app}
 	path := sockPath(t)
 	ln, err := control.Listen(path)
@@ -409,7 +409,7 @@ func TestDetachAndShutdown(t *testing.T) {
 // proxy in another "process"; under load, nothing fails.
 func TestRemoteRouterCanary(t *testing.T) {
 	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	front := httptest.NewServer(px)
 	defer front.Close()
 	c := serve(t, &control.Server{Router: &deploy.Monitor{Router: px}}) // found through the wrapper

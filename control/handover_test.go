@@ -31,7 +31,7 @@ func TestHandover(t *testing.T) {
 	done := make(chan bool, 2)
 	refuse := error(nil)
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	s := &control.Server{Router: px, Handover: &control.Handover{
 		Files: func() (map[string]*os.File, error) {
 			if refuse != nil {
@@ -94,7 +94,7 @@ func TestHandover(t *testing.T) {
 
 func TestHandoverRefusedWithoutHandover(t *testing.T) {
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	c := serve(t, &control.Server{Router: px})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

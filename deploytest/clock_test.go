@@ -34,7 +34,7 @@ type fleet struct {
 func newFleet(t *testing.T) *fleet {
 	t.Helper()
 	f := &fleet{clock: deploytest.NewClock(epoch), b: mem.New(), px: proxy.New(proxy.Options{DrainTimeout: 5 * time.Second})}
-	t.Cleanup(func() { f.px.Close(); f.b.Close() })
+	t.Cleanup(func() { f.px.CloseIdleConnections(); f.b.Close() })
 	for _, v := range []string{"v1", "v2"} {
 		f.b.Register(v, deploytest.App(v))
 	}

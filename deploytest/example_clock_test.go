@@ -27,7 +27,7 @@ func ExampleClock_Drive() {
 		b.Register(v, deploytest.App(v))
 	}
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	clock := deploytest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	d := &deploy.Deployer{Backend: b, Router: px, Clock: clock, Strategy: rolling.Strategy{}, WaitTimeout: 5 * time.Minute,
 		OnEvent: func(e deploy.Event) {

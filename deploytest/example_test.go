@@ -30,7 +30,7 @@ func Example() {
 	b.Register("v1", deploytest.App("v1"))
 	b.Register("v2", deploytest.App("v2"))
 	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	front := httptest.NewServer(px)
 	defer front.Close()
 	d := &deploy.Deployer{Backend: b, Router: px, Strategy: rolling.Strategy{},

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"context"
+	"math"
 	"math/bits"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 )
 
@@ -21,7 +24,7 @@ import (
 // evenly. A slow machine keeps its requests longer, so it gets fewer new ones.
 //
 // Limits (see Concurrency) rank the candidates further: a target at its hard
-// limit is never picked; one over its soft limit, or marked down, only when
+// limit is never picked; one over its soft limit, or ejected, only when
 // nothing better is found. When neither choice is under its soft limit and up,
 // the class and then the whole set are scanned for one that is, so a target
 // over its soft limit gets new work only when every target is over it. That
@@ -30,10 +33,10 @@ import (
 
 // Ranks: a target's tier in the top bits, its requests in flight below.
 const (
-	tierShift = 48
-	tierSoft  = 1 << tierShift // up, at or over its soft limit
-	tierDown  = 2 << tierShift // marked down
-	excluded  = -1             // tried already, or at its hard limit
+	tierShift   = 48
+	tierSoft    = 1 << tierShift // up, at or over its soft limit
+	tierEjected = 2 << tierShift // ejected (see Options.EjectionTime)
+	excluded    = -1             // tried already, or at its hard limit
 )
 
 // rank orders t as a candidate (lower is better) and reports whether it is
@@ -50,8 +53,8 @@ func rank(t *target, tried []*target, soft, hard int64) (r int64, full bool) {
 	if soft > 0 && n >= soft {
 		r |= tierSoft
 	}
-	if t.isDown() {
-		r |= tierDown
+	if t.ejected() {
+		r |= tierEjected
 	}
 	return r, false
 }
@@ -169,11 +172,116 @@ func (s *targetSet) pickRR(key string, tried []*target) *target {
 	for pass := 0; pass < 2; pass++ {
 		for i := range n {
 			r := &s.routes[(start+i)%n]
-			if slices.Contains(tried, r.t) || (pass == 0 && r.t.isDown()) {
+			if slices.Contains(tried, r.t) || (pass == 0 && r.t.ejected()) {
 				continue
 			}
 			return r.t
 		}
 	}
 	return nil
+}
+
+// claim picks a target from the current set and claims it (see pick), or
+// waits in the queue when every target is at its hard limit. It returns
+// errNoTargets when no target is left, errOverloaded when the request cannot
+// wait or waited too long, or ctx's error.
+func (p *Proxy) claim(ctx context.Context, key string, tried []*target) (*target, error) {
+	lim := p.limits.Load()
+	ps := p.pause.Load()
+	if ps != nil && len(tried) == 0 {
+		return p.hold(ctx, key, ps, lim) // a retry belongs to a request in flight: not held
+	}
+	// During a pause the queue holds the paused requests: a retry does not wait behind them.
+	if lim.hard > 0 && ps == nil && p.queue.waiting.Load() > 0 {
+		return p.queue.wait(ctx, key, tried, lim) // none overtakes a waiting request
+	}
+	t, full := p.tryClaim(key, tried, lim)
+	switch {
+	case t != nil:
+		return t, nil
+	case full:
+		return p.queue.wait(ctx, key, tried, lim)
+	}
+	return nil, errNoTargets
+}
+
+// tryClaim picks and claims a target, picking again from the (newer) set when
+// the picked target was removed or filled up meanwhile. It returns nil when
+// no target is left; full then reports that some were at their hard limit.
+func (p *Proxy) tryClaim(key string, tried []*target, lim *limits) (*target, bool) {
+	for {
+		var t *target
+		var full bool
+		if p.rr {
+			t = p.set.Load().pickRR(key, tried)
+		} else {
+			t, full = p.set.Load().pick(key, tried, lim.soft, lim.hard)
+		}
+		if t == nil {
+			return nil, full
+		}
+		if ok, _ := t.claim(lim.hard); ok {
+			return t, false
+		}
+	}
+}
+
+func (p *Proxy) stickyKey(req *http.Request) string {
+	if p.opts.StickyHeader != "" {
+		if v := req.Header.Get(p.opts.StickyHeader); v != "" {
+			return v
+		}
+	}
+	if p.opts.StickyCookie != "" {
+		if c, err := req.Cookie(p.opts.StickyCookie); err == nil {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// pickSticky returns the eligible target with the highest weighted rendezvous score
+// -weight/ln(h), h a uniform hash of (key, target) in (0,1): each key maps to one
+// target, in proportion to the weights, and changing the set moves only the keys
+// of the targets that changed.
+func (s *targetSet) pickSticky(key string, tried []*target) *target {
+	kh := hashString(key)
+	for pass := 0; pass < 2; pass++ {
+		var best *target
+		bestScore := math.Inf(-1)
+		for i := range s.routes {
+			r := &s.routes[i]
+			if slices.Contains(tried, r.t) || (pass == 0 && r.t.ejected()) {
+				continue
+			}
+			h := (float64(mix64(kh^r.t.seed)>>11) + 0.5) / (1 << 53)
+			if score := -r.weight / math.Log(h); score > bestScore {
+				best, bestScore = r.t, score
+			}
+		}
+		if best != nil {
+			return best
+		}
+	}
+	return nil
+}
+
+// hashString is 64-bit FNV-1a.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix64 is the splitmix64 finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }

@@ -83,7 +83,7 @@ func TestLeastLoadedAvoidsSlowTarget(t *testing.T) {
 	var shares [2]float64
 	for i, rr := range []bool{false, true} {
 		p := New(Options{})
-		defer p.Close()
+		defer p.CloseIdleConnections()
 		p.rr = rr
 		setTargets(t, p, map[string]int{fast.addr(): 1, slow.addr(): 1})
 		start := time.Now()
@@ -125,7 +125,7 @@ func TestCanaryShareUnderLeastLoaded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := New(Options{})
-			defer p.Close()
+			defer p.CloseIdleConnections()
 			set := map[string]int{}
 			for i := range 3 {
 				set[delayed(t, fmt.Sprint("old", i), tc.old).addr()] = 90

@@ -90,8 +90,8 @@ func BenchmarkHandler(b *testing.B) {
 		{"canary5of95", []int{5, 95}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			p := New(Options{ResponseHeaderTimeout: 30e9, ErrorLog: discardLog()})
-			defer p.Close()
+			p := New(Options{ResponseHeaderTimeout: 30e9})
+			defer p.CloseIdleConnections()
 			set := map[string]int{}
 			for _, w := range tc.weights {
 				set[rawBackend(b)] = w
@@ -157,7 +157,7 @@ func BenchmarkSetTargets(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			p := New(Options{})
-			defer p.Close()
+			defer p.CloseIdleConnections()
 			ctx := context.Background()
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {

@@ -24,7 +24,7 @@ func TestHistogramCountBelow(t *testing.T) {
 // sent to the other and counted in Retries.
 func TestRetriesCounted(t *testing.T) {
 	b := newBackend(t, "live", nil)
-	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{})
 	dead := deadAddr(t)
 	setTargets(t, p, map[string]int{dead: 1, b.addr(): 1})
 	for range 20 {

@@ -26,7 +26,7 @@ func ExampleConcurrency() {
 		HardLimit:   1,
 		QueueLength: -1, // no waiting: shed at once (the default waits up to 5s, 1024 requests)
 	}})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	if err := p.SetTargets(context.Background(), map[string]int{app.Listener.Addr().String(): 1}); err != nil {
 		fmt.Println(err)
 		return

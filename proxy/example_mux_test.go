@@ -22,7 +22,7 @@ func ExampleMux() {
 		}))
 		defer backend.Close()
 		p := proxy.New(proxy.Options{})
-		defer p.Close()
+		defer p.CloseIdleConnections()
 		_ = p.SetTargets(context.Background(), map[string]int{backend.Listener.Addr().String(): 1})
 		if err := mux.Handle(app+".example.com", "", p); err != nil {
 			fmt.Println(err)
@@ -58,7 +58,7 @@ func ExampleProxy_Pause() {
 	}))
 	defer backend.Close()
 	p := proxy.New(proxy.Options{})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	_ = p.SetTargets(context.Background(), map[string]int{backend.Listener.Addr().String(): 1})
 	front := httptest.NewServer(p)
 	defer front.Close()

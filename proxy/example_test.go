@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/cutover/deploy/proxy"
+	"github.com/hashicorp/go-hclog"
 )
 
 // Example puts a proxy in front of one version of an app, then cuts traffic over
@@ -25,7 +27,7 @@ func Example() {
 	defer v2.Close()
 
 	p := proxy.New(proxy.Options{})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	front := httptest.NewServer(p) // or http.ListenAndServe(":8080", p)
 	defer front.Close()
 
@@ -71,4 +73,22 @@ func ExampleHistogram_Observe() {
 	// Output:
 	// 100 50.5ms 0.02
 	// true
+}
+
+// ExampleOptions_logger gives the proxy a go-hclog logger: it logs what
+// happens to each target, with the target's address under the key "target".
+func ExampleOptions_logger() {
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name: "proxy", Level: hclog.Info, Output: os.Stdout, DisableTime: true,
+	})
+	p := proxy.New(proxy.Options{Logger: logger})
+	defer p.CloseIdleConnections()
+
+	ctx := context.Background()
+	_ = p.SetTargets(ctx, map[string]int{"10.0.0.1:8080": 1})
+	_ = p.SetTargets(ctx, map[string]int{"10.0.0.2:8080": 1}) // 10.0.0.1 drains first
+	// Output:
+	// [INFO]  proxy: target added: target=10.0.0.1:8080 weight=1
+	// [INFO]  proxy: target added: target=10.0.0.2:8080 weight=1
+	// [INFO]  proxy: target removed; draining: target=10.0.0.1:8080 in_flight=0
 }

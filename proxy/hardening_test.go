@@ -125,7 +125,7 @@ func serve(t *testing.T, srv *http.Server) string {
 func TestServerTimeoutsAndLimits(t *testing.T) {
 	b := newBackend(t, "b", nil)
 	p := New(Options{})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	setTargets(t, p, map[string]int{b.addr(): 1})
 	srv := NewServer("", p, ServerOptions{ReadHeaderTimeout: 100 * time.Millisecond, IdleTimeout: 100 * time.Millisecond, MaxHeaderBytes: 4096})
 	addr := serve(t, srv)
@@ -295,7 +295,7 @@ func TestMaxBodyBytes(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "b:"+string(body))
 	})
-	p, front, c := newFront(t, Options{MaxBodyBytes: 1000, ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{MaxBodyBytes: 1000})
 	setTargets(t, p, map[string]int{b.addr(): 1})
 	ok := strings.Repeat("a", 1000)
 	if code, body, err := do(c, "POST", front.URL, ok, nil); err != nil || code != 200 || body != "b:"+ok {
@@ -327,7 +327,7 @@ func TestMaxBodyBytes(t *testing.T) {
 func TestGracefulShutdownDrains(t *testing.T) {
 	b, started, release := heldBackend(t, "slow done")
 	p := New(Options{})
-	defer p.Close()
+	defer p.CloseIdleConnections()
 	setTargets(t, p, map[string]int{b.addr(): 1})
 	srv := NewServer("", p, ServerOptions{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -390,8 +390,8 @@ func FuzzProxyRequest(f *testing.F) {
 		_, _ = io.WriteString(w, "ok")
 	})
 	rec := &dialRecorder{}
-	p := New(Options{DialContext: rec.DialContext, ErrorLog: discardLog(), MaxBodyBytes: 1 << 16})
-	f.Cleanup(func() { _ = p.Close() })
+	p := New(Options{DialContext: rec.DialContext, MaxBodyBytes: 1 << 16})
+	f.Cleanup(p.CloseIdleConnections)
 	var panics sync.Map
 	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {

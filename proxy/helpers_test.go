@@ -83,7 +83,7 @@ func newBackend(t testing.TB, name string, h http.HandlerFunc) *backend {
 func newFront(t testing.TB, opts Options) (*Proxy, *httptest.Server, *http.Client) {
 	t.Helper()
 	p := New(opts)
-	t.Cleanup(func() { _ = p.Close() })
+	t.Cleanup(p.CloseIdleConnections)
 	front := httptest.NewServer(p)
 	t.Cleanup(front.Close)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}

@@ -159,7 +159,7 @@ func TestIdle408(t *testing.T) {
 		closed <- struct{}{}
 	})
 	t.Cleanup(func() { close(done) })
-	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{})
 	setTargets(t, p, map[string]int{addr: 1})
 	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
 		t.Fatalf("first GET: %d %q %v", code, body, err)
@@ -195,7 +195,7 @@ func TestKeepAlive408PassedOn(t *testing.T) {
 			}
 		}
 	})
-	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{})
 	setTargets(t, p, map[string]int{addr: 1})
 	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
 		t.Fatalf("first GET: %d %q %v", code, body, err)
@@ -227,7 +227,7 @@ func TestNoResponseResentOnce(t *testing.T) {
 			_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
-	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{})
 	setTargets(t, p, map[string]int{hang: 1})
 	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
 		t.Fatalf("first GET: %d %q %v", code, body, err)
@@ -293,7 +293,7 @@ func TestResponseHeaderTimeout(t *testing.T) {
 				}
 			})
 			defer close(release)
-			p, front, c := newFront(t, Options{ResponseHeaderTimeout: d, ErrorLog: discardLog()})
+			p, front, c := newFront(t, Options{ResponseHeaderTimeout: d})
 			setTargets(t, p, map[string]int{b.addr(): 1})
 			start := time.Now()
 			if code, _, err := do(c, "GET", front.URL, "", nil); err != nil || code != http.StatusBadGateway {
@@ -349,7 +349,7 @@ func TestLateWakeReadsResponse(t *testing.T) {
 			time.Sleep(rht) // run only once the timeout has passed
 		}}, nil
 	}
-	p, front, c := newFront(t, Options{ResponseHeaderTimeout: rht, DialContext: dial, ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{ResponseHeaderTimeout: rht, DialContext: dial})
 	setTargets(t, p, map[string]int{addr: 1})
 	if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != 200 || body != "ok" {
 		t.Fatalf("got %d %q %v, want 200 ok", code, body, err)
@@ -387,7 +387,7 @@ func TestSlowHeadAndBody(t *testing.T) {
 					}
 				}
 			})
-			p, front, c := newFront(t, Options{ResponseHeaderTimeout: rht, ErrorLog: discardLog()})
+			p, front, c := newFront(t, Options{ResponseHeaderTimeout: rht})
 			setTargets(t, p, map[string]int{addr: 1})
 			res, err := c.Get(front.URL)
 			if err != nil {
@@ -438,8 +438,8 @@ func TestClientGoneDuringBlockedWrite(t *testing.T) {
 		}
 		<-hold // never reads
 	})
-	p := New(Options{ErrorLog: discardLog()})
-	t.Cleanup(func() { _ = p.Close() })
+	p := New(Options{})
+	t.Cleanup(p.CloseIdleConnections)
 	setTargets(t, p, map[string]int{addr: 1})
 	front := httptest.NewUnstartedServer(p)
 	front.Config.MaxHeaderBytes = 64 << 20
@@ -521,7 +521,7 @@ func TestEarlyResponse(t *testing.T) {
 	b := newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too big", http.StatusRequestEntityTooLarge)
 	})
-	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{})
 	setTargets(t, p, map[string]int{b.addr(): 1})
 	for _, size := range []int{100, 4 << 20} {
 		code, _, err := do(c, "POST", front.URL, strings.Repeat("x", size), nil)
@@ -661,7 +661,7 @@ func TestMalformedBackendHeaders(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			addr := scriptedBackend(t, resp)
-			p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+			p, front, c := newFront(t, Options{})
 			setTargets(t, p, map[string]int{addr: 1})
 			if code, body, err := do(c, "GET", front.URL, "", nil); err != nil || code != http.StatusBadGateway {
 				t.Fatalf("%d %q %v, want 502", code, body, err)

@@ -43,7 +43,7 @@ func TestMuxRoutes(t *testing.T) {
 	for _, name := range []string{"web", "api", "apiv2", "tenant"} {
 		b := newBackend(t, name, nil)
 		p := New(Options{})
-		t.Cleanup(func() { p.Close() })
+		t.Cleanup(p.CloseIdleConnections)
 		setTargets(t, p, map[string]int{b.addr(): 1})
 		apps[name] = p
 	}
@@ -115,8 +115,8 @@ func TestMuxDeployOneApp(t *testing.T) {
 	webB := newBackend(t, "web", nil)
 	apiBs := []*backend{newBackend(t, "api", nil), newBackend(t, "api", nil)}
 	web, api := New(Options{}), New(Options{})
-	defer web.Close()
-	defer api.Close()
+	defer web.CloseIdleConnections()
+	defer api.CloseIdleConnections()
 	setTargets(t, web, map[string]int{webB.addr(): 1})
 	setTargets(t, api, map[string]int{apiBs[0].addr(): 1})
 	var m Mux

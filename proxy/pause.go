@@ -41,6 +41,7 @@ func (p *Proxy) Pause(ctx context.Context, timeout time.Duration) error {
 		timeout = DefaultPauseTimeout
 	}
 	p.pause.Store(&pause{timeout: timeout, since: time.Now()})
+	p.log.Info("paused", "timeout", timeout)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -61,6 +62,7 @@ func (p *Proxy) Pause(ctx context.Context, timeout time.Duration) error {
 // paused does nothing.
 func (p *Proxy) Resume() {
 	if p.pause.Swap(nil) != nil {
+		p.log.Info("resumed")
 		p.queue.pump()
 	}
 }
@@ -105,8 +107,3 @@ func (p *Proxy) hold(ctx context.Context, key string, ps *pause, lim *limits) (*
 	}
 	return p.queue.waitFor(ctx, key, nil, ps.timeout, length, errPaused)
 }
-
-// Retries returns how many attempts the proxy made after a request's first
-// since New: on another target after a failed connection, or once more after
-// a connection that broke before the response (idempotent requests).
-func (p *Proxy) Retries() uint64 { return p.retries.Load() }

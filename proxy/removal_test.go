@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"log"
+	"github.com/hashicorp/go-hclog"
 )
 
-// The error log names the target that failed, and goes to Options.ErrorLog.
-func TestErrorLogNamesTarget(t *testing.T) {
+// Options.Logger hears what happens to each target, named by its address:
+// added, a request that failed on it, ejected, removed, drained.
+func TestLoggerNamesTarget(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,14 +35,31 @@ func TestErrorLogNamesTarget(t *testing.T) {
 	}()
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	var buf safeBuffer
-	p, front, c := newFront(t, Options{ErrorLog: log.New(&buf, "", 0)})
-	setTargets(t, p, map[string]int{ln.Addr().String(): 1})
+	logger := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Debug, DisableTime: true})
+	p, front, c := newFront(t, Options{Logger: logger})
+	mute, dead := ln.Addr().String(), deadAddr(t)
+	setTargets(t, p, map[string]int{mute: 1})
 	code, _, err := do(c, "GET", front.URL+"/x", "", nil)
 	if err != nil || code != http.StatusBadGateway {
 		t.Fatalf("GET: %d, %v; want 502", code, err)
 	}
-	if got := buf.String(); !strings.Contains(got, "GET /x: target "+ln.Addr().String()+": ") {
-		t.Errorf("error log %q does not name the target", got)
+	setTargets(t, p, map[string]int{dead: 1})
+	if code, _, err := do(c, "GET", front.URL+"/y", "", nil); err != nil || code != http.StatusBadGateway {
+		t.Fatalf("GET: %d, %v; want 502", code, err)
+	}
+	setTargets(t, p, map[string]int{})
+	got := buf.String()
+	for _, want := range []string{
+		"[INFO]  target added: target=" + mute + " weight=1",
+		"[ERROR] request failed: method=GET path=/x target=" + mute + " error=",
+		"[INFO]  target removed; draining: target=" + mute + " in_flight=0",
+		"[DEBUG] target drained: target=" + mute,
+		"[WARN]  target ejected: no connection could be made: target=" + dead + " for=2s error=",
+		"[ERROR] request failed: method=GET path=/y target=" + dead + " error=",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the log does not have %q; it is:\n%s", want, got)
+		}
 	}
 }
 

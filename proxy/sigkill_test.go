@@ -141,7 +141,7 @@ func TestTargetSIGKILL(t *testing.T) {
 		t.Skip("starts three processes and runs a load of several seconds")
 	}
 	a, b, victim := startProcBackend(t, "a"), startProcBackend(t, "b"), startProcBackend(t, "victim")
-	p, front, c := newFront(t, Options{ErrorLog: discardLog()})
+	p, front, c := newFront(t, Options{})
 	setTargets(t, p, map[string]int{a.addr: 1, b.addr: 1, victim.addr: 1})
 
 	type outcome struct {

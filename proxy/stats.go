@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -257,3 +258,104 @@ func (h Histogram) CountBelow(le time.Duration) uint64 {
 	}
 	return n
 }
+
+// maxRemovedStats bounds how many removed targets' statistics are kept; the
+// oldest are forgotten first.
+const maxRemovedStats = 1024
+
+// Stats returns a snapshot of the statistics of every target in the current set
+// (weight 0 included) and of the removed targets, keyed by address. A removed
+// target's statistics (Removed set, Weight 0) keep its totals until ResetStats
+// forgets them (or 1,024 later removals push them out), and an address added
+// again continues from them. Take two snapshots and subtract them with
+// TargetStats.Sub to look at a window, across removals too.
+func (p *Proxy) Stats() map[string]TargetStats {
+	s := p.set.Load()
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	m := make(map[string]TargetStats, len(s.all)+len(p.removed))
+	for addr, t := range p.removed {
+		st := t.stats.snapshot()
+		st.InFlight = t.inflight.Load()
+		st.Removed = true
+		m[addr] = st
+	}
+	for _, e := range s.all {
+		st := e.t.stats.snapshot()
+		st.Weight = e.weight
+		st.InFlight = e.t.inflight.Load()
+		m[e.t.addr] = st
+	}
+	return m
+}
+
+// ResetStats starts the statistics of addrs over, or of every target when
+// addrs is empty: a removed target's are forgotten, a current target's
+// counters start from zero (requests in flight meanwhile may or may not count).
+func (p *Proxy) ResetStats(addrs ...string) {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	all := len(addrs) == 0
+	want := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		want[a] = true
+	}
+	kept := p.order[:0]
+	for _, a := range p.order {
+		if all || want[a] {
+			delete(p.removed, a)
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	p.order = kept
+	for _, e := range p.set.Load().all {
+		if all || want[e.t.addr] {
+			e.t.stats.reset()
+		}
+	}
+}
+
+// keepStats remembers removed targets' statistics. SetTargets is serialized.
+func (p *Proxy) keepStats(removed []*target) {
+	if len(removed) == 0 {
+		return
+	}
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	if p.removed == nil {
+		p.removed = map[string]*target{}
+	}
+	for _, t := range removed {
+		if _, ok := p.removed[t.addr]; !ok {
+			p.order = append(p.order, t.addr)
+		}
+		p.removed[t.addr] = t
+	}
+	for len(p.order) > maxRemovedStats {
+		delete(p.removed, p.order[0])
+		p.order = p.order[1:]
+	}
+}
+
+// adoptStats gives the targets of next that were removed before the totals
+// they had, before next is published.
+func (p *Proxy) adoptStats(next *targetSet) {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	if len(p.removed) == 0 {
+		return
+	}
+	for _, e := range next.all {
+		if old, ok := p.removed[e.t.addr]; ok && old != e.t {
+			e.t.stats.add(&old.stats)
+			delete(p.removed, e.t.addr)
+			p.order = slices.DeleteFunc(p.order, func(a string) bool { return a == e.t.addr })
+		}
+	}
+}
+
+// Retries returns how many attempts the proxy made after a request's first
+// since New: on another target after a failed connection, or once more after
+// a connection that broke before the response (idempotent requests).
+func (p *Proxy) Retries() uint64 { return p.retries.Load() }

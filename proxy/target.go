@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -17,11 +16,11 @@ type target struct {
 	addr string
 	seed uint64 // hash of addr, for sticky (rendezvous) hashing
 
-	inflight  atomic.Int64
-	removed   atomic.Bool
-	drained   chan struct{} // closed once, when removed and no request is in flight
-	drainOnce sync.Once
-	downUntil atomic.Int64 // monotonic nanoseconds (see now); 0 means up
+	inflight     atomic.Int64
+	removed      atomic.Bool
+	drained      chan struct{} // closed once, when removed and no request is in flight
+	drainOnce    sync.Once
+	ejectedUntil atomic.Int64 // monotonic nanoseconds (see now); 0 means up
 
 	stats counters
 	pool  connPool // the lean path's connections
@@ -86,14 +85,17 @@ var epoch = time.Now()
 
 func now() int64 { return int64(time.Since(epoch)) }
 
-func (t *target) markDown(d time.Duration) {
-	if d > 0 {
-		t.downUntil.Store(now() + int64(d))
-	}
+// eject makes new requests skip t until d from now, and reports whether t
+// was not ejected until then (exactly one of concurrent ejections does).
+func (t *target) eject(d time.Duration) bool {
+	n := now()
+	until := t.ejectedUntil.Swap(n + int64(d))
+	return until == 0 || n >= until
 }
 
-func (t *target) isDown() bool {
-	d := t.downUntil.Load()
+// ejected reports whether new requests skip t (see Options.EjectionTime).
+func (t *target) ejected() bool {
+	d := t.ejectedUntil.Load()
 	return d != 0 && now() < d
 }
 
@@ -187,50 +189,4 @@ func newTargetSet(old *targetSet, targets map[string]int, q *queue) *targetSet {
 		i = int(r.hi)
 	}
 	return s
-}
-
-// pickSticky returns the eligible target with the highest weighted rendezvous score
-// -weight/ln(h), h a uniform hash of (key, target) in (0,1): each key maps to one
-// target, in proportion to the weights, and changing the set moves only the keys
-// of the targets that changed.
-func (s *targetSet) pickSticky(key string, tried []*target) *target {
-	kh := hashString(key)
-	for pass := 0; pass < 2; pass++ {
-		var best *target
-		bestScore := math.Inf(-1)
-		for i := range s.routes {
-			r := &s.routes[i]
-			if slices.Contains(tried, r.t) || (pass == 0 && r.t.isDown()) {
-				continue
-			}
-			h := (float64(mix64(kh^r.t.seed)>>11) + 0.5) / (1 << 53)
-			if score := -r.weight / math.Log(h); score > bestScore {
-				best, bestScore = r.t, score
-			}
-		}
-		if best != nil {
-			return best
-		}
-	}
-	return nil
-}
-
-// hashString is 64-bit FNV-1a.
-func hashString(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
-}
-
-// mix64 is the splitmix64 finalizer.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }

@@ -24,7 +24,7 @@ func Example() {
 	}
 	defer b.Close()
 	px := proxy.New(proxy.Options{}) // serve it on the edge; node ports stay private
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	d := &deploy.Deployer{
 		Backend:     b,
 		Router:      px,

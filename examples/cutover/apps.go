@@ -54,7 +54,7 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		for _, a := range apps {
 			a.stopMon()
 			<-a.monDone
-			_ = a.d.px.Close()
+			a.d.px.CloseIdleConnections()
 		}
 	}
 	for _, s := range specs {
@@ -66,6 +66,9 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		}
 		// Its own limits: fly.toml's concurrency and max_body_bytes (else the flag's).
 		aopts := popts
+		if aopts.Logger != nil {
+			aopts.Logger = aopts.Logger.Named(plan.Spec.App)
+		}
 		aopts.Concurrency = proxyConcurrency(plan.Concurrency)
 		if aopts.MaxBodyBytes, err = appMaxBody(cm.cfg, popts.MaxBodyBytes); err == nil {
 			err = aopts.Concurrency.Validate()
@@ -89,7 +92,7 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		d.info.App, d.info.PID, d.info.Started = app, os.Getpid(), time.Now()
 		for _, h := range s.hosts {
 			if err := mux.Handle(h, "", px); err != nil {
-				px.Close()
+				px.CloseIdleConnections()
 				stop()
 				return nil, usagef("--app %s: host %s: %v", s.path, h, err)
 			}

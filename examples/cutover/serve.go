@@ -83,7 +83,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ff := addFrontFlags(c.fs)
 	metricsAddr := c.fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, such as 127.0.0.1:9091 (default: off)")
 	level := logLevel{hclog.Info}
-	c.fs.Var(&level, "log-level", "what the deployer writes to the log besides the events: "+strings.Join(logLevels, ", ")+" (debug adds every machine step)")
+	c.fs.Var(&level, "log-level", "what the deployer and the proxy write to the log besides the events: "+strings.Join(logLevels, ", ")+" (debug adds every machine step)")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
@@ -176,8 +176,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		pub.Close()
 		return usagef("invalid %s: %v", c.cfgPath, err)
 	}
-	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: maxBody, ErrorLog: logs.logger("proxy: "), Concurrency: limits})
-	defer px.Close()
+	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: maxBody, Logger: logs.hclogger("proxy", level.level), Concurrency: limits})
+	defer px.CloseIdleConnections()
 	frontOpts.Server.ErrorLog = logs.logger("http: ")
 	h, mux, err := ff.handler(px)
 	if err != nil {
@@ -227,7 +227,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
 		Handover: d.handover(listeners, handedOver)}
 	// More apps (--app), each with its own proxy behind the host Mux.
-	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, ErrorLog: logs.logger("proxy: ")}, mux, ctl, d.info, measure)
+	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, Logger: logs.hclogger("proxy", level.level)}, mux, ctl, d.info, measure)
 	if err != nil {
 		pub.Close()
 		if tlsLn != nil {

@@ -105,7 +105,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 
 	// The proxy: the app's single entry point, switching traffic between containers.
 	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

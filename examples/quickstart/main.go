@@ -63,7 +63,7 @@ func run(strategyName string, machines, workers int, asJSON bool) error {
 
 	// The proxy: the app's single entry point, switching traffic between machines.
 	px := proxy.New(proxy.Options{})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -141,7 +141,7 @@ func run(ctx context.Context, strategyName string, machines, workers int, asJSON
 	fmt.Printf("built %s and %s, copied into the engines of %d other nodes, in %v\n", images["v1"], images["v2"], len(nodes), time.Since(start).Round(time.Millisecond))
 
 	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -79,7 +79,7 @@ func NewEngine(t *testing.T, b Sweeper, opts EngineOptions) *Engine {
 	}
 	t.Cleanup(func() {
 		srv.Close()
-		_ = e.Proxy.Close()
+		e.Proxy.CloseIdleConnections()
 		// Every machine the test made goes, whatever happened, and none may remain.
 		ctx, cancel := context.WithTimeout(context.Background(), opts.SweepTimeout)
 		defer cancel()

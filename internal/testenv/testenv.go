@@ -77,7 +77,7 @@ func New(t testing.TB) *Env {
 	t.Cleanup(func() {
 		srv.Close()
 		e.Backend.Close()
-		e.Proxy.Close()
+		e.Proxy.CloseIdleConnections()
 	})
 	return e
 }

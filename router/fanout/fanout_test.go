@@ -65,8 +65,8 @@ func newEdges(t *testing.T) *edges {
 		<-done
 		ls.Close()
 		rs.Close()
-		e.Local.Close()
-		e.Remote.Close()
+		e.Local.CloseIdleConnections()
+		e.Remote.CloseIdleConnections()
 		os.RemoveAll(dir)
 	})
 	return e
@@ -221,9 +221,9 @@ func (f *failing) SetTargets(context.Context, map[string]int) error {
 // Two proxies, one target set.
 func ExampleRouter() {
 	local := proxy.New(proxy.Options{})
-	defer local.Close()
+	defer local.CloseIdleConnections()
 	other := proxy.New(proxy.Options{}) // in real use: control.Dial("/run/edge-b/cutover.sock")
-	defer other.Close()
+	defer other.CloseIdleConnections()
 	rt := fanout.New(local, other)
 	if err := rt.SetTargets(context.Background(), map[string]int{"10.0.0.5:8080": 100}); err != nil {
 		panic(err)

@@ -104,7 +104,7 @@ func TestACME(t *testing.T) {
 	deployers := map[string]*deploy.Deployer{}
 	for _, app := range []string{"web", "api"} {
 		px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-		defer px.Close()
+		defer px.CloseIdleConnections()
 		require.NoError(t, mux.Handle(app+".test", "", px))
 		deployers[app] = &deploy.Deployer{Backend: b, Router: px, Strategy: rolling.Strategy{},
 			Health: health.HTTP{Path: "/health", Interval: 20 * time.Millisecond}, WaitTimeout: 10 * time.Second}

@@ -38,7 +38,7 @@ func TestClientLimits(t *testing.T) {
 	go func() { _ = backend.Serve(bln) }()
 	defer backend.Close()
 	px := proxy.New(proxy.Options{MaxBodyBytes: 1000})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	require.NoError(t, px.SetTargets(context.Background(), map[string]int{bln.Addr().String(): 1}))
 
 	f, err := edge.New(px, edge.Options{

@@ -65,7 +65,7 @@ func TestScrapeDuringDeploy(t *testing.T) {
 	b.Register("v1", deploytest.App("v1"))
 	b.Register("v2", deploytest.App("v2"))
 	px := proxy.New(proxy.Options{DrainTimeout: 10 * time.Second})
-	defer px.Close()
+	defer px.CloseIdleConnections()
 	front := httptest.NewServer(px)
 	defer front.Close()
 
