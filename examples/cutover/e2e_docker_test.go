@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,21 +35,18 @@ func dockerEngine(t *testing.T) *docker.Backend {
 	return b
 }
 
-// TestEndToEndDocker runs the scenario of TestEndToEndMem on the local Docker
-// engine, with images of the sample app examples/app. It is skipped when the
-// engine is unreachable, unless CI=true, where that fails. Every container it
-// made (its app's label) and its images are removed at the end.
-func TestEndToEndDocker(t *testing.T) {
-	ctx := context.Background()
-	b := dockerEngine(t)
-
+// dockerApp returns a new app name and images of the sample app
+// examples/app (one static binary), images[i] tagged and answering
+// versions[i]. When the test ends every container of the app goes, then the
+// images.
+func dockerApp(t *testing.T, b *docker.Backend, versions ...string) (app string, images []string) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	suffix := hex.EncodeToString(rnd[:])
-	app := "e2e-" + suffix
-	repo := "cutover-e2e-" + suffix
-	images := [3]string{repo + ":v1", repo + ":v2", repo + ":v3"}
-	versions := [3]string{"v1", "v2", "v3"}
+	app = "e2e-" + suffix
+	for _, v := range versions {
+		images = append(images, "cutover-e2e-"+suffix+":"+v)
+	}
 	t.Cleanup(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -59,18 +58,43 @@ func TestEndToEndDocker(t *testing.T) {
 		}
 		b.Close()
 	})
-
-	// One static binary, three images that differ by VERSION.
 	appBin := filepath.Join(t.TempDir(), "app")
 	cmd := exec.Command("go", "build", "-o", appBin, "../app")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for i, img := range images {
-		require.NoError(t, b.BuildBinaryImage(bctx, img, appBin, docker.ImageOptions{Env: map[string]string{"VERSION": versions[i]}}))
+		require.NoError(t, b.BuildBinaryImage(ctx, img, appBin, docker.ImageOptions{Env: map[string]string{"VERSION": versions[i]}}))
 	}
+	return app, images
+}
+
+// TestKillDaemonMidDeployRecoversDocker is TestKillDaemonMidDeployRecovers on
+// the Docker engine: SIGKILL of the daemon at each phase of a deploy under
+// load; the containers outlive it, and the restarted daemon adopts them and
+// recovers.
+func TestKillDaemonMidDeployRecoversDocker(t *testing.T) {
+	versions := make([]string, len(killPhases)+1)
+	for i := range versions {
+		versions[i] = fmt.Sprintf("k%d", i)
+	}
+	app, images := dockerApp(t, dockerEngine(t), versions...)
+	killAtEachPhase(t, newEnv(t, app, images[0]), "docker", images)
+}
+
+// TestEndToEndDocker runs the scenario of TestEndToEndMem on the local Docker
+// engine, with images of the sample app examples/app. It is skipped when the
+// engine is unreachable, unless CI=true, where that fails. Every container it
+// made (its app's label) and its images are removed at the end.
+func TestEndToEndDocker(t *testing.T) {
+	ctx := context.Background()
+	b := dockerEngine(t)
+	versions := [3]string{"v1", "v2", "v3"}
+	app, imgs := dockerApp(t, b, versions[:]...)
+	images := [3]string(imgs)
+	repo := strings.TrimSuffix(images[0], ":v1")
 
 	e := newEnv(t, app, images[0])
 	scenario(t, e, "docker", images, versions)

@@ -75,31 +75,46 @@ func (e *env) waitRecovered() control.Status {
 // own lock at once, recovers without a manual step, the interrupted release
 // ends rolled back with the true reason (or complete, when the deploy had
 // finished), the app runs its 3 machines of the current release, and no
-// request fails once it serves again.
+// request fails once it serves again. TestKillDaemonMidDeployRecoversDocker
+// does the same on the Docker engine.
 func TestKillDaemonMidDeployRecovers(t *testing.T) {
-	e := newEnv(t, "killed", "demo:v1")
-	e.start("mem")
-	r := e.run("deploy", "--image", "demo:v1", "--count", "3")
+	images := make([]string, len(killPhases)+1)
+	for i := range images {
+		images[i] = fmt.Sprintf("demo:k%d", i)
+	}
+	killAtEachPhase(t, newEnv(t, "killed", images[0]), "mem", images)
+}
+
+// killPhases are the events of a rolling deploy the daemon is killed at.
+var killPhases = []struct {
+	at  string
+	new bool // the event must be of the new version
+}{
+	{"deploy_started", false},
+	{"machine_created", false},
+	{"machine_healthy", false},
+	{"machine_routed", true},
+	{"machine_stopped", false},
+	{"deploy_succeeded", false},
+}
+
+// killAtEachPhase deploys images[0] to 3 machines, then for each of
+// killPhases deploys the next image and kills the daemon at that phase (see
+// TestKillDaemonMidDeployRecovers). An image's tag is the version its app
+// answers.
+func killAtEachPhase(t *testing.T, e *env, backend string, images []string) {
+	tag := func(image string) string { return image[strings.LastIndex(image, ":")+1:] }
+	e.start(backend)
+	r := e.run("deploy", "--image", images[0], "--count", "3")
 	require.Equal(t, 0, r.code, r.stderr)
 
-	phases := []struct {
-		at  string
-		new bool // the event must be of the new version
-	}{
-		{"deploy_started", false},
-		{"machine_created", false},
-		{"machine_healthy", false},
-		{"machine_routed", true},
-		{"machine_stopped", false},
-		{"deploy_succeeded", false},
-	}
-	for i, p := range phases {
+	for i, p := range killPhases {
 		func() {
 			t.Logf("=== killed at %s", p.at)
 			ctx := context.Background()
 			run := deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 			require.NoError(t, run.WaitRequests(ctx, 20))
-			image := fmt.Sprintf("demo:k%d", i)
+			image := images[i+1]
 			r, killed := e.deployUntil(p.at, p.new, "--image", image)
 			require.True(t, killed, "the deploy reached %s", p.at)
 			if p.at == "deploy_succeeded" && r.code == 0 {
@@ -113,7 +128,7 @@ func TestKillDaemonMidDeployRecovers(t *testing.T) {
 			assert.NotContains(t, r.stderr, "previous version serves")
 			t.Logf("load while the daemon was killed: %s", run.Stop())
 
-			e.start("mem")
+			e.start(backend)
 			st := e.waitRecovered()
 
 			var rels []releaseLine
@@ -123,7 +138,7 @@ func TestKillDaemonMidDeployRecovers(t *testing.T) {
 			for _, rel := range rels {
 				assert.NotEqual(t, "running", rel.Status, "v%d", rel.Version)
 				if rel.Stable && current == "" {
-					current, serves = fmt.Sprintf("v%d", rel.Version), strings.TrimPrefix(rel.Image, "demo:")
+					current, serves = fmt.Sprintf("v%d", rel.Version), tag(rel.Image)
 				}
 			}
 			last := rels[0]
