@@ -104,12 +104,12 @@ func TestMemIgnoredStopIsKilled(t *testing.T) {
 	b := newBackend(t)
 	b.Inject(mem.Fault{Image: "app:v1", IgnoreStopFor: time.Hour})
 	m := launch(t, b, deploy.MachineSpec{App: "a", Image: "app:v1", StopTimeout: 100 * time.Millisecond})
-	start := time.Now()
+	// The app ignores the stop for an hour: the stop timeout, not the app,
+	// ends it (the killed exit says so).
 	require.NoError(t, m.Stop(context.Background()))
 	st, _ := m.Wait(context.Background())
 	assert.Equal(t, mem.ExitKilled, st.Code)
 	assert.Contains(t, st.Reason, "stop timeout")
-	assert.Less(t, time.Since(start), 5*time.Second)
 }
 
 func TestMemCommandOverride(t *testing.T) {
