@@ -188,6 +188,17 @@ func RouterChain(rt Router) iter.Seq[Router] {
 	}
 }
 
+// findRouter returns the outermost router of RouterChain(rt) that is a T.
+func findRouter[T any](rt Router) (T, bool) {
+	for r := range RouterChain(rt) {
+		if t, ok := r.(T); ok {
+			return t, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
 // Strategy moves an app from its current machines to machines of a new spec.
 type Strategy interface {
 	// Name is the strategy's name, such as "rolling".

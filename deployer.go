@@ -270,7 +270,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		res.FromVersion = old[0].Spec().Version
 	}
 	var routes map[string]int
-	if wr, ok := d.Router.(WeightReporter); ok && len(old) > 0 {
+	if wr, ok := findRouter[WeightReporter](d.Router); ok && len(old) > 0 {
 		routes = wr.Targets()
 	}
 	hc := req.Health

@@ -119,7 +119,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		specs[i].Labels = withLabels(specs[i].Labels, l)
 	}
 	var routes map[string]int
-	if wr, ok := d.Router.(WeightReporter); ok && len(all) > 0 {
+	if wr, ok := findRouter[WeightReporter](d.Router); ok && len(all) > 0 {
 		routes = wr.Targets()
 	}
 	emit := serialize(func(e Event) {

@@ -109,7 +109,7 @@ func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) 
 	}
 
 	var routes map[string]int
-	if wr, ok := d.Router.(WeightReporter); ok {
+	if wr, ok := findRouter[WeightReporter](d.Router); ok {
 		routes = wr.Targets()
 	}
 	newest := Release{}
@@ -234,7 +234,7 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	spec.App, spec.Version = app, v
 	spec.Labels = withLabels(spec.Labels, appLabels(spec))
 	var routes map[string]int
-	if wr, ok := d.Router.(WeightReporter); ok {
+	if wr, ok := findRouter[WeightReporter](d.Router); ok {
 		routes = wr.Targets()
 	}
 	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, serialize(func(e Event) {

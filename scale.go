@@ -279,7 +279,7 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 		p.groups = append(p.groups, g)
 	}
 
-	if wr, ok := d.Router.(WeightReporter); ok {
+	if wr, ok := findRouter[WeightReporter](d.Router); ok {
 		p.routes = wr.Targets()
 	} else {
 		p.routes = map[string]int{}

@@ -110,14 +110,7 @@ func (t Traffic) Add(o Traffic) Traffic {
 
 // StatsReporterOf finds a StatsReporter in rt or the routers it wraps (see
 // RouterChain), the outermost first.
-func StatsReporterOf(rt Router) (StatsReporter, bool) {
-	for r := range RouterChain(rt) {
-		if s, ok := r.(StatsReporter); ok {
-			return s, true
-		}
-	}
-	return nil, false
-}
+func StatsReporterOf(rt Router) (StatsReporter, bool) { return findRouter[StatsReporter](rt) }
 
 // ErrNoStats is returned by Rollout.Traffic when the router's StatsReporter
 // could not read its statistics (nil maps), such as a router in another

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -570,9 +571,12 @@ func orDash(s string) string {
 
 // validStrategy checks a strategy name, saying what to do.
 func validStrategy(name string, maxUnavailable float64) error {
-	if _, err := strategy.ByName(name, strategy.Options{Rolling: rolling.Strategy{MaxUnavailable: maxUnavailable}}); err != nil {
+	if !slices.Contains(strategy.Names, name) && name != "" {
 		n := strategy.Names
 		return usagef("unknown strategy %q: pass --strategy %s or %s", name, strings.Join(n[:len(n)-1], ", "), n[len(n)-1])
+	}
+	if _, err := strategy.ByName(name, strategy.Options{Rolling: rolling.Strategy{MaxUnavailable: maxUnavailable}}); err != nil {
+		return usagef("%v", err)
 	}
 	return nil
 }
