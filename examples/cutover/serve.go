@@ -82,8 +82,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	upgrade := c.fs.Bool("upgrade", false, "take over from the daemon running on the state directory: its listening sockets (no connection refused), then it drains and exits; for a new binary or new flags. SIGHUP or SIGUSR2 to a daemon does the same with its own binary")
 	ff := addFrontFlags(c.fs)
 	metricsAddr := c.fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, such as 127.0.0.1:9091 (default: off)")
-	level := logLevel{hclog.Info}
-	c.fs.Var(&level, "log-level", "what the deployer and the proxy write to the log besides the events: "+strings.Join(logLevels, ", ")+" (debug adds every machine step)")
+	level := logLevel{hclog.Warn} // the event lines already tell what info would
+	c.fs.Var(&level, "log-level", "what the deployer and the proxy write to the log besides the events: "+strings.Join(logLevels, ", ")+" (warn: trouble only; info: starts, outcomes, targets; debug: every step)")
 	plan, err := c.planNoArgs(args)
 	if err != nil {
 		return err
