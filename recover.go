@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 )
 
@@ -210,9 +211,12 @@ func allRouted(ms []Machine, routes map[string]int) bool {
 	return true
 }
 
-// refill starts and routes the machines the current release rel lacks, when
-// every app machine that runs is of its version; it returns nil, nil when
-// none lack.
+// refill brings the current release rel back to its count, when every app
+// machine that runs is of its version: it starts and routes the machines it
+// lacks (they stopped with the last process, as the mem backend's do), or
+// retires the ones beyond it (a scale the last process did not finish: an
+// interrupted scale is undone, as an interrupted deploy is); it returns nil,
+// nil when the count is right.
 func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Machine) (*Result, error) {
 	v := "v" + strconv.Itoa(rel.Version)
 	var alive []Machine
@@ -225,7 +229,7 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 		}
 	}
 	missing := rel.Count - len(alive)
-	if missing <= 0 {
+	if missing == 0 || rel.Count <= 0 { // a release that recorded no count: nothing to hold to
 		return nil, nil
 	}
 	log := d.logger().With("app", app)
@@ -243,6 +247,20 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	}))
 	r.logger = log
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)
+	if missing < 0 {
+		extra := beyondCount(alive, routes, rel.Count)
+		r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("removing %d machines beyond the %d of %s (a scale the last process did not finish)", len(extra), rel.Count, v)})
+		err := r.Retire(ctx, extra...)
+		res.Finished = d.now()
+		if err != nil {
+			res.Status, res.Err = StatusFailed, err
+			return res, fmt.Errorf("recover %s: bring %s back to %d machines: %w", app, v, rel.Count, err)
+		}
+		r.Emit(Event{Type: DeploySucceeded, Version: v, Message: "restored"})
+		res.Status = StatusSucceeded
+		res.Machines = ids(slices.DeleteFunc(alive, func(m Machine) bool { return slices.Contains(extra, m) }))
+		return res, nil
+	}
 	r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)})
 	news, err := r.LaunchNew(ctx, LaunchOptions{Count: missing})
 	if err == nil {
@@ -258,4 +276,22 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	res.Status = StatusSucceeded
 	res.Machines = ids(append(alive, news...))
 	return res, nil
+}
+
+// beyondCount picks the machines of alive beyond count: those the router
+// sends no traffic to first (a scale routes a machine last), then the last
+// in alive's order.
+func beyondCount(alive []Machine, routes map[string]int, count int) []Machine {
+	ordered := slices.Clone(alive)
+	slices.SortStableFunc(ordered, func(a, b Machine) int {
+		ra, rb := routes[a.Addr()] > 0, routes[b.Addr()] > 0
+		switch {
+		case ra == rb:
+			return 0
+		case ra:
+			return -1
+		}
+		return 1
+	})
+	return ordered[count:]
 }

@@ -139,3 +139,48 @@ func TestDeployLockSharedThroughStore(t *testing.T) {
 	assert.ErrorContains(t, err, "locked by a crashed process")
 	assert.Zero(t, e.Backend.Count())
 }
+
+// A process that dies while it scales an app up, once a new machine took
+// traffic, leaves machines beyond the release's count: Recover retires the
+// extra ones (an interrupted scale is undone, as a deploy is), under load
+// with no failed request.
+func TestRecoverUndoesAnInterruptedScale(t *testing.T) {
+	e := testenv.New(t)
+	store := release.NewMemory()
+	e.Deployer.Store = store
+	e.Deployer.LockTTL = 200 * time.Millisecond
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
+	run := e.Load(t)
+
+	proc := &crash.Process{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dying := &deploy.Deployer{
+		Backend: proc.Backend(e.Backend), Router: proc.Router(e.Proxy), Store: proc.Store(store),
+		Health: e.Deployer.Health, LockTTL: dyingLockTTL,
+		OnEvent: func(ev deploy.Event) {
+			if !proc.Dead() && ev.Type == deploy.MachineRouted {
+				proc.Die()
+				cancel()
+			}
+		},
+	}
+	_, _ = dying.Scale(ctx, testenv.App, 4)
+	require.True(t, proc.Dead(), "the scaling process died")
+	assert.Greater(t, e.Versions(t)["v1"], 2, "the scale left machines beyond the count")
+
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	res, _, err := crash.Recover(rctx, e.Deployer, testenv.App)
+	require.NoError(t, err)
+	require.NotNil(t, res)
+	assert.Equal(t, deploy.StatusSucceeded, res.Status)
+	assert.Len(t, res.Machines, 2)
+	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t), "the release's count again")
+	assert.Equal(t, map[string]int{"v1": 2}, e.RoutedVersions(t))
+
+	again, err := e.Deployer.Recover(context.Background(), testenv.App)
+	assert.NoError(t, err)
+	assert.Nil(t, again, "nothing left to recover")
+	deploytest.AssertNoFailures(t, run.Stop())
+}
