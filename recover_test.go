@@ -27,12 +27,24 @@ const dyingLockTTL = 1500 * time.Millisecond
 // for which at returns true, and throws that Deployer away.
 func crashDuring(t *testing.T, e *testenv.Env, store deploy.Store, s deploy.Strategy, version string, at func(deploy.Event) bool) {
 	t.Helper()
+	// The deploy may return an error or not (dying at its last event it has
+	// done its work); either way its release is left "running".
+	dieDuring(t, e, store, at, func(ctx context.Context, d *deploy.Deployer) {
+		d.Strategy = s
+		_, _ = d.Deploy(ctx, deploy.Request{Spec: e.Spec(version)})
+	})
+}
+
+// dieDuring runs op on a Deployer of e's backend, router and store that dies
+// at the first event for which at returns true, and throws it away.
+func dieDuring(t *testing.T, e *testenv.Env, store deploy.Store, at func(deploy.Event) bool, op func(context.Context, *deploy.Deployer)) {
+	t.Helper()
 	proc := &crash.Process{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d := &deploy.Deployer{
 		Backend: proc.Backend(e.Backend), Router: proc.Router(e.Proxy), Store: proc.Store(store),
-		Health: e.Deployer.Health, Strategy: s, LockTTL: dyingLockTTL,
+		Health: e.Deployer.Health, LockTTL: dyingLockTTL,
 		OnEvent: func(ev deploy.Event) {
 			if !proc.Dead() && at(ev) {
 				proc.Die()
@@ -40,10 +52,8 @@ func crashDuring(t *testing.T, e *testenv.Env, store deploy.Store, s deploy.Stra
 			}
 		},
 	}
-	// The deploy may return an error or not (dying at its last event it has
-	// done its work); either way its release is left "running".
-	_, _ = d.Deploy(ctx, deploy.Request{Spec: e.Spec(version)})
-	require.True(t, proc.Dead(), "the deploying process died")
+	op(ctx, d)
+	require.True(t, proc.Dead(), "the process died")
 }
 
 func TestRecoverInterruptedDeploys(t *testing.T) {
@@ -152,21 +162,9 @@ func TestRecoverUndoesAnInterruptedScale(t *testing.T) {
 	e.MustDeploy(t, rolling.Strategy{}, "v1", 2)
 	run := e.Load(t)
 
-	proc := &crash.Process{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dying := &deploy.Deployer{
-		Backend: proc.Backend(e.Backend), Router: proc.Router(e.Proxy), Store: proc.Store(store),
-		Health: e.Deployer.Health, LockTTL: dyingLockTTL,
-		OnEvent: func(ev deploy.Event) {
-			if !proc.Dead() && ev.Type == deploy.MachineRouted {
-				proc.Die()
-				cancel()
-			}
-		},
-	}
-	_, _ = dying.Scale(ctx, testenv.App, 4)
-	require.True(t, proc.Dead(), "the scaling process died")
+	dieDuring(t, e, store, func(ev deploy.Event) bool { return ev.Type == deploy.MachineRouted }, func(ctx context.Context, d *deploy.Deployer) {
+		_, _ = d.Scale(ctx, testenv.App, 4)
+	})
 	assert.Greater(t, e.Versions(t)["v1"], 2, "the scale left machines beyond the count")
 
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
