@@ -199,13 +199,7 @@ func killUnderLoad(t *testing.T, restart deploy.RestartPolicy, kill func(*testin
 		Lock:     e.Deployer.Lock,
 	}
 	e.Deployer.Router = mon
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = mon.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	deploytest.RunMonitor(t, mon)
 
 	spec := e.Spec("v1")
 	spec.Restart = restart

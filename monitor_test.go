@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cutover/deploy"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/canary"
@@ -26,13 +27,7 @@ func withMonitor(t *testing.T) (*testenv.Env, *deploy.Monitor, chan deploy.Event
 		OnEvent:  func(ev deploy.Event) { events <- ev },
 	}
 	e.Deployer.Router = mon
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = mon.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	deploytest.RunMonitor(t, mon)
 	return e, mon, events
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/cutover/deploy"
 )
 
 // OnlyVersion waits (up to 10s) for n requests of run sent from now on, then
@@ -34,4 +36,16 @@ func AssertNoFailures(t testing.TB, res LoadResult) {
 	if res.Requests == 0 {
 		t.Errorf("no request was sent")
 	}
+}
+
+// RunMonitor runs m until the test ends (its cleanup stops m and waits for
+// it), as a daemon runs its Monitor beside the deploys.
+func RunMonitor(t testing.TB, m *deploy.Monitor) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }

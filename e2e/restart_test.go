@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"syscall"
 	"testing"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/backend/docker"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/health"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/strategy/rolling"
@@ -64,13 +64,7 @@ func TestDockerMachinesComeBack(t *testing.T) {
 				Lock:     e.Deployer.Lock,
 			}
 			e.Deployer.Router = mon
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_ = mon.Run(ctx)
-			}()
-			defer func() { cancel(); <-done }()
+			deploytest.RunMonitor(t, mon)
 
 			res := e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
 			run := e.Load(t)
