@@ -357,29 +357,41 @@ func (t *table) tables(key string) []*table {
 	if !ok {
 		return nil
 	}
-	switch v := v.(type) {
-	case map[string]any:
-		return []*table{t.d.table(p, v)}
-	case []map[string]any:
-		out := make([]*table, len(v))
-		for i, m := range v {
-			out[i] = t.d.table(index(p, i), m)
-		}
-		return out
-	case []any:
-		out := make([]*table, 0, len(v))
-		for i, e := range v {
-			m, isMap := e.(map[string]any)
-			if !isMap {
-				t.d.errorf(index(p, i), "want a table, not %s", aType(e))
-				return nil
-			}
-			out = append(out, t.d.table(index(p, i), m))
-		}
-		return out
+	if m, isMap := v.(map[string]any); isMap {
+		return []*table{t.d.table(p, m)}
 	}
-	t.d.errorf(p, "want an array of tables, not %s", aType(v))
-	return nil
+	items, isArray := arrayItems(v)
+	if !isArray {
+		t.d.errorf(p, "want an array of tables, not %s", aType(v))
+		return nil
+	}
+	out := make([]*table, 0, len(items))
+	for i, e := range items {
+		m, isMap := e.(map[string]any)
+		if !isMap {
+			t.d.errorf(index(p, i), "want a table, not %s", aType(e))
+			return nil
+		}
+		out = append(out, t.d.table(index(p, i), m))
+	}
+	return out
+}
+
+// arrayItems returns the items of a TOML array, which the parser gives as a
+// []map[string]any when every item is a table and as a []any otherwise;
+// false when v is no array.
+func arrayItems(v any) ([]any, bool) {
+	switch v := v.(type) {
+	case []any:
+		return v, true
+	case []map[string]any:
+		items := make([]any, len(v))
+		for i, m := range v {
+			items[i] = m
+		}
+		return items, true
+	}
+	return nil, false
 }
 
 func (d *decoder) decode(raw map[string]any) *Config {
@@ -498,12 +510,9 @@ func (d *decoder) env(top *table) map[string]string {
 					out[k] = fmt.Sprintf("%v", e)
 				}
 			}
-		case []map[string]any:
-			for i, m := range v {
-				add(index(p, i), m)
-			}
-		case []any:
-			for i, e := range v {
+		case []any, []map[string]any:
+			items, _ := arrayItems(v)
+			for i, e := range items {
 				if !add(index(p, i), e) {
 					return false
 				}
@@ -565,12 +574,7 @@ func (d *decoder) processes(top *table) map[string]string {
 // name to value: a missing value is "", other keys are unknown, and an item
 // that is no table or has no name goes to bad with its path, which reports it.
 func (d *decoder) namedValues(p string, array any, valueKey string, bad func(ip string, item any)) map[string]string {
-	items, _ := array.([]any)
-	if ms, isMaps := array.([]map[string]any); isMaps {
-		for _, m := range ms {
-			items = append(items, m)
-		}
-	}
+	items, _ := arrayItems(array)
 	out := map[string]string{}
 	for i, e := range items {
 		ip := index(p, i)
@@ -636,14 +640,7 @@ func (d *decoder) topChecks(top *table) map[string]Check {
 			one(join(p, name), name, m, false)
 		}
 	case []map[string]any, []any:
-		var items []any
-		if ms, isMaps := v.([]map[string]any); isMaps {
-			for _, m := range ms {
-				items = append(items, m)
-			}
-		} else {
-			items = v.([]any)
-		}
+		items, _ := arrayItems(v)
 		for i, e := range items {
 			ip := index(p, i)
 			m, isMap := e.(map[string]any)
