@@ -233,39 +233,40 @@ func (r *Load) Epoch(e int64) map[string]int64 {
 
 // WaitRequests blocks until at least n requests have completed or ctx ends.
 func (r *Load) WaitRequests(ctx context.Context, n int64) error {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for {
+	return waitCount(ctx, n, "", func() int64 {
 		r.mu.Lock()
-		got := r.res.Requests
-		r.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("load: %d of %d requests: %w", got, n, ctx.Err())
-		case <-t.C:
-		}
-	}
+		defer r.mu.Unlock()
+		return r.res.Requests
+	})
 }
 
 // WaitEpoch blocks until at least n requests sent during epoch e completed
 // (answered or failed), or ctx ends.
 func (r *Load) WaitEpoch(ctx context.Context, e, n int64) error {
+	return waitCount(ctx, n, fmt.Sprintf(" in epoch %d", e), func() int64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var got int64
+		for _, c := range r.byEpoch[e] {
+			got += c
+		}
+		return got
+	})
+}
+
+// waitCount polls count every 5ms until it reaches n or ctx ends; where
+// says which requests it counts, for the error.
+func waitCount(ctx context.Context, n int64, where string, count func() int64) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
-		var got int64
-		for _, c := range r.Epoch(e) {
-			got += c
-		}
+		got := count()
 		if got >= n {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("load: %d of %d requests in epoch %d: %w", got, n, e, ctx.Err())
+			return fmt.Errorf("load: %d of %d requests%s: %w", got, n, where, ctx.Err())
 		case <-t.C:
 		}
 	}
