@@ -344,13 +344,7 @@ func parse(data []byte, file string) (*Config, error) {
 	for _, w := range d.warnings {
 		w.Line, w.Column = loc.find(w.Key)
 	}
-	sort.SliceStable(d.warnings, func(i, j int) bool {
-		a, b := d.warnings[i], d.warnings[j]
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Column < b.Column
-	})
+	sortByPosition(d.warnings)
 	for _, w := range d.warnings {
 		c.Warnings = append(c.Warnings, w.Error())
 	}
@@ -381,9 +375,8 @@ func decodeTOML(data []byte, v any) (md toml.MetaData, err error) {
 	return toml.Decode(string(data), v)
 }
 
-// joinErrors sorts errs (at least one) by position and key and returns the
-// only one, or all of them joined.
-func joinErrors(errs []*Error) error {
+// sortByPosition sorts errs by line, column and key.
+func sortByPosition(errs []*Error) {
 	sort.SliceStable(errs, func(i, j int) bool {
 		a, b := errs[i], errs[j]
 		if a.Line != b.Line {
@@ -394,6 +387,12 @@ func joinErrors(errs []*Error) error {
 		}
 		return a.Key < b.Key
 	})
+}
+
+// joinErrors sorts errs (at least one) by position and key and returns the
+// only one, or all of them joined.
+func joinErrors(errs []*Error) error {
+	sortByPosition(errs)
 	if len(errs) == 1 {
 		return errs[0]
 	}
