@@ -9,6 +9,7 @@ import (
 
 	"github.com/cutover/deploy"
 	"github.com/cutover/deploy/config"
+	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/internal/testenv"
 	"github.com/cutover/deploy/release"
 )
@@ -112,13 +113,7 @@ func TestDockerProcessGroups(t *testing.T) {
 	if res.Version != "v2" || len(res.Machines) != 3 {
 		t.Errorf("result: %s, machines %v", res.Version, res.Machines)
 	}
-	mark := run.Mark()
-	if err := run.WaitEpoch(testenv.CtxFor(t, 20*time.Second), mark, 100); err != nil {
-		t.Fatal(err)
-	}
-	if got := run.Epoch(mark); len(got) != 1 || got["v2"] == 0 {
-		t.Errorf("after the deploy, served by %v; want v2 only", got)
-	}
+	deploytest.OnlyVersion(t, run, "v2", 100)
 	e.checkGroups(t, "v2")
 
 	if _, err := e.Deployer.Rollback(testenv.CtxFor(t, 2*time.Minute), e.App, 1); err != nil {

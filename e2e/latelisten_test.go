@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -33,11 +32,7 @@ func TestDockerLateListener(t *testing.T) {
 			e := newEnv(t)
 			e.Deployer.Health = nil // the default check
 			e.MustDeploy(t, rolling.Strategy{}, "v1", 3)
-			run := deploytest.StartLoad(context.Background(), e.URL, deploytest.LoadOptions{Workers: 16, Duration: 3 * time.Minute, Mixed: true})
-			t.Cleanup(func() { run.Stop() })
-			if err := run.WaitRequests(testenv.CtxFor(t, 20*time.Second), 50); err != nil {
-				t.Fatal(err)
-			}
+			run := testenv.StartLoadWith(t, e.URL, deploytest.LoadOptions{Workers: 16, Duration: 3 * time.Minute, Mixed: true})
 			spec := e.Spec("v2")
 			spec.Env = map[string]string{"LISTEN_AFTER": late.String()}
 			start := time.Now()
