@@ -156,6 +156,16 @@ func (c *Config) defaultGroup() string {
 	return names[0]
 }
 
+// hasGroup reports whether the app has process group name: one of
+// [processes], or DefaultProcessGroup when there are none.
+func (c *Config) hasGroup(name string) bool {
+	if len(c.Processes) == 0 {
+		return name == DefaultProcessGroup
+	}
+	_, ok := c.Processes[name]
+	return ok
+}
+
 // inGroup reports whether a section with processes applies to group.
 func inGroup(processes []string, group, def string) bool {
 	if len(processes) == 0 {
@@ -301,7 +311,7 @@ func (c *Config) planWarnings() []string {
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Checks)) {
 		for _, g := range c.Checks[name].Processes {
-			if _, ok := c.Processes[g]; !ok && (len(c.Processes) > 0 || g != "app") {
+			if !c.hasGroup(g) {
 				w = append(w, fmt.Sprintf("%s: process group %q does not exist; the check does not run there", join("checks", name), g))
 			}
 		}

@@ -85,7 +85,7 @@ func (c *Config) validate() []*Error {
 	// also rejects, is a Plan warning: it goes to the default group.)
 	groups := func(key string, procs []string) {
 		for _, p := range procs {
-			if _, ok := c.Processes[p]; !ok && (len(c.Processes) > 0 || p != "app") {
+			if !c.hasGroup(p) {
 				add(key+".processes", "Service specifies '%s' as one of its processes, but no processes are defined with that name; "+
 					"update fly.toml [processes] to add '%s' process or remove it from service's processes list", p, p)
 			}
