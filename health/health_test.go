@@ -60,10 +60,9 @@ func TestHTTPCheck(t *testing.T) {
 func TestHTTPCheckTimeout(t *testing.T) {
 	b := newBackend(t)
 	m := start(t, b, "v1")
-	start := time.Now()
+	// The app answers 200 after 5s: only the check's timeout makes it fail.
 	err := health.HTTP{Path: "/slow?ms=5000", Timeout: 100 * time.Millisecond}.Check(context.Background(), m)
-	assert.Error(t, err)
-	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
 func TestTCPCheck(t *testing.T) {
@@ -111,11 +110,10 @@ func TestWaitHealthyFailsFastOnCrash(t *testing.T) {
 	m := start(t, b, "v1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	start := time.Now()
 	err := deploy.WaitHealthy(ctx, m, health.HTTP{Path: "/health", Interval: 50 * time.Millisecond})
 	assert.ErrorIs(t, err, deploy.ErrExited)
 	assert.ErrorContains(t, err, "crashed")
-	assert.Less(t, time.Since(start), 10*time.Second, "long before the 30s timeout")
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the crash ended the wait, not the 30s timeout")
 }
 
 func TestWaitHealthyTimeout(t *testing.T) {
