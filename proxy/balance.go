@@ -220,7 +220,7 @@ func (p *Proxy) tryClaim(key string, tried []*target, lim *limits) (*target, boo
 		if t == nil {
 			return nil, full
 		}
-		if ok, _ := t.claim(lim.hard); ok {
+		if t.claim(lim.hard) {
 			return t, false
 		}
 	}

@@ -74,12 +74,14 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; nobody reads this answer.
 		w.WriteHeader(http.StatusBadGateway)
 	default:
-		target := ""
-		var te *targetError
-		if errors.As(err, &te) {
-			target, err = te.addr, te.err
+		if p.log.IsError() { // the arguments would allocate even for a null logger
+			target := ""
+			var te *targetError
+			if errors.As(err, &te) {
+				target, err = te.addr, te.err
+			}
+			p.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "target", target, "error", err)
 		}
-		p.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "target", target, "error", err)
 		writeError(w, http.StatusBadGateway, "bad gateway: upstream unavailable")
 	}
 }

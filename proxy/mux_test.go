@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -84,7 +85,7 @@ func TestMuxRoutes(t *testing.T) {
 			t.Errorf("%s%s: %d %q, want %d %q", tc.host, tc.path, code, body, tc.code, tc.body)
 		}
 	}
-	if got, want := m.Hosts(), []string{"*.tenants.example.com", "api.example.com", "web.example.com"}; !equal(got, want) {
+	if got, want := m.Hosts(), []string{"*.tenants.example.com", "api.example.com", "web.example.com"}; !slices.Equal(got, want) {
 		t.Errorf("Hosts() = %v, want %v", got, want)
 	}
 	if err := m.Handle("web.example.com", "", apps["api"]); !errors.Is(err, ErrInvalidRoute) {
@@ -174,16 +175,4 @@ func TestMuxDeployOneApp(t *testing.T) {
 	if webB.served.Load() == 0 || apiBs[0].served.Load() == 0 || apiBs[1].served.Load() == 0 {
 		t.Fatal("a backend served nothing")
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

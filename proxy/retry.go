@@ -92,11 +92,15 @@ func (a *attempts) failed(t *target, err error, replayable bool) bool {
 	case a.ctx.Err() != nil || !replayable:
 	case isDialError(err):
 		a.p.eject(t, err)
-		a.p.log.Debug("attempt failed; retrying", "target", t.addr, "error", err)
+		if a.p.log.IsDebug() { // the arguments would allocate even for a null logger
+			a.p.log.Debug("attempt failed; retrying", "target", t.addr, "error", err)
+		}
 		return true
 	case a.idem && !a.resent && !isTimeout(err):
 		a.resent = true
-		a.p.log.Debug("attempt failed after sending; retrying", "target", t.addr, "error", err)
+		if a.p.log.IsDebug() {
+			a.p.log.Debug("attempt failed after sending; retrying", "target", t.addr, "error", err)
+		}
 		return true
 	}
 	a.stop = true

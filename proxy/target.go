@@ -32,16 +32,16 @@ func newTarget(addr string, q *queue) *target {
 }
 
 // claim registers a request on t. It fails, leaving no trace, when t was removed
-// (the caller must then pick again from the current set) or, with hard > 0, when t
-// already has hard requests in flight (full). Incrementing before checking pairs
+// or, with hard > 0, when t already has hard requests in flight: the caller must
+// then pick again from the current set. Incrementing before checking pairs
 // with markRemoved storing before reading the count, so either the request sees
 // the removal or the remover sees the request.
-func (t *target) claim(hard int64) (ok, full bool) {
+func (t *target) claim(hard int64) bool {
 	if hard > 0 {
 		for {
 			n := t.inflight.Load()
 			if n >= hard {
-				return false, true
+				return false
 			}
 			if t.inflight.CompareAndSwap(n, n+1) {
 				break
@@ -52,9 +52,9 @@ func (t *target) claim(hard int64) (ok, full bool) {
 	}
 	if t.removed.Load() {
 		t.unclaim()
-		return false, false
+		return false
 	}
-	return true, false
+	return true
 }
 
 // release ends a claim, and lets a waiting request (see queue) have the room.
