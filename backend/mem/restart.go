@@ -29,7 +29,7 @@ var _ deploy.RestartReporter = (*Machine)(nil)
 // the backend is open. Until the restart it is StateStarting, as Docker's
 // "restarting". m.mu is held.
 func (m *Machine) maybeRestartLocked(code int) {
-	if m.stopAsked || m.state != deploy.StateStopped || len(m.spec.Cmd) > 0 || m.b.NoListen {
+	if m.stopAsked || m.state != deploy.StateStopped || len(commandLine(m.spec)) > 0 || m.b.NoListen {
 		return
 	}
 	if !m.spec.Restart.Restarts(code, m.restarts) {
