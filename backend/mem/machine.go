@@ -44,10 +44,9 @@ type Machine struct {
 	exited   chan struct{}
 	bg       sync.WaitGroup
 
-	stopAsked      bool        // Stop or Destroy began: an exit now is not restarted
-	pendingRestart bool        // exited on its own; restartTimer will restart it
-	restartTimer   *time.Timer // the pending restart
-	restarts       int         // restarts done by the restart policy
+	stopAsked    bool        // Stop or Destroy began: an exit now is not restarted
+	restartTimer *time.Timer // exited on its own: the pending restart, else nil
+	restarts     int         // restarts done by the restart policy
 
 	unhealthy atomic.Bool
 	failing   atomic.Bool
@@ -483,7 +482,7 @@ func (m *Machine) Kill() { m.kill(ExitKilled, "killed") }
 
 func (m *Machine) kill(code int, reason string) {
 	m.mu.Lock()
-	if m.state == deploy.StateDestroyed || m.state == deploy.StateStopped || m.state == deploy.StateCreated || m.pendingRestart {
+	if m.state == deploy.StateDestroyed || m.state == deploy.StateStopped || m.state == deploy.StateCreated || m.restartTimer != nil {
 		m.mu.Unlock()
 		return
 	}
