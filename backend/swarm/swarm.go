@@ -340,8 +340,15 @@ func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error
 	if err != nil {
 		return nil, err
 	}
-	// Leave out a machine this process destroyed after the engine listed it.
-	return slices.DeleteFunc(ms, func(m deploy.Machine) bool { return m.State() == deploy.StateDestroyed }), nil
+	out := make([]deploy.Machine, 0, len(ms))
+	for _, m := range ms {
+		// Leave out a machine this process destroyed after the engine listed
+		// it. The cached state is fresh: handles just read it from the tasks.
+		if m.c.Now() != deploy.StateDestroyed {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // Get returns the machine with the given ID: its service's ID, in the short
@@ -396,7 +403,7 @@ func (b *Backend) DestroyAll(ctx context.Context, app string) (int, error) {
 
 // handles returns the one handle per listed service, adopting them when
 // needed, with their state from one task listing.
-func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]deploy.Machine, error) {
+func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]*Machine, error) {
 	if len(svcs) == 0 {
 		return nil, nil
 	}
@@ -412,7 +419,7 @@ func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]deploy.M
 	for _, t := range tasks.Items {
 		byService[t.ServiceID] = append(byService[t.ServiceID], t)
 	}
-	out := make([]deploy.Machine, 0, len(svcs))
+	out := make([]*Machine, 0, len(svcs))
 	for _, s := range svcs {
 		b.mu.Lock()
 		m := b.machines[s.ID]
