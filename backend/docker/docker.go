@@ -94,20 +94,9 @@ var _ deploy.Backend = (*Backend)(nil)
 // An unreachable engine gives an error wrapping deploy.ErrTransient.
 func New(ctx context.Context, opts Options) (*Backend, error) {
 	eng.Defaults(&opts.Namespace, &opts.NamePrefix)
-	copts := []client.Opt{client.FromEnv}
-	if opts.Host != "" {
-		copts = append(copts, client.WithHost(opts.Host))
-	}
-	if opts.APIVersion != "" {
-		copts = append(copts, client.WithAPIVersion(opts.APIVersion))
-	}
-	cli, err := client.New(copts...)
+	cli, err := eng.Dial(ctx, "docker", opts.Host, opts.APIVersion)
 	if err != nil {
-		return nil, fmt.Errorf("docker: new client: %w: %w", deploy.ErrInvalid, err)
-	}
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		_ = cli.Close()
-		return nil, wrapErr("ping", "", err)
+		return nil, err
 	}
 	return &Backend{cli: cli, opts: opts, machines: map[string]*Machine{}}, nil
 }
@@ -384,5 +373,5 @@ func ceilSeconds(d time.Duration) int {
 
 // wrapErr wraps an engine error, adding the deploy sentinel it maps to.
 func wrapErr(op, id string, err error) error {
-	return eng.WrapErr("docker", op, id, err, client.IsErrConnectionFailed(err))
+	return eng.WrapErr("docker", op, id, err)
 }

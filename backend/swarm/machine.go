@@ -15,7 +15,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
 	eng "github.com/cutover/deploy/backend/internal/engine"
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
@@ -297,7 +296,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 
 	grace := m.spec.StopTimeoutOrDefault()
 	ne := m.b.engine(m.NodeID())
-	var w *eng.Waiter[container.WaitResponse]
+	var w *eng.Waiter
 	if ne != nil && cid != "" {
 		w = startWait(ctx, ne, cid)
 		defer w.Close()
@@ -541,7 +540,7 @@ func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser,
 			}
 		}()
 	}
-	return eng.Demux(rc, cancel, stdcopy.StdCopy, func(err error) error {
+	return eng.Demux(rc, cancel, func(err error) error {
 		watching.Wait()
 		if ended.Load() {
 			return nil
@@ -783,8 +782,6 @@ func taskErr(t swarm.Task) string {
 
 // startWait sends a wait request to a node's engine, cancelled only by its
 // Close; it returns once the engine has registered it.
-func startWait(ctx context.Context, ne *client.Client, cid string) *eng.Waiter[container.WaitResponse] {
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	res := ne.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
-	return eng.NewWaiter(cancel, res.Result, res.Error)
+func startWait(ctx context.Context, ne *client.Client, cid string) *eng.Waiter {
+	return eng.StartWait(context.WithoutCancel(ctx), ne, cid, container.WaitConditionNotRunning)
 }

@@ -102,17 +102,9 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 100 * time.Millisecond
 	}
-	copts := []client.Opt{client.FromEnv}
-	if opts.Host != "" {
-		copts = append(copts, client.WithHost(opts.Host))
-	}
-	cli, err := client.New(copts...)
+	cli, err := eng.Dial(ctx, "swarm", opts.Host, "")
 	if err != nil {
-		return nil, fmt.Errorf("swarm: new client: %w: %w", deploy.ErrInvalid, err)
-	}
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		_ = cli.Close()
-		return nil, wrapErr("ping", "", err)
+		return nil, err
 	}
 	info, err := cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
@@ -629,5 +621,5 @@ func sanitize(s string, n int) string {
 
 // wrapErr wraps an engine error, adding the deploy sentinel it maps to.
 func wrapErr(op, id string, err error) error {
-	return eng.WrapErr("swarm", op, id, err, client.IsErrConnectionFailed(err))
+	return eng.WrapErr("swarm", op, id, err)
 }

@@ -2,8 +2,8 @@
 // machine kept by a Docker engine: the labels that record its spec, the
 // spec's validation and normalization, environment lists, machine IDs (the
 // engine's own, in short form), the exit reasons, and the mapping of engine
-// errors onto deploy's sentinels.
-// It does not import the Docker SDK: only those two packages do.
+// errors onto deploy's sentinels; and the engine client calls both make
+// alike (Dial, StartWait, Demux).
 package engine
 
 import (
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 
 	"github.com/cutover/deploy"
 )
@@ -317,9 +318,9 @@ func DestroyedExit(st deploy.MachineState) *deploy.ExitStatus {
 }
 
 // WrapErr wraps an engine error of op on machine id (may be empty) with
-// "<name>: <op> <id>: ", adding the deploy sentinel it maps to;
-// connFailed says the client could not reach the engine.
-func WrapErr(name, op, id string, err error, connFailed bool) error {
+// "<name>: <op> <id>: ", adding the deploy sentinel it maps to (a client
+// that could not reach the engine: deploy.ErrTransient).
+func WrapErr(name, op, id string, err error) error {
 	what := name + ": " + op
 	if id != "" {
 		what += " " + id
@@ -331,7 +332,7 @@ func WrapErr(name, op, id string, err error, connFailed bool) error {
 		return fmt.Errorf("%s: %w: %w", what, deploy.ErrNotFound, err)
 	case cerrdefs.IsInvalidArgument(err):
 		return fmt.Errorf("%s: %w: %w", what, deploy.ErrInvalid, err)
-	case connFailed, cerrdefs.IsUnavailable(err):
+	case client.IsErrConnectionFailed(err), cerrdefs.IsUnavailable(err):
 		return fmt.Errorf("%s: %w: %w", what, deploy.ErrTransient, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
