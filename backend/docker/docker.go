@@ -25,6 +25,7 @@ package docker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -120,10 +121,6 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		return nil, err
 	}
 	spec = normalize(spec)
-	token, err := eng.Token()
-	if err != nil {
-		return nil, fmt.Errorf("docker: create: %w", err)
-	}
 	labels, err := eng.Labels("docker", b.opts.Namespace, spec)
 	if err != nil {
 		return nil, err
@@ -159,7 +156,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		cfg.ExposedPorts[xp] = struct{}{}
 		hcfg.PortBindings[xp] = []network.PortBinding{{HostIP: loopback, HostPort: ""}}
 	}
-	tmp := b.containerName(spec.App, "new-"+token)
+	tmp := b.containerName(spec.App, "new-"+rand.Text()) // unique before the engine gives the ID
 	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hcfg, Name: tmp})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -8,8 +8,6 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -274,16 +272,6 @@ func ValidRef(ref string) bool {
 		}
 	}
 	return true
-}
-
-// Token returns 12 random hex digits, for a name that must be unique before
-// the engine has given an ID.
-func Token() (string, error) {
-	var buf [6]byte
-	if _, err := rand.Read(buf[:]); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(buf[:]), nil
 }
 
 // ExitReason says why a run ended with code: killReason (a kill of ours)
