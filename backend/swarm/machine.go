@@ -221,6 +221,7 @@ func (m *Machine) Start(ctx context.Context) error {
 // "restarted by its restart policy".
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 	lastNodeCheck := time.Now()
+	waited := "" // the container waitContainer last waited for
 	m.c.Mu.Lock()
 	runs := m.runs
 	m.c.Mu.Unlock()
@@ -250,9 +251,40 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 			st, _ := m.c.ExitStatus()
 			return st, nil
 		}
+		// A running container on a known engine: wait for it there rather
+		// than poll the manager, once per container (the manager learns of
+		// its end a moment later, which the polling below then sees).
+		if ne, cid := m.b.engine(m.NodeID()), m.ContainerID(); ne != nil && cid != "" && cid != waited && m.c.Now() == deploy.StateStarted {
+			waited = cid
+			if m.waitContainer(ctx, ne, cid, &lastNodeCheck) {
+				st, _ := m.c.ExitStatus()
+				return st, nil
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(m.b.opts.PollInterval): // the task runs; look again
+		}
+	}
+}
+
+// waitContainer blocks until container cid on its node's engine ne is not
+// running, the engine fails the wait, or ctx ends, checking every 2s (last
+// is when it last did) whether the node is down; it reports that it is, as
+// nodeGone does.
+func (m *Machine) waitContainer(ctx context.Context, ne *client.Client, cid string, last *time.Time) bool {
+	w := eng.StartWait(ctx, ne, cid, container.WaitConditionNotRunning)
+	defer w.Close()
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := w.Result(tctx, nil)
+		cancel()
+		if err == nil || tctx.Err() == nil || ctx.Err() != nil {
+			return false // it stopped, the engine failed the wait, or ctx ended
+		}
+		if m.nodeGone(ctx, last) {
+			return true
 		}
 	}
 }
