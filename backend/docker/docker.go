@@ -25,6 +25,7 @@ package docker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -94,20 +95,9 @@ var _ deploy.Backend = (*Backend)(nil)
 // An unreachable engine gives an error wrapping deploy.ErrTransient.
 func New(ctx context.Context, opts Options) (*Backend, error) {
 	eng.Defaults(&opts.Namespace, &opts.NamePrefix)
-	copts := []client.Opt{client.FromEnv}
-	if opts.Host != "" {
-		copts = append(copts, client.WithHost(opts.Host))
-	}
-	if opts.APIVersion != "" {
-		copts = append(copts, client.WithAPIVersion(opts.APIVersion))
-	}
-	cli, err := client.New(copts...)
+	cli, err := eng.Dial(ctx, "docker", opts.Host, opts.APIVersion)
 	if err != nil {
-		return nil, fmt.Errorf("docker: new client: %w: %w", deploy.ErrInvalid, err)
-	}
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		_ = cli.Close()
-		return nil, wrapErr("ping", "", err)
+		return nil, err
 	}
 	return &Backend{cli: cli, opts: opts, machines: map[string]*Machine{}}, nil
 }
@@ -131,10 +121,6 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		return nil, err
 	}
 	spec = normalize(spec)
-	token, err := eng.Token()
-	if err != nil {
-		return nil, fmt.Errorf("docker: create: %w", err)
-	}
 	labels, err := eng.Labels("docker", b.opts.Namespace, spec)
 	if err != nil {
 		return nil, err
@@ -170,7 +156,7 @@ func (b *Backend) Create(ctx context.Context, spec deploy.MachineSpec) (deploy.M
 		cfg.ExposedPorts[xp] = struct{}{}
 		hcfg.PortBindings[xp] = []network.PortBinding{{HostIP: loopback, HostPort: ""}}
 	}
-	tmp := b.containerName(spec.App, "new-"+token)
+	tmp := b.containerName(spec.App, "new-"+rand.Text()) // unique before the engine gives the ID
 	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hcfg, Name: tmp})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -384,5 +370,5 @@ func ceilSeconds(d time.Duration) int {
 
 // wrapErr wraps an engine error, adding the deploy sentinel it maps to.
 func wrapErr(op, id string, err error) error {
-	return eng.WrapErr("docker", op, id, err, client.IsErrConnectionFailed(err))
+	return eng.WrapErr("docker", op, id, err)
 }

@@ -13,7 +13,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
 	eng "github.com/cutover/deploy/backend/internal/engine"
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -372,7 +371,7 @@ func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser,
 	if m.tty {
 		return rc, nil
 	}
-	return eng.Demux(rc, nil, stdcopy.StdCopy, nil), nil
+	return eng.Demux(rc, nil, nil), nil
 }
 
 // inspect inspects the container; a missing container marks the machine destroyed.
@@ -520,8 +519,6 @@ func hostAddr(bs []network.PortBinding) string {
 }
 
 // startWait sends a wait request; it returns once the engine has registered it.
-func (b *Backend) startWait(ctx context.Context, cid string, cond container.WaitCondition) *eng.Waiter[container.WaitResponse] {
-	wctx, cancel := context.WithCancel(ctx)
-	res := b.cli.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: cond})
-	return eng.NewWaiter(cancel, res.Result, res.Error)
+func (b *Backend) startWait(ctx context.Context, cid string, cond container.WaitCondition) *eng.Waiter {
+	return eng.StartWait(ctx, b.cli, cid, cond)
 }

@@ -112,10 +112,13 @@ func TestNoRestart(t *testing.T) {
 			t.Fatalf("Wait = %v, %v; want exit code 137", st, err)
 		}
 	}
-	time.Sleep(time.Second) // the engine's first restart comes after 100ms
-	if _, err := b.List(ctxFor(t, 10*time.Second), app); err != nil {
-		t.Fatal(err)
-	}
+	// A control machine of the default policy, its process killed after
+	// theirs had exited: once the engine has restarted it, a restart of
+	// either would have come too (the engine's first comes after 100ms).
+	control := launch(t, b, spec(app, "v1")).(*Machine)
+	get(t, control, "/health")
+	killProcess(t, control)
+	enginetest.WaitRestarted(t, b, control, 1, 30*time.Second)
 	for _, m := range []*Machine{never, engineKilled} {
 		if m.State() != deploy.StateStopped || m.Restarts() != 0 {
 			t.Errorf("%s: %s with %d restarts, want stopped with none", m.ID(), m.State(), m.Restarts())

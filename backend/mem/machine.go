@@ -34,20 +34,19 @@ type Machine struct {
 	addr     string       // where clients reach the app: its own address, or its forwarder's
 	fwd      *forwarder   // with Backend.PortForwarder; closed when the machine exits
 	srv      *http.Server
-	extra    map[int]string // spec.Ports -> address, once listening
-	extraSrv []*http.Server
-	cancel   context.CancelFunc // ends the command or the boot wait
-	killed   bool               // kill began: its exit status wins over a graceful one
+	extra    map[int]string       // spec.Ports -> address, once listening
+	extraSrv map[int]*http.Server // spec.Ports other than the app port -> its server
+	cancel   context.CancelFunc   // ends the command or the boot wait
+	killed   bool                 // kill began: its exit status wins over a graceful one
 	timers   []*time.Timer
 	exitOnce sync.Once
 	exit     deploy.ExitStatus
 	exited   chan struct{}
 	bg       sync.WaitGroup
 
-	stopAsked      bool        // Stop or Destroy began: an exit now is not restarted
-	pendingRestart bool        // exited on its own; restartTimer will restart it
-	restartTimer   *time.Timer // the pending restart
-	restarts       int         // restarts done by the restart policy
+	stopAsked    bool        // Stop or Destroy began: an exit now is not restarted
+	restartTimer *time.Timer // exited on its own: the pending restart, else nil
+	restarts     int         // restarts done by the restart policy
 
 	unhealthy atomic.Bool
 	failing   atomic.Bool
@@ -172,10 +171,10 @@ func (m *Machine) Handler() http.Handler {
 func (m *Machine) serversLocked(app http.Handler) {
 	m.app = app
 	m.srv = m.newServer(app)
-	m.extra, m.extraSrv = nil, nil
+	m.extra, m.extraSrv = nil, map[int]*http.Server{}
 	for _, p := range m.spec.Ports {
 		if p > 0 && p != m.spec.Port {
-			m.extraSrv = append(m.extraSrv, m.newServer(m.b.portHandler(m.spec.Image, p, app)))
+			m.extraSrv[p] = m.newServer(m.b.portHandler(m.spec.Image, p, app))
 		}
 	}
 }
@@ -263,18 +262,12 @@ func (m *Machine) serve(ctx context.Context, ln net.Listener, res *reservation, 
 // serveExtra listens on the spec's other ports, as the app does once it
 // listens on its own.
 func (m *Machine) serveExtra(ctx context.Context) {
-	var ports []int
-	for _, p := range m.spec.Ports {
-		if p > 0 && p != m.spec.Port {
-			ports = append(ports, p)
-		}
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if ctx.Err() != nil || m.state != deploy.StateStarted {
 		return
 	}
-	for i, srv := range m.extraSrv {
+	for port, srv := range m.extraSrv {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			continue // AddrOf reports the port unpublished
@@ -282,7 +275,7 @@ func (m *Machine) serveExtra(ctx context.Context) {
 		if m.extra == nil {
 			m.extra = map[int]string{}
 		}
-		m.extra[ports[i]] = ln.Addr().String()
+		m.extra[port] = ln.Addr().String()
 		m.bg.Add(1)
 		go func() {
 			defer m.bg.Done()
@@ -489,7 +482,7 @@ func (m *Machine) Kill() { m.kill(ExitKilled, "killed") }
 
 func (m *Machine) kill(code int, reason string) {
 	m.mu.Lock()
-	if m.state == deploy.StateDestroyed || m.state == deploy.StateStopped || m.state == deploy.StateCreated || m.pendingRestart {
+	if m.state == deploy.StateDestroyed || m.state == deploy.StateStopped || m.state == deploy.StateCreated || m.restartTimer != nil {
 		m.mu.Unlock()
 		return
 	}

@@ -29,7 +29,7 @@ var _ deploy.RestartReporter = (*Machine)(nil)
 // the backend is open. Until the restart it is StateStarting, as Docker's
 // "restarting". m.mu is held.
 func (m *Machine) maybeRestartLocked(code int) {
-	if m.stopAsked || m.state != deploy.StateStopped || len(m.spec.Cmd) > 0 || m.b.NoListen {
+	if m.stopAsked || m.state != deploy.StateStopped || len(commandLine(m.spec)) > 0 || m.b.NoListen {
 		return
 	}
 	if !m.spec.Restart.Restarts(code, m.restarts) {
@@ -40,18 +40,17 @@ func (m *Machine) maybeRestartLocked(code int) {
 		delay = DefaultRestartDelay
 	}
 	m.state = deploy.StateStarting
-	m.pendingRestart = true
 	m.restartTimer = time.AfterFunc(delay, m.restart)
 }
 
 // cancelRestartLocked cancels a pending restart; it reports whether one was
 // pending (the machine is then stopped). m.mu is held.
 func (m *Machine) cancelRestartLocked() bool {
-	if !m.pendingRestart {
+	if m.restartTimer == nil {
 		return false
 	}
-	m.pendingRestart = false
 	m.restartTimer.Stop()
+	m.restartTimer = nil
 	if m.state == deploy.StateStarting {
 		m.state = deploy.StateStopped
 	}
@@ -71,10 +70,10 @@ func (m *Machine) restart() {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.pendingRestart || m.stopAsked || m.state != deploy.StateStarting {
+	if m.restartTimer == nil || m.stopAsked || m.state != deploy.StateStarting {
 		return // cancelled meanwhile
 	}
-	m.pendingRestart = false
+	m.restartTimer = nil
 	if err != nil || closed {
 		m.state = deploy.StateStopped
 		return

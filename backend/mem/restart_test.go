@@ -104,3 +104,28 @@ func TestRestartPolicies(t *testing.T) {
 		assert.Zero(t, m.Restarts())
 	})
 }
+
+// A command override, given as Cmd or as Entrypoint, runs once: a killed one
+// is not restarted, whatever the policy.
+func TestKilledCommandNotRestarted(t *testing.T) {
+	for name, spec := range map[string]deploy.MachineSpec{
+		"cmd":        {Cmd: []string{"forever"}},
+		"entrypoint": {Entrypoint: []string{"forever"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := newBackend(t)
+			b.RestartDelay = time.Hour // a pending restart shows as StateStarting
+			b.RegisterCommand("forever", func(ctx context.Context, _ []string, _ map[string]string, _ *mem.Output) int {
+				<-ctx.Done()
+				return 143
+			})
+			spec.App, spec.Image = "a", "app:v1"
+			spec.Restart = deploy.RestartPolicy{Policy: deploy.RestartAlways}
+			m := launch(t, b, spec)
+			m.Kill()
+			_, err := m.Wait(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, deploy.StateStopped, m.State(), "stopped, no restart pending")
+		})
+	}
+}

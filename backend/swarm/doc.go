@@ -75,7 +75,10 @@
 // manager's own always is), a stop's exit code is read from that engine and a
 // stop cut short by its ctx kills at once. Without it, the exit code of a
 // stop is inferred (0 within the stop timeout, 137 after it), and a cut-short
-// stop returns while the swarm finishes the stop within its grace.
+// stop returns while the swarm finishes the stop within its grace. Wait, too,
+// waits for a running container on its node's engine when that is known,
+// and polls the manager (a service inspect and a TaskList per poll interval)
+// only when it is not, or for the manager to report the end.
 //
 // # At 100 nodes and 10,000 machines
 //

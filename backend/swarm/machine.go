@@ -15,7 +15,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/cutover/deploy"
 	eng "github.com/cutover/deploy/backend/internal/engine"
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
@@ -222,6 +221,7 @@ func (m *Machine) Start(ctx context.Context) error {
 // "restarted by its restart policy".
 func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 	lastNodeCheck := time.Now()
+	waited := "" // the container waitContainer last waited for
 	m.c.Mu.Lock()
 	runs := m.runs
 	m.c.Mu.Unlock()
@@ -251,9 +251,40 @@ func (m *Machine) Wait(ctx context.Context) (deploy.ExitStatus, error) {
 			st, _ := m.c.ExitStatus()
 			return st, nil
 		}
+		// A running container on a known engine: wait for it there rather
+		// than poll the manager, once per container (the manager learns of
+		// its end a moment later, which the polling below then sees).
+		if ne, cid := m.b.engine(m.NodeID()), m.ContainerID(); ne != nil && cid != "" && cid != waited && m.c.Now() == deploy.StateStarted {
+			waited = cid
+			if m.waitContainer(ctx, ne, cid, &lastNodeCheck) {
+				st, _ := m.c.ExitStatus()
+				return st, nil
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(m.b.opts.PollInterval): // the task runs; look again
+		}
+	}
+}
+
+// waitContainer blocks until container cid on its node's engine ne is not
+// running, the engine fails the wait, or ctx ends, checking every 2s (last
+// is when it last did) whether the node is down; it reports that it is, as
+// nodeGone does.
+func (m *Machine) waitContainer(ctx context.Context, ne *client.Client, cid string, last *time.Time) bool {
+	w := eng.StartWait(ctx, ne, cid, container.WaitConditionNotRunning)
+	defer w.Close()
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := w.Result(tctx, nil)
+		cancel()
+		if err == nil || tctx.Err() == nil || ctx.Err() != nil {
+			return false // it stopped, the engine failed the wait, or ctx ended
+		}
+		if m.nodeGone(ctx, last) {
+			return true
 		}
 	}
 }
@@ -297,7 +328,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 
 	grace := m.spec.StopTimeoutOrDefault()
 	ne := m.b.engine(m.NodeID())
-	var w *eng.Waiter[container.WaitResponse]
+	var w *eng.Waiter
 	if ne != nil && cid != "" {
 		w = startWait(ctx, ne, cid)
 		defer w.Close()
@@ -541,7 +572,7 @@ func (m *Machine) ReadLogs(ctx context.Context, opts LogOptions) (io.ReadCloser,
 			}
 		}()
 	}
-	return eng.Demux(rc, cancel, stdcopy.StdCopy, func(err error) error {
+	return eng.Demux(rc, cancel, func(err error) error {
 		watching.Wait()
 		if ended.Load() {
 			return nil
@@ -783,8 +814,6 @@ func taskErr(t swarm.Task) string {
 
 // startWait sends a wait request to a node's engine, cancelled only by its
 // Close; it returns once the engine has registered it.
-func startWait(ctx context.Context, ne *client.Client, cid string) *eng.Waiter[container.WaitResponse] {
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	res := ne.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
-	return eng.NewWaiter(cancel, res.Result, res.Error)
+func startWait(ctx context.Context, ne *client.Client, cid string) *eng.Waiter {
+	return eng.StartWait(context.WithoutCancel(ctx), ne, cid, container.WaitConditionNotRunning)
 }

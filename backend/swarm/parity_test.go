@@ -222,7 +222,8 @@ func TestRestartPolicies(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // the swarm replaces the task after RestartDelay; look again
 	}
 
-	time.Sleep(2 * swarmbackend.RestartDelay) // a restart of never would have come by now
+	// always, launched once never had exited, has been restarted twice, each
+	// after RestartDelay: a restart of never would have come by now.
 	if _, err := b.List(ctxFor(t, 10*time.Second), app); err != nil {
 		t.Fatal(err)
 	}

@@ -102,17 +102,9 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 100 * time.Millisecond
 	}
-	copts := []client.Opt{client.FromEnv}
-	if opts.Host != "" {
-		copts = append(copts, client.WithHost(opts.Host))
-	}
-	cli, err := client.New(copts...)
+	cli, err := eng.Dial(ctx, "swarm", opts.Host, "")
 	if err != nil {
-		return nil, fmt.Errorf("swarm: new client: %w: %w", deploy.ErrInvalid, err)
-	}
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		_ = cli.Close()
-		return nil, wrapErr("ping", "", err)
+		return nil, err
 	}
 	info, err := cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
@@ -340,8 +332,15 @@ func (b *Backend) List(ctx context.Context, app string) ([]deploy.Machine, error
 	if err != nil {
 		return nil, err
 	}
-	// Leave out a machine this process destroyed after the engine listed it.
-	return slices.DeleteFunc(ms, func(m deploy.Machine) bool { return m.State() == deploy.StateDestroyed }), nil
+	out := make([]deploy.Machine, 0, len(ms))
+	for _, m := range ms {
+		// Leave out a machine this process destroyed after the engine listed
+		// it. The cached state is fresh: handles just read it from the tasks.
+		if m.c.Now() != deploy.StateDestroyed {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // Get returns the machine with the given ID: its service's ID, in the short
@@ -396,7 +395,7 @@ func (b *Backend) DestroyAll(ctx context.Context, app string) (int, error) {
 
 // handles returns the one handle per listed service, adopting them when
 // needed, with their state from one task listing.
-func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]deploy.Machine, error) {
+func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]*Machine, error) {
 	if len(svcs) == 0 {
 		return nil, nil
 	}
@@ -412,7 +411,7 @@ func (b *Backend) handles(ctx context.Context, svcs []swarm.Service) ([]deploy.M
 	for _, t := range tasks.Items {
 		byService[t.ServiceID] = append(byService[t.ServiceID], t)
 	}
-	out := make([]deploy.Machine, 0, len(svcs))
+	out := make([]*Machine, 0, len(svcs))
 	for _, s := range svcs {
 		b.mu.Lock()
 		m := b.machines[s.ID]
@@ -622,5 +621,5 @@ func sanitize(s string, n int) string {
 
 // wrapErr wraps an engine error, adding the deploy sentinel it maps to.
 func wrapErr(op, id string, err error) error {
-	return eng.WrapErr("swarm", op, id, err, client.IsErrConnectionFailed(err))
+	return eng.WrapErr("swarm", op, id, err)
 }

@@ -2,14 +2,12 @@
 // machine kept by a Docker engine: the labels that record its spec, the
 // spec's validation and normalization, environment lists, machine IDs (the
 // engine's own, in short form), the exit reasons, and the mapping of engine
-// errors onto deploy's sentinels.
-// It does not import the Docker SDK: only those two packages do.
+// errors onto deploy's sentinels; and the engine client calls both make
+// alike (Dial, StartWait, Demux).
 package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 
 	"github.com/cutover/deploy"
 )
@@ -275,16 +274,6 @@ func ValidRef(ref string) bool {
 	return true
 }
 
-// Token returns 12 random hex digits, for a name that must be unique before
-// the engine has given an ID.
-func Token() (string, error) {
-	var buf [6]byte
-	if _, err := rand.Read(buf[:]); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(buf[:]), nil
-}
-
 // ExitReason says why a run ended with code: killReason (a kill of ours)
 // for 137, "killed after stop timeout" when a stop waited past its timeout,
 // "stopped" for a stop, else what the code says.
@@ -317,9 +306,9 @@ func DestroyedExit(st deploy.MachineState) *deploy.ExitStatus {
 }
 
 // WrapErr wraps an engine error of op on machine id (may be empty) with
-// "<name>: <op> <id>: ", adding the deploy sentinel it maps to;
-// connFailed says the client could not reach the engine.
-func WrapErr(name, op, id string, err error, connFailed bool) error {
+// "<name>: <op> <id>: ", adding the deploy sentinel it maps to (a client
+// that could not reach the engine: deploy.ErrTransient).
+func WrapErr(name, op, id string, err error) error {
 	what := name + ": " + op
 	if id != "" {
 		what += " " + id
@@ -331,7 +320,7 @@ func WrapErr(name, op, id string, err error, connFailed bool) error {
 		return fmt.Errorf("%s: %w: %w", what, deploy.ErrNotFound, err)
 	case cerrdefs.IsInvalidArgument(err):
 		return fmt.Errorf("%s: %w: %w", what, deploy.ErrInvalid, err)
-	case connFailed, cerrdefs.IsUnavailable(err):
+	case client.IsErrConnectionFailed(err), cerrdefs.IsUnavailable(err):
 		return fmt.Errorf("%s: %w: %w", what, deploy.ErrTransient, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)

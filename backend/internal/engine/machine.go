@@ -7,6 +7,10 @@ import (
 	"io"
 	"sync"
 
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
 	"github.com/cutover/deploy"
 )
 
@@ -133,25 +137,26 @@ func (c *Cache) DestroyLocked() bool {
 // destroyed before it started.
 var ErrNeverStarted = errors.New("machine was stopped or destroyed before it started")
 
-// Waiter is one wait request to the engine (a container's wait) whose
-// goroutine is always drained: R is the engine's answer.
-type Waiter[R any] struct {
-	result   <-chan R
+// Waiter is one container wait request whose goroutine is always drained.
+type Waiter struct {
+	result   <-chan container.WaitResponse
 	errs     <-chan error
 	cancel   context.CancelFunc
 	consumed bool
 }
 
-// NewWaiter returns the waiter of a request sent with a context that cancel
-// cancels, answering on result or errs.
-func NewWaiter[R any](cancel context.CancelFunc, result <-chan R, errs <-chan error) *Waiter[R] {
-	return &Waiter[R]{result: result, errs: errs, cancel: cancel}
+// StartWait sends cli a wait request for container cid's cond, cancelled by
+// ctx or Close; it returns once the engine has registered it.
+func StartWait(ctx context.Context, cli *client.Client, cid string, cond container.WaitCondition) *Waiter {
+	wctx, cancel := context.WithCancel(ctx)
+	res := cli.ContainerWait(wctx, cid, client.ContainerWaitOptions{Condition: cond})
+	return &Waiter{result: res.Result, errs: res.Error, cancel: cancel}
 }
 
 // Result waits for the answer, the end of ctx (its error), or stop
 // (ErrNeverStarted; nil never stops).
-func (w *Waiter[R]) Result(ctx context.Context, stop <-chan struct{}) (R, error) {
-	var zero R
+func (w *Waiter) Result(ctx context.Context, stop <-chan struct{}) (container.WaitResponse, error) {
+	var zero container.WaitResponse
 	select {
 	case r := <-w.result:
 		w.consumed = true
@@ -167,7 +172,7 @@ func (w *Waiter[R]) Result(ctx context.Context, stop <-chan struct{}) (R, error)
 }
 
 // Close cancels the request and lets the client's goroutine finish.
-func (w *Waiter[R]) Close() {
+func (w *Waiter) Close() {
 	w.cancel()
 	if w.consumed {
 		return
@@ -194,17 +199,17 @@ type LogReader struct {
 	done   chan struct{}
 }
 
-// Demux returns a reader of src, the engine's multiplexed log stream, that
-// demux (stdcopy.StdCopy) splits into one stream. end, when not nil, is
+// Demux returns a reader of src, the engine's multiplexed log stream, split
+// into one stream (stdcopy.StdCopy). end, when not nil, is
 // called with the copy's error once the copy ends and returns the error the
 // reader ends with; it may wait for what else the caller runs. Close
 // cancels the stream with cancel (may be nil) and waits for the copy.
-func Demux(src io.ReadCloser, cancel context.CancelFunc, demux func(stdout, stderr io.Writer, src io.Reader) (int64, error), end func(error) error) *LogReader {
+func Demux(src io.ReadCloser, cancel context.CancelFunc, end func(error) error) *LogReader {
 	pr, pw := io.Pipe()
 	l := &LogReader{pr: pr, src: src, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		_, err := demux(pw, pw, src)
+		_, err := stdcopy.StdCopy(pw, pw, src)
 		if end != nil {
 			err = end(err)
 		}
