@@ -277,10 +277,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	if hc == nil {
 		hc = d.groupHealth(spec)
 	}
-	r := d.newRollout(spec, count, old, hc, routes, serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	}))
+	r := d.newRollout(spec, count, old, hc, routes, d.counted(res, log))
 	r.logger = log
 	r.WaitTimeout = waitTimeout(req.WaitTimeout, d.WaitTimeout)
 
@@ -544,12 +541,16 @@ func ids(ms []Machine) []string {
 	return out
 }
 
-func serialize(f func(Event)) func(Event) {
+// counted returns the event sink of the deploy (or scale, or recovery) of
+// res: one event at a time, it counts the event in res.Counts, logs it to
+// log and passes it to OnEvent.
+func (d *Deployer) counted(res *Result, log hclog.Logger) func(Event) {
 	var mu sync.Mutex
 	return func(e Event) {
 		mu.Lock()
 		defer mu.Unlock()
-		f(e)
+		res.Counts[e.Type]++
+		d.event(log, e)
 	}
 }
 

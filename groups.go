@@ -122,10 +122,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	if wr, ok := findRouter[WeightReporter](d.Router); ok && len(all) > 0 {
 		routes = wr.Targets()
 	}
-	emit := serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	})
+	emit := d.counted(res, log)
 	wait := waitTimeout(req.WaitTimeout, d.WaitTimeout)
 	shared := &sharedTargets{full: copyWeights(routes)}
 	if routes == nil {

@@ -74,10 +74,7 @@ func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) 
 
 	log := d.logger().With("app", app)
 	res := &Result{App: app, Started: d.now(), Counts: map[EventType]int{}, Strategy: "recover"}
-	emit := serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	})
+	emit := d.counted(res, log)
 	var errs []error
 	for _, m := range orphans {
 		if err := m.Destroy(ctx); err != nil && !errors.Is(err, ErrNotFound) {
@@ -241,10 +238,7 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	if wr, ok := findRouter[WeightReporter](d.Router); ok {
 		routes = wr.Targets()
 	}
-	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	}))
+	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, d.counted(res, log))
 	r.logger = log
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)
 	if missing < 0 {

@@ -75,10 +75,7 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 	}
 	res.Version, res.FromVersion, res.Release = plan.version, plan.version, plan.release
 	log := d.logger().With("app", app)
-	emit := serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	})
+	emit := d.counted(res, log)
 	var change []string
 	for _, g := range plan.groups {
 		if g.count != len(g.machines) || len(plan.groups) == 1 {
