@@ -33,8 +33,11 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 
 // recoverApp is Recover.
 func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) {
-	if d.Store == nil || d.Backend == nil || d.Router == nil {
-		return nil, fmt.Errorf("recover: %w: Store, Backend and Router must be set", ErrInvalid)
+	if d.Store == nil {
+		return nil, fmt.Errorf("recover: %w: Store must be set", ErrInvalid)
+	}
+	if err := d.validateFields(); err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
 	}
 	unlock, err := d.acquire(ctx, app)
 	if err != nil {

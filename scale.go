@@ -52,8 +52,8 @@ func (d *Deployer) Scale(ctx context.Context, app string, count int) (*Result, e
 func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[string]int) (*Result, error) {
 	res := &Result{App: app, Strategy: "scale", Started: d.now(), Counts: map[EventType]int{}}
 	fail := d.failer(res)
-	if d.Backend == nil || d.Router == nil {
-		return fail(fmt.Errorf("scale: %w: Backend and Router must be set", ErrInvalid))
+	if err := d.validateFields(); err != nil {
+		return fail(fmt.Errorf("scale: %w", err))
 	}
 	if len(counts) == 0 {
 		return fail(fmt.Errorf("scale %s: %w: no count given", app, ErrInvalid))
