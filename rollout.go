@@ -40,7 +40,6 @@ type Rollout struct {
 	moved    bool            // traffic reached a new machine or left an old one
 	downtime time.Duration
 	restore  *Release // set by Recover: the release to restore on undo
-	unrouted bool     // Spec.NoService: routing calls change nothing
 }
 
 // newRollout returns a Rollout ready for a Strategy. onEvent may be nil.
@@ -52,7 +51,6 @@ func (d *Deployer) newRollout(spec MachineSpec, count int, old []Machine, hc Hea
 		backend: d.Backend, router: d.Router, Health: hc, logger: hclog.NewNullLogger(), clock: d.clock(),
 		emit:   onEvent,
 		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{}, oldIDs: map[string]bool{},
-		unrouted: spec.NoService,
 	}
 	for _, m := range old {
 		r.byAddr[m.Addr()] = m
@@ -239,7 +237,7 @@ func (r *Rollout) Route(ctx context.Context, weights map[Machine]int) error {
 // the router sees them in order; r.mu is held only to read and record state,
 // never while events go out or the router drains.
 func (r *Rollout) routeAddrs(ctx context.Context, edit func(cur map[string]int) map[string]int) error {
-	if r.unrouted {
+	if r.Spec.NoService {
 		return nil // the machines serve no traffic: nothing to route or drain
 	}
 	r.routeMu.Lock()
