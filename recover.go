@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 )
 
@@ -244,51 +243,19 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, d.counted(res, log))
 	r.logger = log
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)
+	what, msg := fmt.Sprintf("restore %s to %d machines", v, rel.Count), fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)
 	if missing < 0 {
-		extra := beyondCount(alive, routes, rel.Count)
-		r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("removing %d machines beyond the %d of %s (a scale the last process did not finish)", len(extra), rel.Count, v)})
-		err := r.Retire(ctx, extra...)
-		res.Finished = d.now()
-		if err != nil {
-			res.Status, res.Err = StatusFailed, err
-			return res, fmt.Errorf("recover %s: bring %s back to %d machines: %w", app, v, rel.Count, err)
-		}
-		r.Emit(Event{Type: DeploySucceeded, Version: v, Message: "restored"})
-		res.Status = StatusSucceeded
-		res.Machines = ids(slices.DeleteFunc(alive, func(m Machine) bool { return slices.Contains(extra, m) }))
-		return res, nil
+		what, msg = fmt.Sprintf("bring %s back to %d machines", v, rel.Count), fmt.Sprintf("removing %d machines beyond the %d of %s (a scale the last process did not finish)", -missing, rel.Count, v)
 	}
-	r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)})
-	news, err := r.LaunchNew(ctx, LaunchOptions{Count: missing})
-	if err == nil {
-		err = r.AddRoutes(ctx, 1, news...)
-	}
+	r.Emit(Event{Type: DeployStarted, Version: v, Message: msg})
+	err := scaleOne(ctx, r, scaleGroup{machines: alive, count: rel.Count})
 	res.Finished = d.now()
 	if err != nil {
-		_ = r.Retire(context.WithoutCancel(ctx), r.createdAlive()...)
 		res.Status, res.Err = StatusFailed, err
-		return res, fmt.Errorf("recover %s: restore %s to %d machines: %w", app, v, rel.Count, err)
+		return res, fmt.Errorf("recover %s: %s: %w", app, what, err)
 	}
 	r.Emit(Event{Type: DeploySucceeded, Version: v, Message: "restored"})
 	res.Status = StatusSucceeded
-	res.Machines = ids(append(alive, news...))
+	res.Machines = ids(append(r.oldAlive(), r.createdAlive()...))
 	return res, nil
-}
-
-// beyondCount picks the machines of alive beyond count: those the router
-// sends no traffic to first (a scale routes a machine last), then the last
-// in alive's order.
-func beyondCount(alive []Machine, routes map[string]int, count int) []Machine {
-	ordered := slices.Clone(alive)
-	slices.SortStableFunc(ordered, func(a, b Machine) int {
-		ra, rb := routes[a.Addr()] > 0, routes[b.Addr()] > 0
-		switch {
-		case ra == rb:
-			return 0
-		case ra:
-			return -1
-		}
-		return 1
-	})
-	return ordered[count:]
 }

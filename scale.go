@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,9 +37,9 @@ func (d *Deployer) Scale(ctx context.Context, app string, count int) (*Result, e
 // flyctl clones a machine's config): they start, pass their health checks
 // (Deployer.Health; a NoService group's stay running) and then take traffic
 // beside the others. Machines are removed after they leave traffic and
-// drain: first those that do not run, then from the end of the backend's
-// listing (flyctl destroys in the Machines API's listing order, without
-// draining). Groups are scaled one after another, in the release's order.
+// drain: first those that do not run, then those the router sends no
+// traffic to, then from the end of the backend's listing (flyctl destroys in
+// the Machines API's listing order, without draining). Groups are scaled one after another, in the release's order.
 //
 // Like fly scale count, Scale creates no release. It records the new counts
 // in the current release (Release.Count, ReleaseGroup.Count), so that
@@ -310,21 +311,25 @@ func scaleOne(ctx context.Context, r *Rollout, g scaleGroup) error {
 		}
 		return err
 	}
-	return r.Retire(ctx, scaleDownOrder(g.machines)[:len(g.machines)-g.count]...)
+	return r.Retire(ctx, scaleDownOrder(g.machines, r.currentRoutes())[:len(g.machines)-g.count]...)
 }
 
 // scaleDownOrder orders machines for removal: those that do not run first,
-// then from the end of the backend's listing.
-func scaleDownOrder(ms []Machine) []Machine {
-	var down, up []Machine
+// then those routes sends no traffic to (a scale routes a machine last: one
+// an interrupted scale launched), then from the end of the backend's listing.
+func scaleDownOrder(ms []Machine, routes map[string]int) []Machine {
+	var down, unrouted, routed []Machine
 	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].State() == StateStarted {
-			up = append(up, ms[i])
-		} else {
+		switch {
+		case ms[i].State() != StateStarted:
 			down = append(down, ms[i])
+		case routes[ms[i].Addr()] <= 0:
+			unrouted = append(unrouted, ms[i])
+		default:
+			routed = append(routed, ms[i])
 		}
 	}
-	return append(down, up...)
+	return slices.Concat(down, unrouted, routed)
 }
 
 // recordScale records the new counts of the groups scaled in rel, the
