@@ -306,7 +306,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	}
 
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		err = &cancelledError{cause: context.Cause(ctx), err: ctx.Err()}
+		err = &cancelledError{op: "deploy", cause: context.Cause(ctx), err: ctx.Err()}
 	}
 	res.Status = StatusFailed
 	r.Emit(Event{Type: DeployFailed, Version: spec.Version, Err: err})
@@ -554,14 +554,18 @@ func (d *Deployer) counted(res *Result, log hclog.Logger) func(Event) {
 	}
 }
 
-// cancelledError is the error of a deploy whose context ended: it says why
-// (the context's cause) rather than which machine noticed first.
-type cancelledError struct{ cause, err error }
+// cancelledError is the error of a deploy (or a scale: op) whose context
+// ended: it says why (the context's cause) rather than which machine noticed
+// first.
+type cancelledError struct {
+	op         string // "deploy", "scale"
+	cause, err error
+}
 
 func (e *cancelledError) Error() string {
-	what := "deploy cancelled"
+	what := e.op + " cancelled"
 	if errors.Is(e.err, context.DeadlineExceeded) {
-		what = "deploy timed out"
+		what = e.op + " timed out"
 	}
 	if e.cause == nil || e.cause == e.err {
 		return what

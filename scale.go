@@ -102,11 +102,7 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 				err = fmt.Errorf("group %s: %w", g.name, err)
 			}
 			if ctx.Err() != nil && errors.Is(err, ctx.Err()) { // say why, not which machine noticed
-				if cause := context.Cause(ctx); cause != ctx.Err() {
-					err = fmt.Errorf("scale cancelled: %w (%w)", cause, ctx.Err())
-				} else {
-					err = fmt.Errorf("scale cancelled: %w", cause)
-				}
+				err = &cancelledError{op: "scale", cause: context.Cause(ctx), err: ctx.Err()}
 			}
 			break
 		}
