@@ -91,8 +91,10 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 	routes := plan.routes
 	wait := waitTimeout(d.WaitTimeout)
 	var scaled []scaleGroup
+	var machines []Machine // every group's, as the scale leaves them
 	for _, g := range plan.groups {
 		if g.count == len(g.machines) {
+			machines = append(machines, g.machines...)
 			continue
 		}
 		r := d.newRollout(g.spec, g.count, g.machines, d.groupHealth(g.spec), routes, emit)
@@ -108,19 +110,19 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 		}
 		scaled = append(scaled, g)
 		routes = r.currentRoutes()
+		machines = append(append(machines, r.oldAlive()...), r.createdAlive()...)
 	}
 	if len(scaled) > 0 && plan.rel != nil {
 		d.recordScale(context.WithoutCancel(ctx), *plan.rel, scaled)
 	}
-	after, _ := d.Backend.List(context.WithoutCancel(ctx), app)
-	res.Machines = ids(appMachines(after))
-	res.Finished = d.now()
 	if err != nil {
-		res.Status, res.Err = StatusFailed, err
+		after, _ := d.Backend.List(context.WithoutCancel(ctx), app) // what the cleanup left
+		res.Machines = ids(appMachines(after))
+		res.Status, res.Err, res.Finished = StatusFailed, err, d.now()
 		emit(Event{Type: ScaleFailed, App: app, Time: d.now(), Version: plan.version, Err: err})
 		return res, err
 	}
-	res.Status = StatusSucceeded
+	res.Status, res.Machines, res.Finished = StatusSucceeded, ids(machines), d.now()
 	emit(Event{Type: ScaleSucceeded, App: app, Time: d.now(), Version: plan.version, Message: strings.Join(change, ", ")})
 	return res, nil
 }
