@@ -26,7 +26,7 @@ type Rollout struct {
 	backend Backend      // creates machines
 	router  Router       // moves traffic
 	logger  hclog.Logger // never nil
-	clock   Clock        // nil: real time
+	clock   Clock        // never nil: Deployer.Clock, or RealClock
 	emit    func(Event)
 
 	routeMu sync.Mutex // serializes routing changes, so the router sees them in the order recorded
@@ -71,7 +71,7 @@ func (r *Rollout) Logger() hclog.Logger { return r.logger }
 // Clock returns the deploy's clock (Deployer.Clock, or RealClock): a
 // strategy that pauses or times anything reads time through it, so that a
 // test with a fake clock controls it.
-func (r *Rollout) Clock() Clock { return clockOr(r.clock) }
+func (r *Rollout) Clock() Clock { return r.clock }
 
 // Emit sends an event to the deploy's watchers, stamped with time and app.
 func (r *Rollout) Emit(e Event) {
