@@ -270,8 +270,8 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 		res.FromVersion = old[0].Spec().Version
 	}
 	var routes map[string]int
-	if wr, ok := findRouter[WeightReporter](d.Router); ok && len(old) > 0 {
-		routes = wr.Targets()
+	if len(old) > 0 {
+		routes = d.targets()
 	}
 	hc := req.Health
 	if hc == nil {

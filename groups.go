@@ -119,8 +119,8 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 		specs[i].Labels = withLabels(specs[i].Labels, l)
 	}
 	var routes map[string]int
-	if wr, ok := findRouter[WeightReporter](d.Router); ok && len(all) > 0 {
-		routes = wr.Targets()
+	if len(all) > 0 {
+		routes = d.targets()
 	}
 	emit := d.counted(res, log)
 	wait := waitTimeout(req.WaitTimeout, d.WaitTimeout)

@@ -108,10 +108,7 @@ func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) 
 		}
 	}
 
-	var routes map[string]int
-	if wr, ok := findRouter[WeightReporter](d.Router); ok {
-		routes = wr.Targets()
-	}
+	routes := d.targets()
 	newest := Release{}
 	if len(running) > 0 {
 		newest = running[0]
@@ -236,10 +233,7 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	spec := rel.Spec
 	spec.App, spec.Version = app, v
 	spec.Labels = withLabels(spec.Labels, appLabels(spec))
-	var routes map[string]int
-	if wr, ok := findRouter[WeightReporter](d.Router); ok {
-		routes = wr.Targets()
-	}
+	routes := d.targets()
 	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, d.counted(res, log))
 	r.logger = log
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)

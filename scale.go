@@ -275,9 +275,7 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 		p.groups = append(p.groups, g)
 	}
 
-	if wr, ok := findRouter[WeightReporter](d.Router); ok {
-		p.routes = wr.Targets()
-	} else {
+	if p.routes = d.targets(); p.routes == nil {
 		p.routes = map[string]int{}
 		for _, m := range all {
 			if !noService(m.Spec()) && m.State() == StateStarted {
