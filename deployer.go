@@ -264,7 +264,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	if spec.Version == "" {
 		spec.Version = nextVersion(old)
 	}
-	spec.Labels = withLabels(spec.Labels, appLabels(spec))
+	spec = labelled(spec, "")
 	res.Version = spec.Version
 	if len(old) > 0 {
 		res.FromVersion = old[0].Spec().Version

@@ -28,13 +28,18 @@ func (d *Deployer) groupHealth(spec MachineSpec) HealthChecker {
 	return d.Health
 }
 
-// appLabels are the labels the Deployer sets on an app machine of spec.
-func appLabels(spec MachineSpec) map[string]string {
+// labelled returns spec with the labels the Deployer sets on an app machine
+// of it (of process group group; "" for none) added to its own.
+func labelled(spec MachineSpec, group string) MachineSpec {
 	l := map[string]string{LabelApp: spec.App, LabelVersion: spec.Version, LabelRole: "app"}
 	if spec.NoService {
 		l[LabelNoService] = "true"
 	}
-	return l
+	if group != "" {
+		l[LabelGroup] = group
+	}
+	spec.Labels = withLabels(spec.Labels, l)
+	return spec
 }
 
 func noService(s MachineSpec) bool { return s.NoService || s.Labels[LabelNoService] == "true" }
@@ -114,9 +119,7 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	}
 	for i, g := range req.Groups {
 		specs[i].Version = version
-		l := appLabels(specs[i])
-		l[LabelGroup] = g.Name
-		specs[i].Labels = withLabels(specs[i].Labels, l)
+		specs[i] = labelled(specs[i], g.Name)
 	}
 	var routes map[string]int
 	if len(all) > 0 {

@@ -141,7 +141,7 @@ func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) 
 			restore := *prev
 			v := "v" + strconv.Itoa(prev.Version)
 			restore.Spec.App, restore.Spec.Version = app, v
-			restore.Spec.Labels = withLabels(restore.Spec.Labels, appLabels(restore.Spec))
+			restore.Spec = labelled(restore.Spec, "")
 			r.restore = &restore
 		}
 		if _, err := d.undo(ctx, r); err != nil {
@@ -232,7 +232,7 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	res := &Result{App: app, Version: v, FromVersion: v, Release: rel.Version, Started: d.now(), Counts: map[EventType]int{}, Strategy: "recover"}
 	spec := rel.Spec
 	spec.App, spec.Version = app, v
-	spec.Labels = withLabels(spec.Labels, appLabels(spec))
+	spec = labelled(spec, "")
 	routes := d.targets()
 	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, d.counted(res, log))
 	r.logger = log

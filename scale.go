@@ -266,12 +266,7 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 			spec = g.machines[0].Spec()
 		}
 		spec.App, spec.Version = app, p.version
-		l := appLabels(spec)
-		if name != "" {
-			l[LabelGroup] = name
-		}
-		spec.Labels = withLabels(spec.Labels, l)
-		g.spec = spec
+		g.spec = labelled(spec, name)
 		p.groups = append(p.groups, g)
 	}
 
