@@ -197,20 +197,16 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 	// The groups, in the release's order; a single-group app has one, "".
 	var names []string
 	specs := map[string]MachineSpec{}
-	if p.rel != nil && len(p.rel.Groups) > 0 {
+	switch {
+	case p.rel != nil && len(p.rel.Groups) > 0:
 		for _, g := range p.rel.Groups {
 			names = append(names, g.Name)
 			specs[g.Name] = g.Spec
 		}
-	} else {
-		names = []string{""}
-		if p.rel != nil {
-			specs[""] = p.rel.Spec
-		}
-	}
-	if p.rel == nil { // the machines say which groups there are
+	case p.rel != nil:
+		names, specs[""] = []string{""}, p.rel.Spec
+	default: // the machines say which groups there are
 		seen := map[string]bool{}
-		names = nil
 		for _, m := range all {
 			if g := m.Spec().Labels[LabelGroup]; !seen[g] {
 				seen[g] = true
@@ -239,10 +235,7 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 		want[g] = n
 	}
 	for g := range want {
-		known := false
-		for _, n := range names {
-			known = known || n == g
-		}
+		known := slices.Contains(names, g)
 		switch {
 		case !known && len(names) == 1 && names[0] == "":
 			return nil, fmt.Errorf("scale %s: %w: no process group %q: the app has none; give its count alone", app, ErrInvalid, g)
