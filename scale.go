@@ -74,7 +74,10 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 	if err != nil {
 		return fail(err)
 	}
-	res.Version, res.FromVersion, res.Release = plan.version, plan.version, plan.release
+	res.Version, res.FromVersion = plan.version, plan.version
+	if plan.rel != nil {
+		res.Release = plan.rel.Version
+	}
 	log := d.logger().With("app", app)
 	emit := d.counted(res, log)
 	var change []string
@@ -140,7 +143,6 @@ type scaleGroup struct {
 // its groups and the router's targets.
 type scalePlan struct {
 	rel     *Release // nil without a Store
-	release int
 	version string
 	groups  []scaleGroup
 	routes  map[string]int
@@ -174,7 +176,7 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 		if p.rel == nil {
 			return nil, fmt.Errorf("scale %s: %w: no release to scale: deploy first", app, ErrNotFound)
 		}
-		p.release, p.version = p.rel.Version, "v"+strconv.Itoa(p.rel.Version)
+		p.version = "v" + strconv.Itoa(p.rel.Version)
 	}
 	all, err := d.Backend.List(ctx, app)
 	if err != nil {
