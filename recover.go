@@ -242,7 +242,7 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 		what, msg = fmt.Sprintf("bring %s back to %d machines", v, rel.Count), fmt.Sprintf("removing %d machines beyond the %d of %s (a scale the last process did not finish)", -missing, rel.Count, v)
 	}
 	r.Emit(Event{Type: DeployStarted, Version: v, Message: msg})
-	err := scaleOne(ctx, r, scaleGroup{machines: alive, count: rel.Count})
+	err := scaleOne(ctx, r)
 	res.Finished = d.now()
 	if err != nil {
 		res.Status, res.Err = StatusFailed, err

@@ -102,7 +102,7 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 		}
 		r := d.newRollout(g.spec, g.count, g.machines, d.groupHealth(g.spec), routes, emit)
 		r.logger, r.WaitTimeout = log.With("group", g.name), wait
-		if err = scaleOne(ctx, r, g); err != nil {
+		if err = scaleOne(ctx, r); err != nil {
 			if g.name != "" {
 				err = fmt.Errorf("group %s: %w", g.name, err)
 			}
@@ -276,11 +276,11 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 	return p, nil
 }
 
-// scaleOne brings group g to its count through r: new machines launched,
+// scaleOne brings r's machines (r.Old) to r.Count: new machines launched,
 // healthy, then routed; or the extra ones out of traffic, drained, stopped
 // and destroyed. A failure removes what it launched.
-func scaleOne(ctx context.Context, r *Rollout, g scaleGroup) error {
-	if add := g.count - len(g.machines); add > 0 {
+func scaleOne(ctx context.Context, r *Rollout) error {
+	if add := r.Count - len(r.Old); add > 0 {
 		news, err := r.LaunchNew(ctx, LaunchOptions{Count: add})
 		if err == nil {
 			err = r.AddRoutes(ctx, 1, news...)
@@ -297,7 +297,7 @@ func scaleOne(ctx context.Context, r *Rollout, g scaleGroup) error {
 		}
 		return err
 	}
-	return r.Retire(ctx, scaleDownOrder(g.machines, r.currentRoutes())[:len(g.machines)-g.count]...)
+	return r.Retire(ctx, scaleDownOrder(r.Old, r.currentRoutes())[:len(r.Old)-r.Count]...)
 }
 
 // scaleDownOrder orders machines for removal: those that do not run first,
