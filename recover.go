@@ -233,8 +233,7 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	spec := rel.Spec
 	spec.App, spec.Version = app, v
 	spec = labelled(spec, "")
-	routes := d.targets()
-	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, d.counted(res, log))
+	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), d.targets(), d.counted(res, log))
 	r.logger = log
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)
 	what, msg := fmt.Sprintf("restore %s to %d machines", v, rel.Count), fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)

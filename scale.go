@@ -39,7 +39,8 @@ func (d *Deployer) Scale(ctx context.Context, app string, count int) (*Result, e
 // beside the others. Machines are removed after they leave traffic and
 // drain: first those that do not run, then those the router sends no
 // traffic to, then from the end of the backend's listing (flyctl destroys in
-// the Machines API's listing order, without draining). Groups are scaled one after another, in the release's order.
+// the Machines API's listing order, without draining). Groups are scaled one
+// after another, in the release's order.
 //
 // Like fly scale count, Scale creates no release. It records the new counts
 // in the current release (Release.Count, ReleaseGroup.Count), so that
