@@ -77,10 +77,7 @@ func clockOr(c Clock) Clock {
 // it are done before the clock's AfterFunc returns, so that a fake clock
 // that fires the deadline knows the waits it ends have seen it.
 func WithTimeout(ctx context.Context, c Clock, d time.Duration) (context.Context, context.CancelFunc) {
-	if c == nil {
-		return context.WithTimeout(ctx, d)
-	}
-	if _, ok := c.(RealClock); ok {
+	if _, ok := clockOr(c).(RealClock); ok {
 		return context.WithTimeout(ctx, d)
 	}
 	inner, cancelInner := context.WithCancelCause(ctx)

@@ -188,6 +188,15 @@ func RouterChain(rt Router) iter.Seq[Router] {
 	}
 }
 
+// targets returns the target set of the Deployer's router when it reports
+// one (a WeightReporter, itself or a router it wraps), else nil.
+func (d *Deployer) targets() map[string]int {
+	if wr, ok := findRouter[WeightReporter](d.Router); ok {
+		return wr.Targets()
+	}
+	return nil
+}
+
 // findRouter returns the outermost router of RouterChain(rt) that is a T.
 func findRouter[T any](rt Router) (T, bool) {
 	for r := range RouterChain(rt) {

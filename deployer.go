@@ -264,23 +264,20 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	if spec.Version == "" {
 		spec.Version = nextVersion(old)
 	}
-	spec.Labels = withLabels(spec.Labels, appLabels(spec))
+	spec = labelled(spec, "")
 	res.Version = spec.Version
 	if len(old) > 0 {
 		res.FromVersion = old[0].Spec().Version
 	}
 	var routes map[string]int
-	if wr, ok := findRouter[WeightReporter](d.Router); ok && len(old) > 0 {
-		routes = wr.Targets()
+	if len(old) > 0 {
+		routes = d.targets()
 	}
 	hc := req.Health
 	if hc == nil {
 		hc = d.groupHealth(spec)
 	}
-	r := d.newRollout(spec, count, old, hc, routes, serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	}))
+	r := d.newRollout(spec, count, old, hc, routes, d.counted(res, log))
 	r.logger = log
 	r.WaitTimeout = waitTimeout(req.WaitTimeout, d.WaitTimeout)
 
@@ -309,7 +306,7 @@ func (d *Deployer) deploy(ctx context.Context, req Request, strat Strategy, res 
 	}
 
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		err = &cancelledError{cause: context.Cause(ctx), err: ctx.Err()}
+		err = &cancelledError{op: "deploy", cause: context.Cause(ctx), err: ctx.Err()}
 	}
 	res.Status = StatusFailed
 	r.Emit(Event{Type: DeployFailed, Version: spec.Version, Err: err})
@@ -544,23 +541,31 @@ func ids(ms []Machine) []string {
 	return out
 }
 
-func serialize(f func(Event)) func(Event) {
+// counted returns the event sink of the deploy (or scale, or recovery) of
+// res: one event at a time, it counts the event in res.Counts, logs it to
+// log and passes it to OnEvent.
+func (d *Deployer) counted(res *Result, log hclog.Logger) func(Event) {
 	var mu sync.Mutex
 	return func(e Event) {
 		mu.Lock()
 		defer mu.Unlock()
-		f(e)
+		res.Counts[e.Type]++
+		d.event(log, e)
 	}
 }
 
-// cancelledError is the error of a deploy whose context ended: it says why
-// (the context's cause) rather than which machine noticed first.
-type cancelledError struct{ cause, err error }
+// cancelledError is the error of a deploy (or a scale: op) whose context
+// ended: it says why (the context's cause) rather than which machine noticed
+// first.
+type cancelledError struct {
+	op         string // "deploy", "scale"
+	cause, err error
+}
 
 func (e *cancelledError) Error() string {
-	what := "deploy cancelled"
+	what := e.op + " cancelled"
 	if errors.Is(e.err, context.DeadlineExceeded) {
-		what = "deploy timed out"
+		what = e.op + " timed out"
 	}
 	if e.cause == nil || e.cause == e.err {
 		return what

@@ -28,13 +28,18 @@ func (d *Deployer) groupHealth(spec MachineSpec) HealthChecker {
 	return d.Health
 }
 
-// appLabels are the labels the Deployer sets on an app machine of spec.
-func appLabels(spec MachineSpec) map[string]string {
+// labelled returns spec with the labels the Deployer sets on an app machine
+// of it (of process group group; "" for none) added to its own.
+func labelled(spec MachineSpec, group string) MachineSpec {
 	l := map[string]string{LabelApp: spec.App, LabelVersion: spec.Version, LabelRole: "app"}
 	if spec.NoService {
 		l[LabelNoService] = "true"
 	}
-	return l
+	if group != "" {
+		l[LabelGroup] = group
+	}
+	spec.Labels = withLabels(spec.Labels, l)
+	return spec
 }
 
 func noService(s MachineSpec) bool { return s.NoService || s.Labels[LabelNoService] == "true" }
@@ -114,18 +119,13 @@ func (d *Deployer) deployGroups(ctx context.Context, req Request, strat Strategy
 	}
 	for i, g := range req.Groups {
 		specs[i].Version = version
-		l := appLabels(specs[i])
-		l[LabelGroup] = g.Name
-		specs[i].Labels = withLabels(specs[i].Labels, l)
+		specs[i] = labelled(specs[i], g.Name)
 	}
 	var routes map[string]int
-	if wr, ok := findRouter[WeightReporter](d.Router); ok && len(all) > 0 {
-		routes = wr.Targets()
+	if len(all) > 0 {
+		routes = d.targets()
 	}
-	emit := serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	})
+	emit := d.counted(res, log)
 	wait := waitTimeout(req.WaitTimeout, d.WaitTimeout)
 	shared := &sharedTargets{full: copyWeights(routes)}
 	if routes == nil {

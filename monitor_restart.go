@@ -193,11 +193,7 @@ func (m *Monitor) replace(ctx context.Context, hc HealthChecker, l lostMachine) 
 		fail(nm, fmt.Errorf("start: %w", err))
 		return
 	}
-	timeout := m.ReplaceTimeout
-	if timeout <= 0 {
-		timeout = DefaultWaitTimeout
-	}
-	err = waitHealthy(ctx, clockOr(m.Clock), nm, hc, timeout)
+	err = waitHealthy(ctx, clockOr(m.Clock), nm, hc, waitTimeout(m.ReplaceTimeout))
 	if err != nil {
 		fail(nm, fmt.Errorf("health: %w", err))
 		return
@@ -212,13 +208,11 @@ func (m *Monitor) replace(ctx context.Context, hc HealthChecker, l lostMachine) 
 		m.ids[a], m.specs[nm.ID()], m.restarts[nm.ID()] = nm.ID(), nm.Spec(), RestartsOf(nm)
 	}
 	m.mu.Unlock()
-	if still {
-		err = m.apply(ctx)
-	}
 	if !still { // the deployer moved on meanwhile
 		fail(nm, errors.New("no longer wanted"))
 		return
 	}
+	err = m.apply(ctx)
 	m.emit(Event{Type: MachineReplaced, Time: m.now(), App: m.App, Machine: nm.ID(), Version: nm.Spec().Version, Addr: nm.Addr(), Err: err,
 		Message: fmt.Sprintf("replaces %s (%s)", l.id, l.why)})
 	if l.old != nil {

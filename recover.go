@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 )
 
@@ -33,8 +32,11 @@ func (d *Deployer) Recover(ctx context.Context, app string) (*Result, error) {
 
 // recoverApp is Recover.
 func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) {
-	if d.Store == nil || d.Backend == nil || d.Router == nil {
-		return nil, fmt.Errorf("recover: %w: Store, Backend and Router must be set", ErrInvalid)
+	if d.Store == nil {
+		return nil, fmt.Errorf("recover: %w: Store must be set", ErrInvalid)
+	}
+	if err := d.validateFields(); err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
 	}
 	unlock, err := d.acquire(ctx, app)
 	if err != nil {
@@ -74,10 +76,7 @@ func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) 
 
 	log := d.logger().With("app", app)
 	res := &Result{App: app, Started: d.now(), Counts: map[EventType]int{}, Strategy: "recover"}
-	emit := serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	})
+	emit := d.counted(res, log)
 	var errs []error
 	for _, m := range orphans {
 		if err := m.Destroy(ctx); err != nil && !errors.Is(err, ErrNotFound) {
@@ -109,10 +108,7 @@ func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) 
 		}
 	}
 
-	var routes map[string]int
-	if wr, ok := findRouter[WeightReporter](d.Router); ok {
-		routes = wr.Targets()
-	}
+	routes := d.targets()
 	newest := Release{}
 	if len(running) > 0 {
 		newest = running[0]
@@ -145,7 +141,7 @@ func (d *Deployer) recoverApp(ctx context.Context, app string) (*Result, error) 
 			restore := *prev
 			v := "v" + strconv.Itoa(prev.Version)
 			restore.Spec.App, restore.Spec.Version = app, v
-			restore.Spec.Labels = withLabels(restore.Spec.Labels, appLabels(restore.Spec))
+			restore.Spec = labelled(restore.Spec, "")
 			r.restore = &restore
 		}
 		if _, err := d.undo(ctx, r); err != nil {
@@ -236,62 +232,23 @@ func (d *Deployer) refill(ctx context.Context, app string, rel Release, ms []Mac
 	res := &Result{App: app, Version: v, FromVersion: v, Release: rel.Version, Started: d.now(), Counts: map[EventType]int{}, Strategy: "recover"}
 	spec := rel.Spec
 	spec.App, spec.Version = app, v
-	spec.Labels = withLabels(spec.Labels, appLabels(spec))
-	var routes map[string]int
-	if wr, ok := findRouter[WeightReporter](d.Router); ok {
-		routes = wr.Targets()
-	}
-	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), routes, serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	}))
+	spec = labelled(spec, "")
+	r := d.newRollout(spec, rel.Count, alive, d.groupHealth(spec), d.targets(), d.counted(res, log))
 	r.logger = log
 	r.WaitTimeout = waitTimeout(d.WaitTimeout)
+	what, msg := fmt.Sprintf("restore %s to %d machines", v, rel.Count), fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)
 	if missing < 0 {
-		extra := beyondCount(alive, routes, rel.Count)
-		r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("removing %d machines beyond the %d of %s (a scale the last process did not finish)", len(extra), rel.Count, v)})
-		err := r.Retire(ctx, extra...)
-		res.Finished = d.now()
-		if err != nil {
-			res.Status, res.Err = StatusFailed, err
-			return res, fmt.Errorf("recover %s: bring %s back to %d machines: %w", app, v, rel.Count, err)
-		}
-		r.Emit(Event{Type: DeploySucceeded, Version: v, Message: "restored"})
-		res.Status = StatusSucceeded
-		res.Machines = ids(slices.DeleteFunc(alive, func(m Machine) bool { return slices.Contains(extra, m) }))
-		return res, nil
+		what, msg = fmt.Sprintf("bring %s back to %d machines", v, rel.Count), fmt.Sprintf("removing %d machines beyond the %d of %s (a scale the last process did not finish)", -missing, rel.Count, v)
 	}
-	r.Emit(Event{Type: DeployStarted, Version: v, Message: fmt.Sprintf("restoring %d of the %d machines of %s (they stopped with the last process)", missing, rel.Count, v)})
-	news, err := r.LaunchNew(ctx, LaunchOptions{Count: missing})
-	if err == nil {
-		err = r.AddRoutes(ctx, 1, news...)
-	}
+	r.Emit(Event{Type: DeployStarted, Version: v, Message: msg})
+	err := scaleOne(ctx, r)
 	res.Finished = d.now()
 	if err != nil {
-		_ = r.Retire(context.WithoutCancel(ctx), r.createdAlive()...)
 		res.Status, res.Err = StatusFailed, err
-		return res, fmt.Errorf("recover %s: restore %s to %d machines: %w", app, v, rel.Count, err)
+		return res, fmt.Errorf("recover %s: %s: %w", app, what, err)
 	}
 	r.Emit(Event{Type: DeploySucceeded, Version: v, Message: "restored"})
 	res.Status = StatusSucceeded
-	res.Machines = ids(append(alive, news...))
+	res.Machines = ids(append(r.oldAlive(), r.createdAlive()...))
 	return res, nil
-}
-
-// beyondCount picks the machines of alive beyond count: those the router
-// sends no traffic to first (a scale routes a machine last), then the last
-// in alive's order.
-func beyondCount(alive []Machine, routes map[string]int, count int) []Machine {
-	ordered := slices.Clone(alive)
-	slices.SortStableFunc(ordered, func(a, b Machine) int {
-		ra, rb := routes[a.Addr()] > 0, routes[b.Addr()] > 0
-		switch {
-		case ra == rb:
-			return 0
-		case ra:
-			return -1
-		}
-		return 1
-	})
-	return ordered[count:]
 }

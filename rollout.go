@@ -26,7 +26,7 @@ type Rollout struct {
 	backend Backend      // creates machines
 	router  Router       // moves traffic
 	logger  hclog.Logger // never nil
-	clock   Clock        // nil: real time
+	clock   Clock        // never nil: Deployer.Clock, or RealClock
 	emit    func(Event)
 
 	routeMu sync.Mutex // serializes routing changes, so the router sees them in the order recorded
@@ -40,7 +40,6 @@ type Rollout struct {
 	moved    bool            // traffic reached a new machine or left an old one
 	downtime time.Duration
 	restore  *Release // set by Recover: the release to restore on undo
-	unrouted bool     // Spec.NoService: routing calls change nothing
 }
 
 // newRollout returns a Rollout ready for a Strategy. onEvent may be nil.
@@ -52,7 +51,6 @@ func (d *Deployer) newRollout(spec MachineSpec, count int, old []Machine, hc Hea
 		backend: d.Backend, router: d.Router, Health: hc, logger: hclog.NewNullLogger(), clock: d.clock(),
 		emit:   onEvent,
 		routes: map[string]int{}, byAddr: map[string]Machine{}, gone: map[string]bool{}, oldIDs: map[string]bool{},
-		unrouted: spec.NoService,
 	}
 	for _, m := range old {
 		r.byAddr[m.Addr()] = m
@@ -73,7 +71,7 @@ func (r *Rollout) Logger() hclog.Logger { return r.logger }
 // Clock returns the deploy's clock (Deployer.Clock, or RealClock): a
 // strategy that pauses or times anything reads time through it, so that a
 // test with a fake clock controls it.
-func (r *Rollout) Clock() Clock { return clockOr(r.clock) }
+func (r *Rollout) Clock() Clock { return r.clock }
 
 // Emit sends an event to the deploy's watchers, stamped with time and app.
 func (r *Rollout) Emit(e Event) {
@@ -239,7 +237,7 @@ func (r *Rollout) Route(ctx context.Context, weights map[Machine]int) error {
 // the router sees them in order; r.mu is held only to read and record state,
 // never while events go out or the router drains.
 func (r *Rollout) routeAddrs(ctx context.Context, edit func(cur map[string]int) map[string]int) error {
-	if r.unrouted {
+	if r.Spec.NoService {
 		return nil // the machines serve no traffic: nothing to route or drain
 	}
 	r.routeMu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,9 +37,10 @@ func (d *Deployer) Scale(ctx context.Context, app string, count int) (*Result, e
 // flyctl clones a machine's config): they start, pass their health checks
 // (Deployer.Health; a NoService group's stay running) and then take traffic
 // beside the others. Machines are removed after they leave traffic and
-// drain: first those that do not run, then from the end of the backend's
-// listing (flyctl destroys in the Machines API's listing order, without
-// draining). Groups are scaled one after another, in the release's order.
+// drain: first those that do not run, then those the router sends no
+// traffic to, then from the end of the backend's listing (flyctl destroys in
+// the Machines API's listing order, without draining). Groups are scaled one
+// after another, in the release's order.
 //
 // Like fly scale count, Scale creates no release. It records the new counts
 // in the current release (Release.Count, ReleaseGroup.Count), so that
@@ -52,8 +54,8 @@ func (d *Deployer) Scale(ctx context.Context, app string, count int) (*Result, e
 func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[string]int) (*Result, error) {
 	res := &Result{App: app, Strategy: "scale", Started: d.now(), Counts: map[EventType]int{}}
 	fail := d.failer(res)
-	if d.Backend == nil || d.Router == nil {
-		return fail(fmt.Errorf("scale: %w: Backend and Router must be set", ErrInvalid))
+	if err := d.validateFields(); err != nil {
+		return fail(fmt.Errorf("scale: %w", err))
 	}
 	if len(counts) == 0 {
 		return fail(fmt.Errorf("scale %s: %w: no count given", app, ErrInvalid))
@@ -73,12 +75,12 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 	if err != nil {
 		return fail(err)
 	}
-	res.Version, res.FromVersion, res.Release = plan.version, plan.version, plan.release
+	res.Version, res.FromVersion = plan.version, plan.version
+	if plan.rel != nil {
+		res.Release = plan.rel.Version
+	}
 	log := d.logger().With("app", app)
-	emit := serialize(func(e Event) {
-		res.Counts[e.Type]++
-		d.event(log, e)
-	})
+	emit := d.counted(res, log)
 	var change []string
 	for _, g := range plan.groups {
 		if g.count != len(g.machines) || len(plan.groups) == 1 {
@@ -93,40 +95,38 @@ func (d *Deployer) ScaleGroups(ctx context.Context, app string, counts map[strin
 	routes := plan.routes
 	wait := waitTimeout(d.WaitTimeout)
 	var scaled []scaleGroup
+	var machines []Machine // every group's, as the scale leaves them
 	for _, g := range plan.groups {
 		if g.count == len(g.machines) {
+			machines = append(machines, g.machines...)
 			continue
 		}
 		r := d.newRollout(g.spec, g.count, g.machines, d.groupHealth(g.spec), routes, emit)
 		r.logger, r.WaitTimeout = log.With("group", g.name), wait
-		if err = scaleOne(ctx, r, g); err != nil {
+		if err = scaleOne(ctx, r); err != nil {
 			if g.name != "" {
 				err = fmt.Errorf("group %s: %w", g.name, err)
 			}
 			if ctx.Err() != nil && errors.Is(err, ctx.Err()) { // say why, not which machine noticed
-				if cause := context.Cause(ctx); cause != ctx.Err() {
-					err = fmt.Errorf("scale cancelled: %w (%w)", cause, ctx.Err())
-				} else {
-					err = fmt.Errorf("scale cancelled: %w", cause)
-				}
+				err = &cancelledError{op: "scale", cause: context.Cause(ctx), err: ctx.Err()}
 			}
 			break
 		}
 		scaled = append(scaled, g)
 		routes = r.currentRoutes()
+		machines = append(append(machines, r.oldAlive()...), r.createdAlive()...)
 	}
 	if len(scaled) > 0 && plan.rel != nil {
 		d.recordScale(context.WithoutCancel(ctx), *plan.rel, scaled)
 	}
-	after, _ := d.Backend.List(context.WithoutCancel(ctx), app)
-	res.Machines = ids(appMachines(after))
-	res.Finished = d.now()
 	if err != nil {
-		res.Status, res.Err = StatusFailed, err
+		after, _ := d.Backend.List(context.WithoutCancel(ctx), app) // what the cleanup left
+		res.Machines = ids(appMachines(after))
+		res.Status, res.Err, res.Finished = StatusFailed, err, d.now()
 		emit(Event{Type: ScaleFailed, App: app, Time: d.now(), Version: plan.version, Err: err})
 		return res, err
 	}
-	res.Status = StatusSucceeded
+	res.Status, res.Machines, res.Finished = StatusSucceeded, ids(machines), d.now()
 	emit(Event{Type: ScaleSucceeded, App: app, Time: d.now(), Version: plan.version, Message: strings.Join(change, ", ")})
 	return res, nil
 }
@@ -144,7 +144,6 @@ type scaleGroup struct {
 // its groups and the router's targets.
 type scalePlan struct {
 	rel     *Release // nil without a Store
-	release int
 	version string
 	groups  []scaleGroup
 	routes  map[string]int
@@ -178,7 +177,7 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 		if p.rel == nil {
 			return nil, fmt.Errorf("scale %s: %w: no release to scale: deploy first", app, ErrNotFound)
 		}
-		p.release, p.version = p.rel.Version, "v"+strconv.Itoa(p.rel.Version)
+		p.version = "v" + strconv.Itoa(p.rel.Version)
 	}
 	all, err := d.Backend.List(ctx, app)
 	if err != nil {
@@ -201,20 +200,16 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 	// The groups, in the release's order; a single-group app has one, "".
 	var names []string
 	specs := map[string]MachineSpec{}
-	if p.rel != nil && len(p.rel.Groups) > 0 {
+	switch {
+	case p.rel != nil && len(p.rel.Groups) > 0:
 		for _, g := range p.rel.Groups {
 			names = append(names, g.Name)
 			specs[g.Name] = g.Spec
 		}
-	} else {
-		names = []string{""}
-		if p.rel != nil {
-			specs[""] = p.rel.Spec
-		}
-	}
-	if p.rel == nil { // the machines say which groups there are
+	case p.rel != nil:
+		names, specs[""] = []string{""}, p.rel.Spec
+	default: // the machines say which groups there are
 		seen := map[string]bool{}
-		names = nil
 		for _, m := range all {
 			if g := m.Spec().Labels[LabelGroup]; !seen[g] {
 				seen[g] = true
@@ -243,10 +238,7 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 		want[g] = n
 	}
 	for g := range want {
-		known := false
-		for _, n := range names {
-			known = known || n == g
-		}
+		known := slices.Contains(names, g)
 		switch {
 		case !known && len(names) == 1 && names[0] == "":
 			return nil, fmt.Errorf("scale %s: %w: no process group %q: the app has none; give its count alone", app, ErrInvalid, g)
@@ -270,18 +262,11 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 			spec = g.machines[0].Spec()
 		}
 		spec.App, spec.Version = app, p.version
-		l := appLabels(spec)
-		if name != "" {
-			l[LabelGroup] = name
-		}
-		spec.Labels = withLabels(spec.Labels, l)
-		g.spec = spec
+		g.spec = labelled(spec, name)
 		p.groups = append(p.groups, g)
 	}
 
-	if wr, ok := findRouter[WeightReporter](d.Router); ok {
-		p.routes = wr.Targets()
-	} else {
+	if p.routes = d.targets(); p.routes == nil {
 		p.routes = map[string]int{}
 		for _, m := range all {
 			if !noService(m.Spec()) && m.State() == StateStarted {
@@ -292,11 +277,11 @@ func (d *Deployer) scalePlan(ctx context.Context, app string, counts map[string]
 	return p, nil
 }
 
-// scaleOne brings group g to its count through r: new machines launched,
+// scaleOne brings r's machines (r.Old) to r.Count: new machines launched,
 // healthy, then routed; or the extra ones out of traffic, drained, stopped
 // and destroyed. A failure removes what it launched.
-func scaleOne(ctx context.Context, r *Rollout, g scaleGroup) error {
-	if add := g.count - len(g.machines); add > 0 {
+func scaleOne(ctx context.Context, r *Rollout) error {
+	if add := r.Count - len(r.Old); add > 0 {
 		news, err := r.LaunchNew(ctx, LaunchOptions{Count: add})
 		if err == nil {
 			err = r.AddRoutes(ctx, 1, news...)
@@ -313,21 +298,25 @@ func scaleOne(ctx context.Context, r *Rollout, g scaleGroup) error {
 		}
 		return err
 	}
-	return r.Retire(ctx, scaleDownOrder(g.machines)[:len(g.machines)-g.count]...)
+	return r.Retire(ctx, scaleDownOrder(r.Old, r.currentRoutes())[:len(r.Old)-r.Count]...)
 }
 
 // scaleDownOrder orders machines for removal: those that do not run first,
-// then from the end of the backend's listing.
-func scaleDownOrder(ms []Machine) []Machine {
-	var down, up []Machine
+// then those routes sends no traffic to (a scale routes a machine last: one
+// an interrupted scale launched), then from the end of the backend's listing.
+func scaleDownOrder(ms []Machine, routes map[string]int) []Machine {
+	var down, unrouted, routed []Machine
 	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].State() == StateStarted {
-			up = append(up, ms[i])
-		} else {
+		switch {
+		case ms[i].State() != StateStarted:
 			down = append(down, ms[i])
+		case routes[ms[i].Addr()] <= 0:
+			unrouted = append(unrouted, ms[i])
+		default:
+			routed = append(routed, ms[i])
 		}
 	}
-	return append(down, up...)
+	return slices.Concat(down, unrouted, routed)
 }
 
 // recordScale records the new counts of the groups scaled in rel, the

@@ -12,10 +12,7 @@ import (
 // Validators. Its errors wrap ErrInvalid (ErrNoStrategy without a strategy)
 // and name the field.
 func (d *Deployer) validate(req Request, strat Strategy) error {
-	if d.Backend == nil || d.Router == nil {
-		return fmt.Errorf("deployer: %w: Backend and Router must be set", ErrInvalid)
-	}
-	if err := notNegative("deployer", duration{"WaitTimeout", d.WaitTimeout}, duration{"Timeout", d.Timeout}, duration{"LockTTL", d.LockTTL}); err != nil {
+	if err := d.validateFields(); err != nil {
 		return err
 	}
 	if err := validateSpec(req.Spec); err != nil {
@@ -55,6 +52,15 @@ func (d *Deployer) validate(req Request, strat Strategy) error {
 		return err
 	}
 	return validated("strategy "+strat.Name(), strat)
+}
+
+// validateFields checks the Deployer's own fields, as Deploy, Scale and
+// Recover need them: Backend and Router set, no negative duration.
+func (d *Deployer) validateFields() error {
+	if d.Backend == nil || d.Router == nil {
+		return fmt.Errorf("deployer: %w: Backend and Router must be set", ErrInvalid)
+	}
+	return notNegative("deployer", duration{"WaitTimeout", d.WaitTimeout}, duration{"Timeout", d.Timeout}, duration{"LockTTL", d.LockTTL})
 }
 
 // validated runs v's Validate when v is a Validator; an error that does not

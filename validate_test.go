@@ -107,3 +107,24 @@ func TestValidateBeforeLock(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, rels, 3)
 }
+
+// Scale and Recover refuse the Deployer settings Deploy refuses, before they
+// take the app's lock.
+func TestScaleAndRecoverValidateTheDeployer(t *testing.T) {
+	e := testenv.New(t)
+	ctx := context.Background()
+	store := &countingStore{Memory: release.NewMemory()}
+	e.Deployer.Store = store
+	e.MustDeploy(t, rolling.Strategy{}, "v1", 1)
+	locks := store.locks.Load()
+
+	bad := &deploy.Deployer{Backend: e.Backend, Router: e.Proxy, Store: store, LockTTL: -time.Second}
+	_, err := bad.Scale(ctx, testenv.App, 2)
+	assert.ErrorIs(t, err, deploy.ErrInvalid)
+	assert.ErrorContains(t, err, "scale: deployer: invalid: LockTTL -1s")
+	_, err = bad.Recover(ctx, testenv.App)
+	assert.ErrorIs(t, err, deploy.ErrInvalid)
+	assert.ErrorContains(t, err, "recover: deployer: invalid: LockTTL -1s")
+	assert.Equal(t, locks, store.locks.Load(), "no lock was asked for")
+	assert.Equal(t, map[string]int{"v1": 1}, e.Versions(t))
+}
