@@ -96,13 +96,12 @@ func TestReleaseCommandTimeout(t *testing.T) {
 	e, store := withStore(t)
 	ctx := context.Background()
 	e.MustDeploy(t, nil, "v1", 1)
-	start := time.Now()
+	// "migrate hang" never exits: only the timeout ends it.
 	_, err := e.Deployer.Deploy(ctx, deploy.Request{Spec: e.Spec("v2"), ReleaseCommand: []string{"migrate", "hang"}, ReleaseCommandTimeout: 200 * time.Millisecond})
 	var rce *deploy.ReleaseCommandError
 	require.ErrorAs(t, err, &rce)
 	assert.True(t, rce.TimedOut)
 	assert.ErrorContains(t, err, "timed out after 200ms")
-	assert.Less(t, time.Since(start), 10*time.Second)
 	assert.Equal(t, 1, e.Backend.Count(), "the release machine was stopped and destroyed")
 	rel, err := store.Get(ctx, testenv.App, 2)
 	require.NoError(t, err)

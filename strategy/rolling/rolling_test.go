@@ -73,16 +73,14 @@ func TestRollingNeverHealthy(t *testing.T) {
 	e.Backend.Inject(mem.Fault{Image: "v2", Unhealthy: true})
 	run := e.Load(t)
 	e.Deployer.WaitTimeout = 500 * time.Millisecond
-	start := time.Now()
 	res, err := e.Deploy(context.Background(), rolling.Strategy{}, "v2", 3)
-	took := time.Since(start)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, deploy.ErrUnhealthy)
 	var pe *deploy.PhaseError
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, "health", pe.Phase)
 	assert.NotEmpty(t, pe.Machine)
-	assert.Less(t, took, 5*time.Second, "fails within its wait timeout (plus cleanup)")
+	assert.ErrorContains(t, err, "500ms wait timeout", "its wait timeout ended it")
 	assert.Equal(t, deploy.StatusFailed, res.Status)
 	assert.Equal(t, map[string]int{"v1": 3}, e.Versions(t))
 	assert.Equal(t, map[string]int{"v1": 3}, e.RoutedVersions(t))
@@ -98,12 +96,11 @@ func TestRollingCrashFailsFast(t *testing.T) {
 	e.Backend.Inject(mem.Fault{Image: "v2", CrashAfter: 200 * time.Millisecond, ListenAfter: time.Hour})
 	run := e.Load(t)
 	e.Deployer.WaitTimeout = time.Minute
-	start := time.Now()
 	_, err := e.Deploy(context.Background(), rolling.Strategy{}, "v2", 2)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, deploy.ErrExited)
 	assert.ErrorContains(t, err, "crashed")
-	assert.Less(t, time.Since(start), 10*time.Second, "long before the 1m wait timeout")
+	assert.NotContains(t, err.Error(), "wait timeout", "the crash ended the wait, not its 1m timeout")
 	assert.Equal(t, map[string]int{"v1": 2}, e.Versions(t))
 	deploytest.AssertNoFailures(t, run.Stop())
 }
