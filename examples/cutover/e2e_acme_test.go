@@ -41,7 +41,7 @@ func TestServeACME(t *testing.T) {
 	args := []string{"--backend", "mem", "--port", strconv.Itoa(e.port), "--https-port", strconv.Itoa(httpsPort),
 		"--acme", "--acme-directory", pb.DirectoryURL, "--acme-ca-file", pb.CAFile,
 		"--host", "a.test", "--app", "b/fly.toml=b.test"}
-	stop, _ := daemon(t, e.dir, e.url(), args...)
+	stop := daemon(t, e.dir, e.url(), args...)
 	b := []string{"-c", "b/fly.toml", "--state-dir", ".cutover"}
 	require.Equal(t, 0, e.run("deploy", "--count", "2").code)
 	require.Equal(t, 0, e.run(append([]string{"deploy", "--count", "2"}, b...)...).code)
