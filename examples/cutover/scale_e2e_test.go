@@ -62,7 +62,7 @@ func TestScaleCLI(t *testing.T) {
 	assert.Equal(t, 4, routed)
 	require.NoError(t, run.WaitEpoch(ctx, run.Mark(), 100))
 
-	e.upgrade() // the new daemon runs the release at its recorded count
+	e.upgrade("mem") // the new daemon runs the release at its recorded count
 	versions, routed = machinesRouted(statusOf(t, e))
 	assert.Equal(t, map[string]int{"v1": 4}, versions, "the scaled count survives a restart")
 	assert.Equal(t, 4, routed)

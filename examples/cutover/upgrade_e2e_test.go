@@ -16,12 +16,12 @@ import (
 	"github.com/cutover/deploy/deploytest"
 )
 
-// upgrade starts `cutover serve --backend mem --upgrade more...` and waits
-// until the old daemon handed its sockets over and exited 0.
-func (e *env) upgrade(more ...string) {
+// upgrade starts `cutover serve --backend backend --upgrade more...` and
+// waits until the old daemon handed its sockets over and exited 0.
+func (e *env) upgrade(backend string, more ...string) {
 	e.t.Helper()
 	oldDone, oldStop, oldLog := e.done, e.stop, e.log
-	e.start("mem", append([]string{"--upgrade"}, more...)...)
+	e.start(backend, append([]string{"--upgrade"}, more...)...)
 	select {
 	case <-oldDone:
 	case <-time.After(2 * time.Minute):
@@ -48,7 +48,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	require.NoError(t, run.WaitRequests(ctx, 100))
 
 	for i := range 2 { // twice: the new daemon hands over as well
-		e.upgrade()
+		e.upgrade("mem")
 		require.NoError(t, run.WaitRequests(ctx, int64(300*(i+2))))
 	}
 
@@ -98,7 +98,7 @@ func TestUpgradeTLSUnderLoad(t *testing.T) {
 	require.NoError(t, h1.WaitRequests(ctx, 100))
 
 	for i := range 2 {
-		e.upgrade(flags...)
+		e.upgrade("mem", flags...)
 		assert.Regexp(t, `took over the sockets of pid \d+ \(control on \S+, https on 127\.0\.0\.1:\d+, metrics on 127\.0\.0\.1:\d+, public on 127\.0\.0\.1:\d+\)`, e.log.String())
 		assert.NotContains(t, e.log.String(), "not served here")
 		require.NoError(t, h2.WaitRequests(ctx, int64(300*(i+2))))
