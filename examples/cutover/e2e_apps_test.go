@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -98,4 +99,32 @@ func TestServeTwoApps(t *testing.T) {
 	r = e.run("status", "-a", "nope")
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, `runs no app "nope"`)
+}
+
+// A daemon that takes over (serve --upgrade) brings back every app it
+// serves, the apps of --app as well as the first: on the mem backend it
+// starts their machines again, at their counts, and recovers each under the
+// deploy lock the last daemon held.
+func TestUpgradeTwoApps(t *testing.T) {
+	e := newEnv(t, "appa", "demo:a1")
+	require.NoError(t, os.Mkdir(filepath.Join(e.dir, "b"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "b", "fly.toml"), fmt.Appendf(nil, flyTOML, "appb", "demo:b1"), 0o644))
+	flags := []string{"--host", "a.test", "--app", "b/fly.toml=b.test"}
+	e.start("mem", flags...)
+	b := []string{"-c", "b/fly.toml", "--state-dir", ".cutover"}
+	require.Equal(t, 0, e.run("deploy", "--count", "2").code)
+	r := e.run(append([]string{"deploy", "--count", "2"}, b...)...)
+	require.Equal(t, 0, r.code, r.stderr)
+
+	e.upgrade("mem", flags...)
+	hc := &http.Client{Transport: hostTransport(t, "127.0.0.1:"+strconv.Itoa(e.port)), Timeout: 10 * time.Second}
+	for host, want := range map[string]string{"a.test": "a1", "b.test": "b1"} {
+		res, err := hc.Get("http://" + host + "/")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.Equal(t, want, string(body), "%s after the upgrade", host)
+	}
+	r = e.run(append([]string{"deploy", "--image", "demo:b2"}, b...)...)
+	require.Equal(t, 0, r.code, "b deploys after the upgrade: %s", r.stderr)
 }

@@ -223,11 +223,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if metricsLn != nil {
 		listeners[sockMetrics] = metricsLn
 	}
+	owner, err := lockOwner(c.state())
+	if err != nil {
+		pub.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+		return err
+	}
+	d.dep.Owner = owner
 	handedOver := make(chan struct{})
 	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
 		Handover: d.handover(listeners, handedOver)}
 	// More apps (--app), each with its own proxy behind the host Mux.
-	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, Logger: logs.hclogger("proxy", level.level)}, mux, ctl, d.info, measure)
+	apps, stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, owner, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, Logger: logs.hclogger("proxy", level.level)}, mux, ctl, d.info, measure)
 	if err != nil {
 		pub.Close()
 		if tlsLn != nil {
@@ -237,40 +246,25 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer stopApps()
 
-	owner, err := lockOwner(c.state())
-	if err != nil {
-		return err
-	}
-	d.dep.Owner = owner
-
-	// Adopt what runs; recovery (below) finishes or undoes a deploy the last
-	// daemon left half done.
+	// Adopt what runs; recovery finishes or undoes a deploy the last daemon
+	// left half done.
 	if err := d.adopt(ctx); err != nil {
 		logs.printf("adopt: %v", err)
 	}
-	recoverDone := make(chan struct{})
-	d.recovered = recoverDone
-	recCtx, stopRecover := context.WithCancel(ctx)
-	endRecover, _ := d.begin("recover", "", nil, nil) // the slot is free: nothing runs yet
-	go func() {
-		defer close(recoverDone)
-		defer endRecover()
-		d.recoverUntilDone(recCtx)
-	}()
-	defer func() { stopRecover(); <-recoverDone }()
+	defer d.startRecovery(ctx)()
 	if tk != nil {
-		// Taking over: serve only once the app runs here at its count (mem
+		// Taking over: serve only once every app runs here at its count (mem
 		// machines start in this process; Docker containers are adopted).
-		select {
-		case <-recoverDone:
-		case <-ctx.Done():
-			return fmt.Errorf("upgrade: interrupted before this daemon was ready; pid %d goes on serving", tk.PID)
+		for _, ad := range append([]*daemon{d}, apps...) {
+			select {
+			case <-ad.recovered:
+			case <-ctx.Done():
+				return fmt.Errorf("upgrade: interrupted before this daemon was ready; pid %d goes on serving", tk.PID)
+			}
 		}
 	}
 
-	monCtx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); d.watch(monCtx) }()
+	stopWatch := d.startWatch()
 
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub, tlsLn) }()
@@ -335,8 +329,7 @@ wait:
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logs.printf("proxy shutdown: %v", err)
 	}
-	stopMon()
-	<-monDone
+	stopWatch()
 	logs.printf("stopped; %s", kit.note)
 	return runErr
 }
@@ -410,6 +403,31 @@ func lockOwner(state string) (string, error) {
 	return owner, nil
 }
 
+// startRecovery recovers the app in the background as its first operation
+// (the operations asked for meanwhile wait for it; d.recovered is closed
+// once it ended). stop cancels it and waits for it.
+func (d *daemon) startRecovery(ctx context.Context) (stop func()) {
+	done := make(chan struct{})
+	d.recovered = done
+	ctx, cancel := context.WithCancel(ctx)
+	end, _ := d.begin("recover", "", nil, nil) // the slot is free: nothing runs yet
+	go func() {
+		defer close(done)
+		defer end()
+		d.recoverUntilDone(ctx)
+	}()
+	return func() { cancel(); <-done }
+}
+
+// startWatch runs the app's health monitor and follows its machines'
+// output (watch) until stop.
+func (d *daemon) startWatch() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.watch(ctx) }()
+	return func() { cancel(); <-done }
+}
+
 // recoverUntilDone recovers an interrupted deploy (and machines that stopped
 // with the last daemon), trying again until it is done or ctx ends: a lock
 // another process holds is waited out.
@@ -417,7 +435,7 @@ func (d *daemon) recoverUntilDone(ctx context.Context) {
 	if d.kit.register != nil { // mem: the images to restore run in this process
 		rels, err := d.store.List(ctx, d.app)
 		if err != nil {
-			d.logs.printf("recover: %v", err)
+			d.logs.printf("recover %s: %v", d.app, err)
 		}
 		stable := false
 		for _, r := range rels {
@@ -434,12 +452,12 @@ func (d *daemon) recoverUntilDone(ctx context.Context) {
 		case err == nil && res == nil:
 			return
 		case err == nil:
-			d.logs.printf("recover: %s: %s (machines %s)", orDash(res.Version), recoverWords(res), strings.Join(res.Machines, " "))
+			d.logs.printf("recover %s: %s: %s (machines %s)", d.app, orDash(res.Version), recoverWords(res), strings.Join(res.Machines, " "))
 			return
 		case ctx.Err() != nil:
 			return
 		}
-		d.logs.printf("recover: attempt %d: %v; trying again in %s", attempt, oneLine(err), delay)
+		d.logs.printf("recover %s: attempt %d: %v; trying again in %s", d.app, attempt, oneLine(err), delay)
 		select {
 		case <-ctx.Done():
 			return
