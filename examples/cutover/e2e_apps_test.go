@@ -28,6 +28,30 @@ func hostTransport(t *testing.T, addr string) *http.Transport {
 	return tr
 }
 
+// loadTwo starts load on apps a and b (their base URLs, both sent through
+// tr) and waits until each answered 50 requests. Stop them with stopTwo.
+func loadTwo(t *testing.T, urlA, urlB string, tr http.RoundTripper) (la, lb *deploytest.Load) {
+	t.Helper()
+	ctx := context.Background()
+	la = deploytest.StartLoad(ctx, urlA, deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	lb = deploytest.StartLoad(ctx, urlB, deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
+	t.Cleanup(func() { la.Stop(); lb.Stop() })
+	require.NoError(t, la.WaitRequests(ctx, 50))
+	require.NoError(t, lb.WaitRequests(ctx, 50))
+	return la, lb
+}
+
+// stopTwo stops the loads of loadTwo and checks that no request failed and
+// that only bBody answered on b: a deploy of a left b's traffic untouched.
+func stopTwo(t *testing.T, la, lb *deploytest.Load, bBody string) {
+	t.Helper()
+	ra, rb := la.Stop(), lb.Stop()
+	t.Logf("a: %v; b: %v", ra, rb)
+	require.Zero(t, ra.Failed, "%v", ra.Errors)
+	require.Zero(t, rb.Failed, "%v", rb.Errors)
+	require.Equal(t, map[string]int64{bBody: rb.Requests}, rb.ByBody, "b's traffic untouched")
+}
+
 // `serve --host a.test --app b/fly.toml=b.test`: two apps behind one port,
 // each deployed, paused and listed on its own (the commands pick the app of
 // their fly.toml); a deploy of one under load fails no request and leaves the
@@ -59,12 +83,7 @@ func TestServeTwoApps(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	la := deploytest.StartLoad(ctx, "http://a.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
-	lb := deploytest.StartLoad(ctx, "http://b.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
-	defer la.Stop()
-	defer lb.Stop()
-	require.NoError(t, la.WaitRequests(ctx, 50))
-	require.NoError(t, lb.WaitRequests(ctx, 50))
+	la, lb := loadTwo(t, "http://a.test", "http://b.test", tr)
 	r = e.run("deploy", "--image", "demo:a2")
 	require.Equal(t, 0, r.code, r.stderr)
 	n := la.Mark()
@@ -79,11 +98,7 @@ func TestServeTwoApps(t *testing.T) {
 	require.Equal(t, 0, e.run(append([]string{"resume"}, b...)...).code)
 	require.NoError(t, lb.WaitEpoch(ctx, nb, 20))
 
-	ra, rb := la.Stop(), lb.Stop()
-	t.Logf("a: %v; b: %v", ra, rb)
-	require.Zero(t, ra.Failed, "%v", ra.Errors)
-	require.Zero(t, rb.Failed, "%v", rb.Errors)
-	require.Equal(t, map[string]int64{"b1": rb.Requests}, rb.ByBody, "b's traffic untouched")
+	stopTwo(t, la, lb, "b1")
 	require.Equal(t, map[string]int64{"a2": la.Epoch(n)["a2"]}, la.Epoch(n))
 
 	r = e.run(append([]string{"releases", "--json"}, b...)...)
