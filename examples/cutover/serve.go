@@ -166,14 +166,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("cannot listen on %s:%d (%v): pass another --port", ff.bind, *port, err)
 		}
 	}
+	// The proxy's listeners close on any return: srv's Shutdown closed them
+	// already when it served them.
+	defer pub.Close()
+	var tlsLn net.Listener
+	defer func() {
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+	}()
 	limits := proxyConcurrency(plan.Concurrency)
 	if err := limits.Validate(); err != nil {
-		pub.Close()
 		return usagef("invalid concurrency in %s: %v", c.cfgPath, err)
 	}
 	maxBody, err := appMaxBody(c.cfg, ff.maxBody)
 	if err != nil {
-		pub.Close()
 		return usagef("invalid %s: %v", c.cfgPath, err)
 	}
 	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: maxBody, Logger: logs.hclogger("proxy", level.level), Concurrency: limits})
@@ -181,21 +188,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	frontOpts.Server.ErrorLog = logs.logger("http: ")
 	h, mux, err := ff.handler(px)
 	if err != nil {
-		pub.Close()
 		return err
 	}
 	srv, err := edge.New(h, frontOpts) // safe timeouts and header limits; TLS when asked
 	if err != nil {
-		pub.Close()
 		return err
 	}
 	var tlsHanded net.Listener
 	if ff.httpsPort != 0 {
 		tlsHanded = handed.take(sockHTTPS, ff.httpsPort)
 	}
-	tlsLn, err := ff.listenTLS(tlsHanded)
+	tlsLn, err = ff.listenTLS(tlsHanded)
 	if err != nil {
-		pub.Close()
 		return err
 	}
 
@@ -208,10 +212,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	measure, metricsLn, stopMetrics, err := startMetrics(*metricsAddr, metricsLn, logs)
 	if err != nil {
-		pub.Close()
-		if tlsLn != nil {
-			tlsLn.Close()
-		}
 		return err
 	}
 	defer stopMetrics()
@@ -225,10 +225,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	owner, err := lockOwner(c.state())
 	if err != nil {
-		pub.Close()
-		if tlsLn != nil {
-			tlsLn.Close()
-		}
 		return err
 	}
 	d.dep.Owner = owner
@@ -238,10 +234,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// More apps (--app), each with its own proxy behind the host Mux.
 	apps, stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, owner, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, Logger: logs.hclogger("proxy", level.level)}, mux, ctl, d.info, measure)
 	if err != nil {
-		pub.Close()
-		if tlsLn != nil {
-			tlsLn.Close()
-		}
 		return err
 	}
 	defer stopApps()
