@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/deploytest"
 )
 
@@ -119,7 +121,8 @@ func TestServeTwoApps(t *testing.T) {
 // A daemon that takes over (serve --upgrade) brings back every app it
 // serves, the apps of --app as well as the first: on the mem backend it
 // starts their machines again, at their counts, and recovers each under the
-// deploy lock the last daemon held.
+// deploy lock the last daemon held. The old daemon hands over only while no
+// deploy of any of its apps runs.
 func TestUpgradeTwoApps(t *testing.T) {
 	e := newEnv(t, "appa", "demo:a1")
 	require.NoError(t, os.Mkdir(filepath.Join(e.dir, "b"), 0o755))
@@ -130,6 +133,21 @@ func TestUpgradeTwoApps(t *testing.T) {
 	require.Equal(t, 0, e.run("deploy", "--count", "2").code)
 	r := e.run(append([]string{"deploy", "--count", "2"}, b...)...)
 	require.Equal(t, 0, r.code, r.stderr)
+
+	// No handover while a deploy of either app runs.
+	r = e.run(append([]string{"deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:b9", "--detach"}, b...)...)
+	require.Equal(t, 0, r.code, r.stderr)
+	bStatus := func() (st control.Status) {
+		r := e.run(append([]string{"status", "--json"}, b...)...)
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stderr)
+		return st
+	}
+	require.Eventually(t, func() bool { op := bStatus().Operation; return op != nil && op.Held }, time.Minute, 100*time.Millisecond)
+	r = e.run(append([]string{"serve", "--backend", "mem", "--port", strconv.Itoa(e.port), "--upgrade"}, flags...)...)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "a deploy of appb runs: upgrade once it ends")
+	require.Equal(t, 0, e.run(append([]string{"abort"}, b...)...).code)
+	require.Eventually(t, func() bool { return bStatus().Operation == nil }, time.Minute, 100*time.Millisecond)
 
 	e.upgrade("mem", flags...)
 	hc := &http.Client{Transport: hostTransport(t, "127.0.0.1:"+strconv.Itoa(e.port)), Timeout: 10 * time.Second}

@@ -229,14 +229,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	d.dep.Owner = owner
 	handedOver := make(chan struct{})
-	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
-		Handover: d.handover(listeners, handedOver)}
+	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
 	// More apps (--app), each with its own proxy behind the host Mux.
 	apps, stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, owner, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, Logger: logs.hclogger("proxy", level.level)}, mux, ctl, d.info, measure)
 	if err != nil {
 		return err
 	}
 	defer stopApps()
+	apps = append([]*daemon{d}, apps...)
+	ctl.Handover = handover(apps, listeners, handedOver)
 
 	// Adopt what runs; recovery finishes or undoes a deploy the last daemon
 	// left half done.
@@ -247,7 +248,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if tk != nil {
 		// Taking over: serve only once every app runs here at its count (mem
 		// machines start in this process; Docker containers are adopted).
-		for _, ad := range append([]*daemon{d}, apps...) {
+		for _, ad := range apps {
 			select {
 			case <-ad.recovered:
 			case <-ctx.Done():
@@ -579,13 +580,21 @@ func takeOver(ctx context.Context, path string) (*control.Takeover, handedSocket
 }
 
 // handover gives a new daemon (serve --upgrade) this one's listening
-// sockets, by name, when no operation runs; handedOver is closed once it
-// serves.
-func (d *daemon) handover(listeners map[string]net.Listener, handedOver chan struct{}) *control.Handover {
+// sockets, by name, when no operation runs for any of its apps (none starts
+// then); handedOver is closed once it serves.
+func handover(apps []*daemon, listeners map[string]net.Listener, handedOver chan struct{}) *control.Handover {
+	thaw := func(apps []*daemon) {
+		for _, d := range apps {
+			d.thaw()
+		}
+	}
 	return &control.Handover{
 		Files: func() (map[string]*os.File, error) {
-			if err := d.freeze(); err != nil {
-				return nil, err
+			for i, d := range apps {
+				if err := d.freeze(); err != nil {
+					thaw(apps[:i])
+					return nil, err
+				}
 			}
 			files := map[string]*os.File{}
 			for name, l := range listeners {
@@ -594,7 +603,7 @@ func (d *daemon) handover(listeners map[string]net.Listener, handedOver chan str
 					for _, f := range files {
 						f.Close()
 					}
-					d.thaw()
+					thaw(apps)
 					return nil, fmt.Errorf("%s socket: %w", name, err)
 				}
 				files[name] = f
@@ -603,8 +612,8 @@ func (d *daemon) handover(listeners map[string]net.Listener, handedOver chan str
 		},
 		Done: func(ready bool) {
 			if !ready {
-				d.logs.printf("upgrade: the new daemon gave up; this one goes on")
-				d.thaw()
+				apps[0].logs.printf("upgrade: the new daemon gave up; this one goes on")
+				thaw(apps)
 				return
 			}
 			if ul, ok := listeners[sockControl].(*net.UnixListener); ok {
@@ -620,7 +629,7 @@ func (d *daemon) freeze() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.op != nil {
-		return fmt.Errorf("a %s runs: upgrade once it ends (cutover status)", d.op.Kind)
+		return fmt.Errorf("a %s of %s runs: upgrade once it ends (cutover status)", d.op.Kind, d.app)
 	}
 	d.op = &control.Operation{Kind: "handover", Started: time.Now()}
 	return nil
