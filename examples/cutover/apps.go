@@ -26,13 +26,18 @@ func parseApp(v string) (appSpec, error) {
 	if !ok || path == "" || hosts == "" {
 		return appSpec{}, fmt.Errorf("want PATH=HOST[,HOST...], such as api/fly.toml=api.example.com")
 	}
-	s := appSpec{path: path}
-	for _, h := range strings.Split(hosts, ",") {
+	return appSpec{path: path, hosts: hostList(hosts)}, nil
+}
+
+// hostList returns the host names of a comma-separated list.
+func hostList(v string) []string {
+	var hosts []string
+	for _, h := range strings.Split(v, ",") {
 		if h = strings.TrimSpace(h); h != "" {
-			s.hosts = append(s.hosts, h)
+			hosts = append(hosts, h)
 		}
 	}
-	return s, nil
+	return hosts
 }
 
 // startApps starts the apps of --app, each with its own proxy (routed by
