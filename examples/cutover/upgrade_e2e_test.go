@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"testing"
@@ -78,15 +77,11 @@ func TestUpgradeTLSUnderLoad(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 
 	transport := func(h2 bool) *http.Transport {
-		d := &net.Dialer{}
-		tr := &http.Transport{Proxy: nil, ForceAttemptHTTP2: h2, TLSClientConfig: &tls.Config{RootCAs: pool},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return d.DialContext(ctx, network, "127.0.0.1:"+strconv.Itoa(httpsPort))
-			}}
+		tr := hostTransport(t, "127.0.0.1:"+strconv.Itoa(httpsPort))
+		tr.ForceAttemptHTTP2, tr.TLSClientConfig = h2, &tls.Config{RootCAs: pool}
 		if !h2 {
 			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
 		}
-		t.Cleanup(tr.CloseIdleConnections)
 		return tr
 	}
 	ctx := context.Background()
