@@ -137,17 +137,16 @@ func TestUpgradeTwoApps(t *testing.T) {
 	// No handover while a deploy of either app runs.
 	r = e.run(append([]string{"deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:b9", "--detach"}, b...)...)
 	require.Equal(t, 0, r.code, r.stderr)
-	bStatus := func() (st control.Status) {
-		r := e.run(append([]string{"status", "--json"}, b...)...)
-		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stderr)
-		return st
-	}
-	require.Eventually(t, func() bool { op := bStatus().Operation; return op != nil && op.Held }, time.Minute, 100*time.Millisecond)
+	e.waitOperation(func(op *control.Operation) bool { return op.Held }, b...)
 	r = e.run(append([]string{"serve", "--backend", "mem", "--port", strconv.Itoa(e.port), "--upgrade"}, flags...)...)
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "a deploy of appb runs: upgrade once it ends")
 	require.Equal(t, 0, e.run(append([]string{"abort"}, b...)...).code)
-	require.Eventually(t, func() bool { return bStatus().Operation == nil }, time.Minute, 100*time.Millisecond)
+	require.Eventually(t, func() bool {
+		var st control.Status
+		r := e.run(append([]string{"status", "--json"}, b...)...)
+		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation == nil
+	}, time.Minute, 100*time.Millisecond)
 
 	e.upgrade("mem", flags...)
 	hc := &http.Client{Transport: hostTransport(t, "127.0.0.1:"+strconv.Itoa(e.port)), Timeout: 10 * time.Second}

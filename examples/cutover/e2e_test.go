@@ -334,11 +334,7 @@ func TestEndToEndMem(t *testing.T) {
 	r = e.run("deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:v7", "--detach")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "goes on in the daemon")
-	require.Eventually(t, func() bool {
-		var st control.Status
-		r := e.run("status", "--json")
-		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation != nil && st.Operation.Held
-	}, time.Minute, 100*time.Millisecond)
+	e.waitOperation(func(op *control.Operation) bool { return op.Held })
 	r = e.run("promote")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Eventually(t, func() bool {
@@ -353,11 +349,7 @@ func TestEndToEndMem(t *testing.T) {
 	// Bluegreen held then aborted: exit 1, "was aborted".
 	done := make(chan result, 1)
 	go func() { done <- e.run("deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:v8") }()
-	require.Eventually(t, func() bool {
-		var st control.Status
-		r := e.run("status", "--json")
-		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation != nil && st.Operation.Held
-	}, time.Minute, 100*time.Millisecond)
+	e.waitOperation(func(op *control.Operation) bool { return op.Held })
 	require.Equal(t, 0, e.run("abort").code)
 	r = <-done
 	assert.Equal(t, 1, r.code)

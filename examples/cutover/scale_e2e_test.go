@@ -13,10 +13,10 @@ import (
 	"github.com/cutover/deploy/deploytest"
 )
 
-// statusOf returns the daemon's status.
-func statusOf(t *testing.T, e *env) control.Status {
+// statusOf returns the daemon's status (cutover status --json more...).
+func statusOf(t *testing.T, e *env, more ...string) control.Status {
 	t.Helper()
-	r := e.run("status", "--json")
+	r := e.run(append([]string{"status", "--json"}, more...)...)
 	require.Equal(t, 0, r.code, r.stderr)
 	var st control.Status
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
