@@ -26,35 +26,32 @@ func parseApp(v string) (appSpec, error) {
 	if !ok || path == "" || hosts == "" {
 		return appSpec{}, fmt.Errorf("want PATH=HOST[,HOST...], such as api/fly.toml=api.example.com")
 	}
-	s := appSpec{path: path}
-	for _, h := range strings.Split(hosts, ",") {
+	return appSpec{path: path, hosts: hostList(hosts)}, nil
+}
+
+// hostList returns the host names of a comma-separated list.
+func hostList(v string) []string {
+	var hosts []string
+	for _, h := range strings.Split(v, ",") {
 		if h = strings.TrimSpace(h); h != "" {
-			s.hosts = append(s.hosts, h)
+			hosts = append(hosts, h)
 		}
 	}
-	return s, nil
+	return hosts
 }
 
-// extraApp is one more app in the daemon: its own proxy (routed by host
-// through the Mux), monitor, deployer and control Server, sharing the
-// backend and the release store (which keeps each app apart).
-type extraApp struct {
-	d       *daemon
-	stopMon context.CancelFunc
-	monDone chan struct{}
-}
-
-// startApps starts the apps of --app: each is adopted and recovered like
-// the daemon's first app, its health monitor runs, its host names go to mux
-// and its control Server to ctl.Apps. stop ends their monitors and proxies.
-func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *release.File, logs *logRing, deployLog hclog.Logger,
-	popts proxy.Options, mux *proxy.Mux, ctl *control.Server, info control.Info, measure func(*daemon) control.App) (stop func(), err error) {
-	var apps []*extraApp
+// startApps starts the apps of --app, each with its own proxy (routed by
+// host through mux), monitor, deployer and control Server (in ctl.Apps),
+// sharing the backend, the release store (which keeps each app apart) and
+// the daemon's lock owner: each is adopted and recovered in the background
+// like the daemon's first app, and its health monitor runs. stop ends their
+// recoveries, monitors and proxies.
+func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *release.File, logs *logRing, deployLog hclog.Logger, owner string,
+	popts proxy.Options, mux *proxy.Mux, ctl *control.Server, info control.Info, measure func(*daemon) control.App) (apps []*daemon, stop func(), err error) {
+	var stops []func()
 	stop = func() {
-		for _, a := range apps {
-			a.stopMon()
-			<-a.monDone
-			a.d.px.CloseIdleConnections()
+		for _, s := range stops {
+			s()
 		}
 	}
 	for _, s := range specs {
@@ -62,7 +59,7 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		plan, err := cm.load()
 		if err != nil {
 			stop()
-			return nil, fmt.Errorf("--app %s: %w", s.path, err)
+			return nil, nil, fmt.Errorf("--app %s: %w", s.path, err)
 		}
 		// Its own limits: fly.toml's concurrency and max_body_bytes (else the flag's).
 		aopts := popts
@@ -75,16 +72,16 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 		}
 		if err != nil {
 			stop()
-			return nil, usagef("--app %s: %v", s.path, err)
+			return nil, nil, usagef("--app %s: %v", s.path, err)
 		}
 		app := plan.Spec.App
 		if err := release.ValidApp(app); err != nil {
 			stop()
-			return nil, usagef("--app %s: app name %q cannot be used", s.path, app)
+			return nil, nil, usagef("--app %s: app name %q cannot be used", s.path, app)
 		}
 		if _, dup := ctl.Apps[app]; dup || app == ctl.Info.App {
 			stop()
-			return nil, usagef("--app %s: app %q is served already", s.path, app)
+			return nil, nil, usagef("--app %s: app %q is served already", s.path, app)
 		}
 		px := proxy.New(aopts)
 		d := newDaemon(app, plan, kit, px, store, logs, deployLog)
@@ -94,27 +91,25 @@ func startApps(ctx context.Context, specs []appSpec, kit *backendKit, store *rel
 			if err := mux.Handle(h, "", px); err != nil {
 				px.CloseIdleConnections()
 				stop()
-				return nil, usagef("--app %s: host %s: %v", s.path, h, err)
+				return nil, nil, usagef("--app %s: host %s: %v", s.path, h, err)
 			}
 		}
+		d.dep.Owner = owner
 		if err := d.adopt(ctx); err != nil {
 			logs.printf("adopt %s: %v", app, err)
 		}
-		if res, err := d.dep.Recover(ctx, app); err != nil {
-			logs.printf("recover %s: %v", app, err)
-		} else if res != nil {
-			logs.printf("recovered an interrupted deploy of %s %s: %s", app, res.Version, res.Status)
-		}
-		a := &extraApp{d: d, monDone: make(chan struct{})}
-		var monCtx context.Context
-		monCtx, a.stopMon = context.WithCancel(context.Background())
-		go func() { defer close(a.monDone); d.watch(monCtx) }()
-		apps = append(apps, a)
+		stopRecovery, stopWatch := d.startRecovery(ctx), d.startWatch()
+		stops = append(stops, func() {
+			stopRecovery()
+			stopWatch()
+			px.CloseIdleConnections()
+		})
+		apps = append(apps, d)
 		if ctl.Apps == nil {
 			ctl.Apps = map[string]*control.Server{}
 		}
 		ctl.Apps[app] = &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: ctl.ErrorLog}
 		logs.printf("serving app %s for %s", app, strings.Join(s.hosts, ", "))
 	}
-	return stop, nil
+	return apps, stop, nil
 }

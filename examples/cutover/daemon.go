@@ -484,14 +484,11 @@ func (d *daemon) Abort(context.Context) error   { return d.decide(false) }
 // containers, mem workers), theirs: each source's lines as opts selects
 // them (written since opts.Since, the last opts.Lines), with -f or without.
 func (d *daemon) Logs(ctx context.Context, opts control.LogOptions, emit func(string)) error {
-	kept, sub, unsub := d.logs.subscribe(opts.Follow)
+	kept, sub, unsub := d.logs.subscribe(opts)
 	defer unsub()
 	mkept, msub, munsub := d.mlogs.subscribe(ctx, opts)
 	defer munsub()
-	for _, l := range selectLines(kept, opts) {
-		emit(l)
-	}
-	for _, l := range mkept {
+	for _, l := range append(kept, mkept...) {
 		emit(l)
 	}
 	if !opts.Follow {
@@ -517,27 +514,6 @@ func (d *daemon) watch(ctx context.Context) {
 	go func() { defer wg.Done(); d.mlogs.run(ctx) }()
 	_ = d.mon.Run(ctx)
 	wg.Wait()
-}
-
-// selectLines returns the daemon's log lines opts asks for: written at or
-// after opts.Since (by their timestamp), the last opts.Lines of them.
-func selectLines(lines []string, opts control.LogOptions) []string {
-	if !opts.Since.IsZero() {
-		for i, l := range lines {
-			ts, _, _ := strings.Cut(l, " ")
-			if t, err := time.Parse(logTimeLayout, ts); err == nil && !t.Before(opts.Since) {
-				lines = lines[i:]
-				break
-			}
-			if i == len(lines)-1 {
-				lines = nil
-			}
-		}
-	}
-	if opts.Lines > 0 && len(lines) > opts.Lines {
-		lines = lines[len(lines)-opts.Lines:]
-	}
-	return lines
 }
 
 // describe is an event on one line, for the log.

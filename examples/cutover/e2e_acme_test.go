@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cutover/deploy/deploytest"
 	"github.com/cutover/deploy/examples/cutover/internal/pebbletest"
 )
 
@@ -41,17 +39,13 @@ func TestServeACME(t *testing.T) {
 	args := []string{"--backend", "mem", "--port", strconv.Itoa(e.port), "--https-port", strconv.Itoa(httpsPort),
 		"--acme", "--acme-directory", pb.DirectoryURL, "--acme-ca-file", pb.CAFile,
 		"--host", "a.test", "--app", "b/fly.toml=b.test"}
-	stop, _ := daemon(t, e.dir, e.url(), args...)
+	stop := daemon(t, e.dir, e.url(), args...)
 	b := []string{"-c", "b/fly.toml", "--state-dir", ".cutover"}
 	require.Equal(t, 0, e.run("deploy", "--count", "2").code)
 	require.Equal(t, 0, e.run(append([]string{"deploy", "--count", "2"}, b...)...).code)
 
-	d := &net.Dialer{}
-	tr := &http.Transport{Proxy: nil, ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: pb.Roots},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, "127.0.0.1:"+strconv.Itoa(httpsPort))
-		}}
-	defer tr.CloseIdleConnections()
+	tr := hostTransport(t, "127.0.0.1:"+strconv.Itoa(httpsPort))
+	tr.ForceAttemptHTTP2, tr.TLSClientConfig = true, &tls.Config{RootCAs: pb.Roots}
 	hc := &http.Client{Transport: tr, Timeout: time.Minute}
 	get := func(url string) (string, *big.Int) {
 		t.Helper()
@@ -79,21 +73,12 @@ func TestServeACME(t *testing.T) {
 	require.Equal(t, "https://b.test:"+strconv.Itoa(httpsPort)+"/p?q=1", res.Header.Get("Location"))
 
 	ctx := context.Background()
-	la := deploytest.StartLoad(ctx, "https://a.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
-	lb := deploytest.StartLoad(ctx, "https://b.test", deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute, Transport: tr})
-	defer la.Stop()
-	defer lb.Stop()
-	require.NoError(t, la.WaitRequests(ctx, 50))
-	require.NoError(t, lb.WaitRequests(ctx, 50))
+	la, lb := loadTwo(t, "https://a.test", "https://b.test", tr)
 	r := e.run("deploy", "--image", "demo:a2")
 	require.Equal(t, 0, r.code, r.stderr)
 	n := la.Mark()
 	require.NoError(t, la.WaitEpoch(ctx, n, 50))
-	ra, rb := la.Stop(), lb.Stop()
-	t.Logf("over HTTPS: a: %v; b: %v", ra, rb)
-	require.Zero(t, ra.Failed, "%v", ra.Errors)
-	require.Zero(t, rb.Failed, "%v", rb.Errors)
-	require.Equal(t, map[string]int64{"b1": rb.Requests}, rb.ByBody, "b's traffic untouched")
+	stopTwo(t, la, lb, "b1")
 
 	// Restart with Pebble gone: the certificate comes from <state-dir>/acme.
 	stop()
@@ -101,8 +86,7 @@ func TestServeACME(t *testing.T) {
 	pb.Stop()
 	_, err = os.Stat(filepath.Join(e.dir, ".cutover", "acme", "a.test"))
 	require.NoError(t, err)
-	daemon(t, e.dir, e.url(), args...)
-	e.waitRecovered() // a restarted daemon brings the app back before it takes deploys
+	daemon(t, e.dir, e.url(), args...) // it returns once its recovery ended
 	require.Equal(t, 0, e.run("deploy", "--image", "demo:a3", "--count", "1").code)
 	body, serial := get("https://a.test/")
 	require.Equal(t, "a3", body)

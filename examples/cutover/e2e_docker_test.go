@@ -142,14 +142,7 @@ func TestEndToEndDocker(t *testing.T) {
 	// takes the sockets; no request fails, the containers stay.
 	run = deploytest.StartLoad(ctx, e.url(), deploytest.LoadOptions{Workers: 4, Duration: 5 * time.Minute})
 	require.NoError(t, run.WaitRequests(ctx, 100))
-	oldDone, oldStop := e.done, e.stop
-	e.start("docker", "--upgrade")
-	select {
-	case <-oldDone:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the old daemon did not exit after the handover")
-	}
-	oldStop()
+	e.upgrade("docker")
 	n := run.Mark()
 	require.NoError(t, run.WaitEpoch(ctx, n, 200))
 	lr = run.Stop()

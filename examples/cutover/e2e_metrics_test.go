@@ -22,35 +22,61 @@ import (
 	"github.com/cutover/deploy/examples/cutover/internal/testlog"
 )
 
-// daemon runs `cutover serve` with args in dir until the test ends (SIGTERM,
-// then a kill after a minute), and waits until url answers (any status)
-// and its recovery after the start ended.
-func daemon(t *testing.T, dir, url string, args ...string) (stop func(), log *testlog.Buffer) {
+// served is one `cutover serve` a test runs.
+type served struct {
+	log  *testlog.Buffer
+	pid  int
+	done chan struct{} // closed when it exited; then err is set
+	err  error
+	stop func() // SIGTERM, then a kill after a minute; checks it exited cleanly (once, or kill)
+	kill func() // SIGKILL (once, or stop)
+}
+
+// startServe starts `cutover serve args...` in dir, stopped when the test
+// ends. Its output goes to log, which stop and kill show the end of.
+func startServe(t *testing.T, dir string, args ...string) *served {
 	t.Helper()
-	log = &testlog.Buffer{}
+	p := &served{log: &testlog.Buffer{}, done: make(chan struct{})}
 	cmd := exec.Command(serveBin, append([]string{"serve"}, args...)...)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Stdout, cmd.Stderr = p.log, p.log
 	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	p.pid = cmd.Process.Pid
+	go func() { p.err = cmd.Wait(); close(p.done) }()
 	var once sync.Once
-	stop = func() {
+	p.stop = func() {
 		once.Do(func() {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			select {
-			case err := <-exited:
-				assert.NoError(t, err, "the daemon exits cleanly on SIGTERM")
+			case <-p.done:
+				assert.NoError(t, p.err, "the daemon exits cleanly on SIGTERM")
 			case <-time.After(time.Minute):
 				_ = cmd.Process.Kill()
-				<-exited
+				<-p.done
 				t.Error("the daemon did not stop within a minute of SIGTERM")
 			}
-			assert.NotContains(t, log.String(), "DATA RACE")
-			t.Logf("daemon log:\n%s", testlog.Tail(log.String(), 30))
+			assert.NotContains(t, p.log.String(), "DATA RACE")
+			t.Logf("daemon log:\n%s", testlog.Tail(p.log.String(), 40))
 		})
 	}
-	t.Cleanup(stop)
+	p.kill = func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			<-p.done
+			assert.NotContains(t, p.log.String(), "DATA RACE")
+			t.Logf("daemon log (killed):\n%s", testlog.Tail(p.log.String(), 40))
+		})
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+// daemon runs `cutover serve` with args in dir until the test ends (as
+// startServe does), and waits until url answers (any status) and its
+// recovery after the start ended.
+func daemon(t *testing.T, dir, url string, args ...string) (stop func()) {
+	t.Helper()
+	p := startServe(t, dir, args...)
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	deadline := time.Now().Add(time.Minute)
@@ -61,15 +87,15 @@ func daemon(t *testing.T, dir, url string, args ...string) (stop func(), log *te
 			err = recovered(dir) // deploys are refused until the start's recovery ends
 		}
 		if err == nil {
-			return stop, log
+			return p.stop
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("the daemon exited: %v\n%s", err, log.String())
+		case <-p.done:
+			t.Fatalf("the daemon exited: %v\n%s", p.err, p.log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not answer at %s within a minute: %v\n%s", url, err, log.String())
+			t.Fatalf("the daemon did not answer at %s within a minute: %v\n%s", url, err, p.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,15 +66,13 @@ func TestMain(m *testing.M) {
 
 // env is one app directory with a fly.toml, and the daemon serving it.
 type env struct {
-	t       *testing.T
-	dir     string
-	port    int
-	log     *testlog.Buffer
-	stop    func()        // stops the daemon (once)
-	kill    func()        // kills the daemon with SIGKILL instead (once)
-	pid     int           // the daemon's
-	done    chan struct{} // closed when the daemon exited; then exitErr is set
-	exitErr error
+	t    *testing.T
+	dir  string
+	port int
+	log  *testlog.Buffer
+	stop func()        // stops the daemon (once)
+	kill func()        // kills the daemon with SIGKILL instead (once)
+	done chan struct{} // closed when the daemon exited
 }
 
 // restart stops the daemon gracefully and starts a new one.
@@ -166,45 +162,8 @@ func (e *env) run(args ...string) result {
 // stops it with SIGTERM (killing it if it does not stop within a minute).
 func (e *env) start(backend string, more ...string) {
 	e.t.Helper()
-	e.log = &testlog.Buffer{}
-	cmd := exec.Command(serveBin, append([]string{"serve", "--backend", backend, "--port", strconv.Itoa(e.port)}, more...)...)
-	cmd.Dir = e.dir
-	cmd.Stdout, cmd.Stderr = e.log, e.log
-	require.NoError(e.t, cmd.Start())
-	exited := make(chan error, 1)
-	done := make(chan struct{})
-	e.pid, e.done = cmd.Process.Pid, done
-	go func() {
-		err := cmd.Wait()
-		e.exitErr = err
-		close(done)
-		exited <- err
-	}()
-	var once sync.Once
-	e.stop = func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-exited:
-				assert.NoError(e.t, err, "the daemon exits cleanly on SIGTERM")
-			case <-time.After(time.Minute):
-				_ = cmd.Process.Kill()
-				<-exited
-				e.t.Error("the daemon did not stop within a minute of SIGTERM")
-			}
-			assert.NotContains(e.t, e.log.String(), "DATA RACE")
-			e.t.Logf("daemon log:\n%s", testlog.Tail(e.log.String(), 40))
-		})
-	}
-	e.kill = func() {
-		once.Do(func() {
-			_ = cmd.Process.Kill()
-			<-exited
-			assert.NotContains(e.t, e.log.String(), "DATA RACE")
-			e.t.Logf("daemon log (killed):\n%s", testlog.Tail(e.log.String(), 40))
-		})
-	}
-	e.t.Cleanup(e.stop)
+	p := startServe(e.t, e.dir, append([]string{"--backend", backend, "--port", strconv.Itoa(e.port)}, more...)...)
+	e.log, e.done, e.stop, e.kill = p.log, p.done, p.stop, p.kill
 	c := control.Dial(filepath.Join(e.dir, ".cutover", "cutover.sock"))
 	defer c.Close()
 	deadline := time.Now().Add(time.Minute)
@@ -212,15 +171,15 @@ func (e *env) start(backend string, more ...string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		st, err := c.Status(ctx)
 		cancel()
-		if err == nil && st.PID == cmd.Process.Pid && (st.Operation == nil || st.Operation.Kind != "recover") {
+		if err == nil && st.PID == p.pid && (st.Operation == nil || st.Operation.Kind != "recover") {
 			return
 		}
 		if err == nil {
 			err = fmt.Errorf("pid %d answers, running %v", st.PID, st.Operation) // the daemon this one takes over from, or recovering
 		}
 		select {
-		case err := <-exited:
-			e.t.Fatalf("the daemon exited: %v\n%s", err, e.log.String())
+		case <-p.done:
+			e.t.Fatalf("the daemon exited: %v\n%s", p.err, e.log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -375,11 +334,7 @@ func TestEndToEndMem(t *testing.T) {
 	r = e.run("deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:v7", "--detach")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "goes on in the daemon")
-	require.Eventually(t, func() bool {
-		var st control.Status
-		r := e.run("status", "--json")
-		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation != nil && st.Operation.Held
-	}, time.Minute, 100*time.Millisecond)
+	e.waitOperation(func(op *control.Operation) bool { return op.Held })
 	r = e.run("promote")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Eventually(t, func() bool {
@@ -394,11 +349,7 @@ func TestEndToEndMem(t *testing.T) {
 	// Bluegreen held then aborted: exit 1, "was aborted".
 	done := make(chan result, 1)
 	go func() { done <- e.run("deploy", "--strategy", "bluegreen", "--hold", "--image", "demo:v8") }()
-	require.Eventually(t, func() bool {
-		var st control.Status
-		r := e.run("status", "--json")
-		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation != nil && st.Operation.Held
-	}, time.Minute, 100*time.Millisecond)
+	e.waitOperation(func(op *control.Operation) bool { return op.Held })
 	require.Equal(t, 0, e.run("abort").code)
 	r = <-done
 	assert.Equal(t, 1, r.code)

@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,12 +58,8 @@ func TestServeTLSCertFiles(t *testing.T) {
 	require.Contains(t, r.stderr, "--host")
 
 	httpsPort := freePort(t)
-	d := &net.Dialer{}
-	tr := &http.Transport{Proxy: nil, ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: pool},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, "127.0.0.1:"+strconv.Itoa(httpsPort))
-		}}
-	defer tr.CloseIdleConnections()
+	tr := hostTransport(t, "127.0.0.1:"+strconv.Itoa(httpsPort))
+	tr.ForceAttemptHTTP2, tr.TLSClientConfig = true, &tls.Config{RootCAs: pool}
 	daemon(t, e.dir, e.url(), "--backend", "mem", "--port", strconv.Itoa(e.port), "--https-port", strconv.Itoa(httpsPort),
 		"--cert", certFile, "--key", keyFile, "--host", "app.test")
 	require.Equal(t, 0, e.run("deploy", "--count", "2").code)

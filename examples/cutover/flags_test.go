@@ -49,15 +49,23 @@ func TestClosestKey(t *testing.T) {
 
 func TestSelectLines(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	var lines []string
+	var lines []datedLine
 	for i := range 5 {
-		lines = append(lines, t0.Add(time.Duration(i)*time.Minute).Format(logTimeLayout)+" line "+string(rune('a'+i)))
+		at := t0.Add(time.Duration(i) * time.Minute)
+		lines = append(lines, datedLine{t: at, line: at.Format(logTimeLayout) + " line " + string(rune('a'+i))})
 	}
-	all := func(ls []string) string { return strings.Join(ls, "|") }
-	assert.Equal(t, all(lines), all(selectLines(lines, control.LogOptions{})))
-	assert.Equal(t, all(lines[3:]), all(selectLines(lines, control.LogOptions{Lines: 2})))
-	assert.Equal(t, all(lines[2:]), all(selectLines(lines, control.LogOptions{Since: t0.Add(2 * time.Minute)})))
-	assert.Equal(t, all(lines[4:]), all(selectLines(lines, control.LogOptions{Since: t0.Add(90 * time.Second), Lines: 1})))
+	all := func(ls []datedLine) string {
+		var s []string
+		for _, l := range ls {
+			s = append(s, l.line)
+		}
+		return strings.Join(s, "|")
+	}
+	str := func(ls []string) string { return strings.Join(ls, "|") }
+	assert.Equal(t, all(lines), str(selectLines(lines, control.LogOptions{})))
+	assert.Equal(t, all(lines[3:]), str(selectLines(lines, control.LogOptions{Lines: 2})))
+	assert.Equal(t, all(lines[2:]), str(selectLines(lines, control.LogOptions{Since: t0.Add(2 * time.Minute)})))
+	assert.Equal(t, all(lines[4:]), str(selectLines(lines, control.LogOptions{Since: t0.Add(90 * time.Second), Lines: 1})))
 	assert.Empty(t, selectLines(lines, control.LogOptions{Since: t0.Add(time.Hour)}))
 }
 
@@ -83,7 +91,7 @@ func TestDeployerLogInTheRing(t *testing.T) {
 	log.Debug("machine created", "machine", "m1")
 	log.Info("deploy started", "app", "web", "release", 3)
 	log.Warn("deploy failed", "phase", "health")
-	kept, _, _ := ring.subscribe(false)
+	kept, _, _ := ring.subscribe(control.LogOptions{})
 	require.Len(t, kept, 2, "debug is below the level")
 	assert.Regexp(t, `^\S+ \[INFO\]  deployer: deploy started: app=web release=3$`, kept[0])
 	assert.Regexp(t, `^\S+ \[WARN\]  deployer: deploy failed: phase=health$`, kept[1])

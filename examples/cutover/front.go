@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cutover/deploy/examples/cutover/internal/edge"
@@ -45,11 +44,7 @@ func addFrontFlags(fs *flag.FlagSet) *frontFlags {
 	f := &frontFlags{}
 	fs.StringVar(&f.bind, "bind", "127.0.0.1", "address the public ports listen on (0.0.0.0 for every interface)")
 	fs.Func("host", "a host name the app serves (repeat, or comma-separated); with it, other hosts get 404; required with TLS", func(v string) error {
-		for _, h := range strings.Split(v, ",") {
-			if h = strings.TrimSpace(h); h != "" {
-				f.hosts = append(f.hosts, h)
-			}
-		}
+		f.hosts = append(f.hosts, hostList(v)...)
 		return nil
 	})
 	fs.Func("app", "serve another app too: PATH=HOST[,HOST] (its fly.toml and host names; repeat for more); needs --host for the first app", func(v string) error {

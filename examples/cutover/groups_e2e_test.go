@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cutover/deploy/control"
 	"github.com/cutover/deploy/deploytest"
 )
 
@@ -60,10 +58,7 @@ func TestEndToEndGroupsMem(t *testing.T) {
 
 	status := func(version string) {
 		t.Helper()
-		r := e.run("status", "--json")
-		require.Equal(t, 0, r.code, r.stderr)
-		var st control.Status
-		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+		st := statusOf(t, e)
 		groups := map[string]int{}
 		for _, m := range st.Machines {
 			groups[m.Group]++

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cutover/deploy/control"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ func TestHandedSocketsTake(t *testing.T) {
 	logs := newLogRing(10, io.Discard)
 	h.closeUnused(logs)
 	assert.Empty(t, h)
-	kept, _, _ := logs.subscribe(false)
+	kept, _, _ := logs.subscribe(control.LogOptions{})
 	require.Len(t, kept, 1)
 	assert.Contains(t, kept[0], "upgrade: the old daemon's https socket on 127.0.0.1:"+strconv.Itoa(addrPort(https.Addr().String()))+" is not served here")
 	_, err := https.Accept()

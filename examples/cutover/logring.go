@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cutover/deploy/control"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -19,46 +22,89 @@ const logTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 type logRing struct {
 	mu    sync.Mutex
 	w     io.Writer
-	lines []string
+	lines []datedLine
 	max   int
-	subs  map[chan string]struct{}
+	subs  followers
 }
 
 func newLogRing(max int, w io.Writer) *logRing {
-	return &logRing{w: w, max: max, subs: map[chan string]struct{}{}}
+	return &logRing{w: w, max: max, subs: followers{}}
 }
 
 func (r *logRing) printf(format string, args ...any) {
-	line := time.Now().Format(logTimeLayout) + " " + strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	now := time.Now()
+	line := now.Format(logTimeLayout) + " " + strings.TrimRight(fmt.Sprintf(format, args...), "\n")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.lines) >= r.max {
-		r.lines = append(r.lines[:0], r.lines[len(r.lines)-r.max/2:]...)
-	}
-	r.lines = append(r.lines, line)
+	r.lines = keep(r.lines, r.max, datedLine{t: now, line: line})
 	fmt.Fprintln(r.w, line)
-	for ch := range r.subs {
+	r.subs.send(line)
+}
+
+// subscribe returns the kept lines opts selects and, with opts.Follow, a
+// channel of new ones.
+func (r *logRing) subscribe(opts control.LogOptions) ([]string, <-chan string, func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := selectLines(r.lines, opts)
+	if !opts.Follow {
+		return kept, nil, func() {}
+	}
+	ch, unsub := r.subs.add(&r.mu)
+	return kept, ch, unsub
+}
+
+// datedLine is a kept log line with when it was written (or read).
+type datedLine struct {
+	t    time.Time
+	line string
+}
+
+// keep appends l to lines, first dropping the older half of them when they
+// reached max.
+func keep(lines []datedLine, max int, l datedLine) []datedLine {
+	if len(lines) >= max {
+		lines = append(lines[:0], lines[len(lines)-max/2:]...)
+	}
+	return append(lines, l)
+}
+
+// selectLines returns the lines opts asks for: written at or after
+// opts.Since, the last opts.Lines of them.
+func selectLines(lines []datedLine, opts control.LogOptions) []string {
+	lines = lines[sort.Search(len(lines), func(i int) bool { return !lines[i].t.Before(opts.Since) }):]
+	if opts.Lines > 0 && len(lines) > opts.Lines {
+		lines = lines[len(lines)-opts.Lines:]
+	}
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l.line
+	}
+	return out
+}
+
+// followers are the channels new lines of a log go to (cutover logs -f),
+// guarded by the log's lock.
+type followers map[chan string]struct{}
+
+// send passes line to every follower that keeps up; the others lose it.
+func (f followers) send(line string) {
+	for ch := range f {
 		select {
 		case ch <- line:
-		default: // a follower that does not keep up loses lines
+		default:
 		}
 	}
 }
 
-// subscribe returns the kept lines and, with follow, a channel of new ones.
-func (r *logRing) subscribe(follow bool) ([]string, <-chan string, func()) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	kept := append([]string(nil), r.lines...)
-	if !follow {
-		return kept, nil, func() {}
-	}
-	ch := make(chan string, 1024)
-	r.subs[ch] = struct{}{}
-	return kept, ch, func() {
-		r.mu.Lock()
-		delete(r.subs, ch)
-		r.mu.Unlock()
+// add makes a follower; unsub, which takes mu, ends it.
+func (f followers) add(mu *sync.Mutex) (ch <-chan string, unsub func()) {
+	c := make(chan string, 1024)
+	f[c] = struct{}{}
+	return c, func() {
+		mu.Lock()
+		delete(f, c)
+		mu.Unlock()
 	}
 }
 

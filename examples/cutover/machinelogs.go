@@ -29,7 +29,7 @@ type machineLogs struct {
 
 	mu       sync.Mutex
 	byID     map[string]*machineLog
-	subs     map[chan string]struct{}
+	subs     followers
 	ctx      context.Context // run's, once it runs
 	closed   bool            // run ended: no follower starts
 	adopting bool            // the first scan: machines found run since before the daemon
@@ -40,19 +40,14 @@ type machineLogs struct {
 
 // machineLog is one machine's kept output.
 type machineLog struct {
-	prefix string // "[ID VERSION] "
-	lines  []datedLine
+	prefix string      // "[ID VERSION] "
+	lines  []datedLine // with their prefix
 	cancel context.CancelFunc
-}
-
-type datedLine struct {
-	t    time.Time
-	line string // with its prefix
 }
 
 func newMachineLogs(b deploy.Backend, app string) *machineLogs {
 	return &machineLogs{backend: b, app: app, started: time.Now(), byID: map[string]*machineLog{},
-		subs: map[chan string]struct{}{}, poke: make(chan struct{}, 1), adopting: true}
+		subs: followers{}, poke: make(chan struct{}, 1), adopting: true}
 }
 
 // run follows the output of the app's machines until ctx ends: it looks for
@@ -173,16 +168,8 @@ func (l *machineLogs) copy(ml *machineLog, r io.Reader, at func() time.Time) (in
 	for sc.Scan() {
 		line := ml.prefix + sc.Text()
 		l.mu.Lock()
-		if len(ml.lines) >= machineLogKeep {
-			ml.lines = append(ml.lines[:0], ml.lines[len(ml.lines)-machineLogKeep/2:]...)
-		}
-		ml.lines = append(ml.lines, datedLine{t: at(), line: line})
-		for ch := range l.subs {
-			select {
-			case ch <- line:
-			default: // a follower that does not keep up loses lines
-			}
-		}
+		ml.lines = keep(ml.lines, machineLogKeep, datedLine{t: at(), line: line})
+		l.subs.send(line)
 		l.mu.Unlock()
 	}
 	return cr.n, sc.Err()
@@ -213,24 +200,11 @@ func (l *machineLogs) subscribe(ctx context.Context, opts control.LogOptions) ([
 	sort.Strings(ids)
 	var out []string
 	for _, id := range ids {
-		lines := l.byID[id].lines
-		first := sort.Search(len(lines), func(i int) bool { return !lines[i].t.Before(opts.Since) })
-		lines = lines[first:]
-		if opts.Lines > 0 && len(lines) > opts.Lines {
-			lines = lines[len(lines)-opts.Lines:]
-		}
-		for _, dl := range lines {
-			out = append(out, dl.line)
-		}
+		out = append(out, selectLines(l.byID[id].lines, opts)...)
 	}
 	if !opts.Follow {
 		return out, nil, func() {}
 	}
-	ch := make(chan string, 1024)
-	l.subs[ch] = struct{}{}
-	return out, ch, func() {
-		l.mu.Lock()
-		delete(l.subs, ch)
-		l.mu.Unlock()
-	}
+	ch, unsub := l.subs.add(&l.mu)
+	return out, ch, unsub
 }

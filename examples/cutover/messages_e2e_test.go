@@ -47,12 +47,13 @@ func (e *env) startCmd(args ...string) (*exec.Cmd, func() result) {
 	}
 }
 
-// waitOperation waits until the daemon runs an operation for which ok is true.
-func (e *env) waitOperation(ok func(*control.Operation) bool) {
+// waitOperation waits until the daemon runs an operation for which ok is
+// true; more are flags of cutover status (such as -c).
+func (e *env) waitOperation(ok func(*control.Operation) bool, more ...string) {
 	e.t.Helper()
 	require.Eventually(e.t, func() bool {
 		var st control.Status
-		r := e.run("status", "--json")
+		r := e.run(append([]string{"status", "--json"}, more...)...)
 		return json.Unmarshal([]byte(r.stdout), &st) == nil && st.Operation != nil && ok(st.Operation)
 	}, time.Minute, 100*time.Millisecond)
 }
@@ -107,8 +108,7 @@ func TestInterruptAndAbort(t *testing.T) {
 	before := lastRelease(t, e)
 	r = e.run("scale", "3")
 	require.Equal(t, 0, r.code, r.stderr)
-	var st control.Status
-	require.NoError(t, json.Unmarshal([]byte(e.run("status", "--json").stdout), &st))
+	st := statusOf(t, e)
 	require.Len(t, st.Machines, 3)
 	assert.Equal(t, "demo:v1", st.Machines[0].Image)
 	assert.Equal(t, before.Version, lastRelease(t, e).Version, "a scale makes no release")
@@ -119,8 +119,7 @@ func TestInterruptAndAbort(t *testing.T) {
 	r = e.run("destroy", "--yes")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "destroyed 3 machines")
-	st = control.Status{}
-	require.NoError(t, json.Unmarshal([]byte(e.run("status", "--json").stdout), &st))
+	st = statusOf(t, e)
 	assert.Empty(t, st.Machines)
 }
 

@@ -13,10 +13,10 @@ import (
 	"github.com/cutover/deploy/deploytest"
 )
 
-// statusOf returns the daemon's status.
-func statusOf(t *testing.T, e *env) control.Status {
+// statusOf returns the daemon's status (cutover status --json more...).
+func statusOf(t *testing.T, e *env, more ...string) control.Status {
 	t.Helper()
-	r := e.run("status", "--json")
+	r := e.run(append([]string{"status", "--json"}, more...)...)
 	require.Equal(t, 0, r.code, r.stderr)
 	var st control.Status
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
@@ -62,7 +62,7 @@ func TestScaleCLI(t *testing.T) {
 	assert.Equal(t, 4, routed)
 	require.NoError(t, run.WaitEpoch(ctx, run.Mark(), 100))
 
-	e.upgrade() // the new daemon runs the release at its recorded count
+	e.upgrade("mem") // the new daemon runs the release at its recorded count
 	versions, routed = machinesRouted(statusOf(t, e))
 	assert.Equal(t, map[string]int{"v1": 4}, versions, "the scaled count survives a restart")
 	assert.Equal(t, 4, routed)

@@ -166,14 +166,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("cannot listen on %s:%d (%v): pass another --port", ff.bind, *port, err)
 		}
 	}
+	// The proxy's listeners close on any return: srv's Shutdown closed them
+	// already when it served them.
+	defer pub.Close()
+	var tlsLn net.Listener
+	defer func() {
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+	}()
 	limits := proxyConcurrency(plan.Concurrency)
 	if err := limits.Validate(); err != nil {
-		pub.Close()
 		return usagef("invalid concurrency in %s: %v", c.cfgPath, err)
 	}
 	maxBody, err := appMaxBody(c.cfg, ff.maxBody)
 	if err != nil {
-		pub.Close()
 		return usagef("invalid %s: %v", c.cfgPath, err)
 	}
 	px := proxy.New(proxy.Options{DrainTimeout: *drain, MaxBodyBytes: maxBody, Logger: logs.hclogger("proxy", level.level), Concurrency: limits})
@@ -181,21 +188,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	frontOpts.Server.ErrorLog = logs.logger("http: ")
 	h, mux, err := ff.handler(px)
 	if err != nil {
-		pub.Close()
 		return err
 	}
 	srv, err := edge.New(h, frontOpts) // safe timeouts and header limits; TLS when asked
 	if err != nil {
-		pub.Close()
 		return err
 	}
 	var tlsHanded net.Listener
 	if ff.httpsPort != 0 {
 		tlsHanded = handed.take(sockHTTPS, ff.httpsPort)
 	}
-	tlsLn, err := ff.listenTLS(tlsHanded)
+	tlsLn, err = ff.listenTLS(tlsHanded)
 	if err != nil {
-		pub.Close()
 		return err
 	}
 
@@ -208,10 +212,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	measure, metricsLn, stopMetrics, err := startMetrics(*metricsAddr, metricsLn, logs)
 	if err != nil {
-		pub.Close()
-		if tlsLn != nil {
-			tlsLn.Close()
-		}
 		return err
 	}
 	defer stopMetrics()
@@ -223,54 +223,41 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if metricsLn != nil {
 		listeners[sockMetrics] = metricsLn
 	}
-	handedOver := make(chan struct{})
-	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: "),
-		Handover: d.handover(listeners, handedOver)}
-	// More apps (--app), each with its own proxy behind the host Mux.
-	stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, Logger: logs.hclogger("proxy", level.level)}, mux, ctl, d.info, measure)
-	if err != nil {
-		pub.Close()
-		if tlsLn != nil {
-			tlsLn.Close()
-		}
-		return err
-	}
-	defer stopApps()
-
 	owner, err := lockOwner(c.state())
 	if err != nil {
 		return err
 	}
 	d.dep.Owner = owner
+	handedOver := make(chan struct{})
+	ctl := &control.Server{Router: d.mon, Pauser: px, App: measure(d), Stats: d.stats, Info: d.info, ErrorLog: logs.logger("control: ")}
+	// More apps (--app), each with its own proxy behind the host Mux.
+	apps, stopApps, err := startApps(ctx, ff.apps, kit, store, logs, deployLog, owner, proxy.Options{DrainTimeout: *drain, MaxBodyBytes: ff.maxBody, Logger: logs.hclogger("proxy", level.level)}, mux, ctl, d.info, measure)
+	if err != nil {
+		return err
+	}
+	defer stopApps()
+	apps = append([]*daemon{d}, apps...)
+	ctl.Handover = handover(apps, listeners, handedOver)
 
-	// Adopt what runs; recovery (below) finishes or undoes a deploy the last
-	// daemon left half done.
+	// Adopt what runs; recovery finishes or undoes a deploy the last daemon
+	// left half done.
 	if err := d.adopt(ctx); err != nil {
 		logs.printf("adopt: %v", err)
 	}
-	recoverDone := make(chan struct{})
-	d.recovered = recoverDone
-	recCtx, stopRecover := context.WithCancel(ctx)
-	endRecover, _ := d.begin("recover", "", nil, nil) // the slot is free: nothing runs yet
-	go func() {
-		defer close(recoverDone)
-		defer endRecover()
-		d.recoverUntilDone(recCtx)
-	}()
-	defer func() { stopRecover(); <-recoverDone }()
+	defer d.startRecovery(ctx)()
 	if tk != nil {
-		// Taking over: serve only once the app runs here at its count (mem
+		// Taking over: serve only once every app runs here at its count (mem
 		// machines start in this process; Docker containers are adopted).
-		select {
-		case <-recoverDone:
-		case <-ctx.Done():
-			return fmt.Errorf("upgrade: interrupted before this daemon was ready; pid %d goes on serving", tk.PID)
+		for _, ad := range apps {
+			select {
+			case <-ad.recovered:
+			case <-ctx.Done():
+				return fmt.Errorf("upgrade: interrupted before this daemon was ready; pid %d goes on serving", tk.PID)
+			}
 		}
 	}
 
-	monCtx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); d.watch(monCtx) }()
+	stopWatch := d.startWatch()
 
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(pub, tlsLn) }()
@@ -335,8 +322,7 @@ wait:
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logs.printf("proxy shutdown: %v", err)
 	}
-	stopMon()
-	<-monDone
+	stopWatch()
 	logs.printf("stopped; %s", kit.note)
 	return runErr
 }
@@ -410,6 +396,31 @@ func lockOwner(state string) (string, error) {
 	return owner, nil
 }
 
+// startRecovery recovers the app in the background as its first operation
+// (the operations asked for meanwhile wait for it; d.recovered is closed
+// once it ended). stop cancels it and waits for it.
+func (d *daemon) startRecovery(ctx context.Context) (stop func()) {
+	done := make(chan struct{})
+	d.recovered = done
+	ctx, cancel := context.WithCancel(ctx)
+	end, _ := d.begin("recover", "", nil, nil) // the slot is free: nothing runs yet
+	go func() {
+		defer close(done)
+		defer end()
+		d.recoverUntilDone(ctx)
+	}()
+	return func() { cancel(); <-done }
+}
+
+// startWatch runs the app's health monitor and follows its machines'
+// output (watch) until stop.
+func (d *daemon) startWatch() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.watch(ctx) }()
+	return func() { cancel(); <-done }
+}
+
 // recoverUntilDone recovers an interrupted deploy (and machines that stopped
 // with the last daemon), trying again until it is done or ctx ends: a lock
 // another process holds is waited out.
@@ -417,7 +428,7 @@ func (d *daemon) recoverUntilDone(ctx context.Context) {
 	if d.kit.register != nil { // mem: the images to restore run in this process
 		rels, err := d.store.List(ctx, d.app)
 		if err != nil {
-			d.logs.printf("recover: %v", err)
+			d.logs.printf("recover %s: %v", d.app, err)
 		}
 		stable := false
 		for _, r := range rels {
@@ -434,12 +445,12 @@ func (d *daemon) recoverUntilDone(ctx context.Context) {
 		case err == nil && res == nil:
 			return
 		case err == nil:
-			d.logs.printf("recover: %s: %s (machines %s)", orDash(res.Version), recoverWords(res), strings.Join(res.Machines, " "))
+			d.logs.printf("recover %s: %s: %s (machines %s)", d.app, orDash(res.Version), recoverWords(res), strings.Join(res.Machines, " "))
 			return
 		case ctx.Err() != nil:
 			return
 		}
-		d.logs.printf("recover: attempt %d: %v; trying again in %s", attempt, oneLine(err), delay)
+		d.logs.printf("recover %s: attempt %d: %v; trying again in %s", d.app, attempt, oneLine(err), delay)
 		select {
 		case <-ctx.Done():
 			return
@@ -569,13 +580,21 @@ func takeOver(ctx context.Context, path string) (*control.Takeover, handedSocket
 }
 
 // handover gives a new daemon (serve --upgrade) this one's listening
-// sockets, by name, when no operation runs; handedOver is closed once it
-// serves.
-func (d *daemon) handover(listeners map[string]net.Listener, handedOver chan struct{}) *control.Handover {
+// sockets, by name, when no operation runs for any of its apps (none starts
+// then); handedOver is closed once it serves.
+func handover(apps []*daemon, listeners map[string]net.Listener, handedOver chan struct{}) *control.Handover {
+	thaw := func(apps []*daemon) {
+		for _, d := range apps {
+			d.thaw()
+		}
+	}
 	return &control.Handover{
 		Files: func() (map[string]*os.File, error) {
-			if err := d.freeze(); err != nil {
-				return nil, err
+			for i, d := range apps {
+				if err := d.freeze(); err != nil {
+					thaw(apps[:i])
+					return nil, err
+				}
 			}
 			files := map[string]*os.File{}
 			for name, l := range listeners {
@@ -584,7 +603,7 @@ func (d *daemon) handover(listeners map[string]net.Listener, handedOver chan str
 					for _, f := range files {
 						f.Close()
 					}
-					d.thaw()
+					thaw(apps)
 					return nil, fmt.Errorf("%s socket: %w", name, err)
 				}
 				files[name] = f
@@ -593,8 +612,8 @@ func (d *daemon) handover(listeners map[string]net.Listener, handedOver chan str
 		},
 		Done: func(ready bool) {
 			if !ready {
-				d.logs.printf("upgrade: the new daemon gave up; this one goes on")
-				d.thaw()
+				apps[0].logs.printf("upgrade: the new daemon gave up; this one goes on")
+				thaw(apps)
 				return
 			}
 			if ul, ok := listeners[sockControl].(*net.UnixListener); ok {
@@ -610,7 +629,7 @@ func (d *daemon) freeze() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.op != nil {
-		return fmt.Errorf("a %s runs: upgrade once it ends (cutover status)", d.op.Kind)
+		return fmt.Errorf("a %s of %s runs: upgrade once it ends (cutover status)", d.op.Kind, d.app)
 	}
 	d.op = &control.Operation{Kind: "handover", Started: time.Now()}
 	return nil

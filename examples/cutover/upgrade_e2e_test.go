@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"testing"
@@ -16,12 +15,12 @@ import (
 	"github.com/cutover/deploy/deploytest"
 )
 
-// upgrade starts `cutover serve --backend mem --upgrade more...` and waits
-// until the old daemon handed its sockets over and exited 0.
-func (e *env) upgrade(more ...string) {
+// upgrade starts `cutover serve --backend backend --upgrade more...` and
+// waits until the old daemon handed its sockets over and exited 0.
+func (e *env) upgrade(backend string, more ...string) {
 	e.t.Helper()
 	oldDone, oldStop, oldLog := e.done, e.stop, e.log
-	e.start("mem", append([]string{"--upgrade"}, more...)...)
+	e.start(backend, append([]string{"--upgrade"}, more...)...)
 	select {
 	case <-oldDone:
 	case <-time.After(2 * time.Minute):
@@ -48,7 +47,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	require.NoError(t, run.WaitRequests(ctx, 100))
 
 	for i := range 2 { // twice: the new daemon hands over as well
-		e.upgrade()
+		e.upgrade("mem")
 		require.NoError(t, run.WaitRequests(ctx, int64(300*(i+2))))
 	}
 
@@ -78,15 +77,11 @@ func TestUpgradeTLSUnderLoad(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 
 	transport := func(h2 bool) *http.Transport {
-		d := &net.Dialer{}
-		tr := &http.Transport{Proxy: nil, ForceAttemptHTTP2: h2, TLSClientConfig: &tls.Config{RootCAs: pool},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return d.DialContext(ctx, network, "127.0.0.1:"+strconv.Itoa(httpsPort))
-			}}
+		tr := hostTransport(t, "127.0.0.1:"+strconv.Itoa(httpsPort))
+		tr.ForceAttemptHTTP2, tr.TLSClientConfig = h2, &tls.Config{RootCAs: pool}
 		if !h2 {
 			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
 		}
-		t.Cleanup(tr.CloseIdleConnections)
 		return tr
 	}
 	ctx := context.Background()
@@ -98,7 +93,7 @@ func TestUpgradeTLSUnderLoad(t *testing.T) {
 	require.NoError(t, h1.WaitRequests(ctx, 100))
 
 	for i := range 2 {
-		e.upgrade(flags...)
+		e.upgrade("mem", flags...)
 		assert.Regexp(t, `took over the sockets of pid \d+ \(control on \S+, https on 127\.0\.0\.1:\d+, metrics on 127\.0\.0\.1:\d+, public on 127\.0\.0\.1:\d+\)`, e.log.String())
 		assert.NotContains(t, e.log.String(), "not served here")
 		require.NoError(t, h2.WaitRequests(ctx, int64(300*(i+2))))
