@@ -70,6 +70,7 @@ type env struct {
 	dir  string
 	port int
 	log  *testlog.Buffer
+	pid  int
 	stop func()        // stops the daemon (once)
 	kill func()        // kills the daemon with SIGKILL instead (once)
 	done chan struct{} // closed when the daemon exited
@@ -163,7 +164,7 @@ func (e *env) run(args ...string) result {
 func (e *env) start(backend string, more ...string) {
 	e.t.Helper()
 	p := startServe(e.t, e.dir, append([]string{"--backend", backend, "--port", strconv.Itoa(e.port)}, more...)...)
-	e.log, e.done, e.stop, e.kill = p.log, p.done, p.stop, p.kill
+	e.log, e.pid, e.done, e.stop, e.kill = p.log, p.pid, p.done, p.stop, p.kill
 	c := control.Dial(filepath.Join(e.dir, ".cutover", "cutover.sock"))
 	defer c.Close()
 	deadline := time.Now().Add(time.Minute)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,11 +20,17 @@ import (
 // waits until the old daemon handed its sockets over and exited 0.
 func (e *env) upgrade(backend string, more ...string) {
 	e.t.Helper()
-	oldDone, oldStop, oldLog := e.done, e.stop, e.log
+	oldDone, oldStop, oldLog, oldPID := e.done, e.stop, e.log, e.pid
 	e.start(backend, append([]string{"--upgrade"}, more...)...)
 	select {
 	case <-oldDone:
 	case <-time.After(2 * time.Minute):
+		// SIGQUIT makes the stuck daemon print its goroutines into its log.
+		_ = syscall.Kill(oldPID, syscall.SIGQUIT)
+		select {
+		case <-oldDone:
+		case <-time.After(10 * time.Second):
+		}
 		e.t.Fatalf("the old daemon did not exit after the handover:\n%s", oldLog.String())
 	}
 	oldStop() // checks it exited 0 and logs its output
