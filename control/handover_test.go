@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +60,10 @@ func TestHandover(t *testing.T) {
 	}
 	tk.Abandon()
 	assert.False(t, <-done)
+	// Handing a listener over leaves it non-blocking: a blocking accept could
+	// not be woken by Close, and the old daemon's shutdown would hang.
+	assertNonBlocking(t, pub)
+	assertNonBlocking(t, tlsPort)
 
 	tk, err = control.TakeOver(ctx, path)
 	require.NoError(t, err)
@@ -100,4 +105,18 @@ func TestHandoverRefusedWithoutHandover(t *testing.T) {
 	defer cancel()
 	_, err := control.TakeOver(ctx, c.Path())
 	assert.ErrorIs(t, err, control.ErrNoHandover)
+}
+
+// assertNonBlocking fails t unless l's descriptor is in non-blocking mode.
+func assertNonBlocking(t *testing.T, l net.Listener) {
+	t.Helper()
+	rc, err := l.(syscall.Conn).SyscallConn()
+	require.NoError(t, err)
+	var flags uintptr
+	var errno syscall.Errno
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		flags, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+	}))
+	require.Zero(t, errno)
+	assert.NotZero(t, flags&syscall.O_NONBLOCK, "%s: O_NONBLOCK is off", l.Addr())
 }

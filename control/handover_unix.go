@@ -54,8 +54,16 @@ func (s *Server) handover(w http.ResponseWriter, r *http.Request) {
 	} else {
 		for name, f := range files {
 			defer f.Close()
+			fd, err := rawFD(f)
+			if err != nil {
+				hdr.Error = fmt.Sprintf("%s socket: %v", name, err)
+				break
+			}
 			hdr.Names = append(hdr.Names, name)
-			fds = append(fds, int(f.Fd()))
+			fds = append(fds, fd)
+		}
+		if hdr.Error != "" {
+			hdr.Names, fds = nil, nil
 		}
 	}
 	msg, _ := json.Marshal(hdr)
@@ -180,4 +188,20 @@ func (t *Takeover) Ready() error {
 // Abandon tells the old daemon that this process gave up: it goes on serving.
 func (t *Takeover) Abandon() {
 	t.conn.Close()
+}
+
+// rawFD returns f's descriptor without f.Fd(), which would put it in
+// blocking mode: a listener's file shares its open file description with
+// the listener, and a blocking accept cannot be woken by Close, so the old
+// daemon's listeners would hang its shutdown after the handover.
+func rawFD(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var fd int
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return 0, err
+	}
+	return fd, nil // valid while f is open: it is closed after the message is sent
 }
